@@ -1,0 +1,434 @@
+//! Compiling definitions into a `SegmentSet`: the distinct event filters
+//! (matchers) whose timestamps state must keep, the traits it must keep, how
+//! far back each matcher must remember, dependency masks that let an event
+//! re-evaluate only the segments it can affect, and a topological order so a
+//! segment is judged after the segments it names.
+
+use crate::definition::*;
+use crate::event::{Event, EventKind};
+use crate::time::Millis;
+use std::collections::HashMap;
+
+/// Key of the system segment of suppressed contacts.
+pub const SUPPRESSED_KEY: &str = "suppressed";
+
+/// Where a matcher's timestamps are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Contact,
+    Account,
+}
+
+/// A compiled condition; indices point into the set's matchers, traits and segments.
+#[derive(Clone, Debug)]
+pub enum Cond {
+    All(Vec<Cond>),
+    Any(Vec<Cond>),
+    Not(Box<Cond>),
+    ContactTrait { idx: usize, test: TraitTest },
+    AccountTrait { idx: usize, test: TraitTest },
+    Count { scope: Scope, m: usize, within: Millis, at_least: u32, at_most: Option<u32> },
+    Recency { scope: Scope, m: usize, newer_than: Option<Millis>, older_than: Option<Millis>, or_never: bool },
+    First { scope: Scope, m: usize, older_than: Millis },
+    LastSends { n: usize, at_least: u32, open: bool, click: bool, reply: bool },
+    Contacts { quantifier: Quantifier, count: u32, inner: Box<Cond> },
+    Rate { scope: Scope, m: usize, recent: Millis, prior: Millis, min_prior: u32, max_ratio: Option<f64>, min_ratio: Option<f64> },
+    InSegment(usize),
+    /// The system segment.
+    Suppressed,
+}
+
+/// Which state features a segment reads, as bit masks (bit 63 stands for
+/// every feature past 62, so the masks stay conservative, never wrong).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Deps {
+    /// Features of the contact being judged.
+    pub contact: u64,
+    /// Features of the account.
+    pub account: u64,
+    /// Contact features whose change in ANY contact of the account affects this segment.
+    pub any_contact: u64,
+}
+
+impl Deps {
+    fn union(self, o: Deps) -> Deps {
+        Deps { contact: self.contact | o.contact, account: self.account | o.account, any_contact: self.any_contact | o.any_contact }
+    }
+}
+
+/// Contact feature bits beyond matchers and traits.
+pub const FEAT_SENDS: u64 = 1 << 62;
+pub const FEAT_SUPPRESS: u64 = 1 << 61;
+/// Account feature bit: the set of contacts changed (enter/leave).
+pub const FEAT_CONTACT_SET: u64 = 1 << 62;
+
+pub fn feature_bit(i: usize) -> u64 {
+    1u64 << i.min(60)
+}
+
+#[derive(Clone, Debug)]
+pub struct CompiledSegment {
+    pub def: SegmentDefinition,
+    pub cond: Cond,
+    pub deps: Deps,
+}
+
+/// The compiled definitions of one tenant. State is shaped by it: when the
+/// set changes, state is rebuilt by replaying the log.
+#[derive(Clone, Debug)]
+pub struct SegmentSet {
+    /// Topological order: a segment comes after every segment it names.
+    pub segments: Vec<CompiledSegment>,
+    pub contact_matchers: Vec<EventFilter>,
+    pub account_matchers: Vec<EventFilter>,
+    /// How long each matcher must remember timestamps (0: only first/last).
+    pub contact_horizon: Vec<Millis>,
+    pub account_horizon: Vec<Millis>,
+    pub contact_traits: Vec<String>,
+    pub account_traits: Vec<String>,
+    /// Most sends any last_sends condition looks at.
+    pub max_sends: usize,
+    by_key: HashMap<String, usize>,
+}
+
+impl SegmentSet {
+    /// Compiles definitions; the system `suppressed` segment is always first.
+    pub fn compile(defs: &[SegmentDefinition]) -> Result<SegmentSet, Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        let mut by_def: HashMap<&str, usize> = HashMap::new();
+        for (i, d) in defs.iter().enumerate() {
+            for e in check_definition(d) {
+                errors.push(ValidationError::new(format!("{}.{}", d.key, e.path), e.reason));
+            }
+            if by_def.insert(d.key.as_str(), i).is_some() {
+                errors.push(ValidationError::new(d.key.clone(), "duplicate segment key"));
+            }
+        }
+        let order = match topo_order(defs, &by_def) {
+            Ok(o) => o,
+            Err(e) => {
+                errors.extend(e);
+                return Err(errors);
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut set = SegmentSet::empty();
+        for i in order {
+            let def = &defs[i];
+            let mut b = Builder { set: &mut set, errors: &mut errors, key: &def.key };
+            let (cond, deps) = b.cond_in(&def.condition, "condition", def.entity == Entity::Account);
+            let deps = if def.entity == Entity::Contact { deps.union(Deps { contact: FEAT_SUPPRESS, ..Deps::default() }) } else { deps };
+            set.by_key.insert(def.key.clone(), set.segments.len());
+            set.segments.push(CompiledSegment { def: def.clone(), cond, deps });
+        }
+        if errors.is_empty() { Ok(set) } else { Err(errors) }
+    }
+
+    fn empty() -> SegmentSet {
+        let def = SegmentDefinition {
+            key: SUPPRESSED_KEY.into(),
+            name: "Suppressed (unsubscribed, complained, hard bounce)".into(),
+            description: "System segment; suppressed contacts are left out of every other contact segment.".into(),
+            entity: Entity::Contact,
+            condition: Condition::All(vec![]),
+        };
+        let deps = Deps { contact: FEAT_SUPPRESS, ..Deps::default() };
+        let mut by_key = HashMap::new();
+        by_key.insert(SUPPRESSED_KEY.to_string(), 0);
+        SegmentSet {
+            segments: vec![CompiledSegment { def, cond: Cond::Suppressed, deps }],
+            contact_matchers: vec![],
+            account_matchers: vec![],
+            contact_horizon: vec![],
+            account_horizon: vec![],
+            contact_traits: vec![],
+            account_traits: vec![],
+            max_sends: 0,
+            by_key,
+        }
+    }
+
+    pub fn index_of(&self, key: &str) -> Option<usize> {
+        self.by_key.get(key).copied()
+    }
+
+    /// Indices of segments of one entity, in evaluation order.
+    pub fn of_entity(&self, entity: Entity) -> impl Iterator<Item = usize> + '_ {
+        self.segments.iter().enumerate().filter(move |(_, s)| s.def.entity == entity).map(|(i, _)| i)
+    }
+
+    /// The user-visible definitions (without the system segment).
+    pub fn definitions(&self) -> Vec<SegmentDefinition> {
+        self.segments.iter().skip(1).map(|s| s.def.clone()).collect()
+    }
+}
+
+fn topo_order(defs: &[SegmentDefinition], by_def: &HashMap<&str, usize>) -> Result<Vec<usize>, Vec<ValidationError>> {
+    let mut errors = Vec::new();
+    let mut refs: Vec<Vec<usize>> = vec![vec![]; defs.len()];
+    for (i, d) in defs.iter().enumerate() {
+        let mut names = Vec::new();
+        collect_refs(&d.condition, &mut names);
+        for name in names {
+            if name == SUPPRESSED_KEY {
+                continue;
+            }
+            match by_def.get(name.as_str()) {
+                Some(j) => refs[i].push(*j),
+                None => errors.push(ValidationError::new(format!("{}.condition", d.key), format!("in_segment names unknown segment '{name}'"))),
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // Depth-first with colours; a grey node reached again is a cycle.
+    let mut colour = vec![0u8; defs.len()];
+    let mut order = Vec::with_capacity(defs.len());
+    fn visit(i: usize, refs: &[Vec<usize>], colour: &mut [u8], order: &mut Vec<usize>) -> Result<(), usize> {
+        match colour[i] {
+            2 => return Ok(()),
+            1 => return Err(i),
+            _ => {}
+        }
+        colour[i] = 1;
+        for &j in &refs[i] {
+            visit(j, refs, colour, order)?;
+        }
+        colour[i] = 2;
+        order.push(i);
+        Ok(())
+    }
+    for i in 0..defs.len() {
+        if let Err(j) = visit(i, &refs, &mut colour, &mut order) {
+            return Err(vec![ValidationError::new(format!("{}.condition", defs[j].key), "in_segment references form a cycle")]);
+        }
+    }
+    Ok(order)
+}
+
+fn collect_refs(c: &Condition, out: &mut Vec<String>) {
+    match c {
+        Condition::All(cs) | Condition::Any(cs) => cs.iter().for_each(|c| collect_refs(c, out)),
+        Condition::Not(c) => collect_refs(c, out),
+        Condition::Contacts(q) => collect_refs(&q.condition, out),
+        Condition::InSegment(k) => out.push(k.clone()),
+        _ => {}
+    }
+}
+
+struct Builder<'a> {
+    set: &'a mut SegmentSet,
+    errors: &'a mut Vec<ValidationError>,
+    key: &'a str,
+}
+
+impl Builder<'_> {
+    /// `account_ctx`: judged for an account (not inside a contacts quantifier).
+    fn cond_in(&mut self, c: &Condition, path: &str, account_ctx: bool) -> (Cond, Deps) {
+        let mut deps = Deps::default();
+        let cond = match c {
+            Condition::All(cs) | Condition::Any(cs) => {
+                let mut out = Vec::new();
+                for (i, child) in cs.iter().enumerate() {
+                    let (cc, d) = self.cond_in(child, &format!("{path}[{i}]"), account_ctx);
+                    deps = deps.union(d);
+                    out.push(cc);
+                }
+                if matches!(c, Condition::All(_)) { Cond::All(out) } else { Cond::Any(out) }
+            }
+            Condition::Not(child) => {
+                let (cc, d) = self.cond_in(child, path, account_ctx);
+                deps = d;
+                Cond::Not(Box::new(cc))
+            }
+            Condition::Trait(t) => {
+                let idx = intern(&mut self.set.contact_traits, &t.name);
+                deps.contact = contact_trait_bit(idx);
+                Cond::ContactTrait { idx, test: t.clone() }
+            }
+            Condition::AccountTrait(t) => {
+                let idx = intern(&mut self.set.account_traits, &t.name);
+                deps.account = account_trait_bit(idx);
+                Cond::AccountTrait { idx, test: t.clone() }
+            }
+            Condition::Events(ec) | Condition::AccountEvents(ec) => {
+                let scope = if account_ctx || matches!(c, Condition::AccountEvents(_)) { Scope::Account } else { Scope::Contact };
+                let m = self.matcher(scope, &ec.event, ec.within.millis());
+                deps = scope_dep(scope, m);
+                let at_least = ec.at_least.unwrap_or(if ec.at_most.is_some() { 0 } else { 1 });
+                Cond::Count { scope, m, within: ec.within.millis(), at_least, at_most: ec.at_most }
+            }
+            Condition::Recency(r) => {
+                let scope = if account_ctx { Scope::Account } else { Scope::Contact };
+                let horizon = r.newer_than.or(r.older_than).map(|s| s.millis()).unwrap_or(0);
+                let m = self.matcher(scope, &r.event, horizon);
+                deps = scope_dep(scope, m);
+                Cond::Recency {
+                    scope,
+                    m,
+                    newer_than: r.newer_than.map(|s| s.millis()),
+                    older_than: r.older_than.map(|s| s.millis()),
+                    or_never: r.or_never,
+                }
+            }
+            Condition::FirstEvent(f) => {
+                let scope = if account_ctx { Scope::Account } else { Scope::Contact };
+                let m = self.matcher(scope, &f.event, 0);
+                deps = scope_dep(scope, m);
+                Cond::First { scope, m, older_than: f.older_than.millis() }
+            }
+            Condition::LastSends(ls) => {
+                self.set.max_sends = self.set.max_sends.max(ls.n as usize);
+                deps.contact = FEAT_SENDS;
+                let has = |e| ls.engaged.contains(&e);
+                Cond::LastSends {
+                    n: ls.n as usize,
+                    at_least: ls.at_least,
+                    open: has(SendEngagement::Open),
+                    click: has(SendEngagement::Click),
+                    reply: has(SendEngagement::Reply),
+                }
+            }
+            Condition::Contacts(q) => {
+                let (inner, d) = self.cond_in(&q.condition, &format!("{path}.contacts"), false);
+                // Any contact's change of what the inner condition reads can change the quantifier.
+                deps = Deps { contact: 0, account: d.account | FEAT_CONTACT_SET, any_contact: d.contact | d.any_contact };
+                let count = match q.quantifier {
+                    Quantifier::AtLeast => q.count.unwrap_or(1),
+                    _ => 1,
+                };
+                Cond::Contacts { quantifier: q.quantifier, count, inner: Box::new(inner) }
+            }
+            Condition::RateChange(r) => {
+                let scope = if account_ctx { Scope::Account } else { Scope::Contact };
+                let m = self.matcher(scope, &r.event, r.recent.millis() + r.prior.millis());
+                deps = scope_dep(scope, m);
+                Cond::Rate {
+                    scope,
+                    m,
+                    recent: r.recent.millis(),
+                    prior: r.prior.millis(),
+                    min_prior: r.min_prior,
+                    max_ratio: r.max_ratio,
+                    min_ratio: r.min_ratio,
+                }
+            }
+            Condition::InSegment(k) => match self.set.index_of(k) {
+                Some(j) => {
+                    let target = &self.set.segments[j];
+                    let target_entity = target.def.entity;
+                    if account_ctx && target_entity == Entity::Contact {
+                        self.errors.push(ValidationError::new(format!("{}.{path}", self.key), "an account condition cannot name a contact segment"));
+                    }
+                    let d = target.deps;
+                    deps = if target_entity == Entity::Account && !account_ctx {
+                        // A contact judged on its account's membership: the account's inputs, and any contact's.
+                        Deps { contact: 0, account: d.account, any_contact: d.any_contact }
+                    } else {
+                        d
+                    };
+                    Cond::InSegment(j)
+                }
+                None => {
+                    self.errors.push(ValidationError::new(format!("{}.{path}", self.key), format!("unknown segment '{k}'")));
+                    Cond::Any(vec![])
+                }
+            },
+        };
+        (cond, deps)
+    }
+
+    fn matcher(&mut self, scope: Scope, f: &EventFilter, horizon: Millis) -> usize {
+        let (list, horizons) = match scope {
+            Scope::Contact => (&mut self.set.contact_matchers, &mut self.set.contact_horizon),
+            Scope::Account => (&mut self.set.account_matchers, &mut self.set.account_horizon),
+        };
+        match list.iter().position(|g| g == f) {
+            Some(i) => {
+                horizons[i] = horizons[i].max(horizon);
+                i
+            }
+            None => {
+                list.push(f.clone());
+                horizons.push(horizon);
+                list.len() - 1
+            }
+        }
+    }
+}
+
+fn scope_dep(scope: Scope, m: usize) -> Deps {
+    match scope {
+        Scope::Contact => Deps { contact: matcher_bit(m), ..Deps::default() },
+        Scope::Account => Deps { account: matcher_bit(m), ..Deps::default() },
+    }
+}
+
+fn intern(list: &mut Vec<String>, name: &str) -> usize {
+    match list.iter().position(|n| n == name) {
+        Some(i) => i,
+        None => {
+            list.push(name.to_string());
+            list.len() - 1
+        }
+    }
+}
+
+/// Contact feature bit of contact trait `idx` (matchers use bits 0-31).
+pub fn contact_trait_bit(idx: usize) -> u64 {
+    feature_bit(32 + idx)
+}
+
+/// Account feature bit of account trait `idx` (matchers use bits 0-31).
+pub fn account_trait_bit(idx: usize) -> u64 {
+    feature_bit(32 + idx)
+}
+
+/// Matcher feature bit (matchers past 31 share bit 31; conservative).
+pub fn matcher_bit(m: usize) -> u64 {
+    1u64 << m.min(31)
+}
+
+/// Does the filter match the event?
+pub fn filter_matches(f: &EventFilter, e: &Event) -> bool {
+    let kind_ok = f.kind.kinds().iter().any(|k| kind_matches(*k, &e.kind));
+    if !kind_ok {
+        return false;
+    }
+    if let Some(name) = &f.name {
+        if e.name.as_deref() != Some(name.as_str()) {
+            return false;
+        }
+    }
+    f.where_.iter().all(|t| {
+        let v = e.properties.get(&t.name).and_then(crate::value::TraitValue::from_json);
+        crate::eval::trait_test(v.as_ref(), t)
+    })
+}
+
+fn kind_matches(k: EventKindName, e: &EventKind) -> bool {
+    use EventKindName as N;
+    match k {
+        N::Engagement => e.is_engagement(),
+        N::Send => matches!(e, EventKind::Send { .. }),
+        N::Open => matches!(e, EventKind::Open { .. }),
+        N::Click => matches!(e, EventKind::Click { .. }),
+        N::Reply => matches!(e, EventKind::Reply { .. }),
+        N::Bounce => matches!(e, EventKind::Bounce { .. }),
+        N::HardBounce => matches!(e, EventKind::Bounce { hard: true, .. }),
+        N::Complaint => matches!(e, EventKind::Complaint { .. }),
+        N::Unsubscribe => matches!(e, EventKind::Unsubscribe),
+        N::Meeting => matches!(e, EventKind::Meeting),
+        N::Intent => matches!(e, EventKind::Intent { .. }),
+        N::PricingIntent => e.is_pricing_intent(),
+        N::ProductUsage => matches!(e, EventKind::ProductUsage),
+        N::Page => matches!(e, EventKind::Page { .. }),
+        N::Identify => matches!(e, EventKind::Identify),
+        N::Group => matches!(e, EventKind::Group),
+        N::Custom => matches!(e, EventKind::Custom),
+        N::Track => !matches!(e, EventKind::Page { .. } | EventKind::Identify | EventKind::Group | EventKind::Alias { .. }),
+    }
+}

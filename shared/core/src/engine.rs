@@ -1,0 +1,143 @@
+//! Routing events to accounts (the contact directory, personal accounts and
+//! moves) and `Engine`, a single-threaded multi-account engine used by
+//! `liveseg replay`, what-if runs and tests. The node does the same routing
+//! with one actor per account.
+
+use crate::account::{Account, Change};
+use crate::compile::SegmentSet;
+use crate::definition::Entity;
+use crate::event::Event;
+use crate::time::Millis;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Account ids starting with this are personal accounts of contacts with no known account.
+pub const PERSONAL_PREFIX: &str = "~";
+
+pub fn personal_account(user: &str) -> String {
+    format!("{PERSONAL_PREFIX}{user}")
+}
+
+/// Where an event goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub account: String,
+    /// The contact was in this other account and moves with its state.
+    pub moved_from: Option<String>,
+}
+
+/// Contact -> account. The account of an event is its groupId, else the
+/// contact's current account, else the contact's personal account.
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    map: HashMap<String, String>,
+}
+
+impl Directory {
+    pub fn from_entries(entries: impl IntoIterator<Item = (String, String)>) -> Self {
+        Directory { map: entries.into_iter().collect() }
+    }
+
+    pub fn get(&self, contact: &str) -> Option<&str> {
+        self.map.get(contact).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Decides the account of `e` and updates the directory.
+    pub fn route(&mut self, e: &Event) -> Route {
+        let user = e.user_id.as_ref().or(match e.kind {
+            crate::event::EventKind::Alias { .. } => e.anonymous_id.as_ref(),
+            _ => None,
+        });
+        match (user, &e.group_id) {
+            (Some(u), Some(g)) => {
+                let prev = self.map.insert(u.clone(), g.clone());
+                Route { account: g.clone(), moved_from: prev.filter(|p| p != g) }
+            }
+            (Some(u), None) => {
+                let account = self.map.entry(u.clone()).or_insert_with(|| personal_account(u)).clone();
+                Route { account, moved_from: None }
+            }
+            (None, Some(g)) => Route { account: g.clone(), moved_from: None },
+            // Validation rejects these; route to a personal account of the anonymous id.
+            (None, None) => Route { account: personal_account(e.anonymous_id.as_deref().unwrap_or("anonymous")), moved_from: None },
+        }
+    }
+}
+
+/// One current membership, as `liveseg replay` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Membership {
+    pub segment: String,
+    pub entity: &'static str,
+    pub id: String,
+    pub account: String,
+}
+
+/// All accounts of one tenant in one thread.
+pub struct Engine {
+    pub set: SegmentSet,
+    pub accounts: BTreeMap<String, Account>,
+    pub directory: Directory,
+}
+
+impl Engine {
+    pub fn new(set: SegmentSet) -> Self {
+        Engine { set, accounts: BTreeMap::new(), directory: Directory::default() }
+    }
+
+    /// Applies one event at processing instant `now`, moving its contact if needed.
+    pub fn apply(&mut self, e: &Event, now: Millis, out: &mut Vec<Change>) {
+        let route = self.directory.route(e);
+        if let Some(from) = &route.moved_from {
+            let taken = self.accounts.get_mut(from).and_then(|a| {
+                let uid = e.user_id.as_deref().unwrap_or_default();
+                a.take_contact(&self.set, uid, now, out)
+            });
+            if let Some(c) = taken {
+                let set = &self.set;
+                let to = self.accounts.entry(route.account.clone()).or_insert_with(|| Account::new(&route.account, set));
+                to.insert_contact(set, c, now, out);
+            }
+        }
+        let set = &self.set;
+        let account = self.accounts.entry(route.account.clone()).or_insert_with(|| Account::new(&route.account, set));
+        account.apply(set, e, now, out);
+    }
+
+    /// Fires every timer up to `t` in every account.
+    pub fn advance_all(&mut self, t: Millis, out: &mut Vec<Change>) {
+        for a in self.accounts.values_mut() {
+            a.advance_to(&self.set, t, out);
+        }
+    }
+
+    /// Current memberships, sorted.
+    pub fn memberships(&self) -> Vec<Membership> {
+        let mut out = Vec::new();
+        for (id, a) in &self.accounts {
+            for seg in a.core.member.iter() {
+                out.push(Membership { segment: self.set.segments[seg].def.key.clone(), entity: Entity::Account.as_str(), id: id.clone(), account: id.clone() });
+            }
+            for c in &a.contacts {
+                for seg in c.member.iter() {
+                    out.push(Membership {
+                        segment: self.set.segments[seg].def.key.clone(),
+                        entity: Entity::Contact.as_str(),
+                        id: c.id.to_string(),
+                        account: id.clone(),
+                    });
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}

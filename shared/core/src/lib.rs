@@ -1,0 +1,31 @@
+//! liveseg's segmentation core: pure, deterministic, no I/O.
+//!
+//! - `time`: instants (ms since epoch), durations, RFC 3339.
+//! - `event`: Segment-Spec validation into typed `Event`s, with per-field errors.
+//! - `definition`: the segment language (JSON/YAML), its JSON Schema and checks.
+//! - `compile`: definitions into a `SegmentSet` (matchers, traits, dependency masks).
+//! - `state`: compact per-contact and per-account state.
+//! - `eval`: judging, next time-driven change, explanations.
+//! - `account`: `Account`, the per-account state machine the actors wrap.
+//! - `engine`: routing (contact directory, moves) and a single-threaded engine for replay.
+//! - `presets`: the six starter segments.
+//! - `brute`: a brute-force reference evaluator over raw events, for tests.
+
+pub mod account;
+pub mod brute;
+pub mod compile;
+pub mod definition;
+pub mod engine;
+pub mod eval;
+pub mod event;
+pub mod presets;
+pub mod state;
+pub mod time;
+pub mod value;
+
+pub use account::{Account, Cause, Change, ChangeKind, Explained};
+pub use compile::SegmentSet;
+pub use definition::{Entity, SegmentDefinition, ValidationError};
+pub use engine::{Directory, Engine, Membership};
+pub use event::{Event, EventKind, FieldError, Limits};
+pub use time::Millis;

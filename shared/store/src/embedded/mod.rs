@@ -1,0 +1,243 @@
+//! The embedded (standalone) backend: one redb database file in a data directory.
+//!
+//! - `mod.rs` (this file): opening, the directory lock, the table layout and
+//!   the [`Lease`] implementation.
+//! - `log.rs`: [`EventLog`](crate::EventLog) (log, dedupe and its time index).
+//! - `state.rs`: [`StateStore`](crate::StateStore) (checkpoints, directory, change feeds).
+//! - `catalog.rs`: [`Catalog`](crate::Catalog) (tenants, hashed API keys, segments).
+//!
+//! Every write transaction uses `Durability::Immediate`, i.e. it is fsync'd
+//! before `commit` returns, so "returned Ok" means "survives a crash".
+//!
+//! Tenant scoping: tenant-owned tables use redb tuple keys whose first element
+//! is the tenant id. redb encodes tuples with explicit length prefixes and
+//! compares them element by element, so `("a", "b:c")` and `("a:b", "c")` are
+//! different keys and a range over one tenant never reaches into another.
+
+mod catalog;
+mod log;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, Durability, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction,
+};
+
+use crate::error::{Result, StoreError};
+use crate::traits::Lease;
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE: &str = "liveseg.redb";
+/// Name of the lock file inside the data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// On-disk layout version, checked at open so an incompatible future layout
+/// fails loudly instead of being misread.
+const SCHEMA_VERSION: u64 = 1;
+
+/// Small counters: `"log_head"`, `"schema_version"`.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const META_LOG_HEAD: &str = "log_head";
+const META_SCHEMA_VERSION: &str = "schema_version";
+/// seq -> (tenant, payload).
+pub(crate) const LOG: TableDefinition<u64, (&str, &[u8])> = TableDefinition::new("log");
+/// (tenant, message_id) -> (seq, accepted_ms).
+pub(crate) const DEDUPE: TableDefinition<(&str, &str), (u64, i64)> = TableDefinition::new("dedupe");
+/// (accepted_ms, tenant, message_id) -> () — lets pruning be a range scan.
+pub(crate) const DEDUPE_BY_TIME: TableDefinition<(i64, &str, &str), ()> =
+    TableDefinition::new("dedupe_by_time");
+/// (tenant, account) -> (applied_seq, state); `None` state is a deletion
+/// tombstone that still remembers `applied_seq` for fencing and replay.
+pub(crate) const CHECKPOINTS: TableDefinition<(&str, &str), (u64, Option<&[u8]>)> =
+    TableDefinition::new("checkpoints");
+/// (tenant, contact) -> account.
+pub(crate) const DIRECTORY: TableDefinition<(&str, &str), &str> = TableDefinition::new("directory");
+/// (tenant, cursor) -> change payload.
+pub(crate) const CHANGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("changes");
+/// tenant -> highest change cursor assigned.
+pub(crate) const CHANGE_HEADS: TableDefinition<&str, u64> = TableDefinition::new("change_heads");
+/// tenant id -> (name, created_ms).
+pub(crate) const TENANTS: TableDefinition<&str, (&str, i64)> = TableDefinition::new("tenants");
+/// hex SHA-256 of an API key -> (tenant, label).
+pub(crate) const API_KEYS: TableDefinition<&str, (&str, &str)> = TableDefinition::new("api_keys");
+/// (tenant, segment key) -> (definition json, revision).
+pub(crate) const SEGMENTS: TableDefinition<(&str, &str), (&str, u64)> =
+    TableDefinition::new("segments");
+/// (tenant, segment key) -> last revision issued; survives deletes so a
+/// re-created segment never reuses a revision a cache may have seen.
+pub(crate) const SEGMENT_REVISIONS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("segment_revisions");
+
+/// Default dedupe window: 7 days.
+pub const DEFAULT_DEDUPE_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Options for [`EmbeddedStore::open`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// A message id seen within this many ms before `now_ms` is a duplicate.
+    /// Entries older than this are treated as expired by `append` even before
+    /// `prune_dedupe` removes them, so behaviour does not depend on when
+    /// pruning last ran.
+    pub dedupe_window_ms: i64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            dedupe_window_ms: DEFAULT_DEDUPE_WINDOW_MS,
+        }
+    }
+}
+
+/// The embedded store: implements [`EventLog`](crate::EventLog),
+/// [`StateStore`](crate::StateStore), [`Catalog`](crate::Catalog) and [`Lease`]
+/// over one redb file. Cheap to share behind an `Arc`; redb serialises write
+/// transactions internally, so concurrent callers are safe.
+pub struct EmbeddedStore {
+    // Field order matters: the database must be closed before the directory
+    // lock is released (fields drop in declaration order).
+    db: Database,
+    opts: StoreOptions,
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("dir", &self.dir)
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Open (creating if needed) the store in `dir`.
+    ///
+    /// Takes an exclusive advisory lock on `dir/LOCK` first; if another owner
+    /// holds it, fails with [`StoreError::Locked`]. The lock is held until the
+    /// store is dropped (the OS also releases it if the process dies).
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Self> {
+        if opts.dedupe_window_ms < 0 {
+            return Err(StoreError::InvalidInput(format!(
+                "dedupe_window_ms must be >= 0, got {}",
+                opts.dedupe_window_ms
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
+        }
+
+        let db_path = dir.join(DB_FILE);
+        let db = Database::create(&db_path).map_err(|e| match e {
+            // Only reachable if something bypassed our LOCK file.
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: dir.to_path_buf(),
+            },
+            other => other.into(),
+        })?;
+        let store = EmbeddedStore {
+            db,
+            opts,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        };
+        store.init_schema()?;
+        tracing::info!(dir = %dir.display(), "opened embedded store");
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.opts
+    }
+
+    /// Create every table up front so read transactions never see
+    /// `TableDoesNotExist`, and check the layout version.
+    fn init_schema(&self) -> Result<()> {
+        let txn = self.write_txn()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let version = meta.get(META_SCHEMA_VERSION)?.map(|g| g.value());
+            match version {
+                None => {
+                    meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(other) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "store at {} has schema version {other}, this build understands {SCHEMA_VERSION}",
+                        self.dir.display()
+                    )));
+                }
+            }
+            txn.open_table(LOG)?;
+            txn.open_table(DEDUPE)?;
+            txn.open_table(DEDUPE_BY_TIME)?;
+            txn.open_table(CHECKPOINTS)?;
+            txn.open_table(DIRECTORY)?;
+            txn.open_table(CHANGES)?;
+            txn.open_table(CHANGE_HEADS)?;
+            txn.open_table(TENANTS)?;
+            txn.open_table(API_KEYS)?;
+            txn.open_table(SEGMENTS)?;
+            txn.open_table(SEGMENT_REVISIONS)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// A write transaction that fsyncs on commit. Dropping it without
+    /// committing rolls everything back, which is how every error path
+    /// guarantees "nothing written".
+    pub(crate) fn write_txn(&self) -> Result<WriteTransaction> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        Ok(txn)
+    }
+
+    pub(crate) fn read_txn(&self) -> Result<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+}
+
+impl Lease for EmbeddedStore {
+    /// Always 1: the embedded store has exactly one owner for its lifetime.
+    fn epoch(&self) -> u64 {
+        1
+    }
+
+    /// Always true: holding an open `EmbeddedStore` means holding the OS lock.
+    fn is_held(&self) -> bool {
+        true
+    }
+}
+
+/// `n + 1`, or an error instead of wrapping (unreachable in practice).
+pub(crate) fn next_counter(n: u64, what: &str) -> Result<u64> {
+    n.checked_add(1)
+        .ok_or_else(|| StoreError::Internal(format!("{what} counter overflowed u64")))
+}

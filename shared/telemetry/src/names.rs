@@ -1,0 +1,95 @@
+//! Metric names and label values shared by every liveseg service.
+//!
+//! Prometheus style: `liveseg_` prefix, snake_case, base units (`_seconds`),
+//! `_total` on counters. Labels are bounded enums only: never tenant, account,
+//! contact or user ids (put those on spans, through [`crate::redact_id`] where
+//! they identify a person).
+//!
+//! Every name here gets help text from [`crate::describe_metrics`]; a new
+//! name must be added there too.
+
+/// Counter of events offered to ingest, by [`label::OUTCOME`]
+/// ([`outcome::ACCEPTED`], [`outcome::DUPLICATE`], [`outcome::INVALID`]).
+pub const INGEST_EVENTS_TOTAL: &str = "liveseg_ingest_events_total";
+
+/// Counter of ingest requests that failed for a reason other than the
+/// event itself, by [`label::KIND`] (for example `store`, `overloaded`).
+pub const INGEST_ERRORS_TOTAL: &str = "liveseg_ingest_errors_total";
+
+/// Histogram: time from an event being durable to it being applied to its
+/// account's state.
+pub const APPLY_LAG_SECONDS: &str = "liveseg_apply_lag_seconds";
+
+/// Histogram: time from an event being durable to the membership change it
+/// caused being emitted.
+pub const EVENT_TO_MEMBERSHIP_CHANGE_SECONDS: &str = "liveseg_event_to_membership_change_seconds";
+
+/// Histogram: how late a time-driven exit (a window expiring, no event
+/// involved) is emitted after the instant it became due.
+pub const TIME_DRIVEN_EXIT_LAG_SECONDS: &str = "liveseg_time_driven_exit_lag_seconds";
+
+/// Gauge: messages waiting in an actor mailbox.
+pub const ACTOR_MAILBOX_DEPTH: &str = "liveseg_actor_mailbox_depth";
+
+/// Gauge: accounts whose state is resident in memory on this node.
+pub const RESIDENT_ACCOUNTS: &str = "liveseg_resident_accounts";
+
+/// Gauge: contacts whose state is resident in memory on this node.
+pub const RESIDENT_CONTACTS: &str = "liveseg_resident_contacts";
+
+/// Counter of segment membership changes emitted, by [`label::KIND`]
+/// ([`membership_kind::ENTER`], [`membership_kind::EXIT`]).
+pub const MEMBERSHIP_CHANGES_TOTAL: &str = "liveseg_membership_changes_total";
+
+/// Histogram: time taken to write one state checkpoint.
+pub const CHECKPOINT_DURATION_SECONDS: &str = "liveseg_checkpoint_duration_seconds";
+
+/// Histogram: server-side duration of one gRPC call, by [`label::METHOD`] and
+/// [`label::CODE`].
+pub const GRPC_REQUEST_DURATION_SECONDS: &str = "liveseg_grpc_request_duration_seconds";
+
+/// Every metric name above, for [`crate::describe_metrics`] and tests.
+pub const ALL: &[&str] = &[
+    INGEST_EVENTS_TOTAL,
+    INGEST_ERRORS_TOTAL,
+    APPLY_LAG_SECONDS,
+    EVENT_TO_MEMBERSHIP_CHANGE_SECONDS,
+    TIME_DRIVEN_EXIT_LAG_SECONDS,
+    ACTOR_MAILBOX_DEPTH,
+    RESIDENT_ACCOUNTS,
+    RESIDENT_CONTACTS,
+    MEMBERSHIP_CHANGES_TOTAL,
+    CHECKPOINT_DURATION_SECONDS,
+    GRPC_REQUEST_DURATION_SECONDS,
+];
+
+/// Label keys.
+pub mod label {
+    /// Result of offering an event to ingest; values in [`super::outcome`].
+    pub const OUTCOME: &str = "outcome";
+    /// A bounded category: error kind, or membership change kind
+    /// (values in [`super::membership_kind`]).
+    pub const KIND: &str = "kind";
+    /// Fully qualified gRPC method, `package.Service/Method`.
+    pub const METHOD: &str = "method";
+    /// gRPC status code name, for example `OK` or `UNAVAILABLE`.
+    pub const CODE: &str = "code";
+}
+
+/// Values of [`label::OUTCOME`] on [`INGEST_EVENTS_TOTAL`].
+pub mod outcome {
+    /// The event was new and is now durable.
+    pub const ACCEPTED: &str = "accepted";
+    /// The event's idempotency key was already seen; nothing changed.
+    pub const DUPLICATE: &str = "duplicate";
+    /// The event failed validation and was rejected.
+    pub const INVALID: &str = "invalid";
+}
+
+/// Values of [`label::KIND`] on [`MEMBERSHIP_CHANGES_TOTAL`].
+pub mod membership_kind {
+    /// A contact entered a segment.
+    pub const ENTER: &str = "enter";
+    /// A contact exited a segment.
+    pub const EXIT: &str = "exit";
+}
