@@ -132,7 +132,7 @@ fn invalid(msg: &str) -> io::Error {
 /// (sends in business hours, feeds at dawn) even when `end` is not midnight.
 #[derive(Debug, Clone, Copy)]
 struct Clock {
-    /// First instant of history (exclusive bound of the window, inclusive here).
+    /// `end - days`: history is `(start, end]`.
     start: i64,
     /// Last instant of history.
     end: i64,
@@ -1251,7 +1251,7 @@ impl Sim {
 impl Sim {
     fn account_day(&mut self, a: usize, day: u32) {
         if day == 0 {
-            let ts = self.clock.start + between(&mut self.rng, 0, SYNC_MS / 2 - 1);
+            let ts = self.clock.start + between(&mut self.rng, 1, SYNC_MS / 2 - 1);
             self.push_account_group(a, ts);
         }
         if let Some((d, change)) = self.world.accounts[a].change
@@ -1919,7 +1919,7 @@ impl<'o> Sink<'o> {
     }
 
     fn write(&mut self, world: &World, p: &Pending) -> io::Result<()> {
-        if p.ts < self.start || p.ts > self.end {
+        if p.ts <= self.start || p.ts > self.end {
             return Ok(());
         }
         let head = self.head(world, p)?;

@@ -97,8 +97,19 @@ impl Account {
 
     /// Rebuilds the derived indexes after deserialising a checkpoint.
     pub fn restore(mut self) -> Self {
-        self.index = self.contacts.iter().enumerate().map(|(i, c)| (c.id.clone(), i as u32)).collect();
-        self.timers = self.contacts.iter().enumerate().filter(|(_, c)| c.due != NEVER).map(|(i, c)| (c.due, i as u32)).collect();
+        self.index = self
+            .contacts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i as u32))
+            .collect();
+        self.timers = self
+            .contacts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.due != NEVER)
+            .map(|(i, c)| (c.due, i as u32))
+            .collect();
         if self.core.due != NEVER {
             self.timers.insert((self.core.due, ACCOUNT_SLOT));
         }
@@ -120,7 +131,17 @@ impl Account {
 
     /// Applies one event routed to this account at processing instant `now`
     /// (event time is in the event). Emits every membership change.
-    pub fn apply(&mut self, set: &SegmentSet, e: &Event, now: Millis, out: &mut Vec<Change>) {
+    ///
+    /// `arriving` is the state of the event's contact when the event moves it
+    /// here from another account: it is judged once, with the event applied.
+    pub fn apply(
+        &mut self,
+        set: &SegmentSet,
+        e: &Event,
+        arriving: Option<ContactState>,
+        now: Millis,
+        out: &mut Vec<Change>,
+    ) {
         let now = now.max(self.now);
         // Timers strictly before `now` first: they judge a past instant.
         self.fire_timers(set, now - 1, out);
@@ -129,6 +150,15 @@ impl Account {
         let mut account_changed = self.core.apply(set, e);
         let mut slot = None;
         let mut contact_changed = 0;
+        if let Some(c) = arriving {
+            if let Some(old) = self.index.get(c.id.as_ref()).copied() {
+                // Cannot happen while the directory is consistent; keep the incoming state.
+                self.remove_slot(old);
+            }
+            self.push_contact(c);
+            account_changed |= crate::compile::FEAT_CONTACT_SET;
+            contact_changed = u64::MAX;
+        }
         if let Some(uid) = e.user_id.as_deref() {
             let s = match self.index.get(uid) {
                 Some(s) => *s,
@@ -158,7 +188,13 @@ impl Account {
 
     /// Removes a contact that moves to another account: it exits all of its
     /// segments here, and the account's own segments are judged again.
-    pub fn take_contact(&mut self, set: &SegmentSet, id: &str, now: Millis, out: &mut Vec<Change>) -> Option<ContactState> {
+    pub fn take_contact(
+        &mut self,
+        set: &SegmentSet,
+        id: &str,
+        now: Millis,
+        out: &mut Vec<Change>,
+    ) -> Option<ContactState> {
         let now = now.max(self.now);
         self.fire_timers(set, now - 1, out);
         self.now = now;
@@ -179,22 +215,15 @@ impl Account {
         }
         c.member = Default::default();
         c.due = NEVER;
-        self.reevaluate(set, None, 0, crate::compile::FEAT_CONTACT_SET, &Cause::Move, out);
+        self.reevaluate(
+            set,
+            None,
+            0,
+            crate::compile::FEAT_CONTACT_SET,
+            &Cause::Move,
+            out,
+        );
         Some(c)
-    }
-
-    /// Adds a contact that moved here, carrying its state.
-    pub fn insert_contact(&mut self, set: &SegmentSet, c: ContactState, now: Millis, out: &mut Vec<Change>) {
-        let now = now.max(self.now);
-        self.fire_timers(set, now - 1, out);
-        self.now = now;
-        if let Some(old) = self.index.get(c.id.as_ref()).copied() {
-            // Cannot happen when the directory is consistent; keep the incoming state.
-            self.remove_slot(old);
-        }
-        let slot = self.push_contact(c);
-        self.reevaluate(set, Some(slot), u64::MAX, crate::compile::FEAT_CONTACT_SET, &Cause::Move, out);
-        self.fire_timers(set, now, out);
     }
 
     fn push_contact(&mut self, c: ContactState) -> u32 {
@@ -209,9 +238,11 @@ impl Account {
 
     fn remove_slot(&mut self, slot: u32) -> ContactState {
         let last = self.contacts.len() as u32 - 1;
-        self.timers.remove(&(self.contacts[slot as usize].due, slot));
+        self.timers
+            .remove(&(self.contacts[slot as usize].due, slot));
         if slot != last {
-            self.timers.remove(&(self.contacts[last as usize].due, last));
+            self.timers
+                .remove(&(self.contacts[last as usize].due, last));
         }
         let c = self.contacts.swap_remove(slot as usize);
         self.index.remove(&c.id);
@@ -226,16 +257,33 @@ impl Account {
     }
 
     /// Re-judges what the changed features can affect, at `self.now`.
-    fn reevaluate(&mut self, set: &SegmentSet, slot: Option<u32>, cf: u64, af: u64, cause: &Cause, out: &mut Vec<Change>) {
+    fn reevaluate(
+        &mut self,
+        set: &SegmentSet,
+        slot: Option<u32>,
+        cf: u64,
+        af: u64,
+        cause: &Cause,
+        out: &mut Vec<Change>,
+    ) {
         let affects_all = |d: &Deps| d.account & af != 0 || d.any_contact & cf != 0;
         let affects_own = |d: &Deps| d.contact & cf != 0 || affects_all(d);
-        let account_segs: Vec<usize> = set.of_entity(Entity::Account).filter(|i| affects_all(&set.segments[*i].deps)).collect();
-        let contact_all: Vec<usize> = set.of_entity(Entity::Contact).filter(|i| affects_all(&set.segments[*i].deps)).collect();
+        let account_segs: Vec<usize> = set
+            .of_entity(Entity::Account)
+            .filter(|i| affects_all(&set.segments[*i].deps))
+            .collect();
+        let contact_all: Vec<usize> = set
+            .of_entity(Entity::Contact)
+            .filter(|i| affects_all(&set.segments[*i].deps))
+            .collect();
         if !account_segs.is_empty() || af & crate::compile::FEAT_CONTACT_SET != 0 {
             self.judge_entity(set, ACCOUNT_SLOT, &account_segs, self.now, cause, out);
         }
         if let Some(s) = slot {
-            let own: Vec<usize> = set.of_entity(Entity::Contact).filter(|i| affects_own(&set.segments[*i].deps)).collect();
+            let own: Vec<usize> = set
+                .of_entity(Entity::Contact)
+                .filter(|i| affects_own(&set.segments[*i].deps))
+                .collect();
             self.judge_entity(set, s, &own, self.now, cause, out);
         }
         if !contact_all.is_empty() {
@@ -248,10 +296,36 @@ impl Account {
     }
 
     /// Judges `segs` of one entity at `t`, emits changes, and resets its timer.
-    fn judge_entity(&mut self, set: &SegmentSet, slot: u32, segs: &[usize], t: Millis, cause: &Cause, out: &mut Vec<Change>) {
-        let entity = if slot == ACCOUNT_SLOT { Entity::Account } else { Entity::Contact };
-        let x = Ctx { set, account: &self.core, contacts: &self.contacts };
+    fn judge_entity(
+        &mut self,
+        set: &SegmentSet,
+        slot: u32,
+        segs: &[usize],
+        t: Millis,
+        cause: &Cause,
+        out: &mut Vec<Change>,
+    ) {
+        let entity = if slot == ACCOUNT_SLOT {
+            Entity::Account
+        } else {
+            Entity::Contact
+        };
+        let x = Ctx {
+            set,
+            account: &self.core,
+            contacts: &self.contacts,
+        };
         let contact = (slot != ACCOUNT_SLOT).then(|| &self.contacts[slot as usize]);
+        // A time-driven change pending at or before `t` may be in a segment
+        // outside `segs`: the new timer replaces it, so judge them all.
+        let pending = contact.map_or(self.core.due, |c| c.due) <= t;
+        let all: Vec<usize>;
+        let segs = if pending {
+            all = set.of_entity(entity).collect();
+            &all
+        } else {
+            segs
+        };
         let mut flips = Vec::new();
         for &seg in segs {
             let was = match contact {
@@ -263,13 +337,25 @@ impl Account {
                 flips.push((seg, is));
             }
         }
-        let due = set.of_entity(entity).map(|seg| eval::next_change(&x, seg, contact, t)).min().unwrap_or(NEVER);
+        let due = set
+            .of_entity(entity)
+            .map(|seg| eval::next_change(&x, seg, contact, t))
+            .min()
+            .unwrap_or(NEVER);
         let (member, old_due, id) = match contact {
             Some(_) => {
                 let c = &mut self.contacts[slot as usize];
-                (&mut c.member, std::mem::replace(&mut c.due, due), c.id.to_string())
+                (
+                    &mut c.member,
+                    std::mem::replace(&mut c.due, due),
+                    c.id.to_string(),
+                )
             }
-            None => (&mut self.core.member, std::mem::replace(&mut self.core.due, due), self.core.id.to_string()),
+            None => (
+                &mut self.core.member,
+                std::mem::replace(&mut self.core.due, due),
+                self.core.id.to_string(),
+            ),
         };
         for (seg, is) in flips {
             member.set(seg, is);
@@ -280,7 +366,11 @@ impl Account {
                 entity,
                 id: id.clone(),
                 account: self.core.id.to_string(),
-                kind: if is { ChangeKind::Enter } else { ChangeKind::Exit },
+                kind: if is {
+                    ChangeKind::Enter
+                } else {
+                    ChangeKind::Exit
+                },
                 cause: cause.clone(),
                 seq: self.change_seq,
             });
@@ -304,7 +394,11 @@ impl Account {
                 ACCOUNT_SLOT => self.core.due = NEVER,
                 s => self.contacts[s as usize].due = NEVER,
             }
-            let entity = if slot == ACCOUNT_SLOT { Entity::Account } else { Entity::Contact };
+            let entity = if slot == ACCOUNT_SLOT {
+                Entity::Account
+            } else {
+                Entity::Contact
+            };
             let segs: Vec<usize> = set.of_entity(entity).collect();
             self.judge_entity(set, slot, &segs, t, &Cause::Time, out);
         }
@@ -332,16 +426,35 @@ impl Account {
     /// Segment keys the contact is in now.
     pub fn contact_segments(&self, set: &SegmentSet, id: &str) -> Option<Vec<String>> {
         let c = self.contact(id)?;
-        Some(c.member.iter().filter_map(|i| set.segments.get(i).map(|s| s.def.key.clone())).collect())
+        Some(
+            c.member
+                .iter()
+                .filter_map(|i| set.segments.get(i).map(|s| s.def.key.clone()))
+                .collect(),
+        )
     }
 
     pub fn account_segments(&self, set: &SegmentSet) -> Vec<String> {
-        self.core.member.iter().filter_map(|i| set.segments.get(i).map(|s| s.def.key.clone())).collect()
+        self.core
+            .member
+            .iter()
+            .filter_map(|i| set.segments.get(i).map(|s| s.def.key.clone()))
+            .collect()
     }
 
     /// Explains `seg` for the account (contact None) or one of its contacts at instant `t`.
-    pub fn explain(&self, set: &SegmentSet, seg: usize, contact: Option<&str>, t: Millis) -> Option<Explained> {
-        let x = Ctx { set, account: &self.core, contacts: &self.contacts };
+    pub fn explain(
+        &self,
+        set: &SegmentSet,
+        seg: usize,
+        contact: Option<&str>,
+        t: Millis,
+    ) -> Option<Explained> {
+        let x = Ctx {
+            set,
+            account: &self.core,
+            contacts: &self.contacts,
+        };
         let c = match contact {
             Some(id) => Some(self.contact(id)?),
             None => None,

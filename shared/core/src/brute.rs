@@ -21,12 +21,24 @@ struct World<'a> {
 }
 
 /// Memberships at `t` of every entity, given events in log (application) order.
-pub fn memberships(defs: &[SegmentDefinition], events: &[Event], t: Millis) -> BTreeSet<Membership> {
+pub fn memberships(
+    defs: &[SegmentDefinition],
+    events: &[Event],
+    t: Millis,
+) -> BTreeSet<Membership> {
     let mut dir = Directory::default();
-    let mut w = World { defs: defs.iter().map(|d| (d.key.as_str(), d)).collect(), by_contact: BTreeMap::new(), by_account: BTreeMap::new(), home: BTreeMap::new() };
+    let mut w = World {
+        defs: defs.iter().map(|d| (d.key.as_str(), d)).collect(),
+        by_contact: BTreeMap::new(),
+        by_account: BTreeMap::new(),
+        home: BTreeMap::new(),
+    };
     for e in events {
         let route = dir.route(e);
-        w.by_account.entry(route.account.clone()).or_default().push(e);
+        w.by_account
+            .entry(route.account.clone())
+            .or_default()
+            .push(e);
         if let Some(u) = &e.user_id {
             w.by_contact.entry(u.clone()).or_default().push(e);
             w.home.insert(u.clone(), route.account.clone());
@@ -35,18 +47,33 @@ pub fn memberships(defs: &[SegmentDefinition], events: &[Event], t: Millis) -> B
     let mut out = BTreeSet::new();
     for (u, a) in &w.home {
         if suppressed(&w, u, t) {
-            out.insert(Membership { segment: crate::compile::SUPPRESSED_KEY.into(), entity: "contact", id: u.clone(), account: a.clone() });
+            out.insert(Membership {
+                segment: crate::compile::SUPPRESSED_KEY.into(),
+                entity: "contact",
+                id: u.clone(),
+                account: a.clone(),
+            });
         }
         for d in defs.iter().filter(|d| d.entity == Entity::Contact) {
             if contact_member(&w, d, u, a, t) {
-                out.insert(Membership { segment: d.key.clone(), entity: "contact", id: u.clone(), account: a.clone() });
+                out.insert(Membership {
+                    segment: d.key.clone(),
+                    entity: "contact",
+                    id: u.clone(),
+                    account: a.clone(),
+                });
             }
         }
     }
     for a in w.by_account.keys() {
         for d in defs.iter().filter(|d| d.entity == Entity::Account) {
             if cond(&w, &d.condition, None, a, t, true) {
-                out.insert(Membership { segment: d.key.clone(), entity: "account", id: a.clone(), account: a.clone() });
+                out.insert(Membership {
+                    segment: d.key.clone(),
+                    entity: "account",
+                    id: a.clone(),
+                    account: a.clone(),
+                });
             }
         }
     }
@@ -54,7 +81,9 @@ pub fn memberships(defs: &[SegmentDefinition], events: &[Event], t: Millis) -> B
 }
 
 fn suppressed(w: &World, u: &str, t: Millis) -> bool {
-    w.by_contact.get(u).is_some_and(|es| es.iter().any(|e| e.ts <= t && e.kind.suppresses()))
+    w.by_contact
+        .get(u)
+        .is_some_and(|es| es.iter().any(|e| e.ts <= t && e.kind.suppresses()))
 }
 
 fn contact_member(w: &World, d: &SegmentDefinition, u: &str, a: &str, t: Millis) -> bool {
@@ -64,7 +93,11 @@ fn contact_member(w: &World, d: &SegmentDefinition, u: &str, a: &str, t: Millis)
 fn traits_of(events: &[&Event], kind_group: bool, name: &str) -> Option<TraitValue> {
     let mut v = None;
     for e in events {
-        let right_kind = if kind_group { matches!(e.kind, EventKind::Group) } else { matches!(e.kind, EventKind::Identify) };
+        let right_kind = if kind_group {
+            matches!(e.kind, EventKind::Group)
+        } else {
+            matches!(e.kind, EventKind::Identify)
+        };
         if right_kind {
             if let Some(x) = e.traits.get(name) {
                 v = TraitValue::from_json(x);
@@ -75,28 +108,49 @@ fn traits_of(events: &[&Event], kind_group: bool, name: &str) -> Option<TraitVal
 }
 
 fn count(events: &[&Event], f: &EventFilter, lo: Millis, hi: Millis) -> usize {
-    events.iter().filter(|e| e.ts > lo && e.ts <= hi && filter_matches(f, e)).count()
+    events
+        .iter()
+        .filter(|e| e.ts > lo && e.ts <= hi && filter_matches(f, e))
+        .count()
 }
 
 fn cond(w: &World, c: &Condition, u: Option<&str>, a: &str, t: Millis, account_ctx: bool) -> bool {
     let empty = Vec::new();
     let contact_events = u.and_then(|u| w.by_contact.get(u)).unwrap_or(&empty);
     let account_events = w.by_account.get(a).unwrap_or(&empty);
-    let own = if account_ctx { account_events } else { contact_events };
+    let own = if account_ctx {
+        account_events
+    } else {
+        contact_events
+    };
     match c {
         Condition::All(cs) => cs.iter().all(|c| cond(w, c, u, a, t, account_ctx)),
         Condition::Any(cs) => cs.iter().any(|c| cond(w, c, u, a, t, account_ctx)),
         Condition::Not(c) => !cond(w, c, u, a, t, account_ctx),
-        Condition::Trait(tt) => crate::eval::trait_test(traits_of(contact_events, false, &tt.name).as_ref(), tt),
-        Condition::AccountTrait(tt) => crate::eval::trait_test(traits_of(account_events, true, &tt.name).as_ref(), tt),
+        Condition::Trait(tt) => {
+            crate::eval::trait_test(traits_of(contact_events, false, &tt.name).as_ref(), tt)
+        }
+        Condition::AccountTrait(tt) => {
+            crate::eval::trait_test(traits_of(account_events, true, &tt.name).as_ref(), tt)
+        }
         Condition::Events(ec) | Condition::AccountEvents(ec) => {
-            let evs = if matches!(c, Condition::AccountEvents(_)) { account_events } else { own };
+            let evs = if matches!(c, Condition::AccountEvents(_)) {
+                account_events
+            } else {
+                own
+            };
             let n = count(evs, &ec.event, t - ec.within.millis(), t);
-            let lo = ec.at_least.unwrap_or(if ec.at_most.is_some() { 0 } else { 1 }) as usize;
+            let lo = ec
+                .at_least
+                .unwrap_or(if ec.at_most.is_some() { 0 } else { 1 }) as usize;
             n >= lo && ec.at_most.is_none_or(|m| n <= m as usize)
         }
         Condition::Recency(r) => {
-            let last = own.iter().filter(|e| e.ts <= t && filter_matches(&r.event, e)).map(|e| e.ts).max();
+            let last = own
+                .iter()
+                .filter(|e| e.ts <= t && filter_matches(&r.event, e))
+                .map(|e| e.ts)
+                .max();
             match (r.newer_than, r.older_than, last) {
                 (Some(d), _, Some(l)) => l > t - d.millis(),
                 (None, Some(d), Some(l)) => l <= t - d.millis(),
@@ -104,9 +158,12 @@ fn cond(w: &World, c: &Condition, u: Option<&str>, a: &str, t: Millis, account_c
                 _ => false,
             }
         }
-        Condition::FirstEvent(f) => {
-            own.iter().filter(|e| filter_matches(&f.event, e)).map(|e| e.ts).min().is_some_and(|m| m <= t - f.older_than.millis())
-        }
+        Condition::FirstEvent(f) => own
+            .iter()
+            .filter(|e| filter_matches(&f.event, e))
+            .map(|e| e.ts)
+            .min()
+            .is_some_and(|m| m <= t - f.older_than.millis()),
         Condition::LastSends(ls) => {
             let mut sends: Vec<(Millis, u64)> = contact_events
                 .iter()
@@ -115,7 +172,10 @@ fn cond(w: &World, c: &Condition, u: Option<&str>, a: &str, t: Millis, account_c
                     _ => None,
                 })
                 .collect();
+            // One send per email id, at its earliest delivery.
             sends.sort_by_key(|s| s.0);
+            let mut seen = std::collections::HashSet::new();
+            sends.retain(|s| seen.insert(s.1));
             let last = &sends[sends.len().saturating_sub(ls.n as usize)..];
             let engaged = last
                 .iter()
@@ -123,9 +183,15 @@ fn cond(w: &World, c: &Condition, u: Option<&str>, a: &str, t: Millis, account_c
                     contact_events.iter().any(|e| {
                         e.ts <= t
                             && match e.kind {
-                                EventKind::Open { email: m } => m == *email && ls.engaged.contains(&SendEngagement::Open),
-                                EventKind::Click { email: m } => m == *email && ls.engaged.contains(&SendEngagement::Click),
-                                EventKind::Reply { email: m } => m == *email && ls.engaged.contains(&SendEngagement::Reply),
+                                EventKind::Open { email: m } => {
+                                    m == *email && ls.engaged.contains(&SendEngagement::Open)
+                                }
+                                EventKind::Click { email: m } => {
+                                    m == *email && ls.engaged.contains(&SendEngagement::Click)
+                                }
+                                EventKind::Reply { email: m } => {
+                                    m == *email && ls.engaged.contains(&SendEngagement::Reply)
+                                }
                                 _ => false,
                             }
                     })
@@ -134,8 +200,16 @@ fn cond(w: &World, c: &Condition, u: Option<&str>, a: &str, t: Millis, account_c
             engaged >= ls.at_least as usize
         }
         Condition::Contacts(q) => {
-            let members: Vec<&String> = w.home.iter().filter(|(_, h)| h.as_str() == a).map(|(u, _)| u).collect();
-            let n = members.iter().filter(|m| cond(w, &q.condition, Some(m.as_str()), a, t, false)).count();
+            let members: Vec<&String> = w
+                .home
+                .iter()
+                .filter(|(_, h)| h.as_str() == a)
+                .map(|(u, _)| u)
+                .collect();
+            let n = members
+                .iter()
+                .filter(|m| cond(w, &q.condition, Some(m.as_str()), a, t, false))
+                .count();
             match q.quantifier {
                 Quantifier::Any => n >= 1,
                 Quantifier::All => n > 0 && n == members.len(),
@@ -147,8 +221,10 @@ fn cond(w: &World, c: &Condition, u: Option<&str>, a: &str, t: Millis, account_c
             let recent = count(own, &r.event, t - rc, t) as f64;
             let prior = count(own, &r.event, t - rc - pr, t - rc) as f64;
             prior >= f64::from(r.min_prior)
-                && r.max_ratio.is_none_or(|k| recent * pr as f64 <= k * prior * rc as f64)
-                && r.min_ratio.is_none_or(|k| recent * pr as f64 >= k * prior * rc as f64)
+                && r.max_ratio
+                    .is_none_or(|k| recent * pr as f64 <= k * prior * rc as f64)
+                && r.min_ratio
+                    .is_none_or(|k| recent * pr as f64 >= k * prior * rc as f64)
         }
         Condition::InSegment(key) => {
             if key == crate::compile::SUPPRESSED_KEY {

@@ -25,14 +25,54 @@ pub enum Cond {
     All(Vec<Cond>),
     Any(Vec<Cond>),
     Not(Box<Cond>),
-    ContactTrait { idx: usize, test: TraitTest },
-    AccountTrait { idx: usize, test: TraitTest },
-    Count { scope: Scope, m: usize, within: Millis, at_least: u32, at_most: Option<u32> },
-    Recency { scope: Scope, m: usize, newer_than: Option<Millis>, older_than: Option<Millis>, or_never: bool },
-    First { scope: Scope, m: usize, older_than: Millis },
-    LastSends { n: usize, at_least: u32, open: bool, click: bool, reply: bool },
-    Contacts { quantifier: Quantifier, count: u32, inner: Box<Cond> },
-    Rate { scope: Scope, m: usize, recent: Millis, prior: Millis, min_prior: u32, max_ratio: Option<f64>, min_ratio: Option<f64> },
+    ContactTrait {
+        idx: usize,
+        test: TraitTest,
+    },
+    AccountTrait {
+        idx: usize,
+        test: TraitTest,
+    },
+    Count {
+        scope: Scope,
+        m: usize,
+        within: Millis,
+        at_least: u32,
+        at_most: Option<u32>,
+    },
+    Recency {
+        scope: Scope,
+        m: usize,
+        newer_than: Option<Millis>,
+        older_than: Option<Millis>,
+        or_never: bool,
+    },
+    First {
+        scope: Scope,
+        m: usize,
+        older_than: Millis,
+    },
+    LastSends {
+        n: usize,
+        at_least: u32,
+        open: bool,
+        click: bool,
+        reply: bool,
+    },
+    Contacts {
+        quantifier: Quantifier,
+        count: u32,
+        inner: Box<Cond>,
+    },
+    Rate {
+        scope: Scope,
+        m: usize,
+        recent: Millis,
+        prior: Millis,
+        min_prior: u32,
+        max_ratio: Option<f64>,
+        min_ratio: Option<f64>,
+    },
     InSegment(usize),
     /// The system segment.
     Suppressed,
@@ -52,7 +92,11 @@ pub struct Deps {
 
 impl Deps {
     fn union(self, o: Deps) -> Deps {
-        Deps { contact: self.contact | o.contact, account: self.account | o.account, any_contact: self.any_contact | o.any_contact }
+        Deps {
+            contact: self.contact | o.contact,
+            account: self.account | o.account,
+            any_contact: self.any_contact | o.any_contact,
+        }
     }
 }
 
@@ -98,7 +142,10 @@ impl SegmentSet {
         let mut by_def: HashMap<&str, usize> = HashMap::new();
         for (i, d) in defs.iter().enumerate() {
             for e in check_definition(d) {
-                errors.push(ValidationError::new(format!("{}.{}", d.key, e.path), e.reason));
+                errors.push(ValidationError::new(
+                    format!("{}.{}", d.key, e.path),
+                    e.reason,
+                ));
             }
             if by_def.insert(d.key.as_str(), i).is_some() {
                 errors.push(ValidationError::new(d.key.clone(), "duplicate segment key"));
@@ -117,28 +164,57 @@ impl SegmentSet {
         let mut set = SegmentSet::empty();
         for i in order {
             let def = &defs[i];
-            let mut b = Builder { set: &mut set, errors: &mut errors, key: &def.key };
-            let (cond, deps) = b.cond_in(&def.condition, "condition", def.entity == Entity::Account);
-            let deps = if def.entity == Entity::Contact { deps.union(Deps { contact: FEAT_SUPPRESS, ..Deps::default() }) } else { deps };
+            let mut b = Builder {
+                set: &mut set,
+                errors: &mut errors,
+                key: &def.key,
+            };
+            let (cond, deps) =
+                b.cond_in(&def.condition, "condition", def.entity == Entity::Account);
+            let deps = if def.entity == Entity::Contact {
+                deps.union(Deps {
+                    contact: FEAT_SUPPRESS,
+                    ..Deps::default()
+                })
+            } else {
+                deps
+            };
             set.by_key.insert(def.key.clone(), set.segments.len());
-            set.segments.push(CompiledSegment { def: def.clone(), cond, deps });
+            set.segments.push(CompiledSegment {
+                def: def.clone(),
+                cond,
+                deps,
+            });
         }
-        if errors.is_empty() { Ok(set) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
     }
 
     fn empty() -> SegmentSet {
         let def = SegmentDefinition {
             key: SUPPRESSED_KEY.into(),
             name: "Suppressed (unsubscribed, complained, hard bounce)".into(),
-            description: "System segment; suppressed contacts are left out of every other contact segment.".into(),
+            description:
+                "System segment; suppressed contacts are left out of every other contact segment."
+                    .into(),
             entity: Entity::Contact,
             condition: Condition::All(vec![]),
         };
-        let deps = Deps { contact: FEAT_SUPPRESS, ..Deps::default() };
+        let deps = Deps {
+            contact: FEAT_SUPPRESS,
+            ..Deps::default()
+        };
         let mut by_key = HashMap::new();
         by_key.insert(SUPPRESSED_KEY.to_string(), 0);
         SegmentSet {
-            segments: vec![CompiledSegment { def, cond: Cond::Suppressed, deps }],
+            segments: vec![CompiledSegment {
+                def,
+                cond: Cond::Suppressed,
+                deps,
+            }],
             contact_matchers: vec![],
             account_matchers: vec![],
             contact_horizon: vec![],
@@ -156,16 +232,27 @@ impl SegmentSet {
 
     /// Indices of segments of one entity, in evaluation order.
     pub fn of_entity(&self, entity: Entity) -> impl Iterator<Item = usize> + '_ {
-        self.segments.iter().enumerate().filter(move |(_, s)| s.def.entity == entity).map(|(i, _)| i)
+        self.segments
+            .iter()
+            .enumerate()
+            .filter(move |(_, s)| s.def.entity == entity)
+            .map(|(i, _)| i)
     }
 
     /// The user-visible definitions (without the system segment).
     pub fn definitions(&self) -> Vec<SegmentDefinition> {
-        self.segments.iter().skip(1).map(|s| s.def.clone()).collect()
+        self.segments
+            .iter()
+            .skip(1)
+            .map(|s| s.def.clone())
+            .collect()
     }
 }
 
-fn topo_order(defs: &[SegmentDefinition], by_def: &HashMap<&str, usize>) -> Result<Vec<usize>, Vec<ValidationError>> {
+fn topo_order(
+    defs: &[SegmentDefinition],
+    by_def: &HashMap<&str, usize>,
+) -> Result<Vec<usize>, Vec<ValidationError>> {
     let mut errors = Vec::new();
     let mut refs: Vec<Vec<usize>> = vec![vec![]; defs.len()];
     for (i, d) in defs.iter().enumerate() {
@@ -177,7 +264,10 @@ fn topo_order(defs: &[SegmentDefinition], by_def: &HashMap<&str, usize>) -> Resu
             }
             match by_def.get(name.as_str()) {
                 Some(j) => refs[i].push(*j),
-                None => errors.push(ValidationError::new(format!("{}.condition", d.key), format!("in_segment names unknown segment '{name}'"))),
+                None => errors.push(ValidationError::new(
+                    format!("{}.condition", d.key),
+                    format!("in_segment names unknown segment '{name}'"),
+                )),
             }
         }
     }
@@ -187,7 +277,12 @@ fn topo_order(defs: &[SegmentDefinition], by_def: &HashMap<&str, usize>) -> Resu
     // Depth-first with colours; a grey node reached again is a cycle.
     let mut colour = vec![0u8; defs.len()];
     let mut order = Vec::with_capacity(defs.len());
-    fn visit(i: usize, refs: &[Vec<usize>], colour: &mut [u8], order: &mut Vec<usize>) -> Result<(), usize> {
+    fn visit(
+        i: usize,
+        refs: &[Vec<usize>],
+        colour: &mut [u8],
+        order: &mut Vec<usize>,
+    ) -> Result<(), usize> {
         match colour[i] {
             2 => return Ok(()),
             1 => return Err(i),
@@ -203,7 +298,10 @@ fn topo_order(defs: &[SegmentDefinition], by_def: &HashMap<&str, usize>) -> Resu
     }
     for i in 0..defs.len() {
         if let Err(j) = visit(i, &refs, &mut colour, &mut order) {
-            return Err(vec![ValidationError::new(format!("{}.condition", defs[j].key), "in_segment references form a cycle")]);
+            return Err(vec![ValidationError::new(
+                format!("{}.condition", defs[j].key),
+                "in_segment references form a cycle",
+            )]);
         }
     }
     Ok(order)
@@ -237,7 +335,11 @@ impl Builder<'_> {
                     deps = deps.union(d);
                     out.push(cc);
                 }
-                if matches!(c, Condition::All(_)) { Cond::All(out) } else { Cond::Any(out) }
+                if matches!(c, Condition::All(_)) {
+                    Cond::All(out)
+                } else {
+                    Cond::Any(out)
+                }
             }
             Condition::Not(child) => {
                 let (cc, d) = self.cond_in(child, path, account_ctx);
@@ -247,23 +349,49 @@ impl Builder<'_> {
             Condition::Trait(t) => {
                 let idx = intern(&mut self.set.contact_traits, &t.name);
                 deps.contact = contact_trait_bit(idx);
-                Cond::ContactTrait { idx, test: t.clone() }
+                Cond::ContactTrait {
+                    idx,
+                    test: t.clone(),
+                }
             }
             Condition::AccountTrait(t) => {
                 let idx = intern(&mut self.set.account_traits, &t.name);
                 deps.account = account_trait_bit(idx);
-                Cond::AccountTrait { idx, test: t.clone() }
+                Cond::AccountTrait {
+                    idx,
+                    test: t.clone(),
+                }
             }
             Condition::Events(ec) | Condition::AccountEvents(ec) => {
-                let scope = if account_ctx || matches!(c, Condition::AccountEvents(_)) { Scope::Account } else { Scope::Contact };
+                let scope = if account_ctx || matches!(c, Condition::AccountEvents(_)) {
+                    Scope::Account
+                } else {
+                    Scope::Contact
+                };
                 let m = self.matcher(scope, &ec.event, ec.within.millis());
                 deps = scope_dep(scope, m);
-                let at_least = ec.at_least.unwrap_or(if ec.at_most.is_some() { 0 } else { 1 });
-                Cond::Count { scope, m, within: ec.within.millis(), at_least, at_most: ec.at_most }
+                let at_least = ec
+                    .at_least
+                    .unwrap_or(if ec.at_most.is_some() { 0 } else { 1 });
+                Cond::Count {
+                    scope,
+                    m,
+                    within: ec.within.millis(),
+                    at_least,
+                    at_most: ec.at_most,
+                }
             }
             Condition::Recency(r) => {
-                let scope = if account_ctx { Scope::Account } else { Scope::Contact };
-                let horizon = r.newer_than.or(r.older_than).map(|s| s.millis()).unwrap_or(0);
+                let scope = if account_ctx {
+                    Scope::Account
+                } else {
+                    Scope::Contact
+                };
+                let horizon = r
+                    .newer_than
+                    .or(r.older_than)
+                    .map(|s| s.millis())
+                    .unwrap_or(0);
                 let m = self.matcher(scope, &r.event, horizon);
                 deps = scope_dep(scope, m);
                 Cond::Recency {
@@ -275,10 +403,18 @@ impl Builder<'_> {
                 }
             }
             Condition::FirstEvent(f) => {
-                let scope = if account_ctx { Scope::Account } else { Scope::Contact };
+                let scope = if account_ctx {
+                    Scope::Account
+                } else {
+                    Scope::Contact
+                };
                 let m = self.matcher(scope, &f.event, 0);
                 deps = scope_dep(scope, m);
-                Cond::First { scope, m, older_than: f.older_than.millis() }
+                Cond::First {
+                    scope,
+                    m,
+                    older_than: f.older_than.millis(),
+                }
             }
             Condition::LastSends(ls) => {
                 self.set.max_sends = self.set.max_sends.max(ls.n as usize);
@@ -295,15 +431,27 @@ impl Builder<'_> {
             Condition::Contacts(q) => {
                 let (inner, d) = self.cond_in(&q.condition, &format!("{path}.contacts"), false);
                 // Any contact's change of what the inner condition reads can change the quantifier.
-                deps = Deps { contact: 0, account: d.account | FEAT_CONTACT_SET, any_contact: d.contact | d.any_contact };
+                deps = Deps {
+                    contact: 0,
+                    account: d.account | FEAT_CONTACT_SET,
+                    any_contact: d.contact | d.any_contact,
+                };
                 let count = match q.quantifier {
                     Quantifier::AtLeast => q.count.unwrap_or(1),
                     _ => 1,
                 };
-                Cond::Contacts { quantifier: q.quantifier, count, inner: Box::new(inner) }
+                Cond::Contacts {
+                    quantifier: q.quantifier,
+                    count,
+                    inner: Box::new(inner),
+                }
             }
             Condition::RateChange(r) => {
-                let scope = if account_ctx { Scope::Account } else { Scope::Contact };
+                let scope = if account_ctx {
+                    Scope::Account
+                } else {
+                    Scope::Contact
+                };
                 let m = self.matcher(scope, &r.event, r.recent.millis() + r.prior.millis());
                 deps = scope_dep(scope, m);
                 Cond::Rate {
@@ -321,19 +469,29 @@ impl Builder<'_> {
                     let target = &self.set.segments[j];
                     let target_entity = target.def.entity;
                     if account_ctx && target_entity == Entity::Contact {
-                        self.errors.push(ValidationError::new(format!("{}.{path}", self.key), "an account condition cannot name a contact segment"));
+                        self.errors.push(ValidationError::new(
+                            format!("{}.{path}", self.key),
+                            "an account condition cannot name a contact segment",
+                        ));
                     }
                     let d = target.deps;
                     deps = if target_entity == Entity::Account && !account_ctx {
                         // A contact judged on its account's membership: the account's inputs, and any contact's.
-                        Deps { contact: 0, account: d.account, any_contact: d.any_contact }
+                        Deps {
+                            contact: 0,
+                            account: d.account,
+                            any_contact: d.any_contact,
+                        }
                     } else {
                         d
                     };
                     Cond::InSegment(j)
                 }
                 None => {
-                    self.errors.push(ValidationError::new(format!("{}.{path}", self.key), format!("unknown segment '{k}'")));
+                    self.errors.push(ValidationError::new(
+                        format!("{}.{path}", self.key),
+                        format!("unknown segment '{k}'"),
+                    ));
                     Cond::Any(vec![])
                 }
             },
@@ -343,8 +501,14 @@ impl Builder<'_> {
 
     fn matcher(&mut self, scope: Scope, f: &EventFilter, horizon: Millis) -> usize {
         let (list, horizons) = match scope {
-            Scope::Contact => (&mut self.set.contact_matchers, &mut self.set.contact_horizon),
-            Scope::Account => (&mut self.set.account_matchers, &mut self.set.account_horizon),
+            Scope::Contact => (
+                &mut self.set.contact_matchers,
+                &mut self.set.contact_horizon,
+            ),
+            Scope::Account => (
+                &mut self.set.account_matchers,
+                &mut self.set.account_horizon,
+            ),
         };
         match list.iter().position(|g| g == f) {
             Some(i) => {
@@ -362,8 +526,14 @@ impl Builder<'_> {
 
 fn scope_dep(scope: Scope, m: usize) -> Deps {
     match scope {
-        Scope::Contact => Deps { contact: matcher_bit(m), ..Deps::default() },
-        Scope::Account => Deps { account: matcher_bit(m), ..Deps::default() },
+        Scope::Contact => Deps {
+            contact: matcher_bit(m),
+            ..Deps::default()
+        },
+        Scope::Account => Deps {
+            account: matcher_bit(m),
+            ..Deps::default()
+        },
     }
 }
 
@@ -404,7 +574,10 @@ pub fn filter_matches(f: &EventFilter, e: &Event) -> bool {
         }
     }
     f.where_.iter().all(|t| {
-        let v = e.properties.get(&t.name).and_then(crate::value::TraitValue::from_json);
+        let v = e
+            .properties
+            .get(&t.name)
+            .and_then(crate::value::TraitValue::from_json);
         crate::eval::trait_test(v.as_ref(), t)
     })
 }
@@ -429,6 +602,12 @@ fn kind_matches(k: EventKindName, e: &EventKind) -> bool {
         N::Identify => matches!(e, EventKind::Identify),
         N::Group => matches!(e, EventKind::Group),
         N::Custom => matches!(e, EventKind::Custom),
-        N::Track => !matches!(e, EventKind::Page { .. } | EventKind::Identify | EventKind::Group | EventKind::Alias { .. }),
+        N::Track => !matches!(
+            e,
+            EventKind::Page { .. }
+                | EventKind::Identify
+                | EventKind::Group
+                | EventKind::Alias { .. }
+        ),
     }
 }

@@ -23,7 +23,9 @@ pub struct SegmentDefinition {
     pub condition: Condition,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Entity {
     Contact,
@@ -263,33 +265,56 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        ValidationError { path: path.into(), reason: reason.into() }
+        ValidationError {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }
 
 /// Parses JSON or YAML text (YAML is a superset, so one parser reads both)
 /// into definitions: a single definition, a list, or `{segments: [...]}`.
 pub fn parse_definitions(text: &str) -> Result<Vec<SegmentDefinition>, Vec<ValidationError>> {
-    let value: Value = serde_yaml_ng::from_str(text)
-        .map_err(|e| vec![ValidationError::new("", format!("not valid JSON or YAML: {e}"))])?;
+    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        vec![ValidationError::new(
+            "",
+            format!("not valid JSON or YAML: {e}"),
+        )]
+    })?;
     let (items, prefix) = match value {
         Value::Array(items) => (items, "[".to_string()),
         Value::Object(mut m) if m.contains_key("segments") => match m.remove("segments") {
             Some(Value::Array(items)) => (items, "segments[".to_string()),
-            _ => return Err(vec![ValidationError::new("segments", "must be a list of definitions")]),
+            _ => {
+                return Err(vec![ValidationError::new(
+                    "segments",
+                    "must be a list of definitions",
+                )]);
+            }
         },
         other => (vec![other], String::new()),
     };
     let mut defs = Vec::new();
     let mut errors = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        let at = if prefix.is_empty() { String::new() } else { format!("{prefix}{i}]") };
+        let at = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}{i}]")
+        };
         match parse_value(item) {
             Ok(d) => defs.push(d),
-            Err(es) => errors.extend(es.into_iter().map(|e| ValidationError::new(join(&at, &e.path), e.reason))),
+            Err(es) => errors.extend(
+                es.into_iter()
+                    .map(|e| ValidationError::new(join(&at, &e.path), e.reason)),
+            ),
         }
     }
-    if errors.is_empty() { Ok(defs) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(defs)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Parses one definition from a JSON value, with the path of the first structural error.
@@ -300,7 +325,11 @@ pub fn parse_value(value: Value) -> Result<SegmentDefinition, Vec<ValidationErro
         vec![ValidationError::new(path, e.into_inner().to_string())]
     })?;
     let errors = check_definition(&def);
-    if errors.is_empty() { Ok(def) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(def)
+    } else {
+        Err(errors)
+    }
 }
 
 fn join(prefix: &str, path: &str) -> String {
@@ -322,12 +351,21 @@ pub fn check_definition(def: &SegmentDefinition) -> Vec<ValidationError> {
     let mut errors = Vec::new();
     let key_ok = !def.key.is_empty()
         && def.key.len() <= 64
-        && def.key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        && def
+            .key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if !key_ok {
-        errors.push(ValidationError::new("key", "must be 1-64 characters of a-z, 0-9, '_' or '-'"));
+        errors.push(ValidationError::new(
+            "key",
+            "must be 1-64 characters of a-z, 0-9, '_' or '-'",
+        ));
     }
     if def.key == crate::compile::SUPPRESSED_KEY {
-        errors.push(ValidationError::new("key", "'suppressed' is the system segment and cannot be redefined"));
+        errors.push(ValidationError::new(
+            "key",
+            "'suppressed' is the system segment and cannot be redefined",
+        ));
     }
     if def.name.trim().is_empty() {
         errors.push(ValidationError::new("name", "must not be empty"));
@@ -336,29 +374,57 @@ pub fn check_definition(def: &SegmentDefinition) -> Vec<ValidationError> {
     errors
 }
 
-fn check_condition(c: &Condition, path: &str, entity: Entity, in_quantifier: bool, errors: &mut Vec<ValidationError>) {
+fn check_condition(
+    c: &Condition,
+    path: &str,
+    entity: Entity,
+    in_quantifier: bool,
+    errors: &mut Vec<ValidationError>,
+) {
     let contact_ctx = entity == Entity::Contact || in_quantifier;
     let mut err = |p: String, r: &str| errors.push(ValidationError::new(p, r));
     match c {
         Condition::All(cs) | Condition::Any(cs) => {
-            let op = if matches!(c, Condition::All(_)) { "all" } else { "any" };
+            let op = if matches!(c, Condition::All(_)) {
+                "all"
+            } else {
+                "any"
+            };
             if cs.is_empty() {
                 err(format!("{path}.{op}"), "must list at least one condition");
             }
             for (i, child) in cs.iter().enumerate() {
-                check_condition(child, &format!("{path}.{op}[{i}]"), entity, in_quantifier, errors);
+                check_condition(
+                    child,
+                    &format!("{path}.{op}[{i}]"),
+                    entity,
+                    in_quantifier,
+                    errors,
+                );
             }
         }
-        Condition::Not(child) => check_condition(child, &format!("{path}.not"), entity, in_quantifier, errors),
+        Condition::Not(child) => {
+            check_condition(child, &format!("{path}.not"), entity, in_quantifier, errors)
+        }
         Condition::Trait(t) => {
             if !contact_ctx {
-                err(format!("{path}.trait"), "contact traits need a contact segment or a `contacts` quantifier; use account_trait");
+                err(
+                    format!("{path}.trait"),
+                    "contact traits need a contact segment or a `contacts` quantifier; use account_trait",
+                );
             }
             check_test(t, &format!("{path}.trait"), errors);
         }
         Condition::AccountTrait(t) => check_test(t, &format!("{path}.account_trait"), errors),
         Condition::Events(ec) | Condition::AccountEvents(ec) => {
-            let p = format!("{path}.{}", if matches!(c, Condition::Events(_)) { "events" } else { "account_events" });
+            let p = format!(
+                "{path}.{}",
+                if matches!(c, Condition::Events(_)) {
+                    "events"
+                } else {
+                    "account_events"
+                }
+            );
             check_filter(&ec.event, &format!("{p}.event"), errors);
             if let (Some(lo), Some(hi)) = (ec.at_least, ec.at_most) {
                 if lo > hi {
@@ -370,52 +436,91 @@ fn check_condition(c: &Condition, path: &str, entity: Entity, in_quantifier: boo
             let p = format!("{path}.recency");
             check_filter(&r.event, &format!("{p}.event"), errors);
             if r.newer_than.is_some() == r.older_than.is_some() {
-                errors.push(ValidationError::new(p.clone(), "set exactly one of newer_than and older_than"));
+                errors.push(ValidationError::new(
+                    p.clone(),
+                    "set exactly one of newer_than and older_than",
+                ));
             }
             if r.or_never && r.older_than.is_none() {
                 errors.push(ValidationError::new(p, "or_never needs older_than"));
             }
         }
-        Condition::FirstEvent(f) => check_filter(&f.event, &format!("{path}.first_event.event"), errors),
+        Condition::FirstEvent(f) => {
+            check_filter(&f.event, &format!("{path}.first_event.event"), errors)
+        }
         Condition::LastSends(ls) => {
             let p = format!("{path}.last_sends");
             if !contact_ctx {
-                err(p.clone(), "last_sends needs a contact segment or a `contacts` quantifier");
+                err(
+                    p.clone(),
+                    "last_sends needs a contact segment or a `contacts` quantifier",
+                );
             }
             if !(1..=50).contains(&ls.n) {
-                errors.push(ValidationError::new(format!("{p}.n"), "must be from 1 to 50"));
+                errors.push(ValidationError::new(
+                    format!("{p}.n"),
+                    "must be from 1 to 50",
+                ));
             }
             if ls.at_least > ls.n {
-                errors.push(ValidationError::new(format!("{p}.at_least"), "is greater than n"));
+                errors.push(ValidationError::new(
+                    format!("{p}.at_least"),
+                    "is greater than n",
+                ));
             }
             if ls.engaged.is_empty() {
-                errors.push(ValidationError::new(format!("{p}.engaged"), "must list open, click and/or reply"));
+                errors.push(ValidationError::new(
+                    format!("{p}.engaged"),
+                    "must list open, click and/or reply",
+                ));
             }
         }
         Condition::Contacts(q) => {
             let p = format!("{path}.contacts");
             if entity != Entity::Account || in_quantifier {
-                err(p.clone(), "a contacts quantifier belongs directly in an account segment");
+                err(
+                    p.clone(),
+                    "a contacts quantifier belongs directly in an account segment",
+                );
             }
             match (q.quantifier, q.count) {
-                (Quantifier::AtLeast, None) => errors.push(ValidationError::new(format!("{p}.count"), "is required with at_least")),
-                (Quantifier::AtLeast, Some(0)) => errors.push(ValidationError::new(format!("{p}.count"), "must be at least 1")),
-                (Quantifier::Any | Quantifier::All, Some(_)) => {
-                    errors.push(ValidationError::new(format!("{p}.count"), "only applies to at_least"))
-                }
+                (Quantifier::AtLeast, None) => errors.push(ValidationError::new(
+                    format!("{p}.count"),
+                    "is required with at_least",
+                )),
+                (Quantifier::AtLeast, Some(0)) => errors.push(ValidationError::new(
+                    format!("{p}.count"),
+                    "must be at least 1",
+                )),
+                (Quantifier::Any | Quantifier::All, Some(_)) => errors.push(ValidationError::new(
+                    format!("{p}.count"),
+                    "only applies to at_least",
+                )),
                 _ => {}
             }
-            check_condition(&q.condition, &format!("{p}.condition"), entity, true, errors);
+            check_condition(
+                &q.condition,
+                &format!("{p}.condition"),
+                entity,
+                true,
+                errors,
+            );
         }
         Condition::RateChange(r) => {
             let p = format!("{path}.rate_change");
             check_filter(&r.event, &format!("{p}.event"), errors);
             if r.max_ratio.is_none() && r.min_ratio.is_none() {
-                errors.push(ValidationError::new(p.clone(), "set max_ratio and/or min_ratio"));
+                errors.push(ValidationError::new(
+                    p.clone(),
+                    "set max_ratio and/or min_ratio",
+                ));
             }
             for (field, v) in [("max_ratio", r.max_ratio), ("min_ratio", r.min_ratio)] {
                 if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
-                    errors.push(ValidationError::new(format!("{p}.{field}"), "must be a finite number >= 0"));
+                    errors.push(ValidationError::new(
+                        format!("{p}.{field}"),
+                        "must be a finite number >= 0",
+                    ));
                 }
             }
         }
@@ -429,7 +534,10 @@ fn check_condition(c: &Condition, path: &str, entity: Entity, in_quantifier: boo
 
 fn check_filter(f: &EventFilter, path: &str, errors: &mut Vec<ValidationError>) {
     if f.kind.kinds().is_empty() {
-        errors.push(ValidationError::new(format!("{path}.kind"), "must name at least one kind"));
+        errors.push(ValidationError::new(
+            format!("{path}.kind"),
+            "must name at least one kind",
+        ));
     }
     for (i, t) in f.where_.iter().enumerate() {
         check_test(t, &format!("{path}.where[{i}]"), errors);
@@ -438,7 +546,10 @@ fn check_filter(f: &EventFilter, path: &str, errors: &mut Vec<ValidationError>) 
 
 fn check_test(t: &TraitTest, path: &str, errors: &mut Vec<ValidationError>) {
     if t.name.is_empty() {
-        errors.push(ValidationError::new(format!("{path}.name"), "must not be empty"));
+        errors.push(ValidationError::new(
+            format!("{path}.name"),
+            "must not be empty",
+        ));
     }
     let needs = match t.op {
         TraitOp::Exists | TraitOp::NotExists => None,
@@ -452,9 +563,10 @@ fn check_test(t: &TraitTest, path: &str, errors: &mut Vec<ValidationError>) {
         (TraitOp::In, Some(Value::Array(a))) => !a.is_empty(),
         (TraitOp::Between, Some(Value::Array(a))) => a.len() == 2,
         (TraitOp::Prefix, Some(Value::String(_))) => true,
-        (TraitOp::Eq | TraitOp::Ne | TraitOp::Gt | TraitOp::Gte | TraitOp::Lt | TraitOp::Lte, Some(v)) => {
-            !v.is_null() && !v.is_array() && !v.is_object()
-        }
+        (
+            TraitOp::Eq | TraitOp::Ne | TraitOp::Gt | TraitOp::Gte | TraitOp::Lt | TraitOp::Lte,
+            Some(v),
+        ) => !v.is_null() && !v.is_array() && !v.is_object(),
         _ => false,
     };
     if !ok {
@@ -484,7 +596,10 @@ mod tests {
         let json = r#"{"key":"k","name":"K","entity":"contact","condition":{"all":[{"events":{"event":{"kind":"engagement"},"within":"30 days"}}]}}"#;
         let errs = parse_definitions(json).err().unwrap_or_default();
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].path.starts_with("condition.all[0].events.within"), "{errs:?}");
+        assert!(
+            errs[0].path.starts_with("condition.all[0].events.within"),
+            "{errs:?}"
+        );
         assert!(errs[0].reason.contains("unit"), "{errs:?}");
     }
 
@@ -513,6 +628,10 @@ mod tests {
     fn schema_is_published() {
         let schema = json_schema();
         let text = schema.to_string();
-        assert!(text.contains("last_sends") && text.contains("rate_change") && text.contains("Duration"));
+        assert!(
+            text.contains("last_sends")
+                && text.contains("rate_change")
+                && text.contains("Duration")
+        );
     }
 }

@@ -35,7 +35,9 @@ pub struct Directory {
 
 impl Directory {
     pub fn from_entries(entries: impl IntoIterator<Item = (String, String)>) -> Self {
-        Directory { map: entries.into_iter().collect() }
+        Directory {
+            map: entries.into_iter().collect(),
+        }
     }
 
     pub fn get(&self, contact: &str) -> Option<&str> {
@@ -59,15 +61,31 @@ impl Directory {
         match (user, &e.group_id) {
             (Some(u), Some(g)) => {
                 let prev = self.map.insert(u.clone(), g.clone());
-                Route { account: g.clone(), moved_from: prev.filter(|p| p != g) }
+                Route {
+                    account: g.clone(),
+                    moved_from: prev.filter(|p| p != g),
+                }
             }
             (Some(u), None) => {
-                let account = self.map.entry(u.clone()).or_insert_with(|| personal_account(u)).clone();
-                Route { account, moved_from: None }
+                let account = self
+                    .map
+                    .entry(u.clone())
+                    .or_insert_with(|| personal_account(u))
+                    .clone();
+                Route {
+                    account,
+                    moved_from: None,
+                }
             }
-            (None, Some(g)) => Route { account: g.clone(), moved_from: None },
+            (None, Some(g)) => Route {
+                account: g.clone(),
+                moved_from: None,
+            },
             // Validation rejects these; route to a personal account of the anonymous id.
-            (None, None) => Route { account: personal_account(e.anonymous_id.as_deref().unwrap_or("anonymous")), moved_from: None },
+            (None, None) => Route {
+                account: personal_account(e.anonymous_id.as_deref().unwrap_or("anonymous")),
+                moved_from: None,
+            },
         }
     }
 }
@@ -90,26 +108,28 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(set: SegmentSet) -> Self {
-        Engine { set, accounts: BTreeMap::new(), directory: Directory::default() }
+        Engine {
+            set,
+            accounts: BTreeMap::new(),
+            directory: Directory::default(),
+        }
     }
 
     /// Applies one event at processing instant `now`, moving its contact if needed.
     pub fn apply(&mut self, e: &Event, now: Millis, out: &mut Vec<Change>) {
         let route = self.directory.route(e);
-        if let Some(from) = &route.moved_from {
-            let taken = self.accounts.get_mut(from).and_then(|a| {
-                let uid = e.user_id.as_deref().unwrap_or_default();
-                a.take_contact(&self.set, uid, now, out)
-            });
-            if let Some(c) = taken {
-                let set = &self.set;
-                let to = self.accounts.entry(route.account.clone()).or_insert_with(|| Account::new(&route.account, set));
-                to.insert_contact(set, c, now, out);
-            }
-        }
+        let arriving = route.moved_from.as_ref().and_then(|from| {
+            let uid = e.user_id.as_deref().unwrap_or_default();
+            self.accounts
+                .get_mut(from)
+                .and_then(|a| a.take_contact(&self.set, uid, now, out))
+        });
         let set = &self.set;
-        let account = self.accounts.entry(route.account.clone()).or_insert_with(|| Account::new(&route.account, set));
-        account.apply(set, e, now, out);
+        let account = self
+            .accounts
+            .entry(route.account.clone())
+            .or_insert_with(|| Account::new(&route.account, set));
+        account.apply(set, e, arriving, now, out);
     }
 
     /// Fires every timer up to `t` in every account.
@@ -124,7 +144,12 @@ impl Engine {
         let mut out = Vec::new();
         for (id, a) in &self.accounts {
             for seg in a.core.member.iter() {
-                out.push(Membership { segment: self.set.segments[seg].def.key.clone(), entity: Entity::Account.as_str(), id: id.clone(), account: id.clone() });
+                out.push(Membership {
+                    segment: self.set.segments[seg].def.key.clone(),
+                    entity: Entity::Account.as_str(),
+                    id: id.clone(),
+                    account: id.clone(),
+                });
             }
             for c in &a.contacts {
                 for seg in c.member.iter() {

@@ -40,7 +40,11 @@ pub fn next_change(x: &Ctx, seg: usize, contact: Option<&ContactState>, t: Milli
     let s = &x.set.segments[seg];
     match (s.def.entity, contact) {
         (Entity::Contact, Some(c)) => {
-            let sup = if c.suppressed_at > t { c.suppressed_at } else { NEVER };
+            let sup = if c.suppressed_at > t {
+                c.suppressed_at
+            } else {
+                NEVER
+            };
             match s.cond {
                 Cond::Suppressed => sup,
                 _ => sup.min(next(&s.cond, x, Some(c), t)),
@@ -53,7 +57,13 @@ pub fn next_change(x: &Ctx, seg: usize, contact: Option<&ContactState>, t: Milli
 
 /// The next instant after `t` at which membership actually flips by time
 /// alone, searching at most `max_steps` candidate instants.
-pub fn next_flip(x: &Ctx, seg: usize, contact: Option<&ContactState>, t: Millis, max_steps: usize) -> Option<Millis> {
+pub fn next_flip(
+    x: &Ctx,
+    seg: usize,
+    contact: Option<&ContactState>,
+    t: Millis,
+    max_steps: usize,
+) -> Option<Millis> {
     let now = member(x, seg, contact, t);
     let mut at = t;
     for _ in 0..max_steps {
@@ -69,7 +79,12 @@ pub fn next_flip(x: &Ctx, seg: usize, contact: Option<&ContactState>, t: Millis,
     None
 }
 
-fn series<'a>(x: &'a Ctx, contact: Option<&'a ContactState>, scope: Scope, m: usize) -> Option<&'a Series> {
+fn series<'a>(
+    x: &'a Ctx,
+    contact: Option<&'a ContactState>,
+    scope: Scope,
+    m: usize,
+) -> Option<&'a Series> {
     match scope {
         Scope::Contact => contact.and_then(|c| c.series.get(m)),
         Scope::Account => x.account.series.get(m),
@@ -81,13 +96,29 @@ pub(crate) fn holds(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis
         Cond::All(cs) => cs.iter().all(|c| holds(c, x, contact, t)),
         Cond::Any(cs) => cs.iter().any(|c| holds(c, x, contact, t)),
         Cond::Not(c) => !holds(c, x, contact, t),
-        Cond::ContactTrait { idx, test } => trait_test(contact.and_then(|c| c.traits.get(*idx)?.as_ref()), test),
-        Cond::AccountTrait { idx, test } => trait_test(x.account.traits.get(*idx).and_then(Option::as_ref), test),
-        Cond::Count { scope, m, within, at_least, at_most } => {
+        Cond::ContactTrait { idx, test } => {
+            trait_test(contact.and_then(|c| c.traits.get(*idx)?.as_ref()), test)
+        }
+        Cond::AccountTrait { idx, test } => {
+            trait_test(x.account.traits.get(*idx).and_then(Option::as_ref), test)
+        }
+        Cond::Count {
+            scope,
+            m,
+            within,
+            at_least,
+            at_most,
+        } => {
             let n = series(x, contact, *scope, *m).map_or(0, |s| s.count_in(t - within, t));
             n >= *at_least as usize && at_most.is_none_or(|m| n <= m as usize)
         }
-        Cond::Recency { scope, m, newer_than, older_than, or_never } => {
+        Cond::Recency {
+            scope,
+            m,
+            newer_than,
+            older_than,
+            or_never,
+        } => {
             let last = series(x, contact, *scope, *m).and_then(|s| s.last_at_or_before(t));
             match (newer_than, older_than, last) {
                 (Some(d), _, Some(l)) => l > t - d,
@@ -97,22 +128,50 @@ pub(crate) fn holds(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis
                 (None, None, Some(_)) => false,
             }
         }
-        Cond::First { scope, m, older_than } => {
-            series(x, contact, *scope, *m).and_then(|s| s.first).is_some_and(|f| f <= t - older_than)
-        }
-        Cond::LastSends { n, at_least, open, click, reply } => {
-            contact.is_some_and(|c| engaged_sends(c, *n, (*open, *click, *reply), t).0 >= *at_least as usize)
-        }
-        Cond::Contacts { quantifier, count, inner } => {
-            let n = x.contacts.iter().filter(|c| holds(inner, x, Some(c), t)).count();
+        Cond::First {
+            scope,
+            m,
+            older_than,
+        } => series(x, contact, *scope, *m)
+            .and_then(|s| s.first)
+            .is_some_and(|f| f <= t - older_than),
+        Cond::LastSends {
+            n,
+            at_least,
+            open,
+            click,
+            reply,
+        } => contact.is_some_and(|c| {
+            engaged_sends(c, *n, (*open, *click, *reply), t).0 >= *at_least as usize
+        }),
+        Cond::Contacts {
+            quantifier,
+            count,
+            inner,
+        } => {
+            let n = x
+                .contacts
+                .iter()
+                .filter(|c| holds(inner, x, Some(c), t))
+                .count();
             match quantifier {
                 Quantifier::Any => n >= 1,
                 Quantifier::All => n > 0 && n == x.contacts.len(),
                 Quantifier::AtLeast => n >= *count as usize,
             }
         }
-        Cond::Rate { scope, m, recent, prior, min_prior, max_ratio, min_ratio } => {
-            let Some(s) = series(x, contact, *scope, *m) else { return false };
+        Cond::Rate {
+            scope,
+            m,
+            recent,
+            prior,
+            min_prior,
+            max_ratio,
+            min_ratio,
+        } => {
+            let Some(s) = series(x, contact, *scope, *m) else {
+                return false;
+            };
             let r = s.count_in(t - recent, t) as f64;
             let p = s.count_in(t - recent - prior, t - recent) as f64;
             let (recent, prior) = (*recent as f64, *prior as f64);
@@ -130,14 +189,20 @@ pub(crate) fn holds(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis
 
 /// Of the contact's last `n` sends at or before `t`: how many were engaged
 /// with (by `t`), and the sends looked at, most recent first.
-pub fn engaged_sends(c: &ContactState, n: usize, kinds: (bool, bool, bool), t: Millis) -> (usize, Vec<(Millis, bool)>) {
+pub fn engaged_sends(
+    c: &ContactState,
+    n: usize,
+    kinds: (bool, bool, bool),
+    t: Millis,
+) -> (usize, Vec<(Millis, bool)>) {
     let settled = c.sends.partition_point(|s| s.ts <= t);
     let window = &c.sends[settled.saturating_sub(n)..settled];
     let looked: Vec<(Millis, bool)> = window
         .iter()
         .rev()
         .map(|s| {
-            let engaged = (kinds.0 && s.open <= t) || (kinds.1 && s.click <= t) || (kinds.2 && s.reply <= t);
+            let engaged =
+                (kinds.0 && s.open <= t) || (kinds.1 && s.click <= t) || (kinds.2 && s.reply <= t);
             (s.ts, engaged)
         })
         .collect();
@@ -149,36 +214,74 @@ fn next(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis) -> Millis 
         series(x, contact, scope, m).map_or(NEVER, |s| s.next_crossing(t, offsets))
     };
     match c {
-        Cond::All(cs) | Cond::Any(cs) => cs.iter().map(|c| next(c, x, contact, t)).min().unwrap_or(NEVER),
+        Cond::All(cs) | Cond::Any(cs) => cs
+            .iter()
+            .map(|c| next(c, x, contact, t))
+            .min()
+            .unwrap_or(NEVER),
         Cond::Not(c) => next(c, x, contact, t),
         Cond::ContactTrait { .. } | Cond::AccountTrait { .. } => NEVER,
-        Cond::Count { scope, m, within, .. } => crossing(*scope, *m, &[0, *within]),
-        Cond::Recency { scope, m, newer_than, older_than, .. } => {
-            crossing(*scope, *m, &[0, newer_than.or(*older_than).unwrap_or(0)])
-        }
-        Cond::First { scope, m, older_than } => series(x, contact, *scope, *m)
+        Cond::Count {
+            scope, m, within, ..
+        } => crossing(*scope, *m, &[0, *within]),
+        Cond::Recency {
+            scope,
+            m,
+            newer_than,
+            older_than,
+            ..
+        } => crossing(*scope, *m, &[0, newer_than.or(*older_than).unwrap_or(0)]),
+        Cond::First {
+            scope,
+            m,
+            older_than,
+        } => series(x, contact, *scope, *m)
             .and_then(|s| s.first)
             .map(|f| f + older_than)
             .filter(|at| *at > t)
             .unwrap_or(NEVER),
-        Cond::LastSends { open, click, reply, .. } => contact.map_or(NEVER, |c| {
+        Cond::LastSends {
+            open, click, reply, ..
+        } => contact.map_or(NEVER, |c| {
             c.sends
                 .iter()
                 .flat_map(|s| {
                     let e = |on: bool, at: Millis| if on { at } else { NEVER };
-                    [s.ts, e(*open, s.open), e(*click, s.click), e(*reply, s.reply)]
+                    [
+                        s.ts,
+                        e(*open, s.open),
+                        e(*click, s.click),
+                        e(*reply, s.reply),
+                    ]
                 })
                 .filter(|at| *at > t && *at != NEVER)
                 .min()
                 .unwrap_or(NEVER)
         }),
-        Cond::Contacts { inner, .. } => x.contacts.iter().map(|c| next(inner, x, Some(c), t)).min().unwrap_or(NEVER),
-        Cond::Rate { scope, m, recent, prior, .. } => crossing(*scope, *m, &[0, *recent, recent + prior]),
+        Cond::Contacts { inner, .. } => x
+            .contacts
+            .iter()
+            .map(|c| next(inner, x, Some(c), t))
+            .min()
+            .unwrap_or(NEVER),
+        Cond::Rate {
+            scope,
+            m,
+            recent,
+            prior,
+            ..
+        } => crossing(*scope, *m, &[0, *recent, recent + prior]),
         Cond::InSegment(j) => match x.set.segments[*j].def.entity {
             Entity::Account => next_change(x, *j, None, t),
             Entity::Contact => next_change(x, *j, contact, t),
         },
-        Cond::Suppressed => contact.map_or(NEVER, |c| if c.suppressed_at > t { c.suppressed_at } else { NEVER }),
+        Cond::Suppressed => contact.map_or(NEVER, |c| {
+            if c.suppressed_at > t {
+                c.suppressed_at
+            } else {
+                NEVER
+            }
+        }),
     }
 }
 
@@ -202,14 +305,17 @@ pub fn trait_test(v: Option<&TraitValue>, test: &TraitTest) -> bool {
         TraitOp::Lte => cmp(|o| o != Ordering::Greater),
         TraitOp::Between => match (v, lit) {
             (Some(v), Some(serde_json::Value::Array(b))) if b.len() == 2 => {
-                v.compare(&b[0]).is_some_and(|o| o != Ordering::Less) && v.compare(&b[1]).is_some_and(|o| o != Ordering::Greater)
+                v.compare(&b[0]).is_some_and(|o| o != Ordering::Less)
+                    && v.compare(&b[1]).is_some_and(|o| o != Ordering::Greater)
             }
             _ => false,
         },
         TraitOp::Exists => v.is_some(),
         TraitOp::NotExists => v.is_none(),
         TraitOp::Prefix => match (v, lit) {
-            (Some(TraitValue::Str(s)), Some(serde_json::Value::String(p))) => s.starts_with(p.as_str()),
+            (Some(TraitValue::Str(s)), Some(serde_json::Value::String(p))) => {
+                s.starts_with(p.as_str())
+            }
             _ => false,
         },
     }
@@ -233,62 +339,142 @@ pub fn explain(x: &Ctx, seg: usize, contact: Option<&ContactState>, t: Millis) -
     explain_cond(&s.cond, x, contact, t, "condition".into())
 }
 
-fn explain_cond(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis, path: String) -> ExplainNode {
+fn explain_cond(
+    c: &Cond,
+    x: &Ctx,
+    contact: Option<&ContactState>,
+    t: Millis,
+    path: String,
+) -> ExplainNode {
     let holds_now = holds(c, x, contact, t);
-    let node = |description: String, observed: String, evidence: Vec<String>, children| ExplainNode {
-        path: path.clone(),
-        description,
-        holds: holds_now,
-        observed,
-        evidence,
-        children,
-    };
+    let node =
+        |description: String, observed: String, evidence: Vec<String>, children| ExplainNode {
+            path: path.clone(),
+            description,
+            holds: holds_now,
+            observed,
+            evidence,
+            children,
+        };
     let names = |scope: Scope, m: usize| {
         let list = match scope {
             Scope::Contact => &x.set.contact_matchers,
             Scope::Account => &x.set.account_matchers,
         };
-        list.get(m).map_or_else(String::new, |f| serde_json::to_string(&f.kind).unwrap_or_default().replace('"', ""))
+        list.get(m).map_or_else(String::new, |f| {
+            serde_json::to_string(&f.kind)
+                .unwrap_or_default()
+                .replace('"', "")
+        })
     };
-    let whose = |scope: Scope| if scope == Scope::Account { "account" } else { "contact" };
+    let whose = |scope: Scope| {
+        if scope == Scope::Account {
+            "account"
+        } else {
+            "contact"
+        }
+    };
     let evidence_in = |scope: Scope, m: usize, lo: Millis, hi: Millis| -> Vec<String> {
-        series(x, contact, scope, m).map_or_else(Vec::new, |s| s.in_range(lo, hi).take(10).map(format_rfc3339).collect())
+        series(x, contact, scope, m).map_or_else(Vec::new, |s| {
+            s.in_range(lo, hi).take(10).map(format_rfc3339).collect()
+        })
     };
     match c {
         Cond::All(cs) | Cond::Any(cs) => {
-            let op = if matches!(c, Cond::All(_)) { "all" } else { "any" };
-            let kids: Vec<ExplainNode> =
-                cs.iter().enumerate().map(|(i, k)| explain_cond(k, x, contact, t, format!("{path}.{op}[{i}]"))).collect();
+            let op = if matches!(c, Cond::All(_)) {
+                "all"
+            } else {
+                "any"
+            };
+            let kids: Vec<ExplainNode> = cs
+                .iter()
+                .enumerate()
+                .map(|(i, k)| explain_cond(k, x, contact, t, format!("{path}.{op}[{i}]")))
+                .collect();
             let held = kids.iter().filter(|k| k.holds).count();
-            node(format!("{op} of {} conditions", kids.len()), format!("{held} of {} hold", kids.len()), vec![], kids)
+            node(
+                format!("{op} of {} conditions", kids.len()),
+                format!("{held} of {} hold", kids.len()),
+                vec![],
+                kids,
+            )
         }
         Cond::Not(k) => {
             let kid = explain_cond(k, x, contact, t, format!("{path}.not"));
-            node("not".into(), format!("inner {}", if kid.holds { "holds" } else { "does not hold" }), vec![], vec![kid])
+            node(
+                "not".into(),
+                format!(
+                    "inner {}",
+                    if kid.holds { "holds" } else { "does not hold" }
+                ),
+                vec![],
+                vec![kid],
+            )
         }
         Cond::ContactTrait { idx, test } | Cond::AccountTrait { idx, test } => {
             let (who, v) = match c {
-                Cond::ContactTrait { .. } => ("contact", contact.and_then(|c| c.traits.get(*idx)?.clone())),
+                Cond::ContactTrait { .. } => {
+                    ("contact", contact.and_then(|c| c.traits.get(*idx)?.clone()))
+                }
                 _ => ("account", x.account.traits.get(*idx).cloned().flatten()),
             };
-            let lit = test.value.as_ref().map(|v| format!(" {v}")).unwrap_or_default();
+            let lit = test
+                .value
+                .as_ref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default();
             let desc = format!("{who} trait {} {:?}{lit}", test.name, test.op).to_lowercase();
-            node(desc, format!("{} = {}", test.name, v.map_or("(missing)".into(), |v| v.display())), vec![], vec![])
+            node(
+                desc,
+                format!(
+                    "{} = {}",
+                    test.name,
+                    v.map_or("(missing)".into(), |v| v.display())
+                ),
+                vec![],
+                vec![],
+            )
         }
-        Cond::Count { scope, m, within, at_least, at_most } => {
+        Cond::Count {
+            scope,
+            m,
+            within,
+            at_least,
+            at_most,
+        } => {
             let n = series(x, contact, *scope, *m).map_or(0, |s| s.count_in(t - within, t));
             let bound = match at_most {
                 Some(hi) if *at_least > 0 => format!("{at_least} to {hi}"),
                 Some(hi) => format!("at most {hi}"),
                 None => format!("at least {at_least}"),
             };
-            let desc = format!("{bound} {} events of the {} within {}", names(*scope, *m), whose(*scope), crate::time::Span(*within));
-            node(desc, format!("{n} events"), evidence_in(*scope, *m, t - within, t), vec![])
+            let desc = format!(
+                "{bound} {} events of the {} within {}",
+                names(*scope, *m),
+                whose(*scope),
+                crate::time::Span(*within)
+            );
+            node(
+                desc,
+                format!("{n} events"),
+                evidence_in(*scope, *m, t - within, t),
+                vec![],
+            )
         }
-        Cond::Recency { scope, m, newer_than, older_than, or_never } => {
+        Cond::Recency {
+            scope,
+            m,
+            newer_than,
+            older_than,
+            or_never,
+        } => {
             let last = series(x, contact, *scope, *m).and_then(|s| s.last_at_or_before(t));
             let desc = match (newer_than, older_than) {
-                (Some(d), _) => format!("last {} event newer than {}", names(*scope, *m), crate::time::Span(*d)),
+                (Some(d), _) => format!(
+                    "last {} event newer than {}",
+                    names(*scope, *m),
+                    crate::time::Span(*d)
+                ),
                 (_, Some(d)) => format!(
                     "last {} event older than {}{}",
                     names(*scope, *m),
@@ -297,35 +483,105 @@ fn explain_cond(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis, pa
                 ),
                 _ => String::new(),
             };
-            let obs = last.map_or("no such event".into(), |l| format!("last at {}", format_rfc3339(l)));
-            node(desc, obs, last.map(format_rfc3339).into_iter().collect(), vec![])
+            let obs = last.map_or("no such event".into(), |l| {
+                format!("last at {}", format_rfc3339(l))
+            });
+            node(
+                desc,
+                obs,
+                last.map(format_rfc3339).into_iter().collect(),
+                vec![],
+            )
         }
-        Cond::First { scope, m, older_than } => {
+        Cond::First {
+            scope,
+            m,
+            older_than,
+        } => {
             let first = series(x, contact, *scope, *m).and_then(|s| s.first);
-            let desc = format!("first {} event at or before now - {}", names(*scope, *m), crate::time::Span(*older_than));
-            let obs = first.map_or("no such event".into(), |f| format!("first at {}", format_rfc3339(f)));
-            node(desc, obs, first.map(format_rfc3339).into_iter().collect(), vec![])
+            let desc = format!(
+                "first {} event at or before now - {}",
+                names(*scope, *m),
+                crate::time::Span(*older_than)
+            );
+            let obs = first.map_or("no such event".into(), |f| {
+                format!("first at {}", format_rfc3339(f))
+            });
+            node(
+                desc,
+                obs,
+                first.map(format_rfc3339).into_iter().collect(),
+                vec![],
+            )
         }
-        Cond::LastSends { n, at_least, open, click, reply } => {
-            let (k, looked) = contact.map_or((0, vec![]), |c| engaged_sends(c, *n, (*open, *click, *reply), t));
+        Cond::LastSends {
+            n,
+            at_least,
+            open,
+            click,
+            reply,
+        } => {
+            let (k, looked) = contact.map_or((0, vec![]), |c| {
+                engaged_sends(c, *n, (*open, *click, *reply), t)
+            });
             let ev = looked
                 .iter()
-                .map(|(ts, e)| format!("send at {}: {}", format_rfc3339(*ts), if *e { "engaged" } else { "not engaged" }))
+                .map(|(ts, e)| {
+                    format!(
+                        "send at {}: {}",
+                        format_rfc3339(*ts),
+                        if *e { "engaged" } else { "not engaged" }
+                    )
+                })
                 .collect();
-            node(format!("at least {at_least} of the last {n} sends engaged"), format!("{k} of {} sends", looked.len()), ev, vec![])
+            node(
+                format!("at least {at_least} of the last {n} sends engaged"),
+                format!("{k} of {} sends", looked.len()),
+                ev,
+                vec![],
+            )
         }
-        Cond::Contacts { quantifier, count, inner } => {
-            let matching: Vec<&ContactState> = x.contacts.iter().filter(|c| holds(inner, x, Some(c), t)).collect();
+        Cond::Contacts {
+            quantifier,
+            count,
+            inner,
+        } => {
+            let matching: Vec<&ContactState> = x
+                .contacts
+                .iter()
+                .filter(|c| holds(inner, x, Some(c), t))
+                .collect();
             let desc = match quantifier {
                 Quantifier::Any => "any contact matches".to_string(),
                 Quantifier::All => "all contacts match".to_string(),
                 Quantifier::AtLeast => format!("at least {count} contacts match"),
             };
-            let ev = matching.iter().take(10).map(|c| format!("contact {}", c.id)).collect();
-            let kids = matching.first().map(|c| explain_cond(inner, x, Some(c), t, format!("{path}.contacts"))).into_iter().collect();
-            node(desc, format!("{} of {} contacts", matching.len(), x.contacts.len()), ev, kids)
+            let ev = matching
+                .iter()
+                .take(10)
+                .map(|c| format!("contact {}", c.id))
+                .collect();
+            let kids = matching
+                .first()
+                .map(|c| explain_cond(inner, x, Some(c), t, format!("{path}.contacts")))
+                .into_iter()
+                .collect();
+            node(
+                desc,
+                format!("{} of {} contacts", matching.len(), x.contacts.len()),
+                ev,
+                kids,
+            )
         }
-        Cond::Rate { scope, m, recent, prior, min_prior, max_ratio, min_ratio } => {
+        Cond::Rate {
+            scope,
+            m,
+            recent,
+            prior,
+            min_prior,
+            max_ratio,
+            min_ratio,
+        } => {
             let s = series(x, contact, *scope, *m);
             let r = s.map_or(0, |s| s.count_in(t - recent, t));
             let p = s.map_or(0, |s| s.count_in(t - recent - prior, t - recent));
@@ -334,18 +590,39 @@ fn explain_cond(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis, pa
                 names(*scope, *m),
                 crate::time::Span(*recent),
                 crate::time::Span(*prior),
-                max_ratio.map(|k| format!(", ratio <= {k}")).unwrap_or_default(),
-                min_ratio.map(|k| format!(", ratio >= {k}")).unwrap_or_default(),
+                max_ratio
+                    .map(|k| format!(", ratio <= {k}"))
+                    .unwrap_or_default(),
+                min_ratio
+                    .map(|k| format!(", ratio >= {k}"))
+                    .unwrap_or_default(),
             );
-            node(desc, format!("recent {r}, prior {p}"), evidence_in(*scope, *m, t - recent - prior, t), vec![])
+            node(
+                desc,
+                format!("recent {r}, prior {p}"),
+                evidence_in(*scope, *m, t - recent - prior, t),
+                vec![],
+            )
         }
         Cond::InSegment(j) => {
             let key = &x.set.segments[*j].def.key;
-            node(format!("member of segment {key}"), format!("{}", if holds_now { "member" } else { "not a member" }), vec![], vec![])
+            node(
+                format!("member of segment {key}"),
+                format!("{}", if holds_now { "member" } else { "not a member" }),
+                vec![],
+                vec![],
+            )
         }
         Cond::Suppressed => {
             let at = contact.map(|c| c.suppressed_at).filter(|a| *a <= t);
-            node("suppressed (unsubscribed, complained or hard bounce)".into(), at.map_or("not suppressed".into(), |a| format!("since {}", format_rfc3339(a))), vec![], vec![])
+            node(
+                "suppressed (unsubscribed, complained or hard bounce)".into(),
+                at.map_or("not suppressed".into(), |a| {
+                    format!("since {}", format_rfc3339(a))
+                }),
+                vec![],
+                vec![],
+            )
         }
     }
 }

@@ -5,7 +5,7 @@
 //! the reason. It never panics on any input. The vocabulary follows
 //! DESIGN.md section 3; unknown `track` names are kept as custom events.
 
-use crate::time::{Millis, MINUTE, parse_rfc3339};
+use crate::time::{MINUTE, Millis, parse_rfc3339};
 use serde_json::{Map, Value};
 
 /// Input limits, configurable per node and documented in the README.
@@ -45,7 +45,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        FieldError { field: field.into(), reason: reason.into() }
+        FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -103,12 +106,24 @@ impl EventKind {
 
     /// First-party pricing/comparison intent (DESIGN.md section 3).
     pub fn is_pricing_intent(&self) -> bool {
-        matches!(self, EventKind::Page { pricing: true } | EventKind::Intent { first_party: true, pricing: true })
+        matches!(
+            self,
+            EventKind::Page { pricing: true }
+                | EventKind::Intent {
+                    first_party: true,
+                    pricing: true
+                }
+        )
     }
 
     /// Suppressing events: unsubscribe, complaint, hard bounce.
     pub fn suppresses(&self) -> bool {
-        matches!(self, EventKind::Unsubscribe | EventKind::Complaint { .. } | EventKind::Bounce { hard: true, .. })
+        matches!(
+            self,
+            EventKind::Unsubscribe
+                | EventKind::Complaint { .. }
+                | EventKind::Bounce { hard: true, .. }
+        )
     }
 }
 
@@ -127,7 +142,9 @@ pub fn stable_hash(text: &str) -> u64 {
 /// missing timestamp is an error here (the ingest edge fills it from its
 /// clock before calling, like Segment's `receivedAt`).
 pub fn parse_message(v: &Value, now: Millis, limits: &Limits) -> Result<Event, FieldError> {
-    let obj = v.as_object().ok_or_else(|| FieldError::new("", "message must be a JSON object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| FieldError::new("", "message must be a JSON object"))?;
     check_strings(v, "", limits)?;
     let kind_name = required_str(obj, "type", limits.max_string_bytes)?;
     let message_id = required_str(obj, "messageId", limits.max_id_bytes)?.to_string();
@@ -136,7 +153,10 @@ pub fn parse_message(v: &Value, now: Millis, limits: &Limits) -> Result<Event, F
     let ts_text = required_str(obj, "timestamp", limits.max_string_bytes)?;
     let ts = parse_rfc3339(ts_text).map_err(|r| FieldError::new("timestamp", r))?;
     if ts > now + limits.max_future_skew {
-        return Err(FieldError::new("timestamp", "more than 5 minutes in the future"));
+        return Err(FieldError::new(
+            "timestamp",
+            "more than 5 minutes in the future",
+        ));
     }
     if ts < 946_684_800_000 {
         return Err(FieldError::new("timestamp", "before 2000-01-01"));
@@ -146,9 +166,16 @@ pub fn parse_message(v: &Value, now: Millis, limits: &Limits) -> Result<Event, F
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
-        Some(_) => return Err(FieldError::new("context.groupId", "must be a non-empty string")),
+        Some(_) => {
+            return Err(FieldError::new(
+                "context.groupId",
+                "must be a non-empty string",
+            ));
+        }
     };
-    let properties = optional_object(obj, "properties")?.cloned().unwrap_or_default();
+    let properties = optional_object(obj, "properties")?
+        .cloned()
+        .unwrap_or_default();
     let traits = optional_object(obj, "traits")?.cloned().unwrap_or_default();
     let mut name = None;
     let kind = match kind_name {
@@ -159,7 +186,9 @@ pub fn parse_message(v: &Value, now: Millis, limits: &Limits) -> Result<Event, F
         }
         "page" | "screen" => {
             name = obj.get("name").and_then(Value::as_str).map(str::to_string);
-            EventKind::Page { pricing: page_is_pricing(&properties, name.as_deref()) }
+            EventKind::Page {
+                pricing: page_is_pricing(&properties, name.as_deref()),
+            }
         }
         "identify" => EventKind::Identify,
         "group" => {
@@ -168,29 +197,59 @@ pub fn parse_message(v: &Value, now: Millis, limits: &Limits) -> Result<Event, F
             check_group_traits(&traits)?;
             EventKind::Group
         }
-        "alias" => EventKind::Alias { previous_id: required_id(obj, "previousId", limits)? },
+        "alias" => EventKind::Alias {
+            previous_id: required_id(obj, "previousId", limits)?,
+        },
         other => {
             return Err(FieldError::new(
                 "type",
-                format!("unknown type '{other}'; expected identify, track, page, screen, group or alias"),
+                format!(
+                    "unknown type '{other}'; expected identify, track, page, screen, group or alias"
+                ),
             ));
         }
     };
-    if group_id.as_deref().is_some_and(|g| g.starts_with(crate::engine::PERSONAL_PREFIX)) {
-        let field = if matches!(kind, EventKind::Group) { "groupId" } else { "context.groupId" };
-        return Err(FieldError::new(field, "must not start with '~' (reserved for personal accounts)"));
+    if group_id
+        .as_deref()
+        .is_some_and(|g| g.starts_with(crate::engine::PERSONAL_PREFIX))
+    {
+        let field = if matches!(kind, EventKind::Group) {
+            "groupId"
+        } else {
+            "context.groupId"
+        };
+        return Err(FieldError::new(
+            field,
+            "must not start with '~' (reserved for personal accounts)",
+        ));
     }
     if user_id.is_none() && anonymous_id.is_none() {
-        return Err(FieldError::new("userId", "userId or anonymousId is required"));
+        return Err(FieldError::new(
+            "userId",
+            "userId or anonymousId is required",
+        ));
     }
     if user_id.is_none() && group_id.is_none() && !matches!(kind, EventKind::Alias { .. }) {
         // An anonymous event with no account cannot be attributed to anything we keep.
-        return Err(FieldError::new("context.groupId", "an event without userId needs context.groupId (its account)"));
+        return Err(FieldError::new(
+            "context.groupId",
+            "an event without userId needs context.groupId (its account)",
+        ));
     }
     if matches!(kind, EventKind::Identify) && user_id.is_none() {
         return Err(FieldError::new("userId", "identify needs a userId"));
     }
-    Ok(Event { message_id, ts, user_id, anonymous_id, group_id, kind, name, properties, traits })
+    Ok(Event {
+        message_id,
+        ts,
+        user_id,
+        anonymous_id,
+        group_id,
+        kind,
+        name,
+        properties,
+        traits,
+    })
 }
 
 fn track_kind(event: &str, props: &Map<String, Value>) -> Result<EventKind, FieldError> {
@@ -205,9 +264,17 @@ fn track_kind(event: &str, props: &Map<String, Value>) -> Result<EventKind, Fiel
                 None | Some(Value::Null) => false,
                 Some(Value::String(t)) if t.eq_ignore_ascii_case("hard") => true,
                 Some(Value::String(t)) if t.eq_ignore_ascii_case("soft") => false,
-                Some(_) => return Err(FieldError::new("properties.type", "must be \"hard\" or \"soft\"")),
+                Some(_) => {
+                    return Err(FieldError::new(
+                        "properties.type",
+                        "must be \"hard\" or \"soft\"",
+                    ));
+                }
             };
-            EventKind::Bounce { email: email()?, hard }
+            EventKind::Bounce {
+                email: email()?,
+                hard,
+            }
         }
         "Email Marked as Spam" => EventKind::Complaint { email: email()? },
         "Unsubscribed" => EventKind::Unsubscribe,
@@ -223,19 +290,34 @@ fn intent_kind(props: &Map<String, Value>) -> Result<EventKind, FieldError> {
         None | Some(Value::Null) => false,
         Some(Value::String(s)) if s == "first_party" => true,
         Some(Value::String(s)) if s == "third_party" => false,
-        Some(_) => return Err(FieldError::new("properties.source", "must be \"first_party\" or \"third_party\"")),
+        Some(_) => {
+            return Err(FieldError::new(
+                "properties.source",
+                "must be \"first_party\" or \"third_party\"",
+            ));
+        }
     };
     match props.get("strength") {
         None | Some(Value::Null) => {}
         Some(Value::Number(n)) if n.as_f64().is_some_and(|s| (0.0..=100.0).contains(&s)) => {}
-        Some(_) => return Err(FieldError::new("properties.strength", "must be a number from 0 to 100")),
+        Some(_) => {
+            return Err(FieldError::new(
+                "properties.strength",
+                "must be a number from 0 to 100",
+            ));
+        }
     }
     let pricing = match props.get("topic") {
-        Some(Value::String(t)) => t.eq_ignore_ascii_case("pricing") || t.eq_ignore_ascii_case("comparison"),
+        Some(Value::String(t)) => {
+            t.eq_ignore_ascii_case("pricing") || t.eq_ignore_ascii_case("comparison")
+        }
         None | Some(Value::Null) => false,
         Some(_) => return Err(FieldError::new("properties.topic", "must be a string")),
     };
-    Ok(EventKind::Intent { first_party, pricing })
+    Ok(EventKind::Intent {
+        first_party,
+        pricing,
+    })
 }
 
 fn page_is_pricing(props: &Map<String, Value>, _name: Option<&str>) -> bool {
@@ -251,8 +333,14 @@ fn email_id(props: &Map<String, Value>) -> Result<u64, FieldError> {
     match props.get("email_id") {
         Some(Value::String(s)) if !s.is_empty() => Ok(stable_hash(s)),
         Some(Value::Number(n)) => Ok(stable_hash(&n.to_string())),
-        None | Some(Value::Null) => Err(FieldError::new("properties.email_id", "is required for email events")),
-        Some(_) => Err(FieldError::new("properties.email_id", "must be a non-empty string")),
+        None | Some(Value::Null) => Err(FieldError::new(
+            "properties.email_id",
+            "is required for email events",
+        )),
+        Some(_) => Err(FieldError::new(
+            "properties.email_id",
+            "must be a non-empty string",
+        )),
     }
 }
 
@@ -270,40 +358,63 @@ fn check_group_traits(traits: &Map<String, Value>) -> Result<(), FieldError> {
     match traits.get("icp_fit") {
         None | Some(Value::Null) => {}
         Some(Value::Number(n)) if n.as_f64().is_some_and(|f| (0.0..=100.0).contains(&f)) => {}
-        Some(_) => return Err(FieldError::new("traits.icp_fit", "must be a number from 0 to 100")),
+        Some(_) => {
+            return Err(FieldError::new(
+                "traits.icp_fit",
+                "must be a number from 0 to 100",
+            ));
+        }
     }
     Ok(())
 }
 
-fn required_str<'a>(obj: &'a Map<String, Value>, field: &str, max: usize) -> Result<&'a str, FieldError> {
+fn required_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &str,
+    max: usize,
+) -> Result<&'a str, FieldError> {
     match obj.get(field) {
         Some(Value::String(s)) if s.is_empty() => Err(FieldError::new(field, "must not be empty")),
-        Some(Value::String(s)) if s.len() > max => Err(FieldError::new(field, format!("longer than {max} bytes"))),
+        Some(Value::String(s)) if s.len() > max => {
+            Err(FieldError::new(field, format!("longer than {max} bytes")))
+        }
         Some(Value::String(s)) => Ok(s),
         None | Some(Value::Null) => Err(FieldError::new(field, "is required")),
         Some(_) => Err(FieldError::new(field, "must be a string")),
     }
 }
 
-fn required_id(obj: &Map<String, Value>, field: &str, limits: &Limits) -> Result<String, FieldError> {
+fn required_id(
+    obj: &Map<String, Value>,
+    field: &str,
+    limits: &Limits,
+) -> Result<String, FieldError> {
     optional_id(obj, field, limits)?.ok_or_else(|| FieldError::new(field, "is required"))
 }
 
 /// Ids may be strings or integers (Segment SDKs send both); they are kept as strings.
-fn optional_id(obj: &Map<String, Value>, field: &str, limits: &Limits) -> Result<Option<String>, FieldError> {
+fn optional_id(
+    obj: &Map<String, Value>,
+    field: &str,
+    limits: &Limits,
+) -> Result<Option<String>, FieldError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) if s.len() > limits.max_id_bytes => {
-            Err(FieldError::new(field, format!("longer than {} bytes", limits.max_id_bytes)))
-        }
+        Some(Value::String(s)) if s.len() > limits.max_id_bytes => Err(FieldError::new(
+            field,
+            format!("longer than {} bytes", limits.max_id_bytes),
+        )),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
         Some(_) => Err(FieldError::new(field, "must be a string")),
     }
 }
 
-fn optional_object<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a Map<String, Value>>, FieldError> {
+fn optional_object<'a>(
+    obj: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a Map<String, Value>>, FieldError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m)),
@@ -314,14 +425,22 @@ fn optional_object<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Optio
 /// Rejects over-long strings anywhere in the message, naming the path.
 fn check_strings(v: &Value, path: &str, limits: &Limits) -> Result<(), FieldError> {
     match v {
-        Value::String(s) if s.len() > limits.max_string_bytes => {
-            Err(FieldError::new(path, format!("string longer than {} bytes", limits.max_string_bytes)))
-        }
+        Value::String(s) if s.len() > limits.max_string_bytes => Err(FieldError::new(
+            path,
+            format!("string longer than {} bytes", limits.max_string_bytes),
+        )),
         Value::Object(m) => m.iter().try_for_each(|(k, v)| {
-            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             check_strings(v, &p, limits)
         }),
-        Value::Array(a) => a.iter().enumerate().try_for_each(|(i, v)| check_strings(v, &format!("{path}[{i}]"), limits)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_strings(v, &format!("{path}[{i}]"), limits)),
         _ => Ok(()),
     }
 }
@@ -344,48 +463,114 @@ mod tests {
     #[test]
     fn vocabulary_is_recognised() {
         let open = parse(track("Email Opened", json!({"email_id":"e1"}))).map(|e| e.kind);
-        assert_eq!(open, Ok(EventKind::Open { email: stable_hash("e1") }));
+        assert_eq!(
+            open,
+            Ok(EventKind::Open {
+                email: stable_hash("e1")
+            })
+        );
         let sent = parse(track("Email Sent", json!({"email_id":"e1"}))).map(|e| e.kind);
-        assert_eq!(sent, Ok(EventKind::Send { email: stable_hash("e1") }));
-        let intent = parse(track("Intent Signal", json!({"topic":"Pricing","source":"first_party","strength":80})));
+        assert_eq!(
+            sent,
+            Ok(EventKind::Send {
+                email: stable_hash("e1")
+            })
+        );
+        let intent = parse(track(
+            "Intent Signal",
+            json!({"topic":"Pricing","source":"first_party","strength":80}),
+        ));
         assert!(intent.map(|e| e.kind.is_pricing_intent()).unwrap_or(false));
-        let third = parse(track("Intent Signal", json!({"topic":"pricing","source":"third_party"})));
+        let third = parse(track(
+            "Intent Signal",
+            json!({"topic":"pricing","source":"third_party"}),
+        ));
         assert!(!third.map(|e| e.kind.is_pricing_intent()).unwrap_or(true));
         let custom = parse(track("Webinar Registered", json!({})));
-        assert_eq!(custom.map(|e| (e.kind, e.name)), Ok((EventKind::Custom, Some("Webinar Registered".into()))));
-        let hard = parse(track("Email Bounced", json!({"email_id":"e1","type":"hard"})));
+        assert_eq!(
+            custom.map(|e| (e.kind, e.name)),
+            Ok((EventKind::Custom, Some("Webinar Registered".into())))
+        );
+        let hard = parse(track(
+            "Email Bounced",
+            json!({"email_id":"e1","type":"hard"}),
+        ));
         assert!(hard.map(|e| e.kind.suppresses()).unwrap_or(false));
     }
 
     #[test]
     fn pricing_pages_by_category_or_path() {
-        for props in [json!({"category":"PRICING"}), json!({"path":"/pricing/enterprise"}), json!({"path":"/compare/x"})] {
+        for props in [
+            json!({"category":"PRICING"}),
+            json!({"path":"/pricing/enterprise"}),
+            json!({"path":"/compare/x"}),
+        ] {
             let v = json!({"type":"page","messageId":"m","userId":"u","timestamp":"2026-09-01T00:00:00Z","properties":props});
-            assert_eq!(parse(v).map(|e| e.kind), Ok(EventKind::Page { pricing: true }));
+            assert_eq!(
+                parse(v).map(|e| e.kind),
+                Ok(EventKind::Page { pricing: true })
+            );
         }
         let v = json!({"type":"page","messageId":"m","userId":"u","timestamp":"2026-09-01T00:00:00Z","properties":{"path":"/blog/pricing"}});
-        assert_eq!(parse(v).map(|e| e.kind), Ok(EventKind::Page { pricing: false }));
+        assert_eq!(
+            parse(v).map(|e| e.kind),
+            Ok(EventKind::Page { pricing: false })
+        );
     }
 
     #[test]
     fn errors_name_the_field() {
         let cases = [
             (json!([1]), ""),
-            (json!({"type":"track","userId":"u","timestamp":"2026-09-01T00:00:00Z","event":"x"}), "messageId"),
-            (json!({"type":"track","messageId":"m","timestamp":"2026-09-01T00:00:00Z","event":"x"}), "userId"),
-            (json!({"type":"track","messageId":"m","userId":"u","timestamp":"soon","event":"x"}), "timestamp"),
-            (json!({"type":"track","messageId":"m","userId":"u","timestamp":"2030-01-01T00:00:00Z","event":"x"}), "timestamp"),
-            (json!({"type":"track","messageId":"m","userId":7.5,"timestamp":"2026-09-01T00:00:00Z","event":"x"}), "userId"),
-            (json!({"type":"track","messageId":"m","userId":"u","timestamp":"2026-09-01T00:00:00Z"}), "event"),
+            (
+                json!({"type":"track","userId":"u","timestamp":"2026-09-01T00:00:00Z","event":"x"}),
+                "messageId",
+            ),
+            (
+                json!({"type":"track","messageId":"m","timestamp":"2026-09-01T00:00:00Z","event":"x"}),
+                "userId",
+            ),
+            (
+                json!({"type":"track","messageId":"m","userId":"u","timestamp":"soon","event":"x"}),
+                "timestamp",
+            ),
+            (
+                json!({"type":"track","messageId":"m","userId":"u","timestamp":"2030-01-01T00:00:00Z","event":"x"}),
+                "timestamp",
+            ),
+            (
+                json!({"type":"track","messageId":"m","userId":7.5,"timestamp":"2026-09-01T00:00:00Z","event":"x"}),
+                "userId",
+            ),
+            (
+                json!({"type":"track","messageId":"m","userId":"u","timestamp":"2026-09-01T00:00:00Z"}),
+                "event",
+            ),
             (track("Email Opened", json!({})), "properties.email_id"),
-            (json!({"type":"group","messageId":"m","userId":"u","timestamp":"2026-09-01T00:00:00Z","groupId":"a","traits":{"tier":"one"}}), "traits.tier"),
-            (json!({"type":"blink","messageId":"m","userId":"u","timestamp":"2026-09-01T00:00:00Z"}), "type"),
-            (json!({"type":"track","messageId":"m","anonymousId":"x","timestamp":"2026-09-01T00:00:00Z","event":"x"}), "context.groupId"),
-            (track("x", json!({"big": "a".repeat(9000)})), "properties.big"),
+            (
+                json!({"type":"group","messageId":"m","userId":"u","timestamp":"2026-09-01T00:00:00Z","groupId":"a","traits":{"tier":"one"}}),
+                "traits.tier",
+            ),
+            (
+                json!({"type":"blink","messageId":"m","userId":"u","timestamp":"2026-09-01T00:00:00Z"}),
+                "type",
+            ),
+            (
+                json!({"type":"track","messageId":"m","anonymousId":"x","timestamp":"2026-09-01T00:00:00Z","event":"x"}),
+                "context.groupId",
+            ),
+            (
+                track("x", json!({"big": "a".repeat(9000)})),
+                "properties.big",
+            ),
         ];
         for (input, field) in cases {
             let err = parse(input.clone()).err();
-            assert_eq!(err.as_ref().map(|e| e.field.as_str()), Some(field), "input {input}");
+            assert_eq!(
+                err.as_ref().map(|e| e.field.as_str()),
+                Some(field),
+                "input {input}"
+            );
             assert!(err.is_some_and(|e| !e.reason.is_empty()));
         }
     }
@@ -394,7 +579,10 @@ mod tests {
     fn account_level_events_need_only_group() {
         let v = json!({"type":"page","messageId":"m","anonymousId":"anon","timestamp":"2026-09-01T00:00:00Z","context":{"groupId":"acme"},"properties":{"path":"/pricing"}});
         let e = parse(v);
-        assert_eq!(e.as_ref().map(|e| e.group_id.clone()), Ok(Some("acme".into())));
+        assert_eq!(
+            e.as_ref().map(|e| e.group_id.clone()),
+            Ok(Some("acme".into()))
+        );
         assert_eq!(e.map(|e| e.user_id), Ok(None));
     }
 }

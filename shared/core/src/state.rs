@@ -7,7 +7,10 @@
 //! the event log is the source of truth and state is rebuilt from it when
 //! the definitions change.
 
-use crate::compile::{FEAT_SENDS, FEAT_SUPPRESS, SegmentSet, account_trait_bit, contact_trait_bit, filter_matches, matcher_bit};
+use crate::compile::{
+    FEAT_SENDS, FEAT_SUPPRESS, SegmentSet, account_trait_bit, contact_trait_bit, filter_matches,
+    matcher_bit,
+};
 use crate::event::{Event, EventKind};
 use crate::time::Millis;
 use crate::value::TraitValue;
@@ -61,7 +64,11 @@ impl Series {
 
     pub fn last_at_or_before(&self, t: Millis) -> Option<Millis> {
         let b = self.ts.partition_point(|x| *x <= t);
-        if b > 0 { Some(self.ts[b - 1]) } else { self.pruned_last.filter(|p| *p <= t) }
+        if b > 0 {
+            Some(self.ts[b - 1])
+        } else {
+            self.pruned_last.filter(|p| *p <= t)
+        }
     }
 
     /// Smallest `ts + offset > t` over all timestamps, for each offset: the
@@ -108,7 +115,13 @@ pub struct Bits {
 
 impl Bits {
     pub fn get(&self, i: usize) -> bool {
-        if i < 64 { self.low >> i & 1 == 1 } else { self.high.get(i / 64 - 1).is_some_and(|w| w >> (i % 64) & 1 == 1) }
+        if i < 64 {
+            self.low >> i & 1 == 1
+        } else {
+            self.high
+                .get(i / 64 - 1)
+                .is_some_and(|w| w >> (i % 64) & 1 == 1)
+        }
     }
     pub fn set(&mut self, i: usize, on: bool) {
         let word = if i < 64 {
@@ -120,7 +133,11 @@ impl Bits {
             }
             &mut self.high[k]
         };
-        if on { *word |= 1 << (i % 64) } else { *word &= !(1 << (i % 64)) }
+        if on {
+            *word |= 1 << (i % 64)
+        } else {
+            *word &= !(1 << (i % 64))
+        }
     }
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         (0..64 * (1 + self.high.len())).filter(|i| self.get(*i))
@@ -168,10 +185,18 @@ impl ContactState {
                 self.add_send(*email, e.ts);
                 changed |= FEAT_SENDS;
             }
-            EventKind::Open { email } if set.max_sends > 0 => changed |= self.engage(*email, 0, e.ts),
-            EventKind::Click { email } if set.max_sends > 0 => changed |= self.engage(*email, 1, e.ts),
-            EventKind::Reply { email } if set.max_sends > 0 => changed |= self.engage(*email, 2, e.ts),
-            EventKind::Identify => changed |= set_traits(&mut self.traits, &set.contact_traits, e, contact_trait_bit),
+            EventKind::Open { email } if set.max_sends > 0 => {
+                changed |= self.engage(*email, 0, e.ts)
+            }
+            EventKind::Click { email } if set.max_sends > 0 => {
+                changed |= self.engage(*email, 1, e.ts)
+            }
+            EventKind::Reply { email } if set.max_sends > 0 => {
+                changed |= self.engage(*email, 2, e.ts)
+            }
+            EventKind::Identify => {
+                changed |= set_traits(&mut self.traits, &set.contact_traits, e, contact_trait_bit)
+            }
             _ => {}
         }
         if e.kind.suppresses() && e.ts < self.suppressed_at {
@@ -181,8 +206,26 @@ impl ContactState {
         changed
     }
 
+    /// A repeated delivery of the same email id is the same send (earliest
+    /// time kept). A repeat of a send already pruned (older than the last N)
+    /// counts as a new send: the only case where history is too short.
     fn add_send(&mut self, email: u64, ts: Millis) {
-        let mut rec = SendRecord { email, ts, open: NEVER, click: NEVER, reply: NEVER };
+        if let Some(i) = self.sends.iter().position(|s| s.email == email) {
+            if ts < self.sends[i].ts {
+                let mut rec = self.sends.remove(i);
+                rec.ts = ts;
+                let at = self.sends.partition_point(|s| s.ts <= ts);
+                self.sends.insert(at, rec);
+            }
+            return;
+        }
+        let mut rec = SendRecord {
+            email,
+            ts,
+            open: NEVER,
+            click: NEVER,
+            reply: NEVER,
+        };
         self.orphans.retain(|o| {
             if o.email != email {
                 return true;
@@ -214,7 +257,13 @@ impl ContactState {
         }
         if self.orphans.len() >= MAX_ORPHANS {
             // Drop the oldest: an engagement whose send is this late is the least likely to matter.
-            if let Some(i) = self.orphans.iter().enumerate().min_by_key(|(_, o)| o.ts).map(|(i, _)| i) {
+            if let Some(i) = self
+                .orphans
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, o)| o.ts)
+                .map(|(i, _)| i)
+            {
                 self.orphans.swap_remove(i);
             }
         }
@@ -281,7 +330,12 @@ impl AccountCore {
     }
 }
 
-fn set_traits(slots: &mut [Option<TraitValue>], names: &[String], e: &Event, bit: fn(usize) -> u64) -> u64 {
+fn set_traits(
+    slots: &mut [Option<TraitValue>],
+    names: &[String],
+    e: &Event,
+    bit: fn(usize) -> u64,
+) -> u64 {
     let mut changed = 0;
     for (i, name) in names.iter().enumerate() {
         if let Some(v) = e.traits.get(name) {
@@ -310,7 +364,10 @@ mod tests {
         assert_eq!(s.next_crossing(40, &[0, 100]), 50);
         assert_eq!(s.next_crossing(60, &[0, 100]), 110);
         s.prune(30);
-        assert_eq!((s.ts.clone(), s.first, s.pruned_last), (vec![50], Some(10), Some(30)));
+        assert_eq!(
+            (s.ts.clone(), s.first, s.pruned_last),
+            (vec![50], Some(10), Some(30))
+        );
         assert_eq!(s.last_at_or_before(40), Some(30));
     }
 

@@ -59,7 +59,11 @@ impl Span {
             "m" => MINUTE,
             "s" => SECOND,
             "ms" => 1,
-            other => return Err(format!("unknown unit '{other}' in '{text}'; use d, h, m, s or ms")),
+            other => {
+                return Err(format!(
+                    "unknown unit '{other}' in '{text}'; use d, h, m, s or ms"
+                ));
+            }
         };
         let ms = n
             .checked_mul(scale)
@@ -128,7 +132,10 @@ mod tests {
     #[test]
     fn rfc3339_round_trip() {
         let ms = parse_rfc3339("2026-10-01T12:00:00.123+02:00");
-        assert_eq!(ms.map(format_rfc3339), Ok("2026-10-01T10:00:00.123Z".to_string()));
+        assert_eq!(
+            ms.map(format_rfc3339),
+            Ok("2026-10-01T10:00:00.123Z".to_string())
+        );
         assert!(parse_rfc3339("yesterday").is_err());
     }
 }

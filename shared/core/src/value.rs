@@ -16,7 +16,9 @@ impl TraitValue {
     pub fn from_json(v: &serde_json::Value) -> Option<TraitValue> {
         match v {
             serde_json::Value::Bool(b) => Some(TraitValue::Bool(*b)),
-            serde_json::Value::Number(n) => n.as_f64().filter(|f| f.is_finite()).map(TraitValue::Num),
+            serde_json::Value::Number(n) => {
+                n.as_f64().filter(|f| f.is_finite()).map(TraitValue::Num)
+            }
             serde_json::Value::String(s) => Some(TraitValue::Str(s.as_str().into())),
             _ => None,
         }
@@ -28,7 +30,9 @@ impl TraitValue {
     pub fn equals(&self, rule: &serde_json::Value) -> bool {
         match (self, rule) {
             (TraitValue::Bool(a), serde_json::Value::Bool(b)) => a == b,
-            (TraitValue::Str(a), serde_json::Value::Bool(b)) => a.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+            (TraitValue::Str(a), serde_json::Value::Bool(b)) => {
+                a.eq_ignore_ascii_case(if *b { "true" } else { "false" })
+            }
             (TraitValue::Str(a), serde_json::Value::String(b)) => a.as_ref() == b,
             _ => match (self.as_f64(), rule_f64(rule)) {
                 (Some(a), Some(b)) => a == b,
@@ -85,7 +89,13 @@ mod tests {
         assert!(!TraitValue::Str("Customer".into()).equals(&json!("customer")));
         assert!(TraitValue::Bool(true).equals(&json!(true)));
         assert!(TraitValue::Str("true".into()).equals(&json!(true)));
-        assert_eq!(TraitValue::Num(70.0).compare(&json!(70)), Some(Ordering::Equal));
-        assert_eq!(TraitValue::Str("b".into()).compare(&json!("a")), Some(Ordering::Greater));
+        assert_eq!(
+            TraitValue::Num(70.0).compare(&json!(70)),
+            Some(Ordering::Equal)
+        );
+        assert_eq!(
+            TraitValue::Str("b".into()).compare(&json!("a")),
+            Some(Ordering::Greater)
+        );
     }
 }
