@@ -1,1 +1,220 @@
-//! placeholder
+//! Harness for end-to-end tests over real `liveseg` processes: start a node
+//! on a free port in its own data dir, wait until it serves (polling with a
+//! deadline), talk to it over real gRPC/HTTP, and kill it on drop.
+
+use anyhow::{Context, Result, bail};
+use liveseg_proto::pb;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// The `liveseg` binary next to the test executable (same profile).
+pub fn liveseg_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("LIVESEG_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> -> target/<profile>/liveseg
+    let dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    dir.join("liveseg")
+}
+
+/// Polls `f` until it returns Some or the deadline passes.
+pub async fn poll<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() > until {
+            bail!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub struct Node {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub addr: String,
+    pub api_key: String,
+    pub admin_key: String,
+    pub log: PathBuf,
+}
+
+impl Node {
+    /// Starts `liveseg serve` on 127.0.0.1:0 with `data_dir` and extra flags.
+    pub async fn start(data_dir: &Path, extra: &[&str]) -> Result<Node> {
+        let _ = std::fs::remove_file(data_dir.join("node.addr"));
+        std::fs::create_dir_all(data_dir)?;
+        let log = data_dir.join(format!("node-{}.log", std::process::id()));
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = Command::new(liveseg_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", liveseg_bin().display()))?;
+        let mut node = Node { child: Some(child), data_dir: data_dir.to_path_buf(), addr: String::new(), api_key: String::new(), admin_key: String::new(), log };
+        let addr_file = data_dir.join("node.addr");
+        let exited = |n: &mut Node| n.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        node.addr = poll(Duration::from_secs(60), "node.addr", || {
+            let text = std::fs::read_to_string(&addr_file).ok();
+            async move { text.filter(|t| !t.is_empty()) }
+        })
+        .await
+        .with_context(|| node.log_tail())?;
+        if let Some(status) = exited(&mut node) {
+            bail!("node exited early ({status}): {}", node.log_tail());
+        }
+        let creds: serde_json::Value = serde_json::from_slice(&std::fs::read(data_dir.join("credentials.json"))?)?;
+        node.api_key = creds["api_key"].as_str().unwrap_or_default().to_string();
+        node.admin_key = creds["admin_key"].as_str().unwrap_or_default().to_string();
+        let url = node.url();
+        poll(Duration::from_secs(30), "health SERVING", || {
+            let url = url.clone();
+            async move {
+                let mut h = tonic_health::pb::health_client::HealthClient::connect(url).await.ok()?;
+                let r = h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.ok()?;
+                (r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32).then_some(())
+            }
+        })
+        .await?;
+        Ok(node)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// SIGKILL: no flush, no checkpoint.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub async fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let Some(mut c) = self.child.take() else { bail!("not running") };
+        Command::new("kill").args(["-TERM", &c.id().to_string()]).status()?;
+        let status = poll(Duration::from_secs(60), "exit after SIGTERM", || {
+            let s = c.try_wait().ok().flatten();
+            async move { s }
+        })
+        .await;
+        if status.is_err() {
+            let _ = c.kill();
+        }
+        status
+    }
+
+    async fn channel(&self) -> Result<Channel> {
+        Ok(Channel::from_shared(self.url())?.connect().await?)
+    }
+
+    pub async fn ingest(&self) -> Result<pb::ingest_service_client::IngestServiceClient<InterceptedService<Channel, Auth>>> {
+        Ok(pb::ingest_service_client::IngestServiceClient::with_interceptor(self.channel().await?, Auth(self.api_key.clone())))
+    }
+
+    pub async fn segments(&self) -> Result<pb::segment_service_client::SegmentServiceClient<InterceptedService<Channel, Auth>>> {
+        Ok(pb::segment_service_client::SegmentServiceClient::with_interceptor(self.channel().await?, Auth(self.api_key.clone())))
+    }
+
+    pub async fn membership_with(&self, key: &str) -> Result<pb::membership_service_client::MembershipServiceClient<InterceptedService<Channel, Auth>>> {
+        Ok(pb::membership_service_client::MembershipServiceClient::with_interceptor(self.channel().await?, Auth(key.to_string())))
+    }
+
+    pub async fn membership(&self) -> Result<pb::membership_service_client::MembershipServiceClient<InterceptedService<Channel, Auth>>> {
+        self.membership_with(&self.api_key).await
+    }
+
+    pub async fn ingest_with(&self, key: &str) -> Result<pb::ingest_service_client::IngestServiceClient<InterceptedService<Channel, Auth>>> {
+        Ok(pb::ingest_service_client::IngestServiceClient::with_interceptor(self.channel().await?, Auth(key.to_string())))
+    }
+
+    pub async fn admin_with(&self, key: &str) -> Result<pb::admin_service_client::AdminServiceClient<InterceptedService<Channel, Auth>>> {
+        Ok(pb::admin_service_client::AdminServiceClient::with_interceptor(self.channel().await?, Auth(key.to_string())))
+    }
+
+    pub async fn admin(&self) -> Result<pb::admin_service_client::AdminServiceClient<InterceptedService<Channel, Auth>>> {
+        self.admin_with(&self.api_key).await
+    }
+
+    /// Waits until every durable event has been applied.
+    pub async fn settle(&self) -> Result<pb::NodeStats> {
+        let mut admin = self.admin().await?;
+        poll(Duration::from_secs(120), "all events applied", || {
+            let mut a = admin.clone();
+            async move {
+                let s = a.stats(pb::StatsRequest {}).await.ok()?.into_inner();
+                (s.applied_seq >= s.log_head).then_some(s)
+            }
+        })
+        .await
+        .map(|s| {
+            admin = admin.clone();
+            s
+        })
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Adds `authorization: Bearer <key>` to every call.
+#[derive(Clone)]
+pub struct Auth(pub String);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let v = format!("Bearer {}", self.0).parse().map_err(|_| tonic::Status::invalid_argument("bad key"))?;
+        req.metadata_mut().insert("authorization", v);
+        Ok(req)
+    }
+}
+
+/// A raw JSON message for the ingest API.
+pub fn json_msg(v: &serde_json::Value) -> pb::SegmentMessage {
+    pb::SegmentMessage { payload: Some(pb::segment_message::Payload::Json(v.to_string())) }
+}
+
+/// All members of a segment, following page tokens.
+pub async fn all_members(node: &Node, segment: &str) -> Result<Vec<(String, String, String)>> {
+    let mut m = node.membership().await?;
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = m
+            .list_members(pb::ListMembersRequest { segment: segment.into(), page_size: 50, page_token: token.clone() })
+            .await?
+            .into_inner();
+        out.extend(r.members.into_iter().map(|x| (x.entity, x.id, x.account_id)));
+        if r.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        token = r.next_page_token;
+    }
+}

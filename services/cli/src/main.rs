@@ -1,1 +1,100 @@
-fn main() {}
+//! `liveseg`, the command line of liveseg.
+//!
+//! `main` parses, dispatches and maps the outcome to an exit code (0 ok,
+//! 1 failure, 64 bad usage or configuration). The commands live in modules:
+//!
+//! - `args`: global flags, the command tree, shared value parsers;
+//! - `serve`: a standalone node in this process (`liveseg_node::run`);
+//! - `replay` + `event_reader`: the engine in-process over a JSONL history;
+//! - `segments`: definitions (apply/list/get/delete over the API; validate,
+//!   presets and schema offline);
+//! - `ingest`: streaming a JSONL file to a node, with retries and progress;
+//! - `query` (members, contact, account), `explain`, `watch`, `admin` (clock):
+//!   the live API, each with pure rendering functions;
+//! - `generate` (the synthetic workload) and `generate_cmd` (its command);
+//! - `demo`: generate, serve, ingest and explain in one go;
+//! - `client`: the channel and API-key interceptor every networked command
+//!   shares; `output`: table / json / jsonl printing; `exit`: exit codes.
+
+mod admin;
+mod args;
+mod client;
+mod demo;
+mod event_reader;
+mod exit;
+mod explain;
+mod generate;
+mod generate_cmd;
+mod ingest;
+mod output;
+mod query;
+mod replay;
+mod segments;
+mod serve;
+mod watch;
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+
+use crate::args::{Cli, Command, GlobalArgs};
+use crate::client::Api;
+
+fn main() -> ExitCode {
+    let cli = match args::parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with success; mistakes are usage errors.
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let (code, print) = exit::code_for(&err);
+            if print {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Offline commands run on this thread; the rest get a tokio runtime.
+fn run(cli: Cli) -> Result<()> {
+    let Cli { global, command } = cli;
+    match command {
+        Command::Replay(a) => replay::run(&a),
+        Command::Generate(a) => generate_cmd::run(&a),
+        Command::Segments(c) if c.is_offline() => segments::run_offline(&c, global.output),
+        command => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(run_async(global, command)),
+    }
+}
+
+async fn run_async(global: GlobalArgs, command: Command) -> Result<()> {
+    let format = global.output;
+    match command {
+        Command::Serve(a) => serve::run(&a, global.data_dir()).await,
+        Command::Demo(a) => demo::run(&a, &global).await,
+        Command::Replay(a) => replay::run(&a),
+        Command::Generate(a) => generate_cmd::run(&a),
+        Command::Segments(c) => segments::run_online(&c, &connect(&global).await?, format).await,
+        Command::Ingest(a) => ingest::run(&a, &connect(&global).await?, format).await,
+        Command::Members(a) => query::members(&a, &connect(&global).await?, format).await,
+        Command::Explain(a) => explain::run(&a, &connect(&global).await?, format).await,
+        Command::Contact(a) => query::contact(&a, &connect(&global).await?, format).await,
+        Command::Account(a) => query::account(&a, &connect(&global).await?, format).await,
+        Command::Watch(a) => watch::run(&a, &connect(&global).await?, format).await,
+        Command::Clock(a) => admin::clock(&a, &connect(&global).await?, format).await,
+    }
+}
+
+async fn connect(global: &GlobalArgs) -> Result<Api> {
+    Api::from_args(global).await
+}

@@ -45,6 +45,8 @@ pub enum Cause {
     Time,
     /// The contact moved to another account.
     Move,
+    /// The segment's definition changed.
+    Redefined,
 }
 
 impl Cause {
@@ -53,6 +55,7 @@ impl Cause {
             Cause::Event(id) => format!("event:{id}"),
             Cause::Time => "time".into(),
             Cause::Move => "move".into(),
+            Cause::Redefined => "definition".into(),
         }
     }
 }

@@ -133,6 +133,7 @@ pub struct SegmentSet {
     /// Most sends any last_sends condition looks at.
     pub max_sends: usize,
     by_key: HashMap<String, usize>,
+    fingerprint: u64,
 }
 
 impl SegmentSet {
@@ -223,6 +224,7 @@ impl SegmentSet {
             account_traits: vec![],
             max_sends: 0,
             by_key,
+            fingerprint: 0,
         }
     }
 
@@ -237,6 +239,12 @@ impl SegmentSet {
             .enumerate()
             .filter(move |(_, s)| s.def.entity == entity)
             .map(|(i, _)| i)
+    }
+
+    /// A stable fingerprint of the definitions; state built under another
+    /// fingerprint has another shape and must be rebuilt from the log.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// The user-visible definitions (without the system segment).

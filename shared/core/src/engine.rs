@@ -142,27 +142,28 @@ impl Engine {
     /// Current memberships, sorted.
     pub fn memberships(&self) -> Vec<Membership> {
         let mut out = Vec::new();
-        for (id, a) in &self.accounts {
-            for seg in a.core.member.iter() {
-                out.push(Membership {
-                    segment: self.set.segments[seg].def.key.clone(),
-                    entity: Entity::Account.as_str(),
-                    id: id.clone(),
-                    account: id.clone(),
-                });
-            }
-            for c in &a.contacts {
-                for seg in c.member.iter() {
-                    out.push(Membership {
-                        segment: self.set.segments[seg].def.key.clone(),
-                        entity: Entity::Contact.as_str(),
-                        id: c.id.to_string(),
-                        account: id.clone(),
-                    });
-                }
-            }
+        for a in self.accounts.values() {
+            account_memberships(&self.set, a, &mut out);
         }
         out.sort();
         out
+    }
+}
+
+/// The current memberships of one account and its contacts.
+pub fn account_memberships(set: &SegmentSet, a: &Account, out: &mut Vec<Membership>) {
+    let id = a.id().to_string();
+    let key = |seg: usize| set.segments.get(seg).map(|s| s.def.key.clone());
+    for seg in a.core.member.iter() {
+        if let Some(k) = key(seg) {
+            out.push(Membership { segment: k, entity: Entity::Account.as_str(), id: id.clone(), account: id.clone() });
+        }
+    }
+    for c in &a.contacts {
+        for seg in c.member.iter() {
+            if let Some(k) = key(seg) {
+                out.push(Membership { segment: k, entity: Entity::Contact.as_str(), id: c.id.to_string(), account: id.clone() });
+            }
+        }
     }
 }

@@ -228,13 +228,12 @@ fn commit_group(
         items.extend(r.items);
     }
 
-    let result = catch_unwind(AssertUnwindSafe(|| log.append(&items, now_ms))).unwrap_or_else(
-        |_| {
+    let result =
+        catch_unwind(AssertUnwindSafe(|| log.append(&items, now_ms))).unwrap_or_else(|_| {
             Err(StoreError::Internal(
                 "event log append panicked; treat the group as failed".to_owned(),
             ))
-        },
-    );
+        });
     let outcomes = match result {
         Ok(outcomes) if outcomes.len() == items.len() => outcomes,
         Ok(outcomes) => {
@@ -273,8 +272,7 @@ fn commit_group(
         })
         .collect();
     accepted.sort_by_key(|e| e.seq);
-    if !accepted.is_empty() && catch_unwind(AssertUnwindSafe(|| on_committed(&accepted))).is_err()
-    {
+    if !accepted.is_empty() && catch_unwind(AssertUnwindSafe(|| on_committed(&accepted))).is_err() {
         tracing::error!(
             first_seq = accepted.first().map(|e| e.seq),
             last_seq = accepted.last().map(|e| e.seq),

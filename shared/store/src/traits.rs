@@ -135,6 +135,12 @@ pub struct CommitBatch {
     pub directory: Vec<DirectoryUpdate>,
     /// Membership changes to append.
     pub changes: Vec<ChangeRecord>,
+    /// Replay watermark to record in the same transaction: "every log entry
+    /// up to this seq is reflected in checkpoints", so restart replay can
+    /// start after it. `None` leaves it unchanged. It never moves backwards:
+    /// a lower value than the stored one is ignored (a lower watermark is
+    /// still true, just less useful).
+    pub watermark: Option<Seq>,
 }
 
 /// Account state, contact directory and membership-change feeds.
@@ -170,6 +176,10 @@ pub trait StateStore: Send + Sync {
 
     /// Highest change cursor assigned for the tenant (0 if none).
     fn change_head(&self, tenant: &str) -> Result<u64>;
+
+    /// The replay watermark last committed via [`CommitBatch::watermark`]
+    /// (0 if none): restart recovery replays the log after it.
+    fn watermark(&self) -> Result<Seq>;
 }
 
 /// A tenant of the service.

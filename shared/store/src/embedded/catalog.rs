@@ -21,7 +21,9 @@ pub(crate) fn hash_api_key(key: &str) -> String {
 
 fn require_non_empty(what: &str, value: &str) -> Result<()> {
     if value.is_empty() {
-        return Err(StoreError::InvalidInput(format!("{what} must not be empty")));
+        return Err(StoreError::InvalidInput(format!(
+            "{what} must not be empty"
+        )));
     }
     Ok(())
 }
@@ -117,7 +119,10 @@ impl Catalog for EmbeddedStore {
                 return Err(tenant_not_found(tenant));
             }
             let mut revisions = txn.open_table(SEGMENT_REVISIONS)?;
-            let last = revisions.get((tenant, key))?.map(|g| g.value()).unwrap_or(0);
+            let last = revisions
+                .get((tenant, key))?
+                .map(|g| g.value())
+                .unwrap_or(0);
             revision = next_counter(last, "segment revision")?;
             revisions.insert((tenant, key), revision)?;
             txn.open_table(SEGMENTS)?

@@ -103,7 +103,11 @@ impl EventLog for EmbeddedStore {
             return Ok(0);
         }
         txn.commit()?;
-        tracing::debug!(dropped = victims.len(), older_than_ms, "pruned dedupe entries");
+        tracing::debug!(
+            dropped = victims.len(),
+            older_than_ms,
+            "pruned dedupe entries"
+        );
         Ok(victims.len())
     }
 }

@@ -39,9 +39,10 @@ pub const LOCK_FILE: &str = "LOCK";
 /// fails loudly instead of being misread.
 const SCHEMA_VERSION: u64 = 1;
 
-/// Small counters: `"log_head"`, `"schema_version"`.
+/// Small counters: `"log_head"`, `"replay_watermark"`, `"schema_version"`.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const META_LOG_HEAD: &str = "log_head";
+pub(crate) const META_WATERMARK: &str = "replay_watermark";
 const META_SCHEMA_VERSION: &str = "schema_version";
 /// seq -> (tenant, payload).
 pub(crate) const LOG: TableDefinition<u64, (&str, &[u8])> = TableDefinition::new("log");
@@ -52,8 +53,10 @@ pub(crate) const DEDUPE_BY_TIME: TableDefinition<(i64, &str, &str), ()> =
     TableDefinition::new("dedupe_by_time");
 /// (tenant, account) -> (applied_seq, state); `None` state is a deletion
 /// tombstone that still remembers `applied_seq` for fencing and replay.
-pub(crate) const CHECKPOINTS: TableDefinition<(&str, &str), (u64, Option<&[u8]>)> =
+pub(crate) const CHECKPOINTS: TableDefinition<(&str, &str), CheckpointValue> =
     TableDefinition::new("checkpoints");
+/// Value of [`CHECKPOINTS`]: (applied_seq, state or tombstone).
+pub(crate) type CheckpointValue = (u64, Option<&'static [u8]>);
 /// (tenant, contact) -> account.
 pub(crate) const DIRECTORY: TableDefinition<(&str, &str), &str> = TableDefinition::new("directory");
 /// (tenant, cursor) -> change payload.

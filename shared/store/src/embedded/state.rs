@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use redb::ReadableTable;
 
-use super::{CHANGE_HEADS, CHANGES, CHECKPOINTS, DIRECTORY, EmbeddedStore, next_counter};
+use super::{
+    CHANGE_HEADS, CHANGES, CHECKPOINTS, DIRECTORY, EmbeddedStore, META, META_WATERMARK,
+    next_counter,
+};
 use crate::error::{Result, StoreError};
 use crate::traits::{CommitBatch, Seq, StateStore};
 
@@ -63,6 +66,14 @@ impl StateStore for EmbeddedStore {
             }
             for (tenant, head) in &cache {
                 heads.insert(*tenant, *head)?;
+            }
+
+            if let Some(watermark) = batch.watermark {
+                let mut meta = txn.open_table(META)?;
+                let stored = meta.get(META_WATERMARK)?.map(|g| g.value()).unwrap_or(0);
+                if watermark > stored {
+                    meta.insert(META_WATERMARK, watermark)?;
+                }
             }
         }
         txn.commit()?;
@@ -124,7 +135,10 @@ impl StateStore for EmbeddedStore {
         let txn = self.read_txn()?;
         let table = txn.open_table(CHANGES)?;
         let mut out = Vec::new();
-        for row in table.range((tenant, start)..=(tenant, u64::MAX))?.take(limit) {
+        for row in table
+            .range((tenant, start)..=(tenant, u64::MAX))?
+            .take(limit)
+        {
             let (k, v) = row?;
             out.push((k.value().1, v.value().to_vec()));
         }
@@ -135,5 +149,11 @@ impl StateStore for EmbeddedStore {
         let txn = self.read_txn()?;
         let table = txn.open_table(CHANGE_HEADS)?;
         Ok(table.get(tenant)?.map(|g| g.value()).unwrap_or(0))
+    }
+
+    fn watermark(&self) -> Result<Seq> {
+        let txn = self.read_txn()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(META_WATERMARK)?.map(|g| g.value()).unwrap_or(0))
     }
 }

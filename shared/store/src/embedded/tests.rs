@@ -191,7 +191,11 @@ fn dedupe_window_expires_without_pruning() {
     .unwrap();
     s.append(&[item("t1", "m", "1")], 0).unwrap();
     let out = s.append(&[item("t1", "m", "2")], HOUR_MS).unwrap();
-    assert_eq!(out, vec![AppendOutcome::Duplicate { seq: 1 }], "edge is inside");
+    assert_eq!(
+        out,
+        vec![AppendOutcome::Duplicate { seq: 1 }],
+        "edge is inside"
+    );
     let out = s.append(&[item("t1", "m", "3")], HOUR_MS + 1).unwrap();
     assert_eq!(out, vec![AppendOutcome::Accepted { seq: 2 }]);
     // The re-acceptance replaced the old index entry: pruning the old time
@@ -219,6 +223,7 @@ fn stale_checkpoint_is_rejected_and_nothing_written() {
             ],
             directory: vec![dir_upd("t1", "c1", Some("acc"))],
             changes: vec![change("t1", "ch")],
+            watermark: Some(100),
         })
         .unwrap_err();
     match &err {
@@ -243,6 +248,7 @@ fn stale_checkpoint_is_rejected_and_nothing_written() {
     assert_eq!(s.directory_lookup("t1", "c1").unwrap(), None);
     assert_eq!(s.change_head("t1").unwrap(), 0);
     assert!(s.changes_after("t1", 0, 10).unwrap().is_empty());
+    assert_eq!(s.watermark().unwrap(), 0);
 
     // Equal applied_seq is an idempotent retry and is accepted.
     s.commit(&CommitBatch {
@@ -280,6 +286,39 @@ fn deleted_checkpoint_keeps_fencing_and_index() {
 }
 
 #[test]
+fn watermark_is_atomic_and_monotonic() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let s = open(tmp.path());
+        assert_eq!(s.watermark().unwrap(), 0);
+        s.commit(&CommitBatch {
+            checkpoints: vec![cp("t", "a", 5, Some("s"))],
+            watermark: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.watermark().unwrap(), 5);
+        // Rejected batch: the watermark does not move either.
+        s.commit(&CommitBatch {
+            checkpoints: vec![cp("t", "a", 4, Some("old"))],
+            watermark: Some(9),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(s.watermark().unwrap(), 5);
+        // Never backwards; None leaves it alone.
+        s.commit(&CommitBatch {
+            watermark: Some(3),
+            ..Default::default()
+        })
+        .unwrap();
+        s.commit(&CommitBatch::default()).unwrap();
+        assert_eq!(s.watermark().unwrap(), 5);
+    }
+    assert_eq!(open(tmp.path()).watermark().unwrap(), 5, "durable");
+}
+
+#[test]
 fn change_cursors_are_per_tenant_and_start_at_one() {
     let tmp = tempfile::tempdir().unwrap();
     let s = open(tmp.path());
@@ -310,7 +349,10 @@ fn change_cursors_are_per_tenant_and_start_at_one() {
             (3, b"a3".to_vec())
         ]
     );
-    assert_eq!(s.changes_after("a", 1, 1).unwrap(), vec![(2, b"a2".to_vec())]);
+    assert_eq!(
+        s.changes_after("a", 1, 1).unwrap(),
+        vec![(2, b"a2".to_vec())]
+    );
     assert_eq!(
         s.changes_after("b", 0, 100).unwrap(),
         vec![(1, b"b1".to_vec()), (2, b"b2".to_vec())]
@@ -338,6 +380,7 @@ fn tenants_are_isolated() {
             dir_upd("t2", "c", Some("t2-acc")),
         ],
         changes: vec![change("t", "t-change"), change("t:x", "tx-change")],
+        watermark: None,
     })
     .unwrap();
 
@@ -406,7 +449,10 @@ fn directory_updates_and_removal() {
     let tmp = tempfile::tempdir().unwrap();
     let s = open(tmp.path());
     s.commit(&CommitBatch {
-        directory: vec![dir_upd("t", "c1", Some("a1")), dir_upd("t", "c2", Some("a1"))],
+        directory: vec![
+            dir_upd("t", "c1", Some("a1")),
+            dir_upd("t", "c2", Some("a1")),
+        ],
         ..Default::default()
     })
     .unwrap();
@@ -427,7 +473,10 @@ fn catalog_tenants_and_segments() {
     let s = open(tmp.path());
     s.create_tenant("acme", "Acme Inc", 42).unwrap();
     let err = s.create_tenant("acme", "again", 43).unwrap_err();
-    assert!(matches!(err, StoreError::AlreadyExists { kind: "tenant", .. }));
+    assert!(matches!(
+        err,
+        StoreError::AlreadyExists { kind: "tenant", .. }
+    ));
     assert!(matches!(
         s.create_tenant("", "x", 1).unwrap_err(),
         StoreError::InvalidInput(_)
@@ -490,7 +539,10 @@ fn api_keys_are_stored_hashed() {
     let bytes = std::fs::read(tmp.path().join(DB_FILE)).unwrap();
     let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
     assert!(!contains(secret.as_bytes()), "raw API key found in db file");
-    assert!(!contains(b"SUPERSECRET"), "part of the API key found in db file");
+    assert!(
+        !contains(b"SUPERSECRET"),
+        "part of the API key found in db file"
+    );
     assert!(
         contains(catalog::hash_api_key(secret).as_bytes()),
         "hash should be what is stored"

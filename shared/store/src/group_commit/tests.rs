@@ -64,6 +64,15 @@ fn item(tenant: &str, id: &str) -> AppendItem {
     }
 }
 
+/// Poll `ready` until it holds; fail (rather than hang) after 10 s.
+async fn wait_until(mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 type Seen = Arc<Mutex<Vec<LogEntry>>>;
 
 fn recorder() -> (Seen, CommitCallback) {
@@ -131,7 +140,10 @@ async fn concurrent_requests_are_grouped_and_answered_correctly() {
     assert_eq!(*seen.lock().unwrap(), entries);
 
     let calls = log.calls.load(Ordering::SeqCst);
-    assert!(calls < TASKS, "expected grouping, got {calls} appends for {TASKS} requests");
+    assert!(
+        calls < TASKS,
+        "expected grouping, got {calls} appends for {TASKS} requests"
+    );
     gc.shutdown();
 }
 
@@ -148,23 +160,17 @@ async fn duplicates_across_requests_in_one_group() {
         let gc = gc.clone();
         async move { gc.append(vec![item("t", "warmup")], 1).await }
     });
-    while log.entered.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_until(|| log.entered.load(Ordering::SeqCst) > 0).await;
     let a = tokio::spawn({
         let gc = gc.clone();
         async move { gc.append(vec![item("t", "x")], 2).await }
     });
-    while lock(&gc.inner.tx).as_ref().unwrap().capacity() == 1024 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_until(|| lock(&gc.inner.tx).as_ref().unwrap().capacity() == 1023).await;
     let b = tokio::spawn({
         let gc = gc.clone();
         async move { gc.append(vec![item("t", "x"), item("t", "y")], 3).await }
     });
-    while lock(&gc.inner.tx).as_ref().unwrap().capacity() == 1023 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_until(|| lock(&gc.inner.tx).as_ref().unwrap().capacity() == 1022).await;
     log.hold.store(false, Ordering::SeqCst);
 
     assert_eq!(
@@ -208,16 +214,12 @@ async fn full_queue_is_overloaded() {
         async move { gc.append(vec![item("t", "1")], 1).await }
     });
     // Wait until the thread has taken request 1 and is stuck in append.
-    while log.entered.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_until(|| log.entered.load(Ordering::SeqCst) > 0).await;
     let queued = tokio::spawn({
         let gc = gc.clone();
         async move { gc.append(vec![item("t", "2")], 1).await }
     });
-    while lock(&gc.inner.tx).as_ref().unwrap().capacity() != 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_until(|| lock(&gc.inner.tx).as_ref().unwrap().capacity() == 0).await;
     let err = gc.append(vec![item("t", "3")], 1).await.unwrap_err();
     assert!(matches!(err, StoreError::Overloaded), "got {err:?}");
 
@@ -278,18 +280,15 @@ async fn shutdown_drains_queue_then_rejects() {
     .unwrap();
 
     log.hold.store(true, Ordering::SeqCst);
-    let mut handles = Vec::new();
-    for i in 0..10 {
+    let spawn_one = |i: usize| {
         let gc = gc.clone();
-        handles.push(tokio::spawn(async move {
-            gc.append(vec![item("t", &format!("m{i}"))], 1).await
-        }));
-    }
-    while log.entered.load(Ordering::SeqCst) == 0
-        || lock(&gc.inner.tx).as_ref().unwrap().capacity() != 64 - 9
-    {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+        tokio::spawn(async move { gc.append(vec![item("t", &format!("m{i}"))], 1).await })
+    };
+    // Request 0 occupies the (held) thread; 1..10 then wait in the queue.
+    let mut handles = vec![spawn_one(0)];
+    wait_until(|| log.entered.load(Ordering::SeqCst) > 0).await;
+    handles.extend((1..10).map(spawn_one));
+    wait_until(|| lock(&gc.inner.tx).as_ref().unwrap().capacity() == 64 - 9).await;
     log.hold.store(false, Ordering::SeqCst);
     // Blocking join on the test's runtime thread is fine here.
     gc.shutdown();

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: unit and property tests of each crate,
+# and the end-to-end tests in tests/ that start real `liveseg` processes.
+# Works on a fresh machine with the Rust toolchain; installs nothing else
+# for now (the end-to-end tests need only the binary built here).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The end-to-end tests run the `liveseg` binary of the same profile.
+cargo build --locked --workspace --bins
+
+if command -v cargo-nextest >/dev/null 2>&1; then
+    cargo nextest run --locked --workspace --no-fail-fast "$@"
+else
+    cargo test --locked --workspace --no-fail-fast "$@"
+fi

@@ -1,0 +1,247 @@
+//! `liveseg serve`: a standalone node in this process. Flags (or their
+//! `LIVESEG_*` variables) override the node's defaults field by field; an
+//! unset flag keeps `NodeConfig::default()`, so the defaults live in one place.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, ValueEnum};
+use liveseg_core::Millis;
+use liveseg_node::{ClockMode, NodeConfig};
+use liveseg_telemetry::{LogFormat, TelemetryConfig};
+
+use crate::args::{parse_clock, parse_duration};
+use crate::exit::usage;
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormatArg {
+    Pretty,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address for gRPC and HTTP (one port) [default: 127.0.0.1:7070].
+    #[arg(long, env = "LIVESEG_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Processing clock: system, manual (starting now) or manual:<RFC 3339>.
+    #[arg(long, env = "LIVESEG_CLOCK", value_parser = parse_clock, default_value = "system")]
+    pub clock: ClockMode,
+    /// How often resident accounts are checkpointed [default: 2s].
+    #[arg(long, env = "LIVESEG_CHECKPOINT_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
+    pub checkpoint_interval: Option<Duration>,
+    /// Idle time after which an account is flushed and stopped [default: 5m].
+    #[arg(long, env = "LIVESEG_PASSIVATE_AFTER", value_parser = parse_duration, value_name = "DURATION")]
+    pub passivate_after: Option<Duration>,
+    /// How long a messageId is remembered for deduplication [default: 7d].
+    #[arg(long, env = "LIVESEG_DEDUPE_WINDOW", value_parser = parse_duration, value_name = "DURATION")]
+    pub dedupe_window: Option<Duration>,
+    /// Per-account mailbox capacity; a full mailbox is backpressure [default: 256].
+    #[arg(long, env = "LIVESEG_MAILBOX_CAPACITY", value_parser = parse_positive, value_name = "N")]
+    pub mailbox_capacity: Option<usize>,
+    /// Actor threads [default: CPU count, at most 8].
+    #[arg(long, env = "LIVESEG_ACTOR_THREADS", value_parser = parse_positive, value_name = "N")]
+    pub actor_threads: Option<usize>,
+    /// Ingest requests that may wait for the committer before RESOURCE_EXHAUSTED [default: 1024].
+    #[arg(long, env = "LIVESEG_INGEST_QUEUE", value_parser = parse_positive, value_name = "N")]
+    pub ingest_queue: Option<usize>,
+    /// Most messages per ingest batch [default: 500].
+    #[arg(long, env = "LIVESEG_MAX_BATCH", value_parser = parse_positive, value_name = "N")]
+    pub max_batch: Option<usize>,
+    /// Largest accepted message in bytes of JSON [default: 32768].
+    #[arg(long, env = "LIVESEG_MAX_MESSAGE_BYTES", value_parser = parse_positive, value_name = "BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Longest accepted string in a message, in bytes [default: 8192].
+    #[arg(long, env = "LIVESEG_MAX_STRING_BYTES", value_parser = parse_positive, value_name = "BYTES")]
+    pub max_string_bytes: Option<usize>,
+    /// Longest accepted id (messageId, userId, groupId, ...) in bytes [default: 256].
+    #[arg(long, env = "LIVESEG_MAX_ID_BYTES", value_parser = parse_positive, value_name = "BYTES")]
+    pub max_id_bytes: Option<usize>,
+    /// How far in the future an event timestamp may be [default: 5m].
+    #[arg(long, env = "LIVESEG_MAX_FUTURE_SKEW", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_future_skew: Option<Duration>,
+    /// Log line format on stderr.
+    #[arg(long, env = "LIVESEG_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Pretty)]
+    pub log_format: LogFormatArg,
+}
+
+fn parse_positive(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
+}
+
+fn millis(d: Duration, flag: &str) -> Result<Millis> {
+    Millis::try_from(d.as_millis()).map_err(|_| usage(format!("{flag}: duration too large")))
+}
+
+impl ServeArgs {
+    /// The node's defaults with every given flag applied.
+    pub fn node_config(&self, data_dir: PathBuf) -> Result<NodeConfig> {
+        let mut c = NodeConfig {
+            data_dir,
+            clock: self.clock.clone(),
+            ..NodeConfig::default()
+        };
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.checkpoint_interval {
+            c.checkpoint_interval = v;
+        }
+        if let Some(v) = self.passivate_after {
+            c.passivate_after = v;
+        }
+        if let Some(v) = self.dedupe_window {
+            c.dedupe_window = v;
+        }
+        if let Some(v) = self.mailbox_capacity {
+            c.mailbox_capacity = v;
+        }
+        if let Some(v) = self.actor_threads {
+            c.actor_threads = v;
+        }
+        if let Some(v) = self.ingest_queue {
+            c.ingest_queue = v;
+        }
+        if let Some(v) = self.max_batch {
+            c.limits.max_batch_items = v;
+        }
+        if let Some(v) = self.max_message_bytes {
+            c.limits.max_message_bytes = v;
+        }
+        if let Some(v) = self.max_string_bytes {
+            c.limits.max_string_bytes = v;
+        }
+        if let Some(v) = self.max_id_bytes {
+            c.limits.max_id_bytes = v;
+        }
+        if let Some(v) = self.max_future_skew {
+            c.limits.max_future_skew = millis(v, "--max-future-skew")?;
+        }
+        if c.data_dir.as_os_str().is_empty() {
+            return Err(usage("--data-dir must not be empty"));
+        }
+        Ok(c)
+    }
+}
+
+pub async fn run(args: &ServeArgs, data_dir: PathBuf) -> Result<()> {
+    let config = args.node_config(data_dir)?;
+    let log_format = match args.log_format {
+        LogFormatArg::Pretty => LogFormat::Pretty,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    let telemetry = liveseg_telemetry::init(&TelemetryConfig {
+        service_name: "liveseg-node".into(),
+        log_format,
+        default_filter: "info".into(),
+    })
+    .context("starting telemetry")?;
+    liveseg_telemetry::install_metrics_recorder()?;
+    liveseg_telemetry::describe_metrics();
+    let shutdown = shutdown_signal().context("installing signal handlers")?;
+    tracing::info!(
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        "starting liveseg node"
+    );
+    liveseg_node::run(config, shutdown).await.context("the node failed")?;
+    tracing::info!("node stopped");
+    if let Err(e) = telemetry.shutdown() {
+        tracing::warn!(error = format!("{e:#}"), "span export did not shut down cleanly");
+    }
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C. Handlers are installed now, not at the
+/// first poll, so a signal that arrives during startup is not lost.
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    Ok(async move {
+        let interrupt = async {
+            if ctrl_c.await.is_err() {
+                // No Ctrl-C handler: rely on SIGTERM alone.
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+            () = interrupt => tracing::info!("interrupt received; shutting down"),
+        }
+        #[cfg(not(unix))]
+        {
+            interrupt.await;
+            tracing::info!("interrupt received; shutting down");
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn config(argv: &[&str]) -> Result<NodeConfig> {
+        let w = Wrapper::try_parse_from(std::iter::once("serve").chain(argv.iter().copied()))?;
+        w.args.node_config(PathBuf::from("/tmp/x"))
+    }
+
+    #[test]
+    fn unset_flags_keep_the_node_defaults() {
+        let c = config(&[]).expect("config");
+        let d = NodeConfig::default();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.checkpoint_interval, d.checkpoint_interval);
+        assert_eq!(c.limits.max_batch_items, d.limits.max_batch_items);
+        assert_eq!(c.clock, ClockMode::System);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn flags_override_each_field() {
+        let c = config(&[
+            "--listen=0.0.0.0:9000",
+            "--clock=manual:2026-01-01T00:00:00Z",
+            "--checkpoint-interval=10s",
+            "--passivate-after=1h",
+            "--dedupe-window=2d",
+            "--mailbox-capacity=64",
+            "--actor-threads=3",
+            "--ingest-queue=10",
+            "--max-batch=100",
+            "--max-future-skew=1m",
+        ])
+        .expect("config");
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.clock, ClockMode::Manual(1_767_225_600_000));
+        assert_eq!(c.checkpoint_interval, Duration::from_secs(10));
+        assert_eq!(c.passivate_after, Duration::from_secs(3600));
+        assert_eq!(c.dedupe_window, Duration::from_secs(2 * 86_400));
+        assert_eq!((c.mailbox_capacity, c.actor_threads, c.ingest_queue), (64, 3, 10));
+        assert_eq!(c.limits.max_batch_items, 100);
+        assert_eq!(c.limits.max_future_skew, 60_000);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        assert!(config(&["--mailbox-capacity=0"]).is_err());
+        assert!(config(&["--checkpoint-interval=2"]).is_err());
+        assert!(config(&["--clock=sundial"]).is_err());
+        assert!(config(&["--listen=localhost"]).is_err());
+    }
+}

@@ -1,0 +1,307 @@
+//! The dispatcher: the single task that takes durable log entries in log
+//! order, routes each to its account (contact directory, personal accounts,
+//! moves) and delivers them to account actors, batched per account.
+//!
+//! Everything that must be consistent with a log position runs in-band,
+//! as a command between entry batches: checkpoints (all resident accounts +
+//! the directory + the replay watermark in one transaction), idle
+//! passivation, and rebuilds after a definition change. So a checkpoint
+//! always describes one log position, moves included.
+
+use crate::clock::SharedClock;
+use crate::error::{NodeError, Result};
+use crate::host::{Checkpoint, Delivery};
+use crate::registry::{AccountKey, Loaded, Registry};
+use crate::tenant::{TenantState, Tenants};
+use liveseg_core::event::{Limits, parse_message};
+use liveseg_core::{Event, Millis};
+use liveseg_store::{AccountCheckpoint, CommitBatch, DirectoryUpdate, EventLog, LogEntry, Seq, StateStore};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+pub enum Command {
+    /// Newly durable entries, in log order.
+    Entries(Vec<LogEntry>),
+    Checkpoint(oneshot::Sender<Result<usize>>),
+    /// Flush and stop accounts idle since the instant.
+    Passivate(Millis, oneshot::Sender<Result<usize>>),
+    /// Reload a passivated account whose timer is due.
+    Wake(AccountKey),
+    /// Rebuild a tenant's state from the log under a new segment set.
+    Redefine { tenant: Arc<TenantState>, set: liveseg_core::SegmentSet, reply: oneshot::Sender<Result<usize>> },
+    /// Answers once every entry sent before it has been applied.
+    Barrier(oneshot::Sender<Seq>),
+    /// Final checkpoint, then stop (everything sent before it is applied first).
+    Shutdown(oneshot::Sender<Result<usize>>),
+}
+
+/// Counters the API reads.
+#[derive(Default)]
+pub struct Progress {
+    pub dispatched: AtomicU64,
+    pub applied: AtomicU64,
+}
+
+pub struct Dispatcher {
+    pub tenants: Arc<Tenants>,
+    pub registry: Arc<Registry>,
+    pub store: Arc<dyn StateStore>,
+    pub log: Arc<dyn EventLog>,
+    pub clock: SharedClock,
+    pub progress: Arc<Progress>,
+    /// Passivated accounts with a pending timer: (due, key).
+    pub sleepers: Arc<std::sync::Mutex<BTreeSet<(Millis, AccountKey)>>>,
+    /// Contacts whose directory entry changed since the last checkpoint.
+    dirty_contacts: HashMap<Arc<str>, HashSet<String>>,
+    dispatched: Seq,
+}
+
+type Groups = Vec<(Arc<TenantState>, String, Vec<Delivery>)>;
+
+impl Dispatcher {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        tenants: Arc<Tenants>,
+        registry: Arc<Registry>,
+        store: Arc<dyn StateStore>,
+        log: Arc<dyn EventLog>,
+        clock: SharedClock,
+        progress: Arc<Progress>,
+        sleepers: Arc<std::sync::Mutex<BTreeSet<(Millis, AccountKey)>>>,
+        start_after: Seq,
+    ) -> Self {
+        Dispatcher { tenants, registry, store, log, clock, progress, sleepers, dirty_contacts: HashMap::new(), dispatched: start_after }
+    }
+
+    /// Replays the log after the watermark (restart recovery); accounts skip
+    /// what their checkpoints already hold.
+    pub async fn recover(&mut self) -> Result<u64> {
+        let mut replayed = 0;
+        loop {
+            let store = self.log.clone();
+            let after = self.dispatched;
+            let entries = tokio::task::spawn_blocking(move || store.read_after(after, 8192))
+                .await
+                .map_err(|e| NodeError::Internal(e.to_string()))??;
+            if entries.is_empty() {
+                return Ok(replayed);
+            }
+            replayed += entries.len() as u64;
+            self.dispatch(entries).await?;
+        }
+    }
+
+    /// Serves commands until the channel closes; an error is fatal to the node
+    /// (crash-only: restart recovers from checkpoints and the log).
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<()> {
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Command::Entries(entries) => self.dispatch(entries).await?,
+                Command::Checkpoint(reply) => {
+                    let r = self.checkpoint().await;
+                    let failed = r.as_ref().err().map(|e| e.to_string());
+                    let _ = reply.send(r);
+                    if let Some(e) = failed {
+                        return Err(NodeError::Internal(format!("checkpoint failed: {e}")));
+                    }
+                }
+                Command::Passivate(cutoff, reply) => {
+                    let _ = reply.send(self.passivate(cutoff).await);
+                }
+                Command::Wake(key) => {
+                    if let Some(t) = self.tenants.get(&key.0) {
+                        if let Err(e) = self.registry.get(&t, &key.1, false) {
+                            tracing::warn!(error = %e, "waking a passivated account failed");
+                        }
+                    }
+                }
+                Command::Redefine { tenant, set, reply } => {
+                    let _ = reply.send(crate::rebuild::rebuild_tenant(&self, &tenant, set).await);
+                }
+                Command::Barrier(reply) => {
+                    let _ = reply.send(self.dispatched);
+                }
+                Command::Shutdown(reply) => {
+                    let r = self.checkpoint().await;
+                    let failed = r.as_ref().err().map(|e| e.to_string());
+                    let _ = reply.send(r);
+                    return failed.map_or(Ok(()), |e| Err(NodeError::Internal(format!("final checkpoint failed: {e}"))));
+                }
+            }
+        }
+        // Final checkpoint on shutdown so restart replays nothing.
+        self.checkpoint().await?;
+        Ok(())
+    }
+
+    pub fn dispatched(&self) -> Seq {
+        self.dispatched
+    }
+
+    async fn dispatch(&mut self, entries: Vec<LogEntry>) -> Result<()> {
+        let mut groups: Groups = Vec::new();
+        let mut slot: HashMap<(Arc<str>, String), usize> = HashMap::new();
+        let mut last = self.dispatched;
+        let n = entries.len() as u64;
+        for entry in entries {
+            last = last.max(entry.seq);
+            let Some(tenant) = self.tenants.get(&entry.tenant) else {
+                tracing::error!(seq = entry.seq, "log entry of an unknown tenant skipped");
+                continue;
+            };
+            let event = match decode(&entry.payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(seq = entry.seq, error = %e, "undecodable log entry skipped");
+                    metrics::counter!(liveseg_telemetry::names::INGEST_ERRORS_TOTAL, "kind" => "undecodable").increment(1);
+                    continue;
+                }
+            };
+            let route = {
+                let mut dir = tenant.directory.write().unwrap_or_else(|p| p.into_inner());
+                let user = event.user_id.clone();
+                let before = user.as_deref().and_then(|u| dir.get(u).map(str::to_string));
+                let route = dir.route(&event);
+                if let Some(u) = user {
+                    if before.as_deref() != dir.get(&u) {
+                        self.dirty_contacts.entry(tenant.id.clone()).or_default().insert(u);
+                    }
+                }
+                route
+            };
+            let mut arriving = None;
+            if let Some(from) = &route.moved_from {
+                // Everything before the move reaches the old account first.
+                self.flush(std::mem::take(&mut groups)).await?;
+                slot.clear();
+                if let Loaded::Actor(old) = self.registry.get(&tenant, from, false)? {
+                    let uid = event.user_id.clone().unwrap_or_default();
+                    arriving = old.take_contact(uid).await.map_err(|_| NodeError::Internal("account actor died".into()))?;
+                }
+            }
+            let key = (tenant.id.clone(), route.account.clone());
+            let i = *slot.entry(key).or_insert_with(|| {
+                groups.push((tenant.clone(), route.account.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].2.push(Delivery { seq: entry.seq, event, arriving });
+        }
+        self.flush(groups).await?;
+        self.dispatched = last;
+        self.progress.dispatched.store(last, Ordering::Release);
+        self.progress.applied.fetch_add(n, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Delivers each account's batch and waits for all of them.
+    async fn flush(&self, groups: Groups) -> Result<()> {
+        let mut pending = Vec::with_capacity(groups.len());
+        for (tenant, account, batch) in groups {
+            let actor = match self.registry.get(&tenant, &account, true)? {
+                Loaded::Actor(a) => a,
+                Loaded::Unknown => return Err(NodeError::Internal("account could not be created".into())),
+            };
+            pending.push(async move { actor.apply(batch).await });
+        }
+        metrics::gauge!(liveseg_telemetry::names::ACTOR_MAILBOX_DEPTH).set(pending.len() as f64);
+        for r in futures::future::join_all(pending).await {
+            r.map_err(|_| NodeError::Internal("an account actor died; restart to recover from the log".into()))?;
+        }
+        Ok(())
+    }
+
+    /// One transaction: every resident account that changed, the directory
+    /// changes and the replay watermark.
+    pub async fn checkpoint(&mut self) -> Result<usize> {
+        let started = std::time::Instant::now();
+        let resident = self.registry.resident(None);
+        let snaps = futures::future::join_all(resident.iter().map(|(_, a)| a.snapshot(false))).await;
+        let mut checkpoints = Vec::new();
+        for ((key, _), snap) in resident.iter().zip(snaps) {
+            match snap {
+                Ok(Ok(Some((seq, bytes)))) => {
+                    checkpoints.push(AccountCheckpoint { tenant: key.0.to_string(), account: key.1.clone(), applied_seq: seq, state: Some(bytes) })
+                }
+                Ok(Ok(None)) | Err(_) => {}
+                Ok(Err(e)) => return Err(NodeError::Internal(e)),
+            }
+        }
+        let directory = self.directory_updates();
+        let n = checkpoints.len();
+        let batch = CommitBatch { checkpoints, directory, changes: vec![], watermark: Some(self.dispatched) };
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.commit(&batch)).await.map_err(|e| NodeError::Internal(e.to_string()))??;
+        metrics::histogram!(liveseg_telemetry::names::CHECKPOINT_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+        Ok(n)
+    }
+
+    fn directory_updates(&mut self) -> Vec<DirectoryUpdate> {
+        let mut out = Vec::new();
+        for (tenant, contacts) in self.dirty_contacts.drain() {
+            if let Some(t) = self.tenants.get(&tenant) {
+                let dir = t.directory.read().unwrap_or_else(|p| p.into_inner());
+                for c in contacts {
+                    let account = dir.get(&c).map(str::to_string);
+                    out.push(DirectoryUpdate { tenant: tenant.to_string(), contact: c, account });
+                }
+            }
+        }
+        out
+    }
+
+    /// Stops accounts idle since `cutoff` after writing their final image.
+    async fn passivate(&mut self, cutoff: Millis) -> Result<usize> {
+        let idle = self.registry.idle(cutoff);
+        let mut checkpoints = Vec::new();
+        let mut stopped = Vec::new();
+        for (key, actor) in idle {
+            if let Ok(Ok((seq, bytes, due))) = actor.passivate().await {
+                checkpoints.push(AccountCheckpoint { tenant: key.0.to_string(), account: key.1.clone(), applied_seq: seq, state: Some(bytes) });
+                stopped.push((key, due));
+            }
+        }
+        let n = stopped.len();
+        if n > 0 {
+            let batch = CommitBatch { checkpoints, directory: vec![], changes: vec![], watermark: None };
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.commit(&batch)).await.map_err(|e| NodeError::Internal(e.to_string()))??;
+            let mut sleepers = self.sleepers.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, due) in stopped {
+                self.registry.remove(&key);
+                if let Some(due) = due {
+                    sleepers.insert((due, key));
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Stops every resident actor of a tenant, returning their final images.
+    pub(crate) async fn stop_tenant_actors(&self, tenant: &str) -> Result<Vec<(AccountKey, Seq, Vec<u8>)>> {
+        let mut images = Vec::new();
+        for (key, actor) in self.registry.resident(Some(tenant)) {
+            let image: std::result::Result<_, _> = actor.passivate().await;
+            match image {
+                Ok(Ok((seq, bytes, _))) => images.push((key.clone(), seq, bytes)),
+                Ok(Err(e)) => return Err(NodeError::Internal(e)),
+                Err(_) => {}
+            }
+            self.registry.remove(&key);
+        }
+        Ok(images)
+    }
+}
+
+/// Decodes a log payload (validated JSON, written at ingest).
+pub fn decode(payload: &[u8]) -> std::result::Result<Event, String> {
+    let v: serde_json::Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    // Validated at ingest against the clock of that moment: no future check again.
+    parse_message(&v, Millis::MAX / 2, &Limits { max_message_bytes: usize::MAX, ..Limits::default() }).map_err(|e| e.to_string())
+}
+
+/// Decodes a checkpoint image's account.
+pub fn decode_checkpoint(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
+    Checkpoint::decode(bytes)
+}

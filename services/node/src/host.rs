@@ -1,0 +1,214 @@
+//! `AccountHost`: everything an account actor does, as a plain struct that
+//! unit tests drive without actix. The actor shell (`actor.rs`) only
+//! forwards messages here and keeps the timer armed.
+
+use liveseg_core::state::ContactState;
+use liveseg_core::{Account, Change, Event, Explained, Millis, SegmentSet};
+use liveseg_store::Seq;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// One event for this account, in log order.
+#[derive(Debug)]
+pub struct Delivery {
+    pub seq: Seq,
+    pub event: Event,
+    /// The contact's state when this event moves it here from another account.
+    pub arriving: Option<ContactState>,
+}
+
+/// A checkpoint image: the account and the last log sequence applied to it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub applied_seq: Seq,
+    /// `SegmentSet::fingerprint` of the set that shaped `account`.
+    pub fingerprint: u64,
+    pub account: Account,
+}
+
+impl Checkpoint {
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        postcard::to_allocvec(self).map_err(|e| format!("encoding checkpoint: {e}"))
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
+        postcard::from_bytes::<Checkpoint>(bytes).map_err(|e| format!("decoding checkpoint: {e}"))
+    }
+}
+
+pub struct AccountHost {
+    pub tenant: Arc<str>,
+    pub set: Arc<SegmentSet>,
+    pub account: Account,
+    pub applied_seq: Seq,
+    /// State changed since the last checkpoint.
+    pub dirty: bool,
+}
+
+impl AccountHost {
+    pub fn new(tenant: Arc<str>, set: Arc<SegmentSet>, account: Account, applied_seq: Seq) -> Self {
+        AccountHost { tenant, set, account, applied_seq, dirty: false }
+    }
+
+    /// Applies deliveries in order, skipping any at or below `applied_seq`
+    /// (already in the checkpoint this host was loaded from): exactly once.
+    pub fn apply(&mut self, batch: Vec<Delivery>, now: Millis, out: &mut Vec<Change>) -> usize {
+        let mut applied = 0;
+        for d in batch {
+            if d.seq <= self.applied_seq {
+                continue;
+            }
+            self.account.apply(&self.set, &d.event, d.arriving, now, out);
+            self.applied_seq = d.seq;
+            applied += 1;
+        }
+        self.dirty |= applied > 0;
+        applied
+    }
+
+    /// Removes a contact that moves away at log position `seq`.
+    pub fn take_contact(&mut self, contact: &str, now: Millis, out: &mut Vec<Change>) -> Option<ContactState> {
+        let c = self.account.take_contact(&self.set, contact, now, out);
+        self.dirty |= c.is_some();
+        c
+    }
+
+    /// Fires timers due at or before `now`.
+    pub fn on_time(&mut self, now: Millis, out: &mut Vec<Change>) {
+        let before = out.len();
+        self.account.advance_to(&self.set, now, out);
+        self.dirty |= out.len() > before;
+    }
+
+    pub fn next_timer(&self) -> Option<Millis> {
+        self.account.next_timer()
+    }
+
+    /// A checkpoint image if anything changed since the last one (or `force`).
+    pub fn snapshot(&mut self, force: bool) -> Result<Option<(Seq, Vec<u8>)>, String> {
+        if !self.dirty && !force {
+            return Ok(None);
+        }
+        let image = Checkpoint { applied_seq: self.applied_seq, fingerprint: self.set.fingerprint(), account: self.account.clone() };
+        let bytes = image.encode()?;
+        self.dirty = false;
+        Ok(Some((self.applied_seq, bytes)))
+    }
+
+    pub fn query(&self, q: &Query, now: Millis) -> Answer {
+        let set = &self.set;
+        match q {
+            Query::ContactSegments(id) => Answer::Segments(self.account.contact_segments(set, id)),
+            Query::Account => Answer::Account(AccountView {
+                segments: self.account.account_segments(set),
+                contacts: self
+                    .account
+                    .contacts
+                    .iter()
+                    .map(|c| (c.id.to_string(), c.member.iter().filter_map(|i| set.segments.get(i).map(|s| s.def.key.clone())).collect()))
+                    .collect(),
+            }),
+            Query::Explain { segment, contact } => {
+                let seg = match set.index_of(segment) {
+                    Some(s) => s,
+                    None => return Answer::Explained(None),
+                };
+                Answer::Explained(self.account.explain(set, seg, contact.as_deref(), now))
+            }
+            Query::Members => {
+                let mut out = Vec::new();
+                for seg in self.account.core.member.iter() {
+                    out.push((set.segments[seg].def.key.clone(), None));
+                }
+                for c in &self.account.contacts {
+                    for seg in c.member.iter() {
+                        out.push((set.segments[seg].def.key.clone(), Some(c.id.to_string())));
+                    }
+                }
+                Answer::Members(out)
+            }
+            Query::Stats => Answer::Stats { contacts: self.account.contacts.len(), applied_seq: self.applied_seq },
+        }
+    }
+}
+
+/// Read-only questions an account answers.
+#[derive(Debug, Clone)]
+pub enum Query {
+    ContactSegments(String),
+    Account,
+    Explain { segment: String, contact: Option<String> },
+    /// Every (segment key, contact id or None for the account) membership.
+    Members,
+    Stats,
+}
+
+#[derive(Debug)]
+pub enum Answer {
+    Segments(Option<Vec<String>>),
+    Account(AccountView),
+    Explained(Option<Explained>),
+    Members(Vec<(String, Option<String>)>),
+    Stats { contacts: usize, applied_seq: Seq },
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountView {
+    pub segments: Vec<String>,
+    pub contacts: Vec<(String, Vec<String>)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use liveseg_core::event::{Limits, parse_message};
+    use serde_json::json;
+
+    fn event(id: &str, ts: &str, user: &str) -> Event {
+        let v = json!({"type":"track","event":"Meeting Booked","messageId":id,"userId":user,"timestamp":ts,"context":{"groupId":"acme"}});
+        match parse_message(&v, Millis::MAX / 2, &Limits::default()) {
+            Ok(e) => e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn host() -> AccountHost {
+        let set = match SegmentSet::compile(&liveseg_core::presets::presets()) {
+            Ok(s) => Arc::new(s),
+            Err(e) => panic!("{e:?}"),
+        };
+        let account = Account::new("acme", &set);
+        AccountHost::new("t".into(), set, account, 0)
+    }
+
+    #[test]
+    fn deliveries_at_or_below_the_checkpoint_are_skipped() {
+        let mut h = host();
+        let mut out = Vec::new();
+        let e1 = event("m1", "2026-01-01T00:00:00Z", "u1");
+        let now = e1.ts;
+        assert_eq!(h.apply(vec![Delivery { seq: 5, event: e1, arriving: None }], now, &mut out), 1);
+        let again = event("m1", "2026-01-01T00:00:00Z", "u1");
+        assert_eq!(h.apply(vec![Delivery { seq: 5, event: again, arriving: None }], now, &mut out), 0);
+        assert_eq!(h.applied_seq, 5);
+        assert_eq!(out.len(), 1, "{out:?}");
+    }
+
+    #[test]
+    fn snapshot_round_trips_and_clears_dirty() {
+        let mut h = host();
+        let mut out = Vec::new();
+        let e1 = event("m1", "2026-01-01T00:00:00Z", "u1");
+        let now = e1.ts;
+        h.apply(vec![Delivery { seq: 1, event: e1, arriving: None }], now, &mut out);
+        let snap = h.snapshot(false);
+        let Ok(Some((seq, bytes))) = snap else { panic!("no snapshot") };
+        assert_eq!(seq, 1);
+        assert!(matches!(h.snapshot(false), Ok(None)));
+        let image = Checkpoint::decode(&bytes);
+        let Ok(image) = image else { panic!("decode") };
+        let restored = image.account.restore();
+        assert_eq!(restored.contact_segments(&h.set, "u1"), h.account.contact_segments(&h.set, "u1"));
+        assert_eq!(restored.next_timer(), h.account.next_timer());
+    }
+}

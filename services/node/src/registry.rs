@@ -1,0 +1,123 @@
+//! The account registry: get-or-spawn of account actors (loading the
+//! checkpoint when there is one), and the bookkeeping for idle passivation.
+//! Accounts are only created by the dispatcher for events that passed
+//! validation and authentication; queries never create accounts.
+
+use crate::actor::AccountActor;
+use crate::actors::{AccountRef, ActorPool};
+use crate::clock::SharedClock;
+use crate::error::NodeError;
+use crate::host::{AccountHost, Checkpoint};
+use crate::outbox::OutboxSender;
+use crate::tenant::TenantState;
+use liveseg_core::event::stable_hash;
+use liveseg_core::{Account, Millis};
+use liveseg_store::StateStore;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub type AccountKey = (Arc<str>, String);
+
+struct Slot {
+    actor: AccountRef,
+    last_used: Millis,
+}
+
+pub struct Registry {
+    /// Taken (and stopped) at shutdown; spawning after that fails.
+    pool: Mutex<Option<ActorPool>>,
+    slots: Mutex<HashMap<AccountKey, Slot>>,
+    store: Arc<dyn StateStore>,
+    clock: SharedClock,
+    outbox: OutboxSender,
+    mailbox_capacity: usize,
+}
+
+/// What loading an account found.
+pub enum Loaded {
+    Actor(AccountRef),
+    /// No checkpoint and `create` was false.
+    Unknown,
+}
+
+impl Registry {
+    pub fn new(pool: ActorPool, store: Arc<dyn StateStore>, clock: SharedClock, outbox: OutboxSender, mailbox_capacity: usize) -> Self {
+        Registry { pool: Mutex::new(Some(pool)), slots: Mutex::new(HashMap::new()), store, clock, outbox, mailbox_capacity }
+    }
+
+    /// The account's actor, spawned from its checkpoint if not resident.
+    pub fn get(&self, tenant: &TenantState, account: &str, create: bool) -> Result<Loaded, NodeError> {
+        let key: AccountKey = (tenant.id.clone(), account.to_string());
+        let now = self.clock.now();
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = slots.get_mut(&key) {
+            if slot.actor.connected() {
+                slot.last_used = now;
+                return Ok(Loaded::Actor(slot.actor.clone()));
+            }
+            slots.remove(&key);
+        }
+        let set = tenant.set();
+        let host = match self.store.load_checkpoint(&tenant.id, account)? {
+            Some((_, bytes)) => {
+                let image = Checkpoint::decode(&bytes).map_err(NodeError::Internal)?;
+                if image.fingerprint != set.fingerprint() {
+                    return Err(NodeError::StaleShape(tenant.id.to_string()));
+                }
+                AccountHost::new(tenant.id.clone(), set, image.account.restore(), image.applied_seq)
+            }
+            None if create => AccountHost::new(tenant.id.clone(), set.clone(), Account::new(account, &set), 0),
+            None => return Ok(Loaded::Unknown),
+        };
+        let actor = AccountActor::new(host, self.clock.clone(), self.outbox.clone(), self.mailbox_capacity);
+        let placement = stable_hash(&format!("{}\u{0}{account}", tenant.id));
+        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let actor = pool.as_ref().ok_or(NodeError::ShuttingDown)?.spawn(placement, actor);
+        slots.insert(key, Slot { actor: actor.clone(), last_used: now });
+        metrics::gauge!(liveseg_telemetry::names::RESIDENT_ACCOUNTS).set(slots.len() as f64);
+        Ok(Loaded::Actor(actor))
+    }
+
+    /// Resident actors, optionally of one tenant.
+    pub fn resident(&self, tenant: Option<&str>) -> Vec<(AccountKey, AccountRef)> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .filter(|(k, _)| tenant.is_none_or(|t| k.0.as_ref() == t))
+            .map(|(k, s)| (k.clone(), s.actor.clone()))
+            .collect()
+    }
+
+    /// Accounts not used since `cutoff`.
+    pub fn idle(&self, cutoff: Millis) -> Vec<(AccountKey, AccountRef)> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.iter().filter(|(_, s)| s.last_used < cutoff).map(|(k, s)| (k.clone(), s.actor.clone())).collect()
+    }
+
+    pub fn remove(&self, key: &AccountKey) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.remove(key);
+        metrics::gauge!(liveseg_telemetry::names::RESIDENT_ACCOUNTS).set(slots.len() as f64);
+    }
+
+    pub fn outbox(&self) -> &OutboxSender {
+        &self.outbox
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stops every actor and the actor threads.
+    pub fn stop(&self) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(pool) = pool {
+            pool.stop();
+        }
+    }
+}
