@@ -82,7 +82,8 @@ impl Node {
         poll(Duration::from_secs(30), "health SERVING", || {
             let url = url.clone();
             async move {
-                let mut h = tonic_health::pb::health_client::HealthClient::connect(url).await.ok()?;
+                let channel = Channel::from_shared(url).ok()?.connect().await.ok()?;
+                let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
                 let r = h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.ok()?;
                 (r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32).then_some(())
             }

@@ -105,6 +105,15 @@ async fn sigkill_mid_stream_loses_no_acknowledged_event_and_applies_each_once() 
     }
     assert_eq!(duplicates_of_acked, acked.len());
     let stats = node.settle().await?;
+    // The restart recovered from a checkpoint plus a replayed log tail.
+    let log = std::fs::read_to_string(&node.log)?;
+    // The log file holds both runs; the restart's line is the last one.
+    let replayed: u64 = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split("replayed=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(replayed > 0, "expected a replayed tail after SIGKILL: {}", node.log_tail());
     let unique: HashSet<&str> = lines.iter().filter_map(|l| l.split("\"messageId\":\"").nth(1)?.split('"').next()).collect();
     // Exactly once in the log: one entry per distinct messageId.
     assert_eq!(stats.log_head as usize, unique.len());

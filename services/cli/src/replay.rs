@@ -235,3 +235,153 @@ pub fn describe(e: &ValidationError) -> String {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use liveseg_core::time::parse_rfc3339;
+
+    /// An account-level CRM sync, a contact placed in it, an open (and a
+    /// retried copy of it), a personal-account visitor, an invalid line,
+    /// garbage, a blank line, and an event after the first `--at` used.
+    const EVENTS: &str = r#"{"type":"group","messageId":"g1","anonymousId":"crm","groupId":"acme","traits":{"target":true,"icp_fit":80},"timestamp":"2026-01-01T00:00:00Z"}
+{"type":"group","messageId":"g2","userId":"u1","groupId":"acme","timestamp":"2026-01-01T00:00:00Z"}
+{"type":"track","messageId":"o1","userId":"u1","event":"Email Opened","properties":{"email_id":"e1"},"timestamp":"2026-01-10T12:00:00Z"}
+{"type":"track","messageId":"o1","userId":"u1","event":"Email Opened","properties":{"email_id":"e1"},"timestamp":"2026-01-12T12:00:00Z"}
+{"type":"page","messageId":"p1","userId":"u2","name":"Home","properties":{"path":"/"},"timestamp":"2026-01-15T08:00:00Z"}
+{"type":"track","messageId":"x1","userId":"u1","timestamp":"2026-01-11T00:00:00Z"}
+not json
+
+{"type":"track","messageId":"m9","userId":"u1","event":"Meeting Booked","timestamp":"2026-03-01T00:00:00Z"}
+"#;
+
+    fn presets_set() -> SegmentSet {
+        SegmentSet::compile(&presets()).expect("presets compile")
+    }
+
+    fn run_replay(set: SegmentSet, at: &str, transitions: bool) -> (String, String, ReplayReport) {
+        let at = parse_rfc3339(at).expect("at");
+        let (mut out, mut diag) = (Vec::new(), Vec::new());
+        let report = replay(EVENTS.as_bytes(), set, at, transitions, false, &mut out, &mut diag)
+            .expect("replay");
+        let text = |b: Vec<u8>| String::from_utf8(b).expect("utf8");
+        (text(out), text(diag), report)
+    }
+
+    #[test]
+    fn memberships_at_an_instant_in_contract_order() {
+        let (out, diag, report) = run_replay(presets_set(), "2026-01-20T00:00:00Z", false);
+        assert_eq!(
+            out,
+            concat!(
+                r#"{"segment":"engaged_non_target_contacts","entity":"contact","id":"u2","account":"~u2"}"#,
+                "\n",
+                r#"{"segment":"engaged_target_contacts","entity":"contact","id":"u1","account":"acme"}"#,
+                "\n",
+            )
+        );
+        assert_eq!(
+            diag,
+            "line 6: event: is required\nline 7: not valid JSON (expected ident at line 1 column 2)\n"
+        );
+        let read = ReadCounts {
+            lines: 9,
+            invalid: 2,
+            duplicates: 1,
+            after_at: 1,
+        };
+        assert_eq!(
+            report,
+            ReplayReport {
+                read,
+                applied: 4,
+                printed: 2
+            }
+        );
+    }
+
+    #[test]
+    fn transitions_up_to_the_instant_including_time_driven_exits() {
+        let (out, _, report) = run_replay(presets_set(), "2026-03-01T00:00:00Z", true);
+        let line = |instant: &str, segment: &str, entity: &str, id: &str, account: &str, kind: &str| {
+            format!(
+                r#"{{"instant":"{instant}","segment":"{segment}","entity":"{entity}","id":"{id}","account":"{account}","kind":"{kind}"}}"#
+            )
+        };
+        let dormant = |instant: &str, kind: &str| {
+            line(instant, "dormant_high_fit_accounts", "account", "acme", "acme", kind)
+        };
+        let engaged = |instant: &str, kind: &str| {
+            line(instant, "engaged_target_contacts", "contact", "u1", "acme", kind)
+        };
+        let visitor = |instant: &str, kind: &str| {
+            line(instant, "engaged_non_target_contacts", "contact", "u2", "~u2", kind)
+        };
+        let expected = [
+            // icp_fit 80 and no engagement yet.
+            dormant("2026-01-01T00:00:00.000Z", "enter"),
+            // The open engages the account and the contact (emission order).
+            dormant("2026-01-10T12:00:00.000Z", "exit"),
+            engaged("2026-01-10T12:00:00.000Z", "enter"),
+            visitor("2026-01-15T08:00:00.000Z", "enter"),
+            // Exactly 30 days after the open, by time alone.
+            engaged("2026-02-09T12:00:00.000Z", "exit"),
+            dormant("2026-02-09T12:00:00.000Z", "enter"),
+            visitor("2026-02-14T08:00:00.000Z", "exit"),
+            // The meeting at exactly --at is applied.
+            dormant("2026-03-01T00:00:00.000Z", "exit"),
+            engaged("2026-03-01T00:00:00.000Z", "enter"),
+        ];
+        assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+        assert_eq!((report.applied, report.printed, report.read.after_at), (5, 9, 0));
+    }
+
+    #[test]
+    fn segments_file_overrides_presets_by_key_and_adds_new_ones() {
+        let extra = r#"
+segments:
+  - key: engaged_target_contacts
+    name: Engaged in the last week
+    entity: contact
+    condition:
+      all:
+        - account_trait: {name: target, op: eq, value: true}
+        - events: {event: {kind: engagement}, within: 7d, at_least: 1}
+  - key: openers
+    name: Opened anything
+    entity: contact
+    condition:
+      events: {event: {kind: open}, within: 90d, at_least: 1}
+"#;
+        let defs = with_presets(extra).expect("definitions");
+        assert_eq!(defs.len(), presets().len() + 1);
+        let set = SegmentSet::compile(&defs).expect("compile");
+        let (out, _, _) = run_replay(set, "2026-01-20T00:00:00Z", false);
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            [
+                r#"{"segment":"engaged_non_target_contacts","entity":"contact","id":"u2","account":"~u2"}"#,
+                r#"{"segment":"openers","entity":"contact","id":"u1","account":"acme"}"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn strict_mode_prints_nothing_when_a_line_is_invalid() {
+        let (mut out, mut diag) = (Vec::new(), Vec::new());
+        let err = replay(EVENTS.as_bytes(), presets_set(), i64::MAX / 4, false, true, &mut out, &mut diag)
+            .expect_err("strict");
+        assert!(matches!(err.downcast_ref::<Reported>(), Some(Reported { code: 1 })));
+        assert!(out.is_empty());
+        assert!(String::from_utf8_lossy(&diag).contains("2 invalid lines"));
+    }
+
+    #[test]
+    fn bad_definitions_are_reported_with_their_path() {
+        let errors = with_presets("key: x\nname: X\nentity: contact\ncondition: {events: {within: 3w}}")
+            .expect_err("invalid");
+        assert!(errors.iter().all(|e| e.path.starts_with("condition")), "{errors:?}");
+        assert_eq!(describe(&ValidationError::new("", "not valid")), "not valid");
+        assert_eq!(describe(&ValidationError::new("a.b", "bad")), "a.b: bad");
+    }
+}
