@@ -50,7 +50,11 @@ pub async fn clock(args: &ClockArgs, api: &Api, format: OutputFormat) -> Result<
     }
     let mut out = io::stdout().lock();
     if format.is_machine() {
-        print_value(&mut out, format, &json!({"now": reading.now, "manual": reading.manual}))?;
+        print_value(
+            &mut out,
+            format,
+            &json!({"now": reading.now, "manual": reading.manual}),
+        )?;
     } else {
         writeln!(out, "{}", render_reading(&reading))?;
     }
@@ -87,12 +91,18 @@ mod tests {
     #[test]
     fn advancing_adds_the_duration_to_the_reported_clock() {
         let t = advanced("2026-01-01T00:00:00.000Z", Duration::from_secs(30 * 86_400));
-        assert_eq!(t.ok().map(format_rfc3339).as_deref(), Some("2026-01-31T00:00:00.000Z"));
+        assert_eq!(
+            t.ok().map(format_rfc3339).as_deref(),
+            Some("2026-01-31T00:00:00.000Z")
+        );
         assert!(advanced("soon", Duration::from_secs(1)).is_err());
         let r = pb::ClockReading {
             now: "2026-01-01T00:00:00.000Z".into(),
             manual: true,
         };
-        assert_eq!(render_reading(&r), "2026-01-01T00:00:00.000Z (manual clock)");
+        assert_eq!(
+            render_reading(&r),
+            "2026-01-01T00:00:00.000Z (manual clock)"
+        );
     }
 }

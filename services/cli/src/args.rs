@@ -12,9 +12,7 @@ use liveseg_core::time::parse_rfc3339;
 use liveseg_node::ClockMode;
 
 use crate::output::OutputFormat;
-use crate::{
-    admin, demo, explain, generate_cmd, ingest, query, replay, segments, serve, watch,
-};
+use crate::{admin, demo, explain, generate_cmd, ingest, query, replay, segments, serve, watch};
 
 /// liveseg: real-time B2B email segmentation.
 ///
@@ -91,6 +89,8 @@ pub enum Command {
     Clock(admin::ClockArgs),
     /// One-command demo: generate, serve, ingest, then show segments and explanations.
     Demo(demo::DemoArgs),
+    /// Measure ingest, latency, time-driven exits, memory and replay (BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Parses the process arguments, remembering whether `--data-dir` came from
@@ -98,7 +98,8 @@ pub enum Command {
 pub fn parse() -> Result<Cli, clap::Error> {
     let matches = Cli::command().try_get_matches()?;
     let mut cli = Cli::from_arg_matches(&matches)?;
-    cli.global.data_dir_on_command_line = data_dir_source(&matches) == Some(ValueSource::CommandLine);
+    cli.global.data_dir_on_command_line =
+        data_dir_source(&matches) == Some(ValueSource::CommandLine);
     Ok(cli)
 }
 
@@ -124,7 +125,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total: u64 = 0;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("'{text}': expected a number before '{rest}'"));
         }
@@ -198,13 +201,33 @@ mod tests {
     #[test]
     fn bad_durations_say_what_is_wrong() {
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("5").unwrap_err().contains("missing unit"));
-        assert!(parse_duration("5y").unwrap_err().contains("unknown unit 'y'"));
-        assert!(parse_duration("m").unwrap_err().contains("expected a number"));
-        assert!(parse_duration("0s").unwrap_err().contains("longer than zero"));
+        assert!(
+            parse_duration("5")
+                .expect_err("an error")
+                .contains("missing unit")
+        );
+        assert!(
+            parse_duration("5y")
+                .expect_err("an error")
+                .contains("unknown unit 'y'")
+        );
+        assert!(
+            parse_duration("m")
+                .expect_err("an error")
+                .contains("expected a number")
+        );
+        assert!(
+            parse_duration("0s")
+                .expect_err("an error")
+                .contains("longer than zero")
+        );
         assert!(parse_duration("-5s").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
-        assert!(parse_duration("9999999999999999d").unwrap_err().contains("too large"));
+        assert!(
+            parse_duration("9999999999999999d")
+                .expect_err("an error")
+                .contains("too large")
+        );
     }
 
     #[test]

@@ -127,11 +127,7 @@ pub fn rpc_error(what: &str, status: &tonic::Status) -> anyhow::Error {
         tonic::Code::Unimplemented => " (the node does not offer this call)",
         _ => "",
     };
-    anyhow::anyhow!(
-        "{what}: {:?}: {}{hint}",
-        status.code(),
-        status.message()
-    )
+    anyhow::anyhow!("{what}: {:?}: {}{hint}", status.code(), status.message())
 }
 
 #[cfg(test)]

@@ -79,7 +79,14 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> Result<()> {
         .await
         .context("starting the demo node")?;
     eprintln!("node serving on {}", node.addr);
-    let toured = tour(args, global.output, node.addr, &node.credentials.api_key, &events).await;
+    let toured = tour(
+        args,
+        global.output,
+        node.addr,
+        &node.credentials.api_key,
+        &events,
+    )
+    .await;
     let stopped = node.shutdown().await.context("stopping the demo node");
     toured?;
     stopped?;
@@ -195,7 +202,13 @@ async fn wait_until_applied(api: &Api, target: u64) -> Result<()> {
 
 fn indent(text: &str) -> String {
     text.lines()
-        .map(|l| if l.is_empty() { "\n".to_string() } else { format!("  {l}\n") })
+        .map(|l| {
+            if l.is_empty() {
+                "\n".to_string()
+            } else {
+                format!("  {l}\n")
+            }
+        })
         .collect()
 }
 
@@ -229,8 +242,14 @@ mod tests {
             .expect("date")
             .with_timezone(&Utc);
         let text = where_things_are(Path::new("/tmp/d"), Path::new("/tmp/d/e.jsonl"), end);
-        assert!(text.contains("credentials:  /tmp/d/credentials.json\n"), "{text}");
-        assert!(text.contains("replay --events /tmp/d/e.jsonl --at 2026-11-01T10:31:00Z"), "{text}");
+        assert!(
+            text.contains("credentials:  /tmp/d/credentials.json\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("replay --events /tmp/d/e.jsonl --at 2026-11-01T10:31:00Z"),
+            "{text}"
+        );
         assert_eq!(indent("a\n\nb"), "  a\n\n  b\n");
     }
 }

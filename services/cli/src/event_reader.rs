@@ -1,26 +1,33 @@
 //! Reads a Segment-Spec JSONL stream into validated, deduplicated events,
 //! for `liveseg replay`.
 //!
-//! Parsing JSON dominates a replay, so it runs on worker threads while the
+//! Parsing JSON dominates reading, so it runs on worker threads while the
 //! engine work stays single-threaded and deterministic:
 //!
-//! reader thread --chunks of whole lines--> workers (parse + validate)
-//!   --parsed chunks--> calling thread (reorders chunks, dedupes, reports)
+//! reader thread --chunks of whole lines--> workers (parse, validate, hash
+//! the messageId) --parsed chunks--> calling thread (reorders chunks,
+//! dedupes, reports invalid lines)
 //!
 //! Chunks are numbered and consumed strictly in file order, so line numbers,
-//! diagnostics and "first messageId wins" are exactly those of a sequential
-//! read. Both channels are bounded: memory holds a few chunks of raw text
-//! plus the validated events (which a replay must hold anyway, to sort them).
+//! diagnostics and "the first valid line of a messageId wins" are exactly
+//! those of a sequential read. Both channels are bounded: memory holds a few
+//! chunks of raw text plus the kept events (which a replay must hold anyway,
+//! to sort them). The calling thread only does cheap work per event (a
+//! lookup by precomputed hash), so it keeps up with the workers.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::io::{self, BufRead, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context as _, Result};
-use liveseg_core::event::{Event, FieldError, Limits, parse_message};
 use liveseg_core::Millis;
+use liveseg_core::event::{Event, FieldError, Limits, parse_message};
 use serde_json::Value;
+
+use crate::message_ids::SeenIds;
 
 /// Raw text handed to a worker at a time: big enough to amortise channel
 /// traffic, small enough that a few in flight cost little memory.
@@ -38,11 +45,39 @@ pub struct ReadCounts {
     pub after_at: u64,
 }
 
-/// The outcome of one line.
-enum Line {
-    Blank,
-    Event(Event),
-    Invalid(FieldError),
+/// The kept events, chunk by chunk in file order.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    chunks: Vec<Vec<Event>>,
+}
+
+impl EventLog {
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+
+    /// Calls `f` on every event in timestamp order, ties in file order.
+    /// Input that is already in order (the common case) is not sorted, and
+    /// each chunk is freed as soon as it has been visited.
+    pub fn for_each_in_time_order(self, mut f: impl FnMut(&Event)) {
+        if self.chunks.iter().flatten().map(|e| e.ts).is_sorted() {
+            for chunk in self.chunks {
+                chunk.iter().for_each(&mut f);
+            }
+            return;
+        }
+        // (ts, chunk, index) is unique, so an unstable sort gives file order for ties.
+        let mut order: Vec<(Millis, u32, u32)> = Vec::with_capacity(self.len());
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            for (i, e) in chunk.iter().enumerate() {
+                order.push((e.ts, c as u32, i as u32));
+            }
+        }
+        order.sort_unstable();
+        for (_, c, i) in order {
+            f(&self.chunks[c as usize][i as usize]);
+        }
+    }
 }
 
 struct RawChunk {
@@ -55,28 +90,34 @@ struct RawChunk {
 struct ParsedChunk {
     seq: u64,
     first_line: u64,
-    lines: Vec<Line>,
+    events: Vec<Event>,
+    /// `hash_one(message_id)` of each event, computed by the worker.
+    hashes: Vec<u64>,
+    /// (line offset in the chunk, why), in line order.
+    invalid: Vec<(u64, FieldError)>,
 }
 
-/// Reads every line of `input`; returns the events with `ts <= at`, each
-/// messageId's first valid occurrence only, in file order. Invalid lines are
-/// written to `diag` as `line N: field: reason` and skipped.
+/// Reads every line of `input`; keeps the events with `ts <= at`, each
+/// messageId's first valid occurrence only. Invalid lines are written to
+/// `diag` as `line N: field: reason` and skipped.
 pub fn read_events(
     input: impl BufRead + Send,
     at: Millis,
     diag: &mut dyn Write,
-) -> Result<(Vec<Event>, ReadCounts)> {
+) -> Result<(EventLog, ReadCounts)> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 16));
     let (raw_tx, raw_rx) = sync_channel::<RawChunk>(workers * 2);
     let (parsed_tx, parsed_rx) = sync_channel::<ParsedChunk>(workers * 2);
     let raw_rx = Arc::new(Mutex::new(raw_rx));
+    let ids = RandomState::new();
 
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || split_into_chunks(input, &raw_tx));
         for _ in 0..workers {
             let rx = Arc::clone(&raw_rx);
             let tx = parsed_tx.clone();
-            scope.spawn(move || parse_chunks(&rx, &tx));
+            let ids = ids.clone();
+            scope.spawn(move || parse_chunks(&rx, &tx, &ids));
         }
         // Workers own the only senders now: the collector ends when they do.
         drop(parsed_tx);
@@ -111,7 +152,14 @@ fn split_into_chunks(mut input: impl BufRead, tx: &SyncSender<RawChunk>) -> io::
         if text.is_empty() {
             return Ok(lines);
         }
-        if tx.send(RawChunk { seq, first_line, text }).is_err() {
+        if tx
+            .send(RawChunk {
+                seq,
+                first_line,
+                text,
+            })
+            .is_err()
+        {
             // The collector stopped early; its error is the one to report.
             return Ok(lines);
         }
@@ -119,85 +167,137 @@ fn split_into_chunks(mut input: impl BufRead, tx: &SyncSender<RawChunk>) -> io::
     }
 }
 
-fn parse_chunks(rx: &Mutex<Receiver<RawChunk>>, tx: &SyncSender<ParsedChunk>) {
+fn parse_chunks(rx: &Mutex<Receiver<RawChunk>>, tx: &SyncSender<ParsedChunk>, ids: &RandomState) {
     let limits = Limits::default();
     loop {
         let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(chunk) = next else { return };
-        let lines = chunk
-            .text
-            .split_inclusive(|b| *b == b'\n')
-            .map(|line| parse_line(line, &limits))
-            .collect();
-        let parsed = ParsedChunk {
+        let mut parsed = ParsedChunk {
             seq: chunk.seq,
             first_line: chunk.first_line,
-            lines,
+            events: Vec::new(),
+            hashes: Vec::new(),
+            invalid: Vec::new(),
         };
+        for (offset, line) in chunk.text.split_inclusive(|b| *b == b'\n').enumerate() {
+            match parse_line(line, &limits) {
+                Ok(None) => {}
+                Ok(Some(e)) => {
+                    parsed.hashes.push(ids.hash_one(&e.message_id));
+                    parsed.events.push(e);
+                }
+                Err(e) => parsed.invalid.push((offset as u64, e)),
+            }
+        }
         if tx.send(parsed).is_err() {
             return;
         }
     }
 }
 
-/// Validates one line. Replay has no "future" check: the history may end
-/// anywhere, so `now` is effectively unbounded.
-fn parse_line(raw: &[u8], limits: &Limits) -> Line {
+/// Validates one line (`None` for a blank one). Replay has no "future"
+/// check: the history may end anywhere, so `now` is effectively unbounded.
+fn parse_line(raw: &[u8], limits: &Limits) -> Result<Option<Event>, FieldError> {
     let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-    let Ok(text) = std::str::from_utf8(raw) else {
-        return Line::Invalid(FieldError::new("", "not valid UTF-8"));
-    };
+    let text = std::str::from_utf8(raw).map_err(|_| FieldError::new("", "not valid UTF-8"))?;
     if text.trim().is_empty() {
-        return Line::Blank;
+        return Ok(None);
     }
-    let value: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => return Line::Invalid(FieldError::new("", format!("not valid JSON ({e})"))),
-    };
-    match parse_message(&value, Millis::MAX / 2, limits) {
-        Ok(event) => Line::Event(event),
-        Err(e) => Line::Invalid(e),
-    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| FieldError::new("", format!("not valid JSON ({e})")))?;
+    parse_message(&value, Millis::MAX / 2, limits).map(Some)
+}
+
+/// Where the first event of a messageId is, to compare ids on a hash match.
+#[derive(Clone, Copy)]
+enum First {
+    /// `chunks[chunk][index]` of the log being built (or of the current chunk).
+    Kept(u32, u32),
+    /// `after_at_ids[index]`: seen, but after `at`.
+    AfterAt(u32),
+}
+
+/// The collector's dedupe state.
+#[derive(Default)]
+struct Dedupe {
+    seen: SeenIds<First>,
+    /// Ids of first-seen events after `at`: dropped, but they still claim their id.
+    after_at_ids: Vec<String>,
 }
 
 fn collect_in_order(
     rx: &Receiver<ParsedChunk>,
     at: Millis,
     diag: &mut dyn Write,
-) -> Result<(Vec<Event>, ReadCounts)> {
+) -> Result<(EventLog, ReadCounts)> {
     let mut counts = ReadCounts::default();
-    let mut events = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut log = EventLog::default();
+    let mut dedupe = Dedupe::default();
     let mut pending: BTreeMap<u64, ParsedChunk> = BTreeMap::new();
     let mut next_seq = 0;
     for chunk in rx {
         pending.insert(chunk.seq, chunk);
         while let Some(chunk) = pending.remove(&next_seq) {
             next_seq += 1;
-            for (i, line) in chunk.lines.into_iter().enumerate() {
-                let line_no = chunk.first_line + i as u64;
-                match line {
-                    Line::Blank => {}
-                    Line::Invalid(e) => {
-                        counts.invalid += 1;
-                        writeln!(diag, "{}", invalid_line(line_no, &e))
-                            .context("writing diagnostics")?;
-                    }
-                    Line::Event(e) => {
-                        if !seen.insert(e.message_id.clone()) {
-                            counts.duplicates += 1;
-                        } else if e.ts > at {
-                            counts.after_at += 1;
-                        } else {
-                            events.push(e);
-                        }
-                    }
-                }
+            for (offset, e) in &chunk.invalid {
+                counts.invalid += 1;
+                writeln!(diag, "{}", invalid_line(chunk.first_line + offset, e))
+                    .context("writing diagnostics")?;
+            }
+            let kept = keep_first_seen(&chunk, &log, &mut dedupe, at, &mut counts);
+            let mut events = chunk.events;
+            if kept.len() < events.len() {
+                let mut keep = vec![false; events.len()];
+                kept.iter().for_each(|i| keep[*i as usize] = true);
+                let mut i = 0;
+                events.retain(|_| {
+                    i += 1;
+                    keep[i - 1]
+                });
+            }
+            if !events.is_empty() {
+                log.chunks.push(events);
             }
         }
     }
-    Ok((events, counts))
+    Ok((log, counts))
+}
+
+/// Indices of the chunk's events to keep: first seen and not after `at`.
+fn keep_first_seen(
+    chunk: &ParsedChunk,
+    log: &EventLog,
+    dedupe: &mut Dedupe,
+    at: Millis,
+    counts: &mut ReadCounts,
+) -> Vec<u32> {
+    let this_chunk = log.chunks.len() as u32;
+    let mut kept: Vec<u32> = Vec::with_capacity(chunk.events.len());
+    for (i, (e, hash)) in chunk.events.iter().zip(&chunk.hashes).enumerate() {
+        let here = if e.ts > at {
+            First::AfterAt(dedupe.after_at_ids.len() as u32)
+        } else {
+            First::Kept(this_chunk, kept.len() as u32)
+        };
+        let after_at_ids = &dedupe.after_at_ids;
+        let id_at = |first: First| match first {
+            First::AfterAt(j) => after_at_ids[j as usize].as_str(),
+            First::Kept(c, k) if c == this_chunk => {
+                chunk.events[kept[k as usize] as usize].message_id.as_str()
+            }
+            First::Kept(c, k) => log.chunks[c as usize][k as usize].message_id.as_str(),
+        };
+        if !dedupe.seen.insert(*hash, &e.message_id, here, id_at) {
+            counts.duplicates += 1;
+        } else if e.ts > at {
+            counts.after_at += 1;
+            dedupe.after_at_ids.push(e.message_id.clone());
+        } else {
+            kept.push(i as u32);
+        }
+    }
+    kept
 }
 
 /// `line N: field: reason`, or `line N: reason` when the whole line is at fault.
@@ -219,11 +319,72 @@ mod tests {
         )
     }
 
+    fn flatten(log: EventLog) -> Vec<Event> {
+        log.chunks.into_iter().flatten().collect()
+    }
+
+    fn event(id: &str, ts: Millis) -> Event {
+        let v: Value = serde_json::from_str(&track(id, "2026-01-01T00:00:00Z")).expect("json");
+        let mut e = parse_message(&v, Millis::MAX / 2, &Limits::default()).expect("valid");
+        e.ts = ts;
+        e
+    }
+
+    #[test]
+    fn out_of_order_events_are_visited_by_time_then_file_order() {
+        let log = EventLog {
+            chunks: vec![
+                vec![event("a", 30), event("b", 10)],
+                vec![event("c", 30), event("d", 10), event("e", 20)],
+            ],
+        };
+        let mut seen = Vec::new();
+        log.for_each_in_time_order(|e| seen.push(e.message_id.clone()));
+        assert_eq!(seen, ["b", "d", "e", "a", "c"]);
+    }
+
+    #[test]
+    fn ids_with_colliding_hashes_are_still_told_apart() {
+        // Every id gets the same "hash": dedupe must fall back to comparing ids.
+        let chunk = |seq, ids: &[(&str, Millis)]| ParsedChunk {
+            seq,
+            first_line: 1,
+            events: ids.iter().map(|(id, ts)| event(id, *ts)).collect(),
+            hashes: vec![7; ids.len()],
+            invalid: vec![],
+        };
+        let (mut log, mut seen, mut counts) = (
+            EventLog::default(),
+            SeenIds::default(),
+            ReadCounts::default(),
+        );
+        let first = chunk(0, &[("a", 1), ("late", 100), ("b", 2), ("a", 3)]);
+        assert_eq!(
+            keep_first_seen(&first, &log, &mut seen, 50, &mut counts),
+            [0, 2]
+        );
+        log.chunks.push(vec![event("a", 1), event("b", 2)]);
+        let second = chunk(1, &[("b", 4), ("late", 5), ("c", 6), ("c", 7), ("a", 8)]);
+        assert_eq!(
+            keep_first_seen(&second, &log, &mut seen, 50, &mut counts),
+            [2]
+        );
+        assert_eq!(
+            counts,
+            ReadCounts {
+                lines: 0,
+                invalid: 0,
+                duplicates: 5,
+                after_at: 1
+            }
+        );
+    }
+
     fn read(text: &str, at: &str) -> (Vec<Event>, ReadCounts, String) {
         let at = liveseg_core::time::parse_rfc3339(at).expect("at");
         let mut diag = Vec::new();
-        let (events, counts) = read_events(text.as_bytes(), at, &mut diag).expect("read");
-        (events, counts, String::from_utf8(diag).expect("utf8"))
+        let (log, counts) = read_events(text.as_bytes(), at, &mut diag).expect("read");
+        (flatten(log), counts, String::from_utf8(diag).expect("utf8"))
     }
 
     #[test]
@@ -289,8 +450,8 @@ mod tests {
         let mut bytes = track("a", "2026-01-01T00:00:00Z").into_bytes();
         bytes.extend_from_slice(b"\n\xff\xfe\n");
         let mut diag = Vec::new();
-        let (events, counts) = read_events(&bytes[..], i64::MAX / 4, &mut diag).expect("read");
-        assert_eq!((events.len(), counts.invalid), (1, 1));
+        let (log, counts) = read_events(&bytes[..], i64::MAX / 4, &mut diag).expect("read");
+        assert_eq!((log.len(), counts.invalid), (1, 1));
         assert_eq!(String::from_utf8_lossy(&diag), "line 2: not valid UTF-8\n");
     }
 }

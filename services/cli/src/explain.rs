@@ -30,7 +30,13 @@ pub struct ExplainArgs {
 
 pub async fn run(args: &ExplainArgs, api: &Api, format: OutputFormat) -> Result<()> {
     let entity = if args.account { "account" } else { "contact" };
-    let x = fetch(api, entity, &args.id, args.segment.as_deref().unwrap_or_default()).await?;
+    let x = fetch(
+        api,
+        entity,
+        &args.id,
+        args.segment.as_deref().unwrap_or_default(),
+    )
+    .await?;
     let mut out = io::stdout().lock();
     if format.is_machine() {
         print_value(&mut out, format, &explanation_json(&x))?;
@@ -90,17 +96,31 @@ pub fn render_segment(s: &pb::SegmentExplanation, evidence: usize) -> String {
     text
 }
 
-fn render_condition(text: &mut String, c: &pb::ConditionExplanation, depth: usize, evidence: usize) {
+fn render_condition(
+    text: &mut String,
+    c: &pb::ConditionExplanation,
+    depth: usize,
+    evidence: usize,
+) {
     let indent = "  ".repeat(depth);
     let mark = if c.holds { '✓' } else { '✗' };
-    let description = if c.description.is_empty() { &c.path } else { &c.description };
+    let description = if c.description.is_empty() {
+        &c.path
+    } else {
+        &c.description
+    };
     let _ = write!(text, "{indent}{mark} {description}");
     if !c.observed.is_empty() {
         let _ = write!(text, " (observed: {})", c.observed);
     }
     text.push('\n');
     if !c.evidence.is_empty() && evidence > 0 {
-        let shown: Vec<&str> = c.evidence.iter().take(evidence).map(String::as_str).collect();
+        let shown: Vec<&str> = c
+            .evidence
+            .iter()
+            .take(evidence)
+            .map(String::as_str)
+            .collect();
         let _ = write!(text, "{indent}    evidence: {}", shown.join(", "));
         if c.evidence.len() > shown.len() {
             let _ = write!(text, " (+{} more)", c.evidence.len() - shown.len());
@@ -149,7 +169,13 @@ fn condition_json(c: &pb::ConditionExplanation) -> Value {
 mod tests {
     use super::*;
 
-    fn leaf(path: &str, description: &str, holds: bool, observed: &str, evidence: &[&str]) -> pb::ConditionExplanation {
+    fn leaf(
+        path: &str,
+        description: &str,
+        holds: bool,
+        observed: &str,
+        evidence: &[&str],
+    ) -> pb::ConditionExplanation {
         pb::ConditionExplanation {
             path: path.into(),
             description: description.into(),
@@ -163,7 +189,13 @@ mod tests {
     fn sample() -> pb::Explanation {
         let mut all = leaf("condition", "all of", false, "", &[]);
         all.children = vec![
-            leaf("condition.all[0]", "account target = true", true, "target = true", &[]),
+            leaf(
+                "condition.all[0]",
+                "account target = true",
+                true,
+                "target = true",
+                &[],
+            ),
             leaf(
                 "condition.all[1]",
                 "engagement events within 30d >= 1",

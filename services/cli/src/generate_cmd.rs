@@ -44,7 +44,9 @@ impl GenerateArgs {
     pub fn config(&self) -> Result<GenerateConfig> {
         let defaults = GenerateConfig::default();
         let end = match self.end {
-            Some(ms) => DateTime::<Utc>::from_timestamp_millis(ms).context("--end is out of range")?,
+            Some(ms) => {
+                DateTime::<Utc>::from_timestamp_millis(ms).context("--end is out of range")?
+            }
             None => defaults.end,
         };
         Ok(GenerateConfig {
@@ -63,8 +65,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let started = Instant::now();
     let stats = match &args.out {
         Some(path) => {
-            let file = File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
+            let file =
+                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
             let mut out = BufWriter::with_capacity(1 << 16, file);
             let stats = generate(&cfg, &mut out)
                 .with_context(|| format!("generating into {}", path.display()))?;
@@ -78,7 +80,10 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         .out
         .as_ref()
         .map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
-    eprint!("{}", render_stats(&stats, &target, started.elapsed().as_secs_f64()));
+    eprint!(
+        "{}",
+        render_stats(&stats, &target, started.elapsed().as_secs_f64())
+    );
     Ok(())
 }
 
@@ -114,11 +119,23 @@ mod tests {
         let cfg = w.args.config().expect("config");
         let d = GenerateConfig::default();
         assert_eq!(
-            (cfg.accounts, cfg.contacts_per_account, cfg.days, cfg.end, cfg.seed),
+            (
+                cfg.accounts,
+                cfg.contacts_per_account,
+                cfg.days,
+                cfg.end,
+                cfg.seed
+            ),
             (d.accounts, d.contacts_per_account, d.days, d.end, d.seed)
         );
-        let w = Wrapper::try_parse_from(["generate", "--accounts", "3", "--end", "2026-06-01T00:00:00Z"])
-            .expect("parse");
+        let w = Wrapper::try_parse_from([
+            "generate",
+            "--accounts",
+            "3",
+            "--end",
+            "2026-06-01T00:00:00Z",
+        ])
+        .expect("parse");
         let cfg = w.args.config().expect("config");
         assert_eq!(cfg.accounts, 3);
         assert_eq!(cfg.end.to_rfc3339(), "2026-06-01T00:00:00+00:00");

@@ -227,7 +227,11 @@ fn account(done: (Batch, pb::IngestResponse), summary: &mut IngestSummary, bar: 
     summary.duplicates += u64::from(resp.duplicates);
     for r in &resp.results {
         if r.status() == pb::ItemStatus::Invalid {
-            let line = batch.lines.get(r.index as usize).copied().unwrap_or_default();
+            let line = batch
+                .lines
+                .get(r.index as usize)
+                .copied()
+                .unwrap_or_default();
             note_invalid(summary, line, &r.field, &r.reason);
         }
     }
@@ -273,7 +277,11 @@ pub fn render_summary(source: &str, s: &IngestSummary) -> String {
     );
     if !s.first_invalid.is_empty() {
         let more = s.invalid.saturating_sub(s.first_invalid.len() as u64);
-        text.push_str(if more > 0 { "first invalid lines:\n" } else { "invalid lines:\n" });
+        text.push_str(if more > 0 {
+            "first invalid lines:\n"
+        } else {
+            "invalid lines:\n"
+        });
         for i in &s.first_invalid {
             text.push_str(&format!("  {}\n", invalid_text(i)));
         }
@@ -311,18 +319,30 @@ mod tests {
         let text = b"{\"a\":1}\n\n{\"b\":2}\r\n\xff\n{\"c\":3}";
         let mut reader = BufReader::new(&text[..]);
         let mut summary = IngestSummary::default();
-        let first = read_batch(&mut reader, 2, &mut summary).await.expect("read");
+        let first = read_batch(&mut reader, 2, &mut summary)
+            .await
+            .expect("read");
         let first = first.expect("a batch");
         assert_eq!(first.lines, [1, 3]);
         assert_eq!(
             first.messages[1].payload,
             Some(Payload::Json("{\"b\":2}".into()))
         );
-        let second = read_batch(&mut reader, 2, &mut summary).await.expect("read");
+        let second = read_batch(&mut reader, 2, &mut summary)
+            .await
+            .expect("read");
         assert_eq!(second.expect("a batch").lines, [5]);
-        assert!(read_batch(&mut reader, 2, &mut summary).await.expect("read").is_none());
+        assert!(
+            read_batch(&mut reader, 2, &mut summary)
+                .await
+                .expect("read")
+                .is_none()
+        );
         assert_eq!((summary.lines, summary.invalid), (5, 1));
-        assert_eq!(invalid_text(&summary.first_invalid[0]), "line 4: not valid UTF-8");
+        assert_eq!(
+            invalid_text(&summary.first_invalid[0]),
+            "line 4: not valid UTF-8"
+        );
     }
 
     #[test]

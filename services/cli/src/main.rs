@@ -18,7 +18,9 @@
 
 mod admin;
 mod args;
+mod bench;
 mod client;
+mod definitions;
 mod demo;
 mod event_reader;
 mod exit;
@@ -26,6 +28,7 @@ mod explain;
 mod generate;
 mod generate_cmd;
 mod ingest;
+mod message_ids;
 mod output;
 mod query;
 mod replay;
@@ -82,6 +85,7 @@ async fn run_async(global: GlobalArgs, command: Command) -> Result<()> {
     match command {
         Command::Serve(a) => serve::run(&a, global.data_dir()).await,
         Command::Demo(a) => demo::run(&a, &global).await,
+        Command::Bench(a) => bench::run(a).await,
         Command::Replay(a) => replay::run(&a),
         Command::Generate(a) => generate_cmd::run(&a),
         Command::Segments(c) => segments::run_online(&c, &connect(&global).await?, format).await,

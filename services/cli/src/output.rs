@@ -70,10 +70,7 @@ pub fn print_value(out: &mut dyn Write, format: OutputFormat, value: &Value) -> 
 }
 
 /// A borderless table with a header row; no trailing spaces on any line.
-pub fn render_table(
-    headers: &[&str],
-    rows: impl IntoIterator<Item = Vec<String>>,
-) -> String {
+pub fn render_table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
     let mut table = Table::new();
     table.load_preset(presets::NOTHING);
     table.set_header(headers.iter().map(|h| h.to_string()));
@@ -143,8 +140,7 @@ mod tests {
             printed(OutputFormat::Jsonl, &items),
             "{\"extra\":1,\"id\":\"c-1\",\"segments\":[\"a\"]}\n"
         );
-        let doc: Value =
-            serde_json::from_str(&printed(OutputFormat::Json, &items)).expect("json");
+        let doc: Value = serde_json::from_str(&printed(OutputFormat::Json, &items)).expect("json");
         assert_eq!(doc, json!([{"id": "c-1", "segments": ["a"], "extra": 1}]));
     }
 

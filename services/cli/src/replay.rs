@@ -16,18 +16,17 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use liveseg_core::definition::parse_definitions;
-use liveseg_core::presets::presets;
 use liveseg_core::time::format_rfc3339;
-use liveseg_core::{Change, Engine, Millis, SegmentDefinition, SegmentSet, ValidationError};
+use liveseg_core::{Change, Engine, Millis, SegmentSet};
 use serde::Serialize;
 
 use crate::args::parse_instant;
+use crate::definitions::compile_with_presets;
 use crate::event_reader::{ReadCounts, read_events};
 use crate::exit::Reported;
 use crate::output::rate;
@@ -94,7 +93,15 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     };
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let mut diag = io::stderr().lock();
-    let report = replay(input, set, args.at, args.transitions, args.strict, &mut out, &mut diag)?;
+    let report = replay(
+        input,
+        set,
+        args.at,
+        args.transitions,
+        args.strict,
+        &mut out,
+        &mut diag,
+    )?;
     out.flush().context("writing stdout")?;
     let secs = started.elapsed().as_secs_f64();
     let r = &report.read;
@@ -108,7 +115,11 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         r.duplicates,
         r.after_at,
         report.printed,
-        if args.transitions { "transitions" } else { "memberships" },
+        if args.transitions {
+            "transitions"
+        } else {
+            "memberships"
+        },
         format_rfc3339(args.at),
         rate(report.applied, secs),
     )
@@ -126,7 +137,7 @@ pub fn replay(
     out: &mut dyn Write,
     diag: &mut dyn Write,
 ) -> Result<ReplayReport> {
-    let (mut events, read) = read_events(input, at, diag)?;
+    let (events, read) = read_events(input, at, diag)?;
     if strict && read.invalid > 0 {
         writeln!(
             diag,
@@ -135,23 +146,20 @@ pub fn replay(
         )?;
         return Err(Reported { code: 1 }.into());
     }
-    // Stable: events with the same timestamp keep their file order.
-    events.sort_by_key(|e| e.ts);
-    let mut engine = Engine::new(set);
-    let mut changes: Vec<Change> = Vec::new();
-    for e in &events {
-        engine.apply(e, e.ts, &mut changes);
-        if !transitions {
-            changes.clear();
-        }
-    }
-    engine.advance_all(at, &mut changes);
     let mut report = ReplayReport {
         read,
         applied: events.len() as u64,
         printed: 0,
     };
-    drop(events);
+    let mut engine = Engine::new(set);
+    let mut changes: Vec<Change> = Vec::new();
+    events.for_each_in_time_order(|e| {
+        engine.apply(e, e.ts, &mut changes);
+        if !transitions {
+            changes.clear();
+        }
+    });
+    engine.advance_all(at, &mut changes);
     if transitions {
         changes.retain(|c| c.instant <= at);
         // Stable: emission order within an instant.
@@ -190,55 +198,11 @@ fn write_line(out: &mut dyn Write, line: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
-/// The presets with `extra` (JSON/YAML definitions) added; a definition
-/// with a preset's key replaces that preset in place.
-pub fn with_presets(extra: &str) -> Result<Vec<SegmentDefinition>, Vec<ValidationError>> {
-    let mut defs = presets();
-    for def in parse_definitions(extra)? {
-        match defs.iter_mut().find(|d| d.key == def.key) {
-            Some(slot) => *slot = def,
-            None => defs.push(def),
-        }
-    }
-    Ok(defs)
-}
-
-/// The compiled presets plus the definitions in `file`; every problem is
-/// printed to stderr as `FILE: path: reason`.
-fn compile_with_presets(file: Option<&Path>) -> Result<SegmentSet> {
-    let (label, defs) = match file {
-        None => (String::new(), Ok(presets())),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            (path.display().to_string(), with_presets(&text))
-        }
-    };
-    match defs.and_then(|d| SegmentSet::compile(&d)) {
-        Ok(set) => Ok(set),
-        Err(errors) => {
-            let mut diag = io::stderr().lock();
-            for e in &errors {
-                writeln!(diag, "{label}: {}", describe(e))?;
-            }
-            Err(Reported { code: 1 }.into())
-        }
-    }
-}
-
-/// `path: reason`, or just the reason for a problem with the whole document.
-pub fn describe(e: &ValidationError) -> String {
-    if e.path.is_empty() {
-        e.reason.clone()
-    } else {
-        format!("{}: {}", e.path, e.reason)
-    }
-}
-
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::definitions::with_presets;
+    use liveseg_core::presets::presets;
     use liveseg_core::time::parse_rfc3339;
 
     /// An account-level CRM sync, a contact placed in it, an open (and a
@@ -262,8 +226,16 @@ not json
     fn run_replay(set: SegmentSet, at: &str, transitions: bool) -> (String, String, ReplayReport) {
         let at = parse_rfc3339(at).expect("at");
         let (mut out, mut diag) = (Vec::new(), Vec::new());
-        let report = replay(EVENTS.as_bytes(), set, at, transitions, false, &mut out, &mut diag)
-            .expect("replay");
+        let report = replay(
+            EVENTS.as_bytes(),
+            set,
+            at,
+            transitions,
+            false,
+            &mut out,
+            &mut diag,
+        )
+        .expect("replay");
         let text = |b: Vec<u8>| String::from_utf8(b).expect("utf8");
         (text(out), text(diag), report)
     }
@@ -303,19 +275,45 @@ not json
     #[test]
     fn transitions_up_to_the_instant_including_time_driven_exits() {
         let (out, _, report) = run_replay(presets_set(), "2026-03-01T00:00:00Z", true);
-        let line = |instant: &str, segment: &str, entity: &str, id: &str, account: &str, kind: &str| {
+        let line = |instant: &str,
+                    segment: &str,
+                    entity: &str,
+                    id: &str,
+                    account: &str,
+                    kind: &str| {
             format!(
                 r#"{{"instant":"{instant}","segment":"{segment}","entity":"{entity}","id":"{id}","account":"{account}","kind":"{kind}"}}"#
             )
         };
         let dormant = |instant: &str, kind: &str| {
-            line(instant, "dormant_high_fit_accounts", "account", "acme", "acme", kind)
+            line(
+                instant,
+                "dormant_high_fit_accounts",
+                "account",
+                "acme",
+                "acme",
+                kind,
+            )
         };
         let engaged = |instant: &str, kind: &str| {
-            line(instant, "engaged_target_contacts", "contact", "u1", "acme", kind)
+            line(
+                instant,
+                "engaged_target_contacts",
+                "contact",
+                "u1",
+                "acme",
+                kind,
+            )
         };
         let visitor = |instant: &str, kind: &str| {
-            line(instant, "engaged_non_target_contacts", "contact", "u2", "~u2", kind)
+            line(
+                instant,
+                "engaged_non_target_contacts",
+                "contact",
+                "u2",
+                "~u2",
+                kind,
+            )
         };
         let expected = [
             // icp_fit 80 and no engagement yet.
@@ -333,7 +331,10 @@ not json
             engaged("2026-03-01T00:00:00.000Z", "enter"),
         ];
         assert_eq!(out.lines().collect::<Vec<_>>(), expected);
-        assert_eq!((report.applied, report.printed, report.read.after_at), (5, 9, 0));
+        assert_eq!(
+            (report.applied, report.printed, report.read.after_at),
+            (5, 9, 0)
+        );
     }
 
     #[test]
@@ -369,19 +370,21 @@ segments:
     #[test]
     fn strict_mode_prints_nothing_when_a_line_is_invalid() {
         let (mut out, mut diag) = (Vec::new(), Vec::new());
-        let err = replay(EVENTS.as_bytes(), presets_set(), i64::MAX / 4, false, true, &mut out, &mut diag)
-            .expect_err("strict");
-        assert!(matches!(err.downcast_ref::<Reported>(), Some(Reported { code: 1 })));
+        let err = replay(
+            EVENTS.as_bytes(),
+            presets_set(),
+            i64::MAX / 4,
+            false,
+            true,
+            &mut out,
+            &mut diag,
+        )
+        .expect_err("strict");
+        assert!(matches!(
+            err.downcast_ref::<Reported>(),
+            Some(Reported { code: 1 })
+        ));
         assert!(out.is_empty());
         assert!(String::from_utf8_lossy(&diag).contains("2 invalid lines"));
-    }
-
-    #[test]
-    fn bad_definitions_are_reported_with_their_path() {
-        let errors = with_presets("key: x\nname: X\nentity: contact\ncondition: {events: {within: 3w}}")
-            .expect_err("invalid");
-        assert!(errors.iter().all(|e| e.path.starts_with("condition")), "{errors:?}");
-        assert_eq!(describe(&ValidationError::new("", "not valid")), "not valid");
-        assert_eq!(describe(&ValidationError::new("a.b", "bad")), "a.b: bad");
     }
 }

@@ -14,9 +14,9 @@ use liveseg_proto::pb;
 use serde_json::{Value, json};
 
 use crate::client::{Api, rpc_error};
+use crate::definitions::{describe, with_presets};
 use crate::exit::Reported;
 use crate::output::{OutputFormat, col, print_items, print_value};
-use crate::replay::{describe, with_presets};
 
 #[derive(Subcommand, Debug)]
 pub enum SegmentsCommand {
@@ -88,10 +88,16 @@ pub fn validate(text: &str, format: OutputFormat) -> (bool, String) {
         let mut out = Vec::new();
         let printed = print_value(&mut out, format, &doc);
         debug_assert!(printed.is_ok());
-        return (doc["valid"] == json!(true), String::from_utf8_lossy(&out).into());
+        return (
+            doc["valid"] == json!(true),
+            String::from_utf8_lossy(&out).into(),
+        );
     }
     if errors.is_empty() {
-        (true, format!("valid: {} ({})\n", keys.len(), keys.join(", ")))
+        (
+            true,
+            format!("valid: {} ({})\n", keys.len(), keys.join(", ")),
+        )
     } else {
         let lines: String = errors.iter().map(|e| describe(e) + "\n").collect();
         (false, lines)
@@ -136,7 +142,12 @@ pub async fn run_online(cmd: &SegmentsCommand, api: &Api, format: OutputFormat) 
                 .list_segments(pb::ListSegmentsRequest {})
                 .await
                 .map_err(|s| rpc_error("listing segments", &s))?;
-            let items: Vec<Value> = resp.into_inner().segments.iter().map(segment_json).collect();
+            let items: Vec<Value> = resp
+                .into_inner()
+                .segments
+                .iter()
+                .map(segment_json)
+                .collect();
             print_items(&mut out, format, &columns, &items, "no segments")?;
         }
         SegmentsCommand::Get { key } => {
@@ -150,7 +161,12 @@ pub async fn run_online(cmd: &SegmentsCommand, api: &Api, format: OutputFormat) 
             if format.is_machine() {
                 print_value(&mut out, format, &doc)?;
             } else {
-                writeln!(out, "# revision {}{}", seg.revision, if seg.preset { ", preset" } else { "" })?;
+                writeln!(
+                    out,
+                    "# revision {}{}",
+                    seg.revision,
+                    if seg.preset { ", preset" } else { "" }
+                )?;
                 out.write_all(serde_yaml_ng::to_string(&doc["definition"])?.as_bytes())?;
             }
         }
@@ -217,7 +233,9 @@ pub fn split_definitions(text: &str) -> Result<Vec<String>> {
 pub fn read_text(path: &Path) -> Result<String> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
-        io::stdin().read_to_string(&mut text).context("reading stdin")?;
+        io::stdin()
+            .read_to_string(&mut text)
+            .context("reading stdin")?;
         return Ok(text);
     }
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))

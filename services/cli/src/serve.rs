@@ -151,10 +151,15 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf) -> Result<()> {
         data_dir = %config.data_dir.display(),
         "starting liveseg node"
     );
-    liveseg_node::run(config, shutdown).await.context("the node failed")?;
+    liveseg_node::run(config, shutdown)
+        .await
+        .context("the node failed")?;
     tracing::info!("node stopped");
     if let Err(e) = telemetry.shutdown() {
-        tracing::warn!(error = format!("{e:#}"), "span export did not shut down cleanly");
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "span export did not shut down cleanly"
+        );
     }
     Ok(())
 }
@@ -232,7 +237,10 @@ mod tests {
         assert_eq!(c.checkpoint_interval, Duration::from_secs(10));
         assert_eq!(c.passivate_after, Duration::from_secs(3600));
         assert_eq!(c.dedupe_window, Duration::from_secs(2 * 86_400));
-        assert_eq!((c.mailbox_capacity, c.actor_threads, c.ingest_queue), (64, 3, 10));
+        assert_eq!(
+            (c.mailbox_capacity, c.actor_threads, c.ingest_queue),
+            (64, 3, 10)
+        );
         assert_eq!(c.limits.max_batch_items, 100);
         assert_eq!(c.limits.max_future_skew, 60_000);
     }

@@ -56,7 +56,10 @@ fn memberships_at_an_instant() {
         ]
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("line 7: messageId: is required"), "{stderr}");
+    assert!(
+        stderr.contains("line 7: messageId: is required"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("6 events applied, 1 invalid, 1 duplicates, 1 after --at"),
         "{stderr}"
@@ -105,7 +108,13 @@ fn segments_file_and_strict_mode() {
     .expect("write definitions");
     let defs_path = defs.path().to_str().expect("utf8 path");
     let out = liveseg(&[
-        "replay", "--events", path, "--at", "2026-01-20T00:00:00Z", "--segments", defs_path,
+        "replay",
+        "--events",
+        path,
+        "--at",
+        "2026-01-20T00:00:00Z",
+        "--segments",
+        defs_path,
     ]);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -117,12 +126,23 @@ fn segments_file_and_strict_mode() {
     );
 
     let strict = liveseg(&[
-        "replay", "--events", path, "--at", "2026-01-20T00:00:00Z", "--strict",
+        "replay",
+        "--events",
+        path,
+        "--at",
+        "2026-01-20T00:00:00Z",
+        "--strict",
     ]);
     assert_eq!(strict.status.code(), Some(1));
     assert!(strict.stdout.is_empty());
 
-    let missing = liveseg(&["replay", "--events", "/nonexistent.jsonl", "--at", "2026-01-20T00:00:00Z"]);
+    let missing = liveseg(&[
+        "replay",
+        "--events",
+        "/nonexistent.jsonl",
+        "--at",
+        "2026-01-20T00:00:00Z",
+    ]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.jsonl"));
 

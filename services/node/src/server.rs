@@ -66,7 +66,7 @@ pub fn load_tenant(store: &EmbeddedStore, tenants: &Tenants, id: &str) -> Result
 
 pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Config(format!("data dir {}: {e}", config.data_dir.display())))?;
-    let store = Arc::new(EmbeddedStore::open(&config.data_dir, StoreOptions { dedupe_window_ms: config.dedupe_window.as_millis() as i64 })?);
+    let store = Arc::new(EmbeddedStore::open(&config.data_dir, StoreOptions { dedupe_window_ms: config.dedupe_window.as_millis() as i64, ..StoreOptions::default() })?);
     let clock: SharedClock = match config.clock {
         ClockMode::System => Arc::new(SystemClock),
         ClockMode::Manual(at) => Arc::new(ManualClock::new(at)),
@@ -150,6 +150,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         let shutdown = async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         };
+        // Without TCP_NODELAY small HTTP/2 frames (acks, watch records) wait on delayed ACKs (~40 ms).
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
             tracing::error!(error = %e, "server stopped with an error");
         }

@@ -177,7 +177,7 @@ impl Account {
         }
         self.reevaluate(set, slot, contact_changed, account_changed, &cause, out);
         self.fire_timers(set, now, out);
-        self.prune(set);
+        self.prune(set, slot);
     }
 
     /// Fires every timer due at or before `t` (in instant order), then moves `now` to `t`.
@@ -185,7 +185,7 @@ impl Account {
         self.fire_timers(set, t, out);
         if t > self.now {
             self.now = t;
-            self.prune(set);
+            self.prune(set, None);
         }
     }
 
@@ -260,105 +260,57 @@ impl Account {
     }
 
     /// Re-judges what the changed features can affect, at `self.now`.
-    fn reevaluate(
-        &mut self,
-        set: &SegmentSet,
-        slot: Option<u32>,
-        cf: u64,
-        af: u64,
-        cause: &Cause,
-        out: &mut Vec<Change>,
-    ) {
+    fn reevaluate(&mut self, set: &SegmentSet, slot: Option<u32>, cf: u64, af: u64, cause: &Cause, out: &mut Vec<Change>) {
         let affects_all = |d: &Deps| d.account & af != 0 || d.any_contact & cf != 0;
         let affects_own = |d: &Deps| d.contact & cf != 0 || affects_all(d);
-        let account_segs: Vec<usize> = set
-            .of_entity(Entity::Account)
-            .filter(|i| affects_all(&set.segments[*i].deps))
-            .collect();
-        let contact_all: Vec<usize> = set
-            .of_entity(Entity::Contact)
-            .filter(|i| affects_all(&set.segments[*i].deps))
-            .collect();
-        if !account_segs.is_empty() || af & crate::compile::FEAT_CONTACT_SET != 0 {
-            self.judge_entity(set, ACCOUNT_SLOT, &account_segs, self.now, cause, out);
+        let by_all = |seg: usize| affects_all(&set.segments[seg].deps);
+        let by_own = |seg: usize| affects_own(&set.segments[seg].deps);
+        let account_hit = set.entity_segs(Entity::Account).iter().any(|s| by_all(*s));
+        if account_hit || af & crate::compile::FEAT_CONTACT_SET != 0 {
+            self.judge_entity(set, ACCOUNT_SLOT, &by_all, self.now, cause, out);
         }
         if let Some(s) = slot {
-            let own: Vec<usize> = set
-                .of_entity(Entity::Contact)
-                .filter(|i| affects_own(&set.segments[*i].deps))
-                .collect();
-            self.judge_entity(set, s, &own, self.now, cause, out);
+            self.judge_entity(set, s, &by_own, self.now, cause, out);
         }
-        if !contact_all.is_empty() {
+        if set.entity_segs(Entity::Contact).iter().any(|s| by_all(*s)) {
             for other in 0..self.contacts.len() as u32 {
                 if Some(other) != slot {
-                    self.judge_entity(set, other, &contact_all, self.now, cause, out);
+                    self.judge_entity(set, other, &by_all, self.now, cause, out);
                 }
             }
         }
     }
 
-    /// Judges `segs` of one entity at `t`, emits changes, and resets its timer.
-    fn judge_entity(
-        &mut self,
-        set: &SegmentSet,
-        slot: u32,
-        segs: &[usize],
-        t: Millis,
-        cause: &Cause,
-        out: &mut Vec<Change>,
-    ) {
-        let entity = if slot == ACCOUNT_SLOT {
-            Entity::Account
-        } else {
-            Entity::Contact
-        };
-        let x = Ctx {
-            set,
-            account: &self.core,
-            contacts: &self.contacts,
-        };
+    /// Judges the segments of one entity that `wanted` selects at `t`, emits
+    /// changes, and resets its timer.
+    fn judge_entity(&mut self, set: &SegmentSet, slot: u32, wanted: &dyn Fn(usize) -> bool, t: Millis, cause: &Cause, out: &mut Vec<Change>) {
+        let entity = if slot == ACCOUNT_SLOT { Entity::Account } else { Entity::Contact };
+        let x = Ctx { set, account: &self.core, contacts: &self.contacts };
         let contact = (slot != ACCOUNT_SLOT).then(|| &self.contacts[slot as usize]);
         // A time-driven change pending at or before `t` may be in a segment
-        // outside `segs`: the new timer replaces it, so judge them all.
+        // not `wanted`: the new timer replaces it, so judge them all.
         let pending = contact.map_or(self.core.due, |c| c.due) <= t;
-        let all: Vec<usize>;
-        let segs = if pending {
-            all = set.of_entity(entity).collect();
-            &all
-        } else {
-            segs
-        };
         let mut flips = Vec::new();
-        for &seg in segs {
-            let was = match contact {
-                Some(c) => c.member.get(seg),
-                None => self.core.member.get(seg),
-            };
-            let is = eval::member(&x, seg, contact, t);
-            if was != is {
-                flips.push((seg, is));
+        let mut due = NEVER;
+        for &seg in set.entity_segs(entity) {
+            if pending || wanted(seg) {
+                let was = match contact {
+                    Some(c) => c.member.get(seg),
+                    None => self.core.member.get(seg),
+                };
+                let is = eval::member(&x, seg, contact, t);
+                if was != is {
+                    flips.push((seg, is));
+                }
             }
+            due = due.min(eval::next_change(&x, seg, contact, t));
         }
-        let due = set
-            .of_entity(entity)
-            .map(|seg| eval::next_change(&x, seg, contact, t))
-            .min()
-            .unwrap_or(NEVER);
         let (member, old_due, id) = match contact {
             Some(_) => {
                 let c = &mut self.contacts[slot as usize];
-                (
-                    &mut c.member,
-                    std::mem::replace(&mut c.due, due),
-                    c.id.to_string(),
-                )
+                (&mut c.member, std::mem::replace(&mut c.due, due), &c.id)
             }
-            None => (
-                &mut self.core.member,
-                std::mem::replace(&mut self.core.due, due),
-                self.core.id.to_string(),
-            ),
+            None => (&mut self.core.member, std::mem::replace(&mut self.core.due, due), &self.core.id),
         };
         for (seg, is) in flips {
             member.set(seg, is);
@@ -367,13 +319,9 @@ impl Account {
                 instant: t,
                 segment: set.segments[seg].def.key.clone(),
                 entity,
-                id: id.clone(),
+                id: id.to_string(),
                 account: self.core.id.to_string(),
-                kind: if is {
-                    ChangeKind::Enter
-                } else {
-                    ChangeKind::Exit
-                },
+                kind: if is { ChangeKind::Enter } else { ChangeKind::Exit },
                 cause: cause.clone(),
                 seq: self.change_seq,
             });
@@ -397,20 +345,19 @@ impl Account {
                 ACCOUNT_SLOT => self.core.due = NEVER,
                 s => self.contacts[s as usize].due = NEVER,
             }
-            let entity = if slot == ACCOUNT_SLOT {
-                Entity::Account
-            } else {
-                Entity::Contact
-            };
-            let segs: Vec<usize> = set.of_entity(entity).collect();
-            self.judge_entity(set, slot, &segs, t, &Cause::Time, out);
+            self.judge_entity(set, slot, &|_| true, t, &Cause::Time, out);
+            if let Some(c) = self.contacts.get_mut(slot as usize) {
+                c.prune(set, t);
+            }
         }
     }
 
-    fn prune(&mut self, set: &SegmentSet) {
+    /// Drops history no window can reach again, for the account and one
+    /// contact (each contact is pruned when it is next touched).
+    fn prune(&mut self, set: &SegmentSet, slot: Option<u32>) {
         let now = self.now;
         self.core.prune(set, now);
-        for c in &mut self.contacts {
+        if let Some(c) = slot.and_then(|s| self.contacts.get_mut(s as usize)) {
             c.prune(set, now);
         }
     }
@@ -418,11 +365,9 @@ impl Account {
     /// Judges every segment of every entity at `now` from scratch, emitting
     /// changes; used after loading state shaped by another set.
     pub fn rejudge_all(&mut self, set: &SegmentSet, out: &mut Vec<Change>) {
-        let all_account: Vec<usize> = set.of_entity(Entity::Account).collect();
-        let all_contact: Vec<usize> = set.of_entity(Entity::Contact).collect();
-        self.judge_entity(set, ACCOUNT_SLOT, &all_account, self.now, &Cause::Time, out);
+        self.judge_entity(set, ACCOUNT_SLOT, &|_| true, self.now, &Cause::Time, out);
         for s in 0..self.contacts.len() as u32 {
-            self.judge_entity(set, s, &all_contact, self.now, &Cause::Time, out);
+            self.judge_entity(set, s, &|_| true, self.now, &Cause::Time, out);
         }
     }
 

@@ -134,6 +134,9 @@ pub struct SegmentSet {
     pub max_sends: usize,
     by_key: HashMap<String, usize>,
     fingerprint: u64,
+    /// Segment indices per entity, in evaluation order.
+    contact_segs: Vec<usize>,
+    account_segs: Vec<usize>,
 }
 
 impl SegmentSet {
@@ -181,6 +184,10 @@ impl SegmentSet {
                 deps
             };
             set.by_key.insert(def.key.clone(), set.segments.len());
+            match def.entity {
+                Entity::Contact => set.contact_segs.push(set.segments.len()),
+                Entity::Account => set.account_segs.push(set.segments.len()),
+            }
             set.segments.push(CompiledSegment {
                 def: def.clone(),
                 cond,
@@ -225,6 +232,8 @@ impl SegmentSet {
             max_sends: 0,
             by_key,
             fingerprint: 0,
+            contact_segs: vec![0],
+            account_segs: vec![],
         }
     }
 
@@ -234,11 +243,14 @@ impl SegmentSet {
 
     /// Indices of segments of one entity, in evaluation order.
     pub fn of_entity(&self, entity: Entity) -> impl Iterator<Item = usize> + '_ {
-        self.segments
-            .iter()
-            .enumerate()
-            .filter(move |(_, s)| s.def.entity == entity)
-            .map(|(i, _)| i)
+        self.entity_segs(entity).iter().copied()
+    }
+
+    pub fn entity_segs(&self, entity: Entity) -> &[usize] {
+        match entity {
+            Entity::Contact => &self.contact_segs,
+            Entity::Account => &self.account_segs,
+        }
     }
 
     /// A stable fingerprint of the definitions; state built under another

@@ -9,7 +9,7 @@ use crate::definition::Entity;
 use crate::event::Event;
 use crate::time::Millis;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Account ids starting with this are personal accounts of contacts with no known account.
 pub const PERSONAL_PREFIX: &str = "~";
@@ -102,7 +102,7 @@ pub struct Membership {
 /// All accounts of one tenant in one thread.
 pub struct Engine {
     pub set: SegmentSet,
-    pub accounts: BTreeMap<String, Account>,
+    pub accounts: HashMap<String, Account>,
     pub directory: Directory,
 }
 
@@ -110,7 +110,7 @@ impl Engine {
     pub fn new(set: SegmentSet) -> Self {
         Engine {
             set,
-            accounts: BTreeMap::new(),
+            accounts: HashMap::new(),
             directory: Directory::default(),
         }
     }

@@ -86,12 +86,16 @@ pub struct StoreOptions {
     /// `prune_dedupe` removes them, so behaviour does not depend on when
     /// pruning last ran.
     pub dedupe_window_ms: i64,
+    /// redb's page cache. Bounded so the store does not grow the process to
+    /// redb's 1 GiB default; the OS page cache still serves reads.
+    pub cache_bytes: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             dedupe_window_ms: DEFAULT_DEDUPE_WINDOW_MS,
+            cache_bytes: 32 << 20,
         }
     }
 }
@@ -150,7 +154,7 @@ impl EmbeddedStore {
         }
 
         let db_path = dir.join(DB_FILE);
-        let db = Database::create(&db_path).map_err(|e| match e {
+        let db = redb::Builder::new().set_cache_size(opts.cache_bytes).create(&db_path).map_err(|e| match e {
             // Only reachable if something bypassed our LOCK file.
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
                 path: dir.to_path_buf(),
