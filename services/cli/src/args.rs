@@ -29,6 +29,7 @@ pub struct Cli {
 
 /// Flags every command accepts.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Node to talk to (gRPC).
     #[arg(

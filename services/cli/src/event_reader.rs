@@ -27,6 +27,7 @@ use liveseg_core::Millis;
 use liveseg_core::event::{Event, FieldError, Limits, parse_message};
 use serde_json::Value;
 
+use crate::event_log::EventLog;
 use crate::message_ids::SeenIds;
 
 /// Raw text handed to a worker at a time: big enough to amortise channel
@@ -43,41 +44,6 @@ pub struct ReadCounts {
     pub duplicates: u64,
     /// Valid, first-seen messages with a timestamp after `at`.
     pub after_at: u64,
-}
-
-/// The kept events, chunk by chunk in file order.
-#[derive(Debug, Default)]
-pub struct EventLog {
-    chunks: Vec<Vec<Event>>,
-}
-
-impl EventLog {
-    pub fn len(&self) -> usize {
-        self.chunks.iter().map(Vec::len).sum()
-    }
-
-    /// Calls `f` on every event in timestamp order, ties in file order.
-    /// Input that is already in order (the common case) is not sorted, and
-    /// each chunk is freed as soon as it has been visited.
-    pub fn for_each_in_time_order(self, mut f: impl FnMut(&Event)) {
-        if self.chunks.iter().flatten().map(|e| e.ts).is_sorted() {
-            for chunk in self.chunks {
-                chunk.iter().for_each(&mut f);
-            }
-            return;
-        }
-        // (ts, chunk, index) is unique, so an unstable sort gives file order for ties.
-        let mut order: Vec<(Millis, u32, u32)> = Vec::with_capacity(self.len());
-        for (c, chunk) in self.chunks.iter().enumerate() {
-            for (i, e) in chunk.iter().enumerate() {
-                order.push((e.ts, c as u32, i as u32));
-            }
-        }
-        order.sort_unstable();
-        for (_, c, i) in order {
-            f(&self.chunks[c as usize][i as usize]);
-        }
-    }
 }
 
 struct RawChunk {
@@ -256,9 +222,7 @@ fn collect_in_order(
                     keep[i - 1]
                 });
             }
-            if !events.is_empty() {
-                log.chunks.push(events);
-            }
+            log.push_chunk(events);
         }
     }
     Ok((log, counts))
@@ -272,7 +236,7 @@ fn keep_first_seen(
     at: Millis,
     counts: &mut ReadCounts,
 ) -> Vec<u32> {
-    let this_chunk = log.chunks.len() as u32;
+    let this_chunk = log.chunk_count() as u32;
     let mut kept: Vec<u32> = Vec::with_capacity(chunk.events.len());
     for (i, (e, hash)) in chunk.events.iter().zip(&chunk.hashes).enumerate() {
         let here = if e.ts > at {
@@ -286,7 +250,7 @@ fn keep_first_seen(
             First::Kept(c, k) if c == this_chunk => {
                 chunk.events[kept[k as usize] as usize].message_id.as_str()
             }
-            First::Kept(c, k) => log.chunks[c as usize][k as usize].message_id.as_str(),
+            First::Kept(c, k) => log.get(c, k).map_or("", |e| e.message_id.as_str()),
         };
         if !dedupe.seen.insert(*hash, &e.message_id, here, id_at) {
             counts.duplicates += 1;
@@ -320,7 +284,7 @@ mod tests {
     }
 
     fn flatten(log: EventLog) -> Vec<Event> {
-        log.chunks.into_iter().flatten().collect()
+        log.into_chunks().into_iter().flatten().collect()
     }
 
     fn event(id: &str, ts: Millis) -> Event {
@@ -328,19 +292,6 @@ mod tests {
         let mut e = parse_message(&v, Millis::MAX / 2, &Limits::default()).expect("valid");
         e.ts = ts;
         e
-    }
-
-    #[test]
-    fn out_of_order_events_are_visited_by_time_then_file_order() {
-        let log = EventLog {
-            chunks: vec![
-                vec![event("a", 30), event("b", 10)],
-                vec![event("c", 30), event("d", 10), event("e", 20)],
-            ],
-        };
-        let mut seen = Vec::new();
-        log.for_each_in_time_order(|e| seen.push(e.message_id.clone()));
-        assert_eq!(seen, ["b", "d", "e", "a", "c"]);
     }
 
     #[test]
@@ -355,7 +306,7 @@ mod tests {
         };
         let (mut log, mut seen, mut counts) = (
             EventLog::default(),
-            SeenIds::default(),
+            Dedupe::default(),
             ReadCounts::default(),
         );
         let first = chunk(0, &[("a", 1), ("late", 100), ("b", 2), ("a", 3)]);
@@ -363,7 +314,7 @@ mod tests {
             keep_first_seen(&first, &log, &mut seen, 50, &mut counts),
             [0, 2]
         );
-        log.chunks.push(vec![event("a", 1), event("b", 2)]);
+        log.push_chunk(vec![event("a", 1), event("b", 2)]);
         let second = chunk(1, &[("b", 4), ("late", 5), ("c", 6), ("c", 7), ("a", 8)]);
         assert_eq!(
             keep_first_seen(&second, &log, &mut seen, 50, &mut counts),

@@ -22,6 +22,7 @@ mod bench;
 mod client;
 mod definitions;
 mod demo;
+mod event_log;
 mod event_reader;
 mod exit;
 mod explain;

@@ -8,6 +8,7 @@ use std::io::{self, Write};
 
 use clap::ValueEnum;
 use comfy_table::{CellAlignment, Table, presets};
+use serde::Serialize;
 use serde_json::Value;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -35,32 +36,45 @@ pub const fn col(header: &'static str, key: &'static str) -> Column {
     Column { header, key }
 }
 
-/// Prints `items` (JSON objects) as a table of `columns`, a JSON array, or
-/// JSON lines. An empty table prints `empty` instead (e.g. "no members").
-pub fn print_items(
+/// Prints `items` as a table of `columns` (looked up by key in each
+/// item's JSON form), a JSON array, or JSON lines. JSON keeps the field
+/// order of `T`. An empty table prints `empty` instead (e.g. "no members").
+pub fn print_items<T: Serialize>(
     out: &mut dyn Write,
     format: OutputFormat,
     columns: &[Column],
-    items: &[Value],
+    items: &[T],
     empty: &str,
 ) -> io::Result<()> {
     match format {
         OutputFormat::Table if items.is_empty() => writeln!(out, "{empty}"),
         OutputFormat::Table => {
-            let rows = items
-                .iter()
-                .map(|item| columns.iter().map(|c| cell(&item[c.key])).collect());
+            let mut rows = Vec::with_capacity(items.len());
+            for item in items {
+                let v = serde_json::to_value(item).map_err(io::Error::other)?;
+                rows.push(columns.iter().map(|c| cell(&v[c.key])).collect());
+            }
             let headers: Vec<&str> = columns.iter().map(|c| c.header).collect();
             out.write_all(render_table(&headers, rows).as_bytes())
         }
-        OutputFormat::Json => print_value(out, format, &Value::Array(items.to_vec())),
-        OutputFormat::Jsonl => items.iter().try_for_each(|v| print_value(out, format, v)),
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, items)?;
+            writeln!(out)
+        }
+        OutputFormat::Jsonl => items.iter().try_for_each(|item| {
+            serde_json::to_writer(&mut *out, item)?;
+            writeln!(out)
+        }),
     }
 }
 
 /// Prints one JSON value: pretty for `json`, one line for `jsonl` (and for
 /// `table`, where callers normally render something else).
-pub fn print_value(out: &mut dyn Write, format: OutputFormat, value: &Value) -> io::Result<()> {
+pub fn print_value(
+    out: &mut dyn Write,
+    format: OutputFormat,
+    value: &impl Serialize,
+) -> io::Result<()> {
     if format == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut *out, value)?;
     } else {

@@ -5,6 +5,7 @@ use std::io::{self, Write};
 use anyhow::Result;
 use clap::Args;
 use liveseg_proto::pb;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::client::{Api, rpc_error};
@@ -45,15 +46,16 @@ pub struct AccountArgs {
 
 pub async fn members(args: &MembersArgs, api: &Api, format: OutputFormat) -> Result<()> {
     let mut token = args.page_token.clone().unwrap_or_default();
-    let mut items = Vec::new();
+    let mut members = Vec::new();
     loop {
         let page = list_page(api, &args.segment, args.page_size, &token).await?;
-        items.extend(page.members.iter().map(member_json));
+        members.extend(page.members);
         token = page.next_page_token;
         if token.is_empty() || !args.all {
             break;
         }
     }
+    let items: Vec<MemberRow<'_>> = members.iter().map(member_row).collect();
     let mut out = io::stdout().lock();
     let empty = format!("no members in {}", args.segment);
     print_items(&mut out, format, &MEMBER_COLUMNS, &items, &empty)?;
@@ -96,8 +98,20 @@ pub async fn all_members(api: &Api, segment: &str) -> Result<Vec<pb::Member>> {
     }
 }
 
-pub fn member_json(m: &pb::Member) -> Value {
-    json!({"entity": m.entity, "id": m.id, "account": m.account_id})
+/// A member as printed: entity, id, account.
+#[derive(Serialize)]
+pub struct MemberRow<'a> {
+    pub entity: &'a str,
+    pub id: &'a str,
+    pub account: &'a str,
+}
+
+pub fn member_row(m: &pb::Member) -> MemberRow<'_> {
+    MemberRow {
+        entity: &m.entity,
+        id: &m.id,
+        account: &m.account_id,
+    }
 }
 
 pub async fn contact(args: &ContactArgs, api: &Api, format: OutputFormat) -> Result<()> {
@@ -227,7 +241,7 @@ mod tests {
             &mut out,
             OutputFormat::Table,
             &MEMBER_COLUMNS,
-            &[member_json(&m)],
+            &[member_row(&m)],
             "none",
         )
         .expect("write");

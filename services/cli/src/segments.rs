@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
-use liveseg_core::SegmentSet;
 use liveseg_core::definition::json_schema;
 use liveseg_core::presets::PRESETS_YAML;
+use liveseg_core::{SegmentDefinition, SegmentSet};
 use liveseg_proto::pb;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::client::{Api, rpc_error};
@@ -125,14 +127,15 @@ pub async fn run_online(cmd: &SegmentsCommand, api: &Api, format: OutputFormat) 
                     definition: text.clone(),
                 };
                 match client.apply_segment(req).await {
-                    Ok(resp) => applied.push(segment_json(&resp.into_inner())),
+                    Ok(resp) => applied.push(resp.into_inner()),
                     Err(status) => {
                         failed += 1;
                         eprintln!("{}", rpc_error(&format!("definition #{}", i + 1), &status));
                     }
                 }
             }
-            print_items(&mut out, format, &columns, &applied, "nothing applied")?;
+            let rows: Vec<SegmentRow<'_>> = applied.iter().map(segment_row).collect();
+            print_items(&mut out, format, &columns, &rows, "nothing applied")?;
             if failed > 0 {
                 return Err(Reported { code: 1 }.into());
             }
@@ -142,13 +145,9 @@ pub async fn run_online(cmd: &SegmentsCommand, api: &Api, format: OutputFormat) 
                 .list_segments(pb::ListSegmentsRequest {})
                 .await
                 .map_err(|s| rpc_error("listing segments", &s))?;
-            let items: Vec<Value> = resp
-                .into_inner()
-                .segments
-                .iter()
-                .map(segment_json)
-                .collect();
-            print_items(&mut out, format, &columns, &items, "no segments")?;
+            let segments = resp.into_inner().segments;
+            let rows: Vec<SegmentRow<'_>> = segments.iter().map(segment_row).collect();
+            print_items(&mut out, format, &columns, &rows, "no segments")?;
         }
         SegmentsCommand::Get { key } => {
             let req = pb::GetSegmentRequest { key: key.clone() };
@@ -157,9 +156,8 @@ pub async fn run_online(cmd: &SegmentsCommand, api: &Api, format: OutputFormat) 
                 .await
                 .map_err(|s| rpc_error(&format!("segment {key}"), &s))?
                 .into_inner();
-            let doc = segment_json(&seg);
             if format.is_machine() {
-                print_value(&mut out, format, &doc)?;
+                print_value(&mut out, format, &segment_row(&seg))?;
             } else {
                 writeln!(
                     out,
@@ -167,7 +165,7 @@ pub async fn run_online(cmd: &SegmentsCommand, api: &Api, format: OutputFormat) 
                     seg.revision,
                     if seg.preset { ", preset" } else { "" }
                 )?;
-                out.write_all(serde_yaml_ng::to_string(&doc["definition"])?.as_bytes())?;
+                out.write_all(definition_yaml(&seg)?.as_bytes())?;
             }
         }
         SegmentsCommand::Delete { key } => {
@@ -192,17 +190,48 @@ pub async fn run_online(cmd: &SegmentsCommand, api: &Api, format: OutputFormat) 
     Ok(())
 }
 
-/// A segment as JSON; the definition is embedded as a JSON object.
-pub fn segment_json(s: &pb::Segment) -> Value {
-    let definition = serde_json::from_str::<Value>(&s.definition_json)
-        .unwrap_or_else(|_| Value::String(s.definition_json.clone()));
-    json!({
-        "key": s.key,
-        "name": s.name,
-        "entity": s.entity,
-        "revision": s.revision,
-        "preset": s.preset,
-        "definition": definition,
+/// A segment as printed. The definition is embedded as the node sent it
+/// (a JSON object, its key order kept), or as a string if it is not JSON.
+#[derive(Serialize)]
+pub struct SegmentRow<'a> {
+    pub key: &'a str,
+    pub name: &'a str,
+    pub entity: &'a str,
+    pub revision: u64,
+    pub preset: bool,
+    pub definition: Definition<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Definition<'a> {
+    Json(Box<RawValue>),
+    Text(&'a str),
+}
+
+pub fn segment_row(s: &pb::Segment) -> SegmentRow<'_> {
+    let definition = RawValue::from_string(s.definition_json.clone())
+        .map_or(Definition::Text(&s.definition_json), Definition::Json);
+    SegmentRow {
+        key: &s.key,
+        name: &s.name,
+        entity: &s.entity,
+        revision: s.revision,
+        preset: s.preset,
+        definition,
+    }
+}
+
+/// The definition as YAML for people, in the definition's own field order
+/// (JSON is YAML, and YAML mappings keep their order).
+pub fn definition_yaml(s: &pb::Segment) -> Result<String> {
+    let json = match serde_json::from_str::<SegmentDefinition>(&s.definition_json) {
+        Ok(def) => serde_json::to_string(&def)?,
+        Err(_) => s.definition_json.clone(),
+    };
+    Ok(match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&json) {
+        Ok(v) => serde_yaml_ng::to_string(&v)?,
+        Err(_) => format!("{json}\n"),
     })
 }
 
@@ -290,8 +319,26 @@ mod tests {
             revision: 3,
             preset: false,
         };
-        let v = segment_json(&s);
-        assert_eq!(v["definition"]["key"], "k");
-        assert_eq!(v["revision"], 3);
+        assert_eq!(
+            serde_json::to_string(&segment_row(&s)).expect("json"),
+            r#"{"key":"k","name":"K","entity":"contact","revision":3,"preset":false,"definition":{"key":"k"}}"#
+        );
+        let text = pb::Segment {
+            definition_json: "not json".into(),
+            ..s.clone()
+        };
+        assert_eq!(
+            serde_json::to_value(segment_row(&text)).expect("json")["definition"],
+            "not json"
+        );
+        let full = pb::Segment {
+            definition_json: r#"{"condition":{"all":[]},"entity":"contact","name":"K","key":"k"}"#
+                .into(),
+            ..s
+        };
+        assert_eq!(
+            definition_yaml(&full).expect("yaml"),
+            "key: k\nname: K\nentity: contact\ncondition:\n  all: []\n"
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 use liveseg_core::Millis;
-use liveseg_node::{ClockMode, NodeConfig};
+use liveseg_node::{ClockMode, NodeConfig, NodeError};
 use liveseg_telemetry::{LogFormat, TelemetryConfig};
 
 use crate::args::{parse_clock, parse_duration};
@@ -151,9 +151,11 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf) -> Result<()> {
         data_dir = %config.data_dir.display(),
         "starting liveseg node"
     );
-    liveseg_node::run(config, shutdown)
-        .await
-        .context("the node failed")?;
+    match liveseg_node::run(config, shutdown).await {
+        Ok(()) => {}
+        Err(NodeError::Config(msg)) => return Err(usage(format!("bad configuration: {msg}"))),
+        Err(e) => return Err(anyhow::Error::new(e).context("the node failed")),
+    }
     tracing::info!("node stopped");
     if let Err(e) = telemetry.shutdown() {
         tracing::warn!(

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use liveseg_proto::pb;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::client::{Api, rpc_error};
 use crate::output::OutputFormat;
@@ -47,7 +47,7 @@ pub async fn run(args: &WatchArgs, api: &Api, format: OutputFormat) -> Result<()
                 Ok(Some(change)) => {
                     last = Some(change.cursor);
                     let line = if format.is_machine() {
-                        change_json(&change).to_string()
+                        change_json(&change)
                     } else {
                         render_change(&change)
                     };
@@ -93,17 +93,32 @@ pub fn render_change(c: &pb::MembershipChange) -> String {
     )
 }
 
-pub fn change_json(c: &pb::MembershipChange) -> Value {
-    json!({
-        "cursor": c.cursor,
-        "instant": c.instant,
-        "segment": c.segment,
-        "entity": c.entity,
-        "id": c.id,
-        "account": c.account_id,
-        "kind": kind_text(c.kind()),
-        "cause": c.cause,
-    })
+/// One change as a JSON line; the fields of `liveseg replay --transitions`
+/// in the same order, plus the cursor and the cause.
+#[derive(Serialize)]
+pub struct ChangeLine<'a> {
+    pub cursor: u64,
+    pub instant: &'a str,
+    pub segment: &'a str,
+    pub entity: &'a str,
+    pub id: &'a str,
+    pub account: &'a str,
+    pub kind: &'static str,
+    pub cause: &'a str,
+}
+
+pub fn change_json(c: &pb::MembershipChange) -> String {
+    let line = ChangeLine {
+        cursor: c.cursor,
+        instant: &c.instant,
+        segment: &c.segment,
+        entity: &c.entity,
+        id: &c.id,
+        account: &c.account_id,
+        kind: kind_text(c.kind()),
+        cause: &c.cause,
+    };
+    serde_json::to_string(&line).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -126,9 +141,9 @@ mod tests {
             render_change(&c),
             "2026-02-09T12:00:00.000Z  exit   engaged_target_contacts  contact u1 @ acme  #17  time:condition.all[1]"
         );
-        let v = change_json(&c);
-        assert_eq!(v["kind"], "exit");
-        assert_eq!(v["cursor"], 17);
-        assert_eq!(v["account"], "acme");
+        assert_eq!(
+            change_json(&c),
+            r#"{"cursor":17,"instant":"2026-02-09T12:00:00.000Z","segment":"engaged_target_contacts","entity":"contact","id":"u1","account":"acme","kind":"exit","cause":"time:condition.all[1]"}"#
+        );
     }
 }

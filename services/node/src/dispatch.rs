@@ -13,7 +13,7 @@ use crate::error::{NodeError, Result};
 use crate::host::{Checkpoint, Delivery};
 use crate::registry::{AccountKey, Loaded, Registry};
 use crate::tenant::{TenantState, Tenants};
-use liveseg_core::event::{Limits, parse_message};
+use liveseg_core::event::{Limits, parse_owned};
 use liveseg_core::{Event, Millis};
 use liveseg_store::{AccountCheckpoint, CommitBatch, DirectoryUpdate, EventLog, LogEntry, Seq, StateStore};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -298,7 +298,7 @@ impl Dispatcher {
 pub fn decode(payload: &[u8]) -> std::result::Result<Event, String> {
     let v: serde_json::Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     // Validated at ingest against the clock of that moment: no future check again.
-    parse_message(&v, Millis::MAX / 2, &Limits { max_message_bytes: usize::MAX, ..Limits::default() }).map_err(|e| e.to_string())
+    parse_owned(v, Millis::MAX / 2, &Limits { max_message_bytes: usize::MAX, ..Limits::default() }).map_err(|e| e.to_string())
 }
 
 /// Decodes a checkpoint image's account.

@@ -74,7 +74,7 @@ async fn batch(State(node): State<Arc<NodeInner>>, headers: HeaderMap, body: Byt
                     }
                 }
             }
-            Ok(m)
+            Ok(m.into())
         })
         .collect();
     respond(&node, &tenant, items).await
@@ -93,7 +93,7 @@ async fn single(State(node): State<Arc<NodeInner>>, Path(kind): Path<String>, he
             if let Some(obj) = v.as_object_mut() {
                 obj.entry("type").or_insert_with(|| Value::String(kind.clone()));
             }
-            Ok(v)
+            Ok(v.into())
         }
         Err(e) => Err(FieldError::new("", format!("malformed JSON: {e}"))),
     };

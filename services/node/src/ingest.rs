@@ -4,14 +4,27 @@
 
 use crate::clock::SharedClock;
 use crate::error::{NodeError, Result};
-use liveseg_core::event::{FieldError, Limits, parse_message};
+use liveseg_core::event::{FieldError, Limits, parse_owned};
 use liveseg_core::time::format_rfc3339;
 use liveseg_store::{AppendItem, AppendOutcome, GroupCommitter, Seq, StoreError};
 use liveseg_telemetry::names;
 use serde_json::Value;
 
-/// One raw item: parsed JSON, or why it could not even be read.
-pub type RawItem = std::result::Result<Value, FieldError>;
+/// One raw item: parsed JSON (with its original text when it came as text,
+/// so it can be logged without serialising it again), or why it could not be read.
+pub type RawItem = std::result::Result<Input, FieldError>;
+
+#[derive(Debug)]
+pub struct Input {
+    pub value: Value,
+    pub text: Option<Vec<u8>>,
+}
+
+impl From<Value> for Input {
+    fn from(value: Value) -> Self {
+        Input { value, text: None }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -87,15 +100,19 @@ impl Ingestor {
                 format!("batch has more than {} messages; send the rest in another batch", self.limits.max_batch_items),
             ));
         }
-        let mut v = item?;
+        let Input { value: mut v, mut text } = item?;
         // Like Segment's receivedAt: a message without a timestamp happened now.
         if let Some(obj) = v.as_object_mut() {
             if obj.get("timestamp").is_none_or(Value::is_null) {
                 obj.insert("timestamp".into(), Value::String(format_rfc3339(now)));
+                text = None;
             }
         }
-        let event = parse_message(&v, now, &self.limits)?;
-        let payload = serde_json::to_vec(&v).map_err(|e| FieldError::new("", e.to_string()))?;
+        let payload = match text {
+            Some(t) => t,
+            None => serde_json::to_vec(&v).map_err(|e| FieldError::new("", e.to_string()))?,
+        };
+        let event = parse_owned(v, now, &self.limits)?;
         if payload.len() > self.limits.max_message_bytes {
             return Err(FieldError::new("", format!("message is {} bytes; the limit is {}", payload.len(), self.limits.max_message_bytes)));
         }

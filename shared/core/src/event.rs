@@ -142,6 +142,27 @@ pub fn stable_hash(text: &str) -> u64 {
 /// missing timestamp is an error here (the ingest edge fills it from its
 /// clock before calling, like Segment's `receivedAt`).
 pub fn parse_message(v: &Value, now: Millis, limits: &Limits) -> Result<Event, FieldError> {
+    parse_inner(v, now, limits, true)
+}
+
+/// Like `parse_message`, but moves `properties` and `traits` out of the
+/// message instead of copying them (the hot ingest and replay paths).
+pub fn parse_owned(mut v: Value, now: Millis, limits: &Limits) -> Result<Event, FieldError> {
+    let mut e = parse_inner(&v, now, limits, false)?;
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(Value::Object(p)) = obj.remove("properties") {
+            e.properties = p;
+        }
+        if let Some(Value::Object(t)) = obj.remove("traits") {
+            e.traits = t;
+        }
+    }
+    Ok(e)
+}
+
+fn parse_inner(v: &Value, now: Millis, limits: &Limits, copy_maps: bool) -> Result<Event, FieldError> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    let empty = EMPTY.get_or_init(Map::new);
     let obj = v
         .as_object()
         .ok_or_else(|| FieldError::new("", "message must be a JSON object"))?;
@@ -173,28 +194,26 @@ pub fn parse_message(v: &Value, now: Millis, limits: &Limits) -> Result<Event, F
             ));
         }
     };
-    let properties = optional_object(obj, "properties")?
-        .cloned()
-        .unwrap_or_default();
-    let traits = optional_object(obj, "traits")?.cloned().unwrap_or_default();
+    let properties = optional_object(obj, "properties")?.unwrap_or(empty);
+    let traits = optional_object(obj, "traits")?.unwrap_or(empty);
     let mut name = None;
     let kind = match kind_name {
         "track" => {
             let event = required_str(obj, "event", limits.max_string_bytes)?;
             name = Some(event.to_string());
-            track_kind(event, &properties)?
+            track_kind(event, properties)?
         }
         "page" | "screen" => {
             name = obj.get("name").and_then(Value::as_str).map(str::to_string);
             EventKind::Page {
-                pricing: page_is_pricing(&properties, name.as_deref()),
+                pricing: page_is_pricing(properties, name.as_deref()),
             }
         }
         "identify" => EventKind::Identify,
         "group" => {
             let gid = required_id(obj, "groupId", limits)?;
             group_id = Some(gid);
-            check_group_traits(&traits)?;
+            check_group_traits(traits)?;
             EventKind::Group
         }
         "alias" => EventKind::Alias {
@@ -247,8 +266,8 @@ pub fn parse_message(v: &Value, now: Millis, limits: &Limits) -> Result<Event, F
         group_id,
         kind,
         name,
-        properties,
-        traits,
+        properties: if copy_maps { properties.clone() } else { Map::new() },
+        traits: if copy_maps { traits.clone() } else { Map::new() },
     })
 }
 

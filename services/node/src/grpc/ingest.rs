@@ -1,7 +1,7 @@
 //! IngestService: batches of Segment-Spec messages with per-item results.
 
 use super::{struct_to_json, tenant_of};
-use crate::ingest::{RawItem, Status};
+use crate::ingest::{Input, RawItem, Status};
 use crate::server::NodeInner;
 use liveseg_core::FieldError;
 use liveseg_proto::pb;
@@ -45,9 +45,10 @@ impl pb::ingest_service_server::IngestService for IngestApi {
 fn to_json(m: pb::SegmentMessage) -> RawItem {
     match m.payload {
         None => Err(FieldError::new("", "empty message: set fields or json")),
-        Some(pb::segment_message::Payload::Json(text)) => {
-            serde_json::from_str::<Value>(&text).map_err(|e| FieldError::new("", format!("malformed JSON: {e}")))
-        }
+        Some(pb::segment_message::Payload::Json(text)) => match serde_json::from_str::<Value>(&text) {
+            Ok(value) => Ok(Input { value, text: Some(text.into_bytes()) }),
+            Err(e) => Err(FieldError::new("", format!("malformed JSON: {e}"))),
+        },
         Some(pb::segment_message::Payload::Fields(f)) => {
             let mut obj = Map::new();
             let mut put = |k: &str, v: String| {
@@ -69,7 +70,7 @@ fn to_json(m: pb::SegmentMessage) -> RawItem {
                     obj.insert(k.to_string(), struct_to_json(&s));
                 }
             }
-            Ok(Value::Object(obj))
+            Ok(Value::Object(obj).into())
         }
     }
 }
