@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context as _, Result};
 use liveseg_core::Millis;
-use liveseg_core::event::{Event, FieldError, Limits, parse_message};
+use liveseg_core::event::{Event, FieldError, Limits, parse_owned};
 use serde_json::Value;
 
 use crate::event_log::EventLog;
@@ -172,7 +172,8 @@ fn parse_line(raw: &[u8], limits: &Limits) -> Result<Option<Event>, FieldError> 
     }
     let value: Value = serde_json::from_str(text)
         .map_err(|e| FieldError::new("", format!("not valid JSON ({e})")))?;
-    parse_message(&value, Millis::MAX / 2, limits).map(Some)
+    // Same checks as `parse_message`; moves the maps instead of copying them.
+    parse_owned(value, Millis::MAX / 2, limits).map(Some)
 }
 
 /// Where the first event of a messageId is, to compare ids on a hash match.
@@ -289,7 +290,7 @@ mod tests {
 
     fn event(id: &str, ts: Millis) -> Event {
         let v: Value = serde_json::from_str(&track(id, "2026-01-01T00:00:00Z")).expect("json");
-        let mut e = parse_message(&v, Millis::MAX / 2, &Limits::default()).expect("valid");
+        let mut e = parse_owned(v, Millis::MAX / 2, &Limits::default()).expect("valid");
         e.ts = ts;
         e
     }

@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use liveseg_proto::pb::{self, segment_message::Payload};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::task::JoinSet;
 
@@ -292,22 +292,45 @@ pub fn render_summary(source: &str, s: &IngestSummary) -> String {
     text
 }
 
-pub fn summary_json(s: &IngestSummary) -> Value {
+/// The summary for programs, fields in reading order.
+#[derive(Serialize)]
+pub struct SummaryJson<'a> {
+    lines: u64,
+    accepted: u64,
+    duplicates: u64,
+    invalid: u64,
+    seconds: f64,
+    events_per_second: f64,
+    first_invalid: Vec<InvalidJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct InvalidJson<'a> {
+    line: u64,
+    field: &'a str,
+    reason: &'a str,
+}
+
+pub fn summary_json(s: &IngestSummary) -> SummaryJson<'_> {
     let sent = s.accepted + s.duplicates + s.invalid;
-    let invalid: Vec<Value> = s
+    let first_invalid = s
         .first_invalid
         .iter()
-        .map(|i| json!({"line": i.line, "field": i.field, "reason": i.reason}))
+        .map(|i| InvalidJson {
+            line: i.line,
+            field: &i.field,
+            reason: &i.reason,
+        })
         .collect();
-    json!({
-        "lines": s.lines,
-        "accepted": s.accepted,
-        "duplicates": s.duplicates,
-        "invalid": s.invalid,
-        "first_invalid": invalid,
-        "seconds": s.seconds,
-        "events_per_second": rate(sent, s.seconds),
-    })
+    SummaryJson {
+        lines: s.lines,
+        accepted: s.accepted,
+        duplicates: s.duplicates,
+        invalid: s.invalid,
+        seconds: s.seconds,
+        events_per_second: rate(sent, s.seconds),
+        first_invalid,
+    }
 }
 
 #[cfg(test)]
@@ -373,7 +396,7 @@ mod tests {
             "ingested e.jsonl: 10 lines in 2.0 s (5 events/s)\n  accepted    7\n  duplicates  1\n  invalid     2\n\
              invalid lines:\n  line 4: timestamp: is required\n  line 9: not valid UTF-8\n"
         );
-        let v = summary_json(&s);
+        let v = serde_json::to_value(summary_json(&s)).expect("json");
         assert_eq!(v["first_invalid"][0]["field"], "timestamp");
         assert_eq!(v["events_per_second"], 5.0);
     }

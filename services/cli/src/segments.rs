@@ -229,10 +229,12 @@ pub fn definition_yaml(s: &pb::Segment) -> Result<String> {
         Ok(def) => serde_json::to_string(&def)?,
         Err(_) => s.definition_json.clone(),
     };
-    Ok(match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&json) {
-        Ok(v) => serde_yaml_ng::to_string(&v)?,
-        Err(_) => format!("{json}\n"),
-    })
+    Ok(
+        match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&json) {
+            Ok(v) => serde_yaml_ng::to_string(&v)?,
+            Err(_) => format!("{json}\n"),
+        },
+    )
 }
 
 /// Splits a definitions document (JSON or YAML; one definition, a list, or

@@ -1,8 +1,13 @@
 //! [`EventLog`] for the embedded store.
 
+use std::collections::HashMap;
+
 use redb::ReadableTable;
 
-use super::{DEDUPE, DEDUPE_BY_TIME, EmbeddedStore, LOG, META, META_LOG_HEAD, next_counter};
+use super::dedupe::dedupe_key;
+use super::{
+    DEDUPE, EmbeddedStore, LOG, META, META_LOG_HEAD, META_PRUNE_CURSOR, next_counter,
+};
 use crate::error::Result;
 use crate::traits::{AppendItem, AppendOutcome, EventLog, LogEntry, Seq};
 
@@ -13,33 +18,46 @@ impl EventLog for EmbeddedStore {
         }
         // Entries accepted before this instant are outside the window.
         let cutoff = now_ms.saturating_sub(self.opts.dedupe_window_ms);
+        let keys: Vec<u128> = items
+            .iter()
+            .map(|i| dedupe_key(&i.tenant, &i.message_id))
+            .collect();
         let txn = self.write_txn()?;
         let mut outcomes = Vec::with_capacity(items.len());
         {
             let mut meta = txn.open_table(META)?;
             let mut log = txn.open_table(LOG)?;
             let mut dedupe = txn.open_table(DEDUPE)?;
-            let mut by_time = txn.open_table(DEDUPE_BY_TIME)?;
             let mut head = meta.get(META_LOG_HEAD)?.map(|g| g.value()).unwrap_or(0);
+            let mut batch: HashMap<u128, Seq> = HashMap::with_capacity(items.len());
+            let mut accepted: Vec<(u128, Seq)> = Vec::with_capacity(items.len());
 
-            for item in items {
-                let key = (item.tenant.as_str(), item.message_id.as_str());
-                // Items accepted earlier in this batch are already in `dedupe`
-                // (same transaction), which gives within-batch dedupe for free.
+            for (item, &key) in items.iter().zip(&keys) {
+                if let Some(&seq) = batch.get(&key) {
+                    outcomes.push(AppendOutcome::Duplicate { seq });
+                    continue;
+                }
                 let existing = dedupe.get(key)?.map(|g| g.value());
-                if let Some((seq, accepted_ms)) = existing {
-                    if accepted_ms >= cutoff {
-                        outcomes.push(AppendOutcome::Duplicate { seq });
-                        continue;
-                    }
-                    // Expired but not yet pruned: forget the old acceptance.
-                    by_time.remove((accepted_ms, key.0, key.1))?;
+                if let Some((seq, accepted_ms)) = existing
+                    && accepted_ms >= cutoff
+                {
+                    outcomes.push(AppendOutcome::Duplicate { seq });
+                    continue;
                 }
                 head = next_counter(head, "log sequence")?;
-                log.insert(head, (item.tenant.as_str(), item.payload.as_slice()))?;
-                dedupe.insert(key, (head, now_ms))?;
-                by_time.insert((now_ms, key.0, key.1), ())?;
+                log.insert(
+                    head,
+                    (key, now_ms, item.tenant.as_str(), item.payload.as_slice()),
+                )?;
+                batch.insert(key, head);
+                accepted.push((key, head));
                 outcomes.push(AppendOutcome::Accepted { seq: head });
+            }
+            if std::env::var_os("LS_SORT").is_some() {
+                accepted.sort_unstable();
+            }
+            for (key, seq) in accepted {
+                dedupe.insert(key, (seq, now_ms))?;
             }
             meta.insert(META_LOG_HEAD, head)?;
         }
@@ -59,7 +77,7 @@ impl EventLog for EmbeddedStore {
         let mut out = Vec::new();
         for row in log.range(start..)?.take(limit) {
             let (k, v) = row?;
-            let (tenant, payload) = v.value();
+            let (_, _, tenant, payload) = v.value();
             out.push(LogEntry {
                 seq: k.value(),
                 tenant: tenant.to_owned(),
@@ -77,37 +95,39 @@ impl EventLog for EmbeddedStore {
 
     fn prune_dedupe(&self, older_than_ms: i64) -> Result<usize> {
         let txn = self.write_txn()?;
-        let mut victims: Vec<(i64, String, String)> = Vec::new();
+        let mut dropped = 0usize;
+        let mut moved = false;
         {
+            let mut meta = txn.open_table(META)?;
+            let log = txn.open_table(LOG)?;
             let mut dedupe = txn.open_table(DEDUPE)?;
-            let mut by_time = txn.open_table(DEDUPE_BY_TIME)?;
-            // ("", "") is the smallest suffix, so this is exactly "accepted_ms < older_than_ms".
-            for row in by_time.range(..(older_than_ms, "", ""))? {
-                let (k, _) = row?;
-                let (ms, tenant, message_id) = k.value();
-                victims.push((ms, tenant.to_owned(), message_id.to_owned()));
-            }
-            for (ms, tenant, message_id) in &victims {
-                by_time.remove((*ms, tenant.as_str(), message_id.as_str()))?;
-                let key = (tenant.as_str(), message_id.as_str());
-                let current = dedupe.get(key)?.map(|g| g.value());
-                // Only drop the dedupe row if it still describes this acceptance.
-                if matches!(current, Some((_, accepted)) if accepted == *ms) {
-                    dedupe.remove(key)?;
+            let start = meta.get(META_PRUNE_CURSOR)?.map(|g| g.value()).unwrap_or(1);
+            let mut cursor = start;
+            for row in log.range(start..)? {
+                let (k, v) = row?;
+                let (key, accepted_ms, _, _) = v.value();
+                if accepted_ms >= older_than_ms {
+                    break;
                 }
+                let seq = k.value();
+                let current = dedupe.get(key)?.map(|g| g.value().0);
+                if current == Some(seq) {
+                    dedupe.remove(key)?;
+                    dropped += 1;
+                }
+                cursor = seq + 1;
+            }
+            if cursor != start {
+                meta.insert(META_PRUNE_CURSOR, cursor)?;
+                moved = true;
             }
         }
-        if victims.is_empty() {
-            // Nothing changed: skip the fsync.
+        if !moved {
             txn.abort()?;
             return Ok(0);
         }
         txn.commit()?;
-        tracing::debug!(
-            dropped = victims.len(),
-            older_than_ms,
-            "pruned dedupe entries"
-        );
-        Ok(victims.len())
+        tracing::debug!(dropped, older_than_ms, "pruned dedupe entries");
+        Ok(dropped)
     }
 }

@@ -15,6 +15,7 @@
 //! different keys and a range over one tenant never reaches into another.
 
 mod catalog;
+mod dedupe;
 mod log;
 mod state;
 #[cfg(test)]
@@ -37,20 +38,27 @@ pub const LOCK_FILE: &str = "LOCK";
 
 /// On-disk layout version, checked at open so an incompatible future layout
 /// fails loudly instead of being misread.
-const SCHEMA_VERSION: u64 = 1;
+///
+/// - 1: string-keyed dedupe table plus a by-time index (3 inserts per event).
+/// - 2: hashed dedupe keys, the log carries each entry's dedupe key and
+///   acceptance time, pruning walks the log (no by-time index).
+const SCHEMA_VERSION: u64 = 2;
 
 /// Small counters: `"log_head"`, `"replay_watermark"`, `"schema_version"`.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const META_LOG_HEAD: &str = "log_head";
 pub(crate) const META_WATERMARK: &str = "replay_watermark";
 const META_SCHEMA_VERSION: &str = "schema_version";
-/// seq -> (tenant, payload).
-pub(crate) const LOG: TableDefinition<u64, (&str, &[u8])> = TableDefinition::new("log");
-/// (tenant, message_id) -> (seq, accepted_ms).
-pub(crate) const DEDUPE: TableDefinition<(&str, &str), (u64, i64)> = TableDefinition::new("dedupe");
-/// (accepted_ms, tenant, message_id) -> () — lets pruning be a range scan.
-pub(crate) const DEDUPE_BY_TIME: TableDefinition<(i64, &str, &str), ()> =
-    TableDefinition::new("dedupe_by_time");
+/// Lowest log seq the dedupe pruner has not looked at yet (see `log.rs`).
+pub(crate) const META_PRUNE_CURSOR: &str = "dedupe_prune_cursor";
+/// seq -> (dedupe key, accepted_ms, tenant, payload). Log order is
+/// acceptance order, so the log doubles as the dedupe window's time index.
+pub(crate) const LOG: TableDefinition<u64, LogValue> = TableDefinition::new("event_log");
+/// Value of [`LOG`].
+pub(crate) type LogValue = (u128, i64, &'static str, &'static [u8]);
+/// dedupe key (128-bit hash of tenant and message id, see `dedupe.rs`) ->
+/// (seq, accepted_ms).
+pub(crate) const DEDUPE: TableDefinition<u128, (u64, i64)> = TableDefinition::new("dedupe_hash");
 /// (tenant, account) -> (applied_seq, state); `None` state is a deletion
 /// tombstone that still remembers `applied_seq` for fencing and replay.
 pub(crate) const CHECKPOINTS: TableDefinition<(&str, &str), CheckpointValue> =
@@ -203,7 +211,6 @@ impl EmbeddedStore {
             }
             txn.open_table(LOG)?;
             txn.open_table(DEDUPE)?;
-            txn.open_table(DEDUPE_BY_TIME)?;
             txn.open_table(CHECKPOINTS)?;
             txn.open_table(DIRECTORY)?;
             txn.open_table(CHANGES)?;
