@@ -163,7 +163,7 @@ impl Node {
 
     /// Waits until every durable event has been applied.
     pub async fn settle(&self) -> Result<pb::NodeStats> {
-        let mut admin = self.admin().await?;
+        let admin = self.admin().await?;
         poll(Duration::from_secs(120), "all events applied", || {
             let mut a = admin.clone();
             async move {
@@ -172,10 +172,6 @@ impl Node {
             }
         })
         .await
-        .map(|s| {
-            admin = admin.clone();
-            s
-        })
     }
 }
 

@@ -111,7 +111,9 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     build_index(&registry, &tenants).await;
     tracing::info!(replayed, watermark, accounts = registry.len(), "recovered");
 
-    let (dispatch_tx, dispatch_rx) = mpsc::channel::<Command>(64);
+    // Small on purpose: each entry batch can hold thousands of events, and
+    // a deep queue only adds memory and latency, not throughput.
+    let (dispatch_tx, dispatch_rx) = mpsc::channel::<Command>(4);
     let dispatcher = tokio::spawn(dispatcher.run(dispatch_rx));
     let committed_tx = dispatch_tx.clone();
     let committer = GroupCommitter::start(

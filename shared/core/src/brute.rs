@@ -98,10 +98,8 @@ fn traits_of(events: &[&Event], kind_group: bool, name: &str) -> Option<TraitVal
         } else {
             matches!(e.kind, EventKind::Identify)
         };
-        if right_kind {
-            if let Some(x) = e.traits.get(name) {
-                v = TraitValue::from_json(x);
-            }
+        if let Some(x) = e.traits.get(name).filter(|_| right_kind) {
+            v = TraitValue::from_json(x);
         }
     }
     v

@@ -588,10 +588,10 @@ pub fn filter_matches(f: &EventFilter, e: &Event) -> bool {
     if !kind_ok {
         return false;
     }
-    if let Some(name) = &f.name {
-        if e.name.as_deref() != Some(name.as_str()) {
-            return false;
-        }
+    if let Some(name) = &f.name
+        && e.name.as_deref() != Some(name.as_str())
+    {
+        return false;
     }
     f.where_.iter().all(|t| {
         let v = e

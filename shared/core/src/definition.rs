@@ -426,10 +426,10 @@ fn check_condition(
                 }
             );
             check_filter(&ec.event, &format!("{p}.event"), errors);
-            if let (Some(lo), Some(hi)) = (ec.at_least, ec.at_most) {
-                if lo > hi {
-                    errors.push(ValidationError::new(p, "at_least is greater than at_most"));
-                }
+            if let (Some(lo), Some(hi)) = (ec.at_least, ec.at_most)
+                && lo > hi
+            {
+                errors.push(ValidationError::new(p, "at_least is greater than at_most"));
             }
         }
         Condition::Recency(r) => {

@@ -608,7 +608,7 @@ fn explain_cond(
             let key = &x.set.segments[*j].def.key;
             node(
                 format!("member of segment {key}"),
-                format!("{}", if holds_now { "member" } else { "not a member" }),
+                if holds_now { "member" } else { "not a member" }.to_string(),
                 vec![],
                 vec![],
             )

@@ -42,9 +42,7 @@ impl Series {
         if n > 0 {
             self.pruned_last = Some(self.ts[n - 1].max(self.pruned_last.unwrap_or(Millis::MIN)));
             self.ts.drain(..n);
-            if self.ts.is_empty() {
-                self.ts = Vec::new();
-            }
+            shrink(&mut self.ts);
         }
     }
 
@@ -82,6 +80,14 @@ impl Series {
             })
             .min()
             .unwrap_or(NEVER)
+    }
+}
+
+/// Gives back capacity a pruned vector no longer needs (state is kept for
+/// many contacts; doubling growth would otherwise stay resident).
+fn shrink<T>(v: &mut Vec<T>) {
+    if v.capacity() > 2 * v.len() + 4 {
+        v.shrink_to(v.len() + v.len() / 4);
     }
 }
 
@@ -279,6 +285,7 @@ impl ContactState {
         let settled = self.sends.partition_point(|s| s.ts <= now);
         if settled > set.max_sends {
             self.sends.drain(..settled - set.max_sends);
+            shrink(&mut self.sends);
         }
     }
 

@@ -28,7 +28,8 @@
 //!
 //! Environment knobs: `PREFILL`, `BATCHES`, `MEASURE`, `DUP_PERMILLE`,
 //! `BENCH_DIR` (parent directory for the temporary data; default: the
-//! system temp dir, which should be on the disk you care about).
+//! system temp dir, which should be on the disk you care about), and the
+//! store options `CACHE_BYTES`, `DEDUPE_BUFFER`, `FILTER_BYTES`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -224,7 +225,13 @@ fn main() {
     let tmp = tempfile::tempdir_in(&parent).unwrap();
     let dir = tmp.path().join("store");
 
-    let opts = StoreOptions::default();
+    let defaults = StoreOptions::default();
+    let opts = StoreOptions {
+        cache_bytes: env_usize("CACHE_BYTES", defaults.cache_bytes),
+        dedupe_buffer_entries: env_usize("DEDUPE_BUFFER", defaults.dedupe_buffer_entries),
+        dedupe_filter_bytes: env_usize("FILTER_BYTES", defaults.dedupe_filter_bytes),
+        ..defaults
+    };
     println!(
         "append_bench: prefill={prefill} measure={measure}/size dup={dup_permille}\u{2030} dir={} opts={opts:?}",
         tmp.path().display()

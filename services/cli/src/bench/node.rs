@@ -8,15 +8,26 @@ use std::time::{Duration, Instant};
 
 pub struct NodeProcess {
     child: Option<Child>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub addr: String,
     pub api_key: String,
 }
 
 impl NodeProcess {
     pub async fn start() -> Result<NodeProcess> {
-        let dir = tempfile::tempdir()?;
+        NodeProcess::start_in(tempfile::tempdir()?).await
+    }
+
+    /// SIGTERM, then start again on the same data (recovery loads every account).
+    pub async fn restart(mut self) -> Result<NodeProcess> {
+        self.stop().await?;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
+        NodeProcess::start_in(dir).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir) -> Result<NodeProcess> {
         let data: PathBuf = dir.path().join("data");
+        let _ = std::fs::remove_file(data.join("node.addr"));
         let exe = std::env::current_exe().context("locating the liveseg binary")?;
         let child = Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-interval", "5s", "--passivate-after", "1h", "--data-dir"])
@@ -25,14 +36,12 @@ impl NodeProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let mut node = NodeProcess { child: Some(child), _dir: dir, addr: String::new(), api_key: String::new() };
+        let mut node = NodeProcess { child: Some(child), dir, addr: String::new(), api_key: String::new() };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(addr) = std::fs::read_to_string(data.join("node.addr")) {
-                if !addr.is_empty() {
-                    node.addr = addr;
-                    break;
-                }
+            if let Some(addr) = std::fs::read_to_string(data.join("node.addr")).ok().filter(|a| !a.is_empty()) {
+                node.addr = addr;
+                break;
             }
             if Instant::now() > deadline {
                 bail!("the node did not start within 60 s");

@@ -106,7 +106,7 @@ pub async fn latency(api: &Api, rate: f64, dur: Duration) -> Result<Summary> {
     let deadline = Instant::now() + dur + Duration::from_secs(10);
     while Instant::now() < deadline {
         let Ok(Some(Ok(change))) = tokio::time::timeout(Duration::from_secs(1), watch.next()).await else {
-            if sender.is_finished() && h.len() > 0 {
+            if sender.is_finished() && !h.is_empty() {
                 break;
             }
             continue;

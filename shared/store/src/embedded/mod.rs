@@ -23,11 +23,13 @@ mod tests;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction,
 };
 
+use self::dedupe::LogState;
 use crate::error::{Result, StoreError};
 use crate::traits::Lease;
 
@@ -59,6 +61,9 @@ pub(crate) type LogValue = (u128, i64, &'static str, &'static [u8]);
 /// dedupe key (128-bit hash of tenant and message id, see `dedupe.rs`) ->
 /// (seq, accepted_ms).
 pub(crate) const DEDUPE: TableDefinition<u128, (u64, i64)> = TableDefinition::new("dedupe_hash");
+/// dedupe bucket -> log head up to which the bucket's keys are all in
+/// [`DEDUPE`] (missing = 0). See `dedupe.rs`.
+pub(crate) const DEDUPE_FLUSHED: TableDefinition<u32, u64> = TableDefinition::new("dedupe_flushed");
 /// (tenant, account) -> (applied_seq, state); `None` state is a deletion
 /// tombstone that still remembers `applied_seq` for fencing and replay.
 pub(crate) const CHECKPOINTS: TableDefinition<(&str, &str), CheckpointValue> =
@@ -86,6 +91,11 @@ pub(crate) const SEGMENT_REVISIONS: TableDefinition<(&str, &str), u64> =
 /// Default dedupe window: 7 days.
 pub const DEFAULT_DEDUPE_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
+/// Default for [`StoreOptions::dedupe_buffer_entries`].
+pub const DEFAULT_DEDUPE_BUFFER_ENTRIES: usize = 256 * 1024;
+/// Default for [`StoreOptions::dedupe_filter_bytes`].
+pub const DEFAULT_DEDUPE_FILTER_BYTES: usize = 16 << 20;
+
 /// Options for [`EmbeddedStore::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -97,6 +107,19 @@ pub struct StoreOptions {
     /// redb's page cache. Bounded so the store does not grow the process to
     /// redb's 1 GiB default; the OS page cache still serves reads.
     pub cache_bytes: usize,
+    /// About how many recently accepted dedupe keys are held only in memory
+    /// (their log entries make them durable) before being merged into the
+    /// on-disk dedupe index, a slice of the key space at a time. Larger
+    /// values make appends cheaper on a big store (each index page rewritten
+    /// absorbs more keys) but cost ~70 bytes of memory per entry and make
+    /// `open` scan that many log entries to rebuild them. Must be >= 1.
+    pub dedupe_buffer_entries: usize,
+    /// Size of the in-memory filter that lets most new message ids skip the
+    /// on-disk dedupe lookup. Fixed at open (it does not grow): about 2
+    /// bytes per key in the dedupe window keeps false positives under 1%;
+    /// beyond that lookups degrade gradually towards one index read per
+    /// event. 0 disables the filter.
+    pub dedupe_filter_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -104,6 +127,8 @@ impl Default for StoreOptions {
         StoreOptions {
             dedupe_window_ms: DEFAULT_DEDUPE_WINDOW_MS,
             cache_bytes: 32 << 20,
+            dedupe_buffer_entries: DEFAULT_DEDUPE_BUFFER_ENTRIES,
+            dedupe_filter_bytes: DEFAULT_DEDUPE_FILTER_BYTES,
         }
     }
 }
@@ -116,6 +141,9 @@ pub struct EmbeddedStore {
     // Field order matters: the database must be closed before the directory
     // lock is released (fields drop in declaration order).
     db: Database,
+    /// In-memory dedupe state of the event log (`dedupe.rs`); also
+    /// serialises appends and prunes, which redb would serialise anyway.
+    log_state: Mutex<LogState>,
     opts: StoreOptions,
     dir: PathBuf,
     _lock: File,
@@ -143,6 +171,11 @@ impl EmbeddedStore {
                 opts.dedupe_window_ms
             )));
         }
+        if opts.dedupe_buffer_entries == 0 {
+            return Err(StoreError::InvalidInput(
+                "dedupe_buffer_entries must be >= 1".to_owned(),
+            ));
+        }
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
@@ -162,20 +195,29 @@ impl EmbeddedStore {
         }
 
         let db_path = dir.join(DB_FILE);
-        let db = redb::Builder::new().set_cache_size(opts.cache_bytes).create(&db_path).map_err(|e| match e {
-            // Only reachable if something bypassed our LOCK file.
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-                path: dir.to_path_buf(),
-            },
-            other => other.into(),
-        })?;
-        let store = EmbeddedStore {
+        let db = redb::Builder::new()
+            .set_cache_size(opts.cache_bytes)
+            .create(&db_path)
+            .map_err(|e| match e {
+                // Only reachable if something bypassed our LOCK file.
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                    path: dir.to_path_buf(),
+                },
+                other => other.into(),
+            })?;
+        let mut store = EmbeddedStore {
             db,
+            log_state: Mutex::new(LogState::empty(&opts)),
             opts,
             dir: dir.to_path_buf(),
             _lock: lock,
         };
         store.init_schema()?;
+        let state = store.load_log_state()?;
+        *store
+            .log_state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = state;
         tracing::info!(dir = %dir.display(), "opened embedded store");
         Ok(store)
     }
@@ -203,14 +245,18 @@ impl EmbeddedStore {
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(other) => {
+                    // Dropping `txn` uncommitted leaves the file untouched.
                     return Err(StoreError::Corrupt(format!(
-                        "store at {} has schema version {other}, this build understands {SCHEMA_VERSION}",
+                        "store at {} has schema version {other}, this build understands only \
+                         {SCHEMA_VERSION} (there is no migration: the layout changed before the \
+                         first release; move the data directory away to start a fresh store)",
                         self.dir.display()
                     )));
                 }
             }
             txn.open_table(LOG)?;
             txn.open_table(DEDUPE)?;
+            txn.open_table(DEDUPE_FLUSHED)?;
             txn.open_table(CHECKPOINTS)?;
             txn.open_table(DIRECTORY)?;
             txn.open_table(CHANGES)?;

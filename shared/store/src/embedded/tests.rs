@@ -158,6 +158,7 @@ fn prune_dedupe_makes_old_ids_acceptable_again() {
         tmp.path(),
         StoreOptions {
             dedupe_window_ms: 10 * HOUR_MS,
+            ..StoreOptions::default()
         },
     )
     .unwrap();
@@ -186,6 +187,7 @@ fn dedupe_window_expires_without_pruning() {
         tmp.path(),
         StoreOptions {
             dedupe_window_ms: HOUR_MS,
+            ..StoreOptions::default()
         },
     )
     .unwrap();
@@ -581,6 +583,7 @@ fn negative_dedupe_window_is_rejected() {
         tmp.path(),
         StoreOptions {
             dedupe_window_ms: -1,
+            ..StoreOptions::default()
         },
     )
     .unwrap_err();
