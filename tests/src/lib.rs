@@ -17,7 +17,11 @@ pub fn liveseg_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test> -> target/<profile>/liveseg
-    let dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     dir.join("liveseg")
 }
 
@@ -54,7 +58,10 @@ impl Node {
         let _ = std::fs::remove_file(data_dir.join("node.addr"));
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join(format!("node-{}.log", std::process::id()));
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let child = Command::new(liveseg_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -63,7 +70,14 @@ impl Node {
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("starting {}", liveseg_bin().display()))?;
-        let mut node = Node { child: Some(child), data_dir: data_dir.to_path_buf(), addr: String::new(), api_key: String::new(), admin_key: String::new(), log };
+        let mut node = Node {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            addr: String::new(),
+            api_key: String::new(),
+            admin_key: String::new(),
+            log,
+        };
         let addr_file = data_dir.join("node.addr");
         let exited = |n: &mut Node| n.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
         node.addr = poll(Duration::from_secs(60), "node.addr", || {
@@ -75,7 +89,8 @@ impl Node {
         if let Some(status) = exited(&mut node) {
             bail!("node exited early ({status}): {}", node.log_tail());
         }
-        let creds: serde_json::Value = serde_json::from_slice(&std::fs::read(data_dir.join("credentials.json"))?)?;
+        let creds: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(data_dir.join("credentials.json"))?)?;
         node.api_key = creds["api_key"].as_str().unwrap_or_default().to_string();
         node.admin_key = creds["admin_key"].as_str().unwrap_or_default().to_string();
         let url = node.url();
@@ -84,8 +99,15 @@ impl Node {
             async move {
                 let channel = Channel::from_shared(url).ok()?.connect().await.ok()?;
                 let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
-                let r = h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.ok()?;
-                (r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32).then_some(())
+                let r = h
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .ok()?;
+                (r.into_inner().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+                    .then_some(())
             }
         })
         .await?;
@@ -116,8 +138,12 @@ impl Node {
 
     /// SIGTERM and wait for the exit status.
     pub async fn terminate(&mut self) -> Result<std::process::ExitStatus> {
-        let Some(mut c) = self.child.take() else { bail!("not running") };
-        Command::new("kill").args(["-TERM", &c.id().to_string()]).status()?;
+        let Some(mut c) = self.child.take() else {
+            bail!("not running")
+        };
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()?;
         let status = poll(Duration::from_secs(60), "exit after SIGTERM", || {
             let s = c.try_wait().ok().flatten();
             async move { s }
@@ -133,31 +159,82 @@ impl Node {
         Ok(Channel::from_shared(self.url())?.connect().await?)
     }
 
-    pub async fn ingest(&self) -> Result<pb::ingest_service_client::IngestServiceClient<InterceptedService<Channel, Auth>>> {
-        Ok(pb::ingest_service_client::IngestServiceClient::with_interceptor(self.channel().await?, Auth(self.api_key.clone())))
+    pub async fn ingest(
+        &self,
+    ) -> Result<pb::ingest_service_client::IngestServiceClient<InterceptedService<Channel, Auth>>>
+    {
+        Ok(
+            pb::ingest_service_client::IngestServiceClient::with_interceptor(
+                self.channel().await?,
+                Auth(self.api_key.clone()),
+            ),
+        )
     }
 
-    pub async fn segments(&self) -> Result<pb::segment_service_client::SegmentServiceClient<InterceptedService<Channel, Auth>>> {
-        Ok(pb::segment_service_client::SegmentServiceClient::with_interceptor(self.channel().await?, Auth(self.api_key.clone())))
+    pub async fn segments(
+        &self,
+    ) -> Result<pb::segment_service_client::SegmentServiceClient<InterceptedService<Channel, Auth>>>
+    {
+        Ok(
+            pb::segment_service_client::SegmentServiceClient::with_interceptor(
+                self.channel().await?,
+                Auth(self.api_key.clone()),
+            ),
+        )
     }
 
-    pub async fn membership_with(&self, key: &str) -> Result<pb::membership_service_client::MembershipServiceClient<InterceptedService<Channel, Auth>>> {
-        Ok(pb::membership_service_client::MembershipServiceClient::with_interceptor(self.channel().await?, Auth(key.to_string())))
+    pub async fn membership_with(
+        &self,
+        key: &str,
+    ) -> Result<
+        pb::membership_service_client::MembershipServiceClient<InterceptedService<Channel, Auth>>,
+    > {
+        Ok(
+            pb::membership_service_client::MembershipServiceClient::with_interceptor(
+                self.channel().await?,
+                Auth(key.to_string()),
+            ),
+        )
     }
 
-    pub async fn membership(&self) -> Result<pb::membership_service_client::MembershipServiceClient<InterceptedService<Channel, Auth>>> {
+    pub async fn membership(
+        &self,
+    ) -> Result<
+        pb::membership_service_client::MembershipServiceClient<InterceptedService<Channel, Auth>>,
+    > {
         self.membership_with(&self.api_key).await
     }
 
-    pub async fn ingest_with(&self, key: &str) -> Result<pb::ingest_service_client::IngestServiceClient<InterceptedService<Channel, Auth>>> {
-        Ok(pb::ingest_service_client::IngestServiceClient::with_interceptor(self.channel().await?, Auth(key.to_string())))
+    pub async fn ingest_with(
+        &self,
+        key: &str,
+    ) -> Result<pb::ingest_service_client::IngestServiceClient<InterceptedService<Channel, Auth>>>
+    {
+        Ok(
+            pb::ingest_service_client::IngestServiceClient::with_interceptor(
+                self.channel().await?,
+                Auth(key.to_string()),
+            ),
+        )
     }
 
-    pub async fn admin_with(&self, key: &str) -> Result<pb::admin_service_client::AdminServiceClient<InterceptedService<Channel, Auth>>> {
-        Ok(pb::admin_service_client::AdminServiceClient::with_interceptor(self.channel().await?, Auth(key.to_string())))
+    pub async fn admin_with(
+        &self,
+        key: &str,
+    ) -> Result<pb::admin_service_client::AdminServiceClient<InterceptedService<Channel, Auth>>>
+    {
+        Ok(
+            pb::admin_service_client::AdminServiceClient::with_interceptor(
+                self.channel().await?,
+                Auth(key.to_string()),
+            ),
+        )
     }
 
-    pub async fn admin(&self) -> Result<pb::admin_service_client::AdminServiceClient<InterceptedService<Channel, Auth>>> {
+    pub async fn admin(
+        &self,
+    ) -> Result<pb::admin_service_client::AdminServiceClient<InterceptedService<Channel, Auth>>>
+    {
         self.admin_with(&self.api_key).await
     }
 
@@ -187,7 +264,9 @@ pub struct Auth(pub String);
 
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let v = format!("Bearer {}", self.0).parse().map_err(|_| tonic::Status::invalid_argument("bad key"))?;
+        let v = format!("Bearer {}", self.0)
+            .parse()
+            .map_err(|_| tonic::Status::invalid_argument("bad key"))?;
         req.metadata_mut().insert("authorization", v);
         Ok(req)
     }
@@ -195,7 +274,9 @@ impl tonic::service::Interceptor for Auth {
 
 /// A raw JSON message for the ingest API.
 pub fn json_msg(v: &serde_json::Value) -> pb::SegmentMessage {
-    pb::SegmentMessage { payload: Some(pb::segment_message::Payload::Json(v.to_string())) }
+    pb::SegmentMessage {
+        payload: Some(pb::segment_message::Payload::Json(v.to_string())),
+    }
 }
 
 /// All members of a segment, following page tokens.
@@ -205,10 +286,18 @@ pub async fn all_members(node: &Node, segment: &str) -> Result<Vec<(String, Stri
     let mut token = String::new();
     loop {
         let r = m
-            .list_members(pb::ListMembersRequest { segment: segment.into(), page_size: 50, page_token: token.clone() })
+            .list_members(pb::ListMembersRequest {
+                segment: segment.into(),
+                page_size: 50,
+                page_token: token.clone(),
+            })
             .await?
             .into_inner();
-        out.extend(r.members.into_iter().map(|x| (x.entity, x.id, x.account_id)));
+        out.extend(
+            r.members
+                .into_iter()
+                .map(|x| (x.entity, x.id, x.account_id)),
+        );
         if r.next_page_token.is_empty() {
             return Ok(out);
         }

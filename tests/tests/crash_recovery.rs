@@ -22,17 +22,45 @@ const SEGMENTS: [&str; 7] = [
 fn generate(dir: &std::path::Path) -> Result<(std::path::PathBuf, Vec<String>)> {
     let file = dir.join("events.jsonl");
     let out = Command::new(liveseg_bin())
-        .args(["generate", "--accounts", "40", "--contacts-per-account", "5", "--days", "120", "--end", END, "--seed", "7", "-O"])
+        .args([
+            "generate",
+            "--accounts",
+            "40",
+            "--contacts-per-account",
+            "5",
+            "--days",
+            "120",
+            "--end",
+            END,
+            "--seed",
+            "7",
+            "-O",
+        ])
         .arg(&file)
         .output()?;
-    anyhow::ensure!(out.status.success(), "generate failed: {}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<String> = std::fs::read_to_string(&file)?.lines().map(str::to_string).collect();
+    anyhow::ensure!(
+        out.status.success(),
+        "generate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = std::fs::read_to_string(&file)?
+        .lines()
+        .map(str::to_string)
+        .collect();
     Ok((file, lines))
 }
 
 fn clean_replay(file: &std::path::Path) -> Result<BTreeSet<(String, String, String, String)>> {
-    let out = Command::new(liveseg_bin()).args(["replay", "--events"]).arg(file).args(["--at", END]).output()?;
-    anyhow::ensure!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(liveseg_bin())
+        .args(["replay", "--events"])
+        .arg(file)
+        .args(["--at", END])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut set = BTreeSet::new();
     for line in String::from_utf8(out.stdout)?.lines() {
         let v: serde_json::Value = serde_json::from_str(line)?;
@@ -57,7 +85,12 @@ async fn sigkill_mid_stream_loses_no_acknowledged_event_and_applies_each_once() 
     let dir = tempfile::tempdir()?;
     let (file, lines) = generate(dir.path())?;
     let data = dir.path().join("data");
-    let flags = ["--clock", &format!("manual:{END}"), "--checkpoint-interval", "150ms"];
+    let flags = [
+        "--clock",
+        &format!("manual:{END}"),
+        "--checkpoint-interval",
+        "150ms",
+    ];
     let mut node = Node::start(&data, &flags).await?;
     let batches: Vec<Vec<String>> = lines.chunks(200).map(|c| c.to_vec()).collect();
     let kill_after = batches.len() / 2;
@@ -69,15 +102,36 @@ async fn sigkill_mid_stream_loses_no_acknowledged_event_and_applies_each_once() 
         if i == kill_after {
             // Kill while the next request is on the wire.
             let mut c = ingest.clone();
-            let req = pb::IngestRequest { messages: batch.iter().map(|l| json_msg(&serde_json::from_str(l).unwrap_or_default())).collect() };
+            let req = pb::IngestRequest {
+                messages: batch
+                    .iter()
+                    .map(|l| json_msg(&serde_json::from_str(l).unwrap_or_default()))
+                    .collect(),
+            };
             let inflight = tokio::spawn(async move { c.ingest(req).await });
             node.kill9();
             let _ = inflight.await; // ok or failed: indeterminate either way
             break;
         }
-        let req = pb::IngestRequest { messages: batch.iter().map(|l| json_msg(&serde_json::from_str(l).unwrap_or_default())).collect() };
-        let r = ingest.ingest(req).await.context("ingest before the kill")?.into_inner();
-        assert_eq!(r.invalid, 0, "{:?}", r.results.iter().find(|x| x.status == pb::ItemStatus::Invalid as i32));
+        let req = pb::IngestRequest {
+            messages: batch
+                .iter()
+                .map(|l| json_msg(&serde_json::from_str(l).unwrap_or_default()))
+                .collect(),
+        };
+        let r = ingest
+            .ingest(req)
+            .await
+            .context("ingest before the kill")?
+            .into_inner();
+        assert_eq!(
+            r.invalid,
+            0,
+            "{:?}",
+            r.results
+                .iter()
+                .find(|x| x.status == pb::ItemStatus::Invalid as i32)
+        );
         for l in batch {
             let v: serde_json::Value = serde_json::from_str(l)?;
             acked.push(v["messageId"].as_str().unwrap_or_default().to_string());
@@ -91,14 +145,23 @@ async fn sigkill_mid_stream_loses_no_acknowledged_event_and_applies_each_once() 
     let mut ingest = node.ingest().await?;
     let mut duplicates_of_acked = 0;
     for batch in &batches {
-        let req = pb::IngestRequest { messages: batch.iter().map(|l| json_msg(&serde_json::from_str(l).unwrap_or_default())).collect() };
+        let req = pb::IngestRequest {
+            messages: batch
+                .iter()
+                .map(|l| json_msg(&serde_json::from_str(l).unwrap_or_default()))
+                .collect(),
+        };
         let r = ingest.ingest(req).await?.into_inner();
         for (item, line) in r.results.iter().zip(batch) {
             let v: serde_json::Value = serde_json::from_str(line)?;
             let id = v["messageId"].as_str().unwrap_or_default();
             if acked.contains(id) {
                 // Acknowledged before the crash => durable => a duplicate now.
-                assert_eq!(item.status, pb::ItemStatus::Duplicate as i32, "acknowledged {id} was lost");
+                assert_eq!(
+                    item.status,
+                    pb::ItemStatus::Duplicate as i32,
+                    "acknowledged {id} was lost"
+                );
                 duplicates_of_acked += 1;
             }
         }
@@ -111,10 +174,24 @@ async fn sigkill_mid_stream_loses_no_acknowledged_event_and_applies_each_once() 
     let replayed: u64 = log
         .lines()
         .rev()
-        .find_map(|l| l.split("replayed=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .find_map(|l| {
+            l.split("replayed=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0);
-    assert!(replayed > 0, "expected a replayed tail after SIGKILL: {}", node.log_tail());
-    let unique: HashSet<&str> = lines.iter().filter_map(|l| l.split("\"messageId\":\"").nth(1)?.split('"').next()).collect();
+    assert!(
+        replayed > 0,
+        "expected a replayed tail after SIGKILL: {}",
+        node.log_tail()
+    );
+    let unique: HashSet<&str> = lines
+        .iter()
+        .filter_map(|l| l.split("\"messageId\":\"").nth(1)?.split('"').next())
+        .collect();
     // Exactly once in the log: one entry per distinct messageId.
     assert_eq!(stats.log_head as usize, unique.len());
     let live = live_memberships(&node).await?;
@@ -122,6 +199,11 @@ async fn sigkill_mid_stream_loses_no_acknowledged_event_and_applies_each_once() 
     assert!(!clean.is_empty());
     let missing: Vec<_> = clean.difference(&live).take(5).collect();
     let extra: Vec<_> = live.difference(&clean).take(5).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?} ({}\n{})", live.len(), node.log_tail());
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?} ({}\n{})",
+        live.len(),
+        node.log_tail()
+    );
     Ok(())
 }

@@ -24,8 +24,19 @@ pub struct AccountActor {
 }
 
 impl AccountActor {
-    pub fn new(host: AccountHost, clock: SharedClock, outbox: OutboxSender, mailbox_capacity: usize) -> Self {
-        AccountActor { host, clock, outbox, timer: None, mailbox_capacity }
+    pub fn new(
+        host: AccountHost,
+        clock: SharedClock,
+        outbox: OutboxSender,
+        mailbox_capacity: usize,
+    ) -> Self {
+        AccountActor {
+            host,
+            clock,
+            outbox,
+            timer: None,
+            mailbox_capacity,
+        }
     }
 
     fn emit(&self, changes: Vec<Change>) {
@@ -45,10 +56,12 @@ impl AccountActor {
         }
         if let Some(at) = due {
             let sleep = self.clock.sleep_until(at);
-            let handle = ctx.spawn(actix::fut::wrap_future::<_, Self>(sleep).map(|_, act, ctx| {
-                act.timer = None;
-                act.on_timer(ctx);
-            }));
+            let handle = ctx.spawn(
+                actix::fut::wrap_future::<_, Self>(sleep).map(|_, act, ctx| {
+                    act.timer = None;
+                    act.on_timer(ctx);
+                }),
+            );
             self.timer = Some((at, handle));
         }
     }
@@ -59,7 +72,8 @@ impl AccountActor {
         self.host.on_time(now, &mut out);
         for c in &out {
             // How late the time-driven change is against its exact instant.
-            metrics::histogram!(liveseg_telemetry::names::TIME_DRIVEN_EXIT_LAG_SECONDS).record((now - c.instant).max(0) as f64 / 1000.0);
+            metrics::histogram!(liveseg_telemetry::names::TIME_DRIVEN_EXIT_LAG_SECONDS)
+                .record((now - c.instant).max(0) as f64 / 1000.0);
         }
         self.emit(out);
         self.rearm(ctx);

@@ -26,14 +26,22 @@ impl AccountRef {
     }
 
     pub async fn take_contact(&self, contact: String) -> Result<Option<ContactState>, ActorGone> {
-        self.0.send(TakeContact(contact)).await.map_err(|_| ActorGone)
+        self.0
+            .send(TakeContact(contact))
+            .await
+            .map_err(|_| ActorGone)
     }
 
-    pub async fn snapshot(&self, force: bool) -> Result<Result<Option<(Seq, Vec<u8>)>, String>, ActorGone> {
+    pub async fn snapshot(
+        &self,
+        force: bool,
+    ) -> Result<Result<Option<(Seq, Vec<u8>)>, String>, ActorGone> {
         self.0.send(Snapshot { force }).await.map_err(|_| ActorGone)
     }
 
-    pub async fn passivate(&self) -> Result<Result<(Seq, Vec<u8>, Option<Millis>), String>, ActorGone> {
+    pub async fn passivate(
+        &self,
+    ) -> Result<Result<(Seq, Vec<u8>, Option<Millis>), String>, ActorGone> {
         self.0.send(Passivate).await.map_err(|_| ActorGone)
     }
 
@@ -62,7 +70,8 @@ impl ActorPool {
             .spawn(move || {
                 let runner = actix_rt::System::new();
                 let handles = runner.block_on(async {
-                    let arbiters: Vec<Arbiter> = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
+                    let arbiters: Vec<Arbiter> =
+                        (0..threads.max(1)).map(|_| Arbiter::new()).collect();
                     arbiters.iter().map(Arbiter::handle).collect::<Vec<_>>()
                 });
                 let _ = tx.send((System::current(), handles));
@@ -71,8 +80,14 @@ impl ActorPool {
                 }
             })
             .map_err(|e| format!("starting the actor system thread: {e}"))?;
-        let (system, arbiters) = rx.recv().map_err(|_| "the actor system failed to start".to_string())?;
-        Ok(ActorPool { arbiters, system, thread: Some(thread) })
+        let (system, arbiters) = rx
+            .recv()
+            .map_err(|_| "the actor system failed to start".to_string())?;
+        Ok(ActorPool {
+            arbiters,
+            system,
+            thread: Some(thread),
+        })
     }
 
     /// Starts an actor on the arbiter chosen by `placement` (a stable hash).

@@ -60,7 +60,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: Millis) -> Self {
-        ManualClock { now: watch::Sender::new(start) }
+        ManualClock {
+            now: watch::Sender::new(start),
+        }
     }
 }
 

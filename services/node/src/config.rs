@@ -46,7 +46,9 @@ impl Default for NodeConfig {
             passivate_after: Duration::from_secs(300),
             dedupe_window: Duration::from_secs(7 * 24 * 3600),
             mailbox_capacity: 256,
-            actor_threads: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8),
+            actor_threads: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(1, 8),
             ingest_queue: 1024,
         }
     }

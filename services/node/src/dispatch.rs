@@ -15,7 +15,9 @@ use crate::registry::{AccountKey, Loaded, Registry};
 use crate::tenant::{TenantState, Tenants};
 use liveseg_core::event::{Limits, parse_owned};
 use liveseg_core::{Event, Millis};
-use liveseg_store::{AccountCheckpoint, CommitBatch, DirectoryUpdate, EventLog, LogEntry, Seq, StateStore};
+use liveseg_store::{
+    AccountCheckpoint, CommitBatch, DirectoryUpdate, EventLog, LogEntry, Seq, StateStore,
+};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +32,11 @@ pub enum Command {
     /// Reload a passivated account whose timer is due.
     Wake(AccountKey),
     /// Rebuild a tenant's state from the log under a new segment set.
-    Redefine { tenant: Arc<TenantState>, set: liveseg_core::SegmentSet, reply: oneshot::Sender<Result<usize>> },
+    Redefine {
+        tenant: Arc<TenantState>,
+        set: Box<liveseg_core::SegmentSet>,
+        reply: oneshot::Sender<Result<usize>>,
+    },
     /// Answers once every entry sent before it has been applied.
     Barrier(oneshot::Sender<Seq>),
     /// Final checkpoint, then stop (everything sent before it is applied first).
@@ -72,7 +78,17 @@ impl Dispatcher {
         sleepers: Arc<std::sync::Mutex<BTreeSet<(Millis, AccountKey)>>>,
         start_after: Seq,
     ) -> Self {
-        Dispatcher { tenants, registry, store, log, clock, progress, sleepers, dirty_contacts: HashMap::new(), dispatched: start_after }
+        Dispatcher {
+            tenants,
+            registry,
+            store,
+            log,
+            clock,
+            progress,
+            sleepers,
+            dirty_contacts: HashMap::new(),
+            dispatched: start_after,
+        }
     }
 
     /// Replays the log after the watermark (restart recovery); accounts skip
@@ -111,14 +127,14 @@ impl Dispatcher {
                     let _ = reply.send(self.passivate(cutoff).await);
                 }
                 Command::Wake(key) => {
-                    if let Some(t) = self.tenants.get(&key.0) {
-                        if let Err(e) = self.registry.get(&t, &key.1, false) {
-                            tracing::warn!(error = %e, "waking a passivated account failed");
-                        }
+                    if let Some(t) = self.tenants.get(&key.0)
+                        && let Err(e) = self.registry.get(&t, &key.1, false)
+                    {
+                        tracing::warn!(error = %e, "waking a passivated account failed");
                     }
                 }
                 Command::Redefine { tenant, set, reply } => {
-                    let _ = reply.send(crate::rebuild::rebuild_tenant(&self, &tenant, set).await);
+                    let _ = reply.send(crate::rebuild::rebuild_tenant(&self, &tenant, *set).await);
                 }
                 Command::Barrier(reply) => {
                     let _ = reply.send(self.dispatched);
@@ -127,7 +143,9 @@ impl Dispatcher {
                     let r = self.checkpoint().await;
                     let failed = r.as_ref().err().map(|e| e.to_string());
                     let _ = reply.send(r);
-                    return failed.map_or(Ok(()), |e| Err(NodeError::Internal(format!("final checkpoint failed: {e}"))));
+                    return failed.map_or(Ok(()), |e| {
+                        Err(NodeError::Internal(format!("final checkpoint failed: {e}")))
+                    });
                 }
             }
         }
@@ -164,10 +182,13 @@ impl Dispatcher {
                 let user = event.user_id.clone();
                 let before = user.as_deref().and_then(|u| dir.get(u).map(str::to_string));
                 let route = dir.route(&event);
-                if let Some(u) = user {
-                    if before.as_deref() != dir.get(&u) {
-                        self.dirty_contacts.entry(tenant.id.clone()).or_default().insert(u);
-                    }
+                if let Some(u) = user
+                    && before.as_deref() != dir.get(&u)
+                {
+                    self.dirty_contacts
+                        .entry(tenant.id.clone())
+                        .or_default()
+                        .insert(u);
                 }
                 route
             };
@@ -178,7 +199,10 @@ impl Dispatcher {
                 slot.clear();
                 if let Loaded::Actor(old) = self.registry.get(&tenant, from, false)? {
                     let uid = event.user_id.clone().unwrap_or_default();
-                    arriving = old.take_contact(uid).await.map_err(|_| NodeError::Internal("account actor died".into()))?;
+                    arriving = old
+                        .take_contact(uid)
+                        .await
+                        .map_err(|_| NodeError::Internal("account actor died".into()))?;
                 }
             }
             let key = (tenant.id.clone(), route.account.clone());
@@ -186,7 +210,11 @@ impl Dispatcher {
                 groups.push((tenant.clone(), route.account.clone(), Vec::new()));
                 groups.len() - 1
             });
-            groups[i].2.push(Delivery { seq: entry.seq, event, arriving });
+            groups[i].2.push(Delivery {
+                seq: entry.seq,
+                event,
+                arriving,
+            });
         }
         self.flush(groups).await?;
         self.dispatched = last;
@@ -201,13 +229,17 @@ impl Dispatcher {
         for (tenant, account, batch) in groups {
             let actor = match self.registry.get(&tenant, &account, true)? {
                 Loaded::Actor(a) => a,
-                Loaded::Unknown => return Err(NodeError::Internal("account could not be created".into())),
+                Loaded::Unknown => {
+                    return Err(NodeError::Internal("account could not be created".into()));
+                }
             };
             pending.push(async move { actor.apply(batch).await });
         }
         metrics::gauge!(liveseg_telemetry::names::ACTOR_MAILBOX_DEPTH).set(pending.len() as f64);
         for r in futures::future::join_all(pending).await {
-            r.map_err(|_| NodeError::Internal("an account actor died; restart to recover from the log".into()))?;
+            r.map_err(|_| {
+                NodeError::Internal("an account actor died; restart to recover from the log".into())
+            })?;
         }
         Ok(())
     }
@@ -217,23 +249,35 @@ impl Dispatcher {
     pub async fn checkpoint(&mut self) -> Result<usize> {
         let started = std::time::Instant::now();
         let resident = self.registry.resident(None);
-        let snaps = futures::future::join_all(resident.iter().map(|(_, a)| a.snapshot(false))).await;
+        let snaps =
+            futures::future::join_all(resident.iter().map(|(_, a)| a.snapshot(false))).await;
         let mut checkpoints = Vec::new();
         for ((key, _), snap) in resident.iter().zip(snaps) {
             match snap {
-                Ok(Ok(Some((seq, bytes)))) => {
-                    checkpoints.push(AccountCheckpoint { tenant: key.0.to_string(), account: key.1.clone(), applied_seq: seq, state: Some(bytes) })
-                }
+                Ok(Ok(Some((seq, bytes)))) => checkpoints.push(AccountCheckpoint {
+                    tenant: key.0.to_string(),
+                    account: key.1.clone(),
+                    applied_seq: seq,
+                    state: Some(bytes),
+                }),
                 Ok(Ok(None)) | Err(_) => {}
                 Ok(Err(e)) => return Err(NodeError::Internal(e)),
             }
         }
         let directory = self.directory_updates();
         let n = checkpoints.len();
-        let batch = CommitBatch { checkpoints, directory, changes: vec![], watermark: Some(self.dispatched) };
+        let batch = CommitBatch {
+            checkpoints,
+            directory,
+            changes: vec![],
+            watermark: Some(self.dispatched),
+        };
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.commit(&batch)).await.map_err(|e| NodeError::Internal(e.to_string()))??;
-        metrics::histogram!(liveseg_telemetry::names::CHECKPOINT_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+        tokio::task::spawn_blocking(move || store.commit(&batch))
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))??;
+        metrics::histogram!(liveseg_telemetry::names::CHECKPOINT_DURATION_SECONDS)
+            .record(started.elapsed().as_secs_f64());
         Ok(n)
     }
 
@@ -244,7 +288,11 @@ impl Dispatcher {
                 let dir = t.directory.read().unwrap_or_else(|p| p.into_inner());
                 for c in contacts {
                     let account = dir.get(&c).map(str::to_string);
-                    out.push(DirectoryUpdate { tenant: tenant.to_string(), contact: c, account });
+                    out.push(DirectoryUpdate {
+                        tenant: tenant.to_string(),
+                        contact: c,
+                        account,
+                    });
                 }
             }
         }
@@ -258,15 +306,27 @@ impl Dispatcher {
         let mut stopped = Vec::new();
         for (key, actor) in idle {
             if let Ok(Ok((seq, bytes, due))) = actor.passivate().await {
-                checkpoints.push(AccountCheckpoint { tenant: key.0.to_string(), account: key.1.clone(), applied_seq: seq, state: Some(bytes) });
+                checkpoints.push(AccountCheckpoint {
+                    tenant: key.0.to_string(),
+                    account: key.1.clone(),
+                    applied_seq: seq,
+                    state: Some(bytes),
+                });
                 stopped.push((key, due));
             }
         }
         let n = stopped.len();
         if n > 0 {
-            let batch = CommitBatch { checkpoints, directory: vec![], changes: vec![], watermark: None };
+            let batch = CommitBatch {
+                checkpoints,
+                directory: vec![],
+                changes: vec![],
+                watermark: None,
+            };
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.commit(&batch)).await.map_err(|e| NodeError::Internal(e.to_string()))??;
+            tokio::task::spawn_blocking(move || store.commit(&batch))
+                .await
+                .map_err(|e| NodeError::Internal(e.to_string()))??;
             let mut sleepers = self.sleepers.lock().unwrap_or_else(|p| p.into_inner());
             for (key, due) in stopped {
                 self.registry.remove(&key);
@@ -279,7 +339,10 @@ impl Dispatcher {
     }
 
     /// Stops every resident actor of a tenant, returning their final images.
-    pub(crate) async fn stop_tenant_actors(&self, tenant: &str) -> Result<Vec<(AccountKey, Seq, Vec<u8>)>> {
+    pub(crate) async fn stop_tenant_actors(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(AccountKey, Seq, Vec<u8>)>> {
         let mut images = Vec::new();
         for (key, actor) in self.registry.resident(Some(tenant)) {
             let image: std::result::Result<_, _> = actor.passivate().await;
@@ -298,7 +361,15 @@ impl Dispatcher {
 pub fn decode(payload: &[u8]) -> std::result::Result<Event, String> {
     let v: serde_json::Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     // Validated at ingest against the clock of that moment: no future check again.
-    parse_owned(v, Millis::MAX / 2, &Limits { max_message_bytes: usize::MAX, ..Limits::default() }).map_err(|e| e.to_string())
+    parse_owned(
+        v,
+        Millis::MAX / 2,
+        &Limits {
+            max_message_bytes: usize::MAX,
+            ..Limits::default()
+        },
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Decodes a checkpoint image's account.

@@ -47,7 +47,13 @@ pub struct AccountHost {
 
 impl AccountHost {
     pub fn new(tenant: Arc<str>, set: Arc<SegmentSet>, account: Account, applied_seq: Seq) -> Self {
-        AccountHost { tenant, set, account, applied_seq, dirty: false }
+        AccountHost {
+            tenant,
+            set,
+            account,
+            applied_seq,
+            dirty: false,
+        }
     }
 
     /// Applies deliveries in order, skipping any at or below `applied_seq`
@@ -58,7 +64,8 @@ impl AccountHost {
             if d.seq <= self.applied_seq {
                 continue;
             }
-            self.account.apply(&self.set, &d.event, d.arriving, now, out);
+            self.account
+                .apply(&self.set, &d.event, d.arriving, now, out);
             self.applied_seq = d.seq;
             applied += 1;
         }
@@ -67,7 +74,12 @@ impl AccountHost {
     }
 
     /// Removes a contact that moves away at log position `seq`.
-    pub fn take_contact(&mut self, contact: &str, now: Millis, out: &mut Vec<Change>) -> Option<ContactState> {
+    pub fn take_contact(
+        &mut self,
+        contact: &str,
+        now: Millis,
+        out: &mut Vec<Change>,
+    ) -> Option<ContactState> {
         let c = self.account.take_contact(&self.set, contact, now, out);
         self.dirty |= c.is_some();
         c
@@ -89,7 +101,11 @@ impl AccountHost {
         if !self.dirty && !force {
             return Ok(None);
         }
-        let image = Checkpoint { applied_seq: self.applied_seq, fingerprint: self.set.fingerprint(), account: self.account.clone() };
+        let image = Checkpoint {
+            applied_seq: self.applied_seq,
+            fingerprint: self.set.fingerprint(),
+            account: self.account.clone(),
+        };
         let bytes = image.encode()?;
         self.dirty = false;
         Ok(Some((self.applied_seq, bytes)))
@@ -105,7 +121,15 @@ impl AccountHost {
                     .account
                     .contacts
                     .iter()
-                    .map(|c| (c.id.to_string(), c.member.iter().filter_map(|i| set.segments.get(i).map(|s| s.def.key.clone())).collect()))
+                    .map(|c| {
+                        (
+                            c.id.to_string(),
+                            c.member
+                                .iter()
+                                .filter_map(|i| set.segments.get(i).map(|s| s.def.key.clone()))
+                                .collect(),
+                        )
+                    })
                     .collect(),
             }),
             Query::Explain { segment, contact } => {
@@ -127,7 +151,10 @@ impl AccountHost {
                 }
                 Answer::Members(out)
             }
-            Query::Stats => Answer::Stats { contacts: self.account.contacts.len(), applied_seq: self.applied_seq },
+            Query::Stats => Answer::Stats {
+                contacts: self.account.contacts.len(),
+                applied_seq: self.applied_seq,
+            },
         }
     }
 }
@@ -137,7 +164,10 @@ impl AccountHost {
 pub enum Query {
     ContactSegments(String),
     Account,
-    Explain { segment: String, contact: Option<String> },
+    Explain {
+        segment: String,
+        contact: Option<String>,
+    },
     /// Every (segment key, contact id or None for the account) membership.
     Members,
     Stats,
@@ -187,9 +217,31 @@ mod tests {
         let mut out = Vec::new();
         let e1 = event("m1", "2026-01-01T00:00:00Z", "u1");
         let now = e1.ts;
-        assert_eq!(h.apply(vec![Delivery { seq: 5, event: e1, arriving: None }], now, &mut out), 1);
+        assert_eq!(
+            h.apply(
+                vec![Delivery {
+                    seq: 5,
+                    event: e1,
+                    arriving: None
+                }],
+                now,
+                &mut out
+            ),
+            1
+        );
         let again = event("m1", "2026-01-01T00:00:00Z", "u1");
-        assert_eq!(h.apply(vec![Delivery { seq: 5, event: again, arriving: None }], now, &mut out), 0);
+        assert_eq!(
+            h.apply(
+                vec![Delivery {
+                    seq: 5,
+                    event: again,
+                    arriving: None
+                }],
+                now,
+                &mut out
+            ),
+            0
+        );
         assert_eq!(h.applied_seq, 5);
         assert_eq!(out.len(), 1, "{out:?}");
     }
@@ -200,15 +252,28 @@ mod tests {
         let mut out = Vec::new();
         let e1 = event("m1", "2026-01-01T00:00:00Z", "u1");
         let now = e1.ts;
-        h.apply(vec![Delivery { seq: 1, event: e1, arriving: None }], now, &mut out);
+        h.apply(
+            vec![Delivery {
+                seq: 1,
+                event: e1,
+                arriving: None,
+            }],
+            now,
+            &mut out,
+        );
         let snap = h.snapshot(false);
-        let Ok(Some((seq, bytes))) = snap else { panic!("no snapshot") };
+        let Ok(Some((seq, bytes))) = snap else {
+            panic!("no snapshot")
+        };
         assert_eq!(seq, 1);
         assert!(matches!(h.snapshot(false), Ok(None)));
         let image = Checkpoint::decode(&bytes);
         let Ok(image) = image else { panic!("decode") };
         let restored = image.account.restore();
-        assert_eq!(restored.contact_segments(&h.set, "u1"), h.account.contact_segments(&h.set, "u1"));
+        assert_eq!(
+            restored.contact_segments(&h.set, "u1"),
+            h.account.contact_segments(&h.set, "u1")
+        );
         assert_eq!(restored.next_timer(), h.account.next_timer());
     }
 }

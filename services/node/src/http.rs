@@ -20,7 +20,10 @@ pub fn router(node: Arc<NodeInner>) -> axum::Router {
         .route("/v1/batch", post(batch))
         .route("/v1/{kind}", post(single))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { Json(json!({"status": "serving"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({"status": "serving"})) }),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
         .with_state(node)
 }
@@ -41,24 +44,27 @@ fn node_error(e: NodeError) -> Response {
     error(status, &e.to_string())
 }
 
-fn tenant(node: &NodeInner, headers: &HeaderMap) -> Result<String, Response> {
+fn tenant(node: &NodeInner, headers: &HeaderMap) -> Result<String, NodeError> {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
     let x = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    let key = crate::auth::key_from_header(auth, x).ok_or_else(|| node_error(NodeError::Unauthenticated))?;
-    node.auth.tenant_for(&key).map_err(node_error)
+    let key = crate::auth::key_from_header(auth, x).ok_or(NodeError::Unauthenticated)?;
+    node.auth.tenant_for(&key)
 }
 
 async fn batch(State(node): State<Arc<NodeInner>>, headers: HeaderMap, body: Bytes) -> Response {
     let tenant = match tenant(&node, &headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(e) => return node_error(e),
     };
     let v: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("malformed JSON: {e}")),
     };
     let Some(items) = v.get("batch").and_then(Value::as_array) else {
-        return error(StatusCode::BAD_REQUEST, "batch: must be an array of messages");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "batch: must be an array of messages",
+        );
     };
     // Segment lets a batch carry shared context; merge it under each message's own.
     let shared = v.get("context").and_then(Value::as_object);
@@ -80,18 +86,27 @@ async fn batch(State(node): State<Arc<NodeInner>>, headers: HeaderMap, body: Byt
     respond(&node, &tenant, items).await
 }
 
-async fn single(State(node): State<Arc<NodeInner>>, Path(kind): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn single(
+    State(node): State<Arc<NodeInner>>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !["track", "identify", "page", "screen", "group", "alias"].contains(&kind.as_str()) {
-        return error(StatusCode::NOT_FOUND, "unknown endpoint; use /v1/batch or /v1/{track,identify,page,screen,group,alias}");
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown endpoint; use /v1/batch or /v1/{track,identify,page,screen,group,alias}",
+        );
     }
     let tenant = match tenant(&node, &headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(e) => return node_error(e),
     };
     let item: RawItem = match serde_json::from_slice::<Value>(&body) {
         Ok(mut v) => {
             if let Some(obj) = v.as_object_mut() {
-                obj.entry("type").or_insert_with(|| Value::String(kind.clone()));
+                obj.entry("type")
+                    .or_insert_with(|| Value::String(kind.clone()));
             }
             Ok(v.into())
         }
@@ -106,13 +121,21 @@ async fn respond(node: &NodeInner, tenant: &str, items: Vec<RawItem>) -> Respons
         Err(e) => return node_error(e),
     };
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
-    let (accepted, duplicates, invalid) = (count(Status::Accepted), count(Status::Duplicate), count(Status::Invalid));
+    let (accepted, duplicates, invalid) = (
+        count(Status::Accepted),
+        count(Status::Duplicate),
+        count(Status::Invalid),
+    );
     let errors: Vec<Value> = results
         .iter()
         .filter(|r| r.status == Status::Invalid)
         .map(|r| json!({"index": r.index, "field": r.field, "reason": r.reason}))
         .collect();
-    let status = if invalid > 0 && accepted + duplicates == 0 { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = if invalid > 0 && accepted + duplicates == 0 {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     let body = json!({"success": invalid == 0, "accepted": accepted, "duplicates": duplicates, "invalid": invalid, "errors": errors});
     (status, Json(body)).into_response()
 }

@@ -58,18 +58,40 @@ impl Ingestor {
             match self.validate(index, item, now) {
                 Ok((message_id, payload)) => {
                     positions.push(results.len());
-                    results.push(ItemResult { index, status: Status::Accepted, field: String::new(), reason: String::new(), seq: 0 });
-                    append.push(AppendItem { tenant: tenant.to_string(), message_id, payload });
+                    results.push(ItemResult {
+                        index,
+                        status: Status::Accepted,
+                        field: String::new(),
+                        reason: String::new(),
+                        seq: 0,
+                    });
+                    append.push(AppendItem {
+                        tenant: tenant.to_string(),
+                        message_id,
+                        payload,
+                    });
                 }
-                Err(e) => results.push(ItemResult { index, status: Status::Invalid, field: e.field, reason: e.reason, seq: 0 }),
+                Err(e) => results.push(ItemResult {
+                    index,
+                    status: Status::Invalid,
+                    field: e.field,
+                    reason: e.reason,
+                    seq: 0,
+                }),
             }
         }
         if !append.is_empty() {
-            let outcomes = self.committer.append(append, now).await.map_err(|e| match e {
-                StoreError::Overloaded => NodeError::Overloaded("the ingest queue is full".into()),
-                StoreError::Closed => NodeError::ShuttingDown,
-                other => NodeError::Store(other),
-            })?;
+            let outcomes = self
+                .committer
+                .append(append, now)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Overloaded => {
+                        NodeError::Overloaded("the ingest queue is full".into())
+                    }
+                    StoreError::Closed => NodeError::ShuttingDown,
+                    other => NodeError::Store(other),
+                })?;
             for (pos, outcome) in positions.into_iter().zip(outcomes) {
                 let r = &mut results[pos];
                 match outcome {
@@ -87,26 +109,38 @@ impl Ingestor {
                 Status::Duplicate => names::outcome::DUPLICATE,
                 Status::Invalid => names::outcome::INVALID,
             };
-            metrics::counter!(names::INGEST_EVENTS_TOTAL, names::label::OUTCOME => outcome).increment(1);
+            metrics::counter!(names::INGEST_EVENTS_TOTAL, names::label::OUTCOME => outcome)
+                .increment(1);
         }
         Ok(results)
     }
 
     /// Returns (messageId, normalised payload) or the item's error.
-    fn validate(&self, index: usize, item: RawItem, now: i64) -> std::result::Result<(String, Vec<u8>), FieldError> {
+    fn validate(
+        &self,
+        index: usize,
+        item: RawItem,
+        now: i64,
+    ) -> std::result::Result<(String, Vec<u8>), FieldError> {
         if index >= self.limits.max_batch_items {
             return Err(FieldError::new(
                 "",
-                format!("batch has more than {} messages; send the rest in another batch", self.limits.max_batch_items),
+                format!(
+                    "batch has more than {} messages; send the rest in another batch",
+                    self.limits.max_batch_items
+                ),
             ));
         }
-        let Input { value: mut v, mut text } = item?;
+        let Input {
+            value: mut v,
+            mut text,
+        } = item?;
         // Like Segment's receivedAt: a message without a timestamp happened now.
-        if let Some(obj) = v.as_object_mut() {
-            if obj.get("timestamp").is_none_or(Value::is_null) {
-                obj.insert("timestamp".into(), Value::String(format_rfc3339(now)));
-                text = None;
-            }
+        if let Some(obj) = v.as_object_mut()
+            && obj.get("timestamp").is_none_or(Value::is_null)
+        {
+            obj.insert("timestamp".into(), Value::String(format_rfc3339(now)));
+            text = None;
         }
         let payload = match text {
             Some(t) => t,
@@ -114,7 +148,14 @@ impl Ingestor {
         };
         let event = parse_owned(v, now, &self.limits)?;
         if payload.len() > self.limits.max_message_bytes {
-            return Err(FieldError::new("", format!("message is {} bytes; the limit is {}", payload.len(), self.limits.max_message_bytes)));
+            return Err(FieldError::new(
+                "",
+                format!(
+                    "message is {} bytes; the limit is {}",
+                    payload.len(),
+                    self.limits.max_message_bytes
+                ),
+            ));
         }
         Ok((event.message_id, payload))
     }

@@ -34,7 +34,10 @@ pub use error::NodeError;
 pub use server::{NodeHandle, start};
 
 /// Runs a node until `shutdown` completes, then drains and exits.
-pub async fn run(config: NodeConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
     let node = start(config).await?;
     shutdown.await;
     node.shutdown().await

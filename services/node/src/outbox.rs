@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 #[derive(Clone)]
 pub struct OutboxSender {
     /// Closed by dropping every sender; the writer then drains and ends.
-    tx: mpsc::UnboundedSender<(Arc<str>, Vec<Change>)>,
+    tx: mpsc::UnboundedSender<ChangeBatch>,
 }
 
 impl OutboxSender {
@@ -27,14 +27,17 @@ impl OutboxSender {
     }
 }
 
-pub fn channel() -> (OutboxSender, mpsc::UnboundedReceiver<(Arc<str>, Vec<Change>)>) {
+/// Changes of one tenant from one actor, in emission order.
+pub type ChangeBatch = (Arc<str>, Vec<Change>);
+
+pub fn channel() -> (OutboxSender, mpsc::UnboundedReceiver<ChangeBatch>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (OutboxSender { tx }, rx)
 }
 
 /// Runs until `stop` fires (then drains what was sent) or every sender is dropped.
 pub async fn run_writer(
-    mut rx: mpsc::UnboundedReceiver<(Arc<str>, Vec<Change>)>,
+    mut rx: mpsc::UnboundedReceiver<ChangeBatch>,
     store: Arc<dyn StateStore>,
     tenants: Arc<Tenants>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
@@ -66,11 +69,19 @@ pub async fn run_writer(
         let batch = std::mem::take(&mut pending);
         let records: Vec<ChangeRecord> = batch
             .iter()
-            .map(|(t, c)| ChangeRecord { tenant: t.to_string(), payload: serde_json::to_vec(c).unwrap_or_default() })
+            .map(|(t, c)| ChangeRecord {
+                tenant: t.to_string(),
+                payload: serde_json::to_vec(c).unwrap_or_default(),
+            })
             .collect();
         let store2 = store.clone();
         let commit = tokio::task::spawn_blocking(move || {
-            store2.commit(&CommitBatch { checkpoints: vec![], directory: vec![], changes: records, watermark: None })
+            store2.commit(&CommitBatch {
+                checkpoints: vec![],
+                directory: vec![],
+                changes: records,
+                watermark: None,
+            })
         })
         .await;
         let cursors = match commit {
@@ -87,7 +98,8 @@ pub async fn run_writer(
         };
         for ((tenant, change), cursor) in batch.into_iter().zip(cursors) {
             let kind = change.kind.as_str();
-            metrics::counter!(liveseg_telemetry::names::MEMBERSHIP_CHANGES_TOTAL, "kind" => kind).increment(1);
+            metrics::counter!(liveseg_telemetry::names::MEMBERSHIP_CHANGES_TOTAL, "kind" => kind)
+                .increment(1);
             if let Some(t) = tenants.get(&tenant) {
                 t.index_change(&change);
                 // No receivers is fine: nobody is watching.

@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-pub fn spawn_all(node: &Arc<NodeInner>, sleepers: Arc<Mutex<BTreeSet<(Millis, AccountKey)>>>) -> Vec<JoinHandle<()>> {
+pub fn spawn_all(
+    node: &Arc<NodeInner>,
+    sleepers: Arc<Mutex<BTreeSet<(Millis, AccountKey)>>>,
+) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     let n = node.clone();
     tasks.push(tokio::spawn(async move {
@@ -37,7 +40,11 @@ pub fn spawn_all(node: &Arc<NodeInner>, sleepers: Arc<Mutex<BTreeSet<(Millis, Ac
             tick.tick().await;
             let cutoff = n.clock.now() - n.config.passivate_after.as_millis() as Millis;
             let (tx, rx) = tokio::sync::oneshot::channel();
-            if n.dispatch.send(Command::Passivate(cutoff, tx)).await.is_err() {
+            if n.dispatch
+                .send(Command::Passivate(cutoff, tx))
+                .await
+                .is_err()
+            {
                 return;
             }
             match rx.await {
@@ -51,7 +58,11 @@ pub fn spawn_all(node: &Arc<NodeInner>, sleepers: Arc<Mutex<BTreeSet<(Millis, Ac
     tasks.push(tokio::spawn(async move {
         // Polls the sleeper set: its earliest instant can move when accounts passivate.
         loop {
-            let next = sleepers.lock().unwrap_or_else(|p| p.into_inner()).first().map(|(t, _)| *t);
+            let next = sleepers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .first()
+                .map(|(t, _)| *t);
             let wait = match next {
                 Some(t) => n.clock.sleep_until(t),
                 None => n.clock.sleep_until(n.clock.now() + 1_000),
@@ -71,7 +82,10 @@ pub fn spawn_all(node: &Arc<NodeInner>, sleepers: Arc<Mutex<BTreeSet<(Millis, Ac
             tick.tick().await;
             let cutoff = n.clock.now() - n.config.dedupe_window.as_millis() as Millis;
             let store = n.store.clone();
-            let _ = tokio::task::spawn_blocking(move || liveseg_store::EventLog::prune_dedupe(store.as_ref(), cutoff)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                liveseg_store::EventLog::prune_dedupe(store.as_ref(), cutoff)
+            })
+            .await;
         }
     }));
     tasks

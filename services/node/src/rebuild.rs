@@ -16,7 +16,11 @@ use liveseg_store::{AccountCheckpoint, CommitBatch};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-pub async fn rebuild_tenant(d: &Dispatcher, tenant: &Arc<TenantState>, set: SegmentSet) -> Result<usize> {
+pub async fn rebuild_tenant(
+    d: &Dispatcher,
+    tenant: &Arc<TenantState>,
+    set: SegmentSet,
+) -> Result<usize> {
     let old_set = tenant.set();
     // 1. Current memberships under the old definitions.
     let images = d.stop_tenant_actors(&tenant.id).await?;
@@ -27,8 +31,13 @@ pub async fn rebuild_tenant(d: &Dispatcher, tenant: &Arc<TenantState>, set: Segm
         collect(&old_set, bytes, &mut old);
     }
     let store = d.store.clone();
-    let index = tokio::task::spawn_blocking(move || store.checkpoint_index()).await.map_err(|e| NodeError::Internal(e.to_string()))??;
-    for (t, account, _) in index.iter().filter(|(t, a, _)| t.as_str() == &*tenant.id && !seen.contains(a)) {
+    let index = tokio::task::spawn_blocking(move || store.checkpoint_index())
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
+    for (t, account, _) in index
+        .iter()
+        .filter(|(t, a, _)| t.as_str() == &*tenant.id && !seen.contains(a))
+    {
         if let Some((_, bytes)) = d.store.load_checkpoint(t, account)? {
             collect(&old_set, &bytes, &mut old);
         }
@@ -53,11 +62,11 @@ pub async fn rebuild_tenant(d: &Dispatcher, tenant: &Arc<TenantState>, set: Segm
                     break 'read;
                 }
                 after = e.seq;
-                if e.tenant == tenant_id {
-                    if let Ok(ev) = decode(&e.payload) {
-                        engine.apply(&ev, now, &mut scratch);
-                        scratch.clear();
-                    }
+                if e.tenant == tenant_id
+                    && let Ok(ev) = decode(&e.payload)
+                {
+                    engine.apply(&ev, now, &mut scratch);
+                    scratch.clear();
                 }
             }
         }
@@ -70,14 +79,30 @@ pub async fn rebuild_tenant(d: &Dispatcher, tenant: &Arc<TenantState>, set: Segm
     let fingerprint = set.fingerprint();
     let mut checkpoints = Vec::new();
     for (id, account) in &engine.accounts {
-        let image = Checkpoint { applied_seq: upto, fingerprint, account: account.clone() };
+        let image = Checkpoint {
+            applied_seq: upto,
+            fingerprint,
+            account: account.clone(),
+        };
         let bytes = image.encode().map_err(NodeError::Internal)?;
-        checkpoints.push(AccountCheckpoint { tenant: tenant.id.to_string(), account: id.clone(), applied_seq: upto, state: Some(bytes) });
+        checkpoints.push(AccountCheckpoint {
+            tenant: tenant.id.to_string(),
+            account: id.clone(),
+            applied_seq: upto,
+            state: Some(bytes),
+        });
     }
     let n = checkpoints.len();
     let store = d.store.clone();
-    let batch = CommitBatch { checkpoints, directory: vec![], changes: vec![], watermark: None };
-    tokio::task::spawn_blocking(move || store.commit(&batch)).await.map_err(|e| NodeError::Internal(e.to_string()))??;
+    let batch = CommitBatch {
+        checkpoints,
+        directory: vec![],
+        changes: vec![],
+        watermark: None,
+    };
+    tokio::task::spawn_blocking(move || store.commit(&batch))
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))??;
     // 4. Swap the definitions, reset the index, and announce the differences.
     let new: BTreeSet<Membership> = engine.memberships().into_iter().collect();
     *tenant.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
@@ -85,11 +110,20 @@ pub async fn rebuild_tenant(d: &Dispatcher, tenant: &Arc<TenantState>, set: Segm
         let mut index = tenant.index.write().unwrap_or_else(|p| p.into_inner());
         index.clear();
         for m in &new {
-            index.insert((m.segment.clone(), m.account.clone(), entity(m.entity), m.id.clone()));
+            index.insert((
+                m.segment.clone(),
+                m.account.clone(),
+                entity(m.entity),
+                m.id.clone(),
+            ));
         }
     }
     let mut changes = Vec::new();
-    for (m, kind) in old.difference(&new).map(|m| (m, ChangeKind::Exit)).chain(new.difference(&old).map(|m| (m, ChangeKind::Enter))) {
+    for (m, kind) in old
+        .difference(&new)
+        .map(|m| (m, ChangeKind::Exit))
+        .chain(new.difference(&old).map(|m| (m, ChangeKind::Enter)))
+    {
         changes.push(Change {
             instant: now,
             segment: m.segment.clone(),
@@ -108,12 +142,19 @@ pub async fn rebuild_tenant(d: &Dispatcher, tenant: &Arc<TenantState>, set: Segm
     for id in engine.accounts.keys() {
         d.registry.get(tenant, id, false)?;
     }
-    tracing::info!(accounts = n, "tenant state rebuilt for new segment definitions");
+    tracing::info!(
+        accounts = n,
+        "tenant state rebuilt for new segment definitions"
+    );
     Ok(n)
 }
 
 fn entity(name: &str) -> Entity {
-    if name == "account" { Entity::Account } else { Entity::Contact }
+    if name == "account" {
+        Entity::Account
+    } else {
+        Entity::Contact
+    }
 }
 
 fn collect(set: &SegmentSet, bytes: &[u8], out: &mut BTreeSet<Membership>) {

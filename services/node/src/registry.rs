@@ -41,12 +41,30 @@ pub enum Loaded {
 }
 
 impl Registry {
-    pub fn new(pool: ActorPool, store: Arc<dyn StateStore>, clock: SharedClock, outbox: OutboxSender, mailbox_capacity: usize) -> Self {
-        Registry { pool: Mutex::new(Some(pool)), slots: Mutex::new(HashMap::new()), store, clock, outbox, mailbox_capacity }
+    pub fn new(
+        pool: ActorPool,
+        store: Arc<dyn StateStore>,
+        clock: SharedClock,
+        outbox: OutboxSender,
+        mailbox_capacity: usize,
+    ) -> Self {
+        Registry {
+            pool: Mutex::new(Some(pool)),
+            slots: Mutex::new(HashMap::new()),
+            store,
+            clock,
+            outbox,
+            mailbox_capacity,
+        }
     }
 
     /// The account's actor, spawned from its checkpoint if not resident.
-    pub fn get(&self, tenant: &TenantState, account: &str, create: bool) -> Result<Loaded, NodeError> {
+    pub fn get(
+        &self,
+        tenant: &TenantState,
+        account: &str,
+        create: bool,
+    ) -> Result<Loaded, NodeError> {
         let key: AccountKey = (tenant.id.clone(), account.to_string());
         let now = self.clock.now();
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -64,16 +82,40 @@ impl Registry {
                 if image.fingerprint != set.fingerprint() {
                     return Err(NodeError::StaleShape(tenant.id.to_string()));
                 }
-                AccountHost::new(tenant.id.clone(), set, image.account.restore(), image.applied_seq)
+                AccountHost::new(
+                    tenant.id.clone(),
+                    set,
+                    image.account.restore(),
+                    image.applied_seq,
+                )
             }
-            None if create => AccountHost::new(tenant.id.clone(), set.clone(), Account::new(account, &set), 0),
+            None if create => AccountHost::new(
+                tenant.id.clone(),
+                set.clone(),
+                Account::new(account, &set),
+                0,
+            ),
             None => return Ok(Loaded::Unknown),
         };
-        let actor = AccountActor::new(host, self.clock.clone(), self.outbox.clone(), self.mailbox_capacity);
+        let actor = AccountActor::new(
+            host,
+            self.clock.clone(),
+            self.outbox.clone(),
+            self.mailbox_capacity,
+        );
         let placement = stable_hash(&format!("{}\u{0}{account}", tenant.id));
         let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        let actor = pool.as_ref().ok_or(NodeError::ShuttingDown)?.spawn(placement, actor);
-        slots.insert(key, Slot { actor: actor.clone(), last_used: now });
+        let actor = pool
+            .as_ref()
+            .ok_or(NodeError::ShuttingDown)?
+            .spawn(placement, actor);
+        slots.insert(
+            key,
+            Slot {
+                actor: actor.clone(),
+                last_used: now,
+            },
+        );
         metrics::gauge!(liveseg_telemetry::names::RESIDENT_ACCOUNTS).set(slots.len() as f64);
         Ok(Loaded::Actor(actor))
     }
@@ -91,7 +133,11 @@ impl Registry {
     /// Accounts not used since `cutoff`.
     pub fn idle(&self, cutoff: Millis) -> Vec<(AccountKey, AccountRef)> {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.iter().filter(|(_, s)| s.last_used < cutoff).map(|(k, s)| (k.clone(), s.actor.clone())).collect()
+        slots
+            .iter()
+            .filter(|(_, s)| s.last_used < cutoff)
+            .map(|(k, s)| (k.clone(), s.actor.clone()))
+            .collect()
     }
 
     pub fn remove(&self, key: &AccountKey) {

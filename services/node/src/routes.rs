@@ -2,7 +2,9 @@
 //! server reflection, so grpcurl works) and the HTTP JSON API.
 
 use crate::error::{NodeError, Result};
-use crate::grpc::{admin::AdminApi, ingest::IngestApi, membership::MembershipApi, segments::SegmentsApi};
+use crate::grpc::{
+    admin::AdminApi, ingest::IngestApi, membership::MembershipApi, segments::SegmentsApi,
+};
 use crate::server::NodeInner;
 use liveseg_proto::pb;
 use std::sync::Arc;
@@ -10,8 +12,11 @@ use std::sync::Arc;
 pub fn router<H>(node: Arc<NodeInner>, health: H) -> Result<axum::Router>
 where
     H: tonic::server::NamedService
-        + tower::Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>, Error = std::convert::Infallible>
-        + Clone
+        + tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
         + Send
         + Sync
         + 'static,
@@ -23,13 +28,27 @@ where
         .build_v1()
         .map_err(|e| NodeError::Internal(format!("reflection: {e}")))?;
     // Big enough for a full batch of maximal messages, and no bigger.
-    let max = node.config.limits.max_batch_items.saturating_mul(node.config.limits.max_message_bytes).clamp(4 << 20, 64 << 20);
+    let max = node
+        .config
+        .limits
+        .max_batch_items
+        .saturating_mul(node.config.limits.max_message_bytes)
+        .clamp(4 << 20, 64 << 20);
     let grpc = tonic::service::Routes::new(health)
         .add_service(reflection)
-        .add_service(pb::ingest_service_server::IngestServiceServer::new(IngestApi(node.clone())).max_decoding_message_size(max))
-        .add_service(pb::segment_service_server::SegmentServiceServer::new(SegmentsApi(node.clone())))
-        .add_service(pb::membership_service_server::MembershipServiceServer::new(MembershipApi(node.clone())))
-        .add_service(pb::admin_service_server::AdminServiceServer::new(AdminApi(node.clone())))
+        .add_service(
+            pb::ingest_service_server::IngestServiceServer::new(IngestApi(node.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(pb::segment_service_server::SegmentServiceServer::new(
+            SegmentsApi(node.clone()),
+        ))
+        .add_service(pb::membership_service_server::MembershipServiceServer::new(
+            MembershipApi(node.clone()),
+        ))
+        .add_service(pb::admin_service_server::AdminServiceServer::new(AdminApi(
+            node.clone(),
+        )))
         .into_axum_router();
     Ok(grpc.merge(crate::http::router(node)))
 }

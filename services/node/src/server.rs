@@ -13,7 +13,9 @@ use crate::ingest::Ingestor;
 use crate::registry::{AccountKey, Registry};
 use crate::tenant::{TenantState, Tenants};
 use liveseg_core::{Directory, Millis, SegmentDefinition, SegmentSet};
-use liveseg_store::{Catalog, EmbeddedStore, EventLog, GroupCommitOptions, GroupCommitter, StateStore, StoreOptions};
+use liveseg_store::{
+    Catalog, EmbeddedStore, EventLog, GroupCommitOptions, GroupCommitter, StateStore, StoreOptions,
+};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -55,9 +57,13 @@ pub struct NodeHandle {
 pub fn load_tenant(store: &EmbeddedStore, tenants: &Tenants, id: &str) -> Result<Arc<TenantState>> {
     let mut defs: Vec<SegmentDefinition> = Vec::new();
     for (key, json, _) in store.segments(id)? {
-        defs.push(serde_json::from_str(&json).map_err(|e| NodeError::Internal(format!("stored definition {key}: {e}")))?);
+        defs.push(
+            serde_json::from_str(&json)
+                .map_err(|e| NodeError::Internal(format!("stored definition {key}: {e}")))?,
+        );
     }
-    let set = SegmentSet::compile(&defs).map_err(|e| NodeError::Internal(format!("stored definitions do not compile: {e:?}")))?;
+    let set = SegmentSet::compile(&defs)
+        .map_err(|e| NodeError::Internal(format!("stored definitions do not compile: {e:?}")))?;
     let directory = Directory::from_entries(store.directory_all(id)?);
     let t = Arc::new(TenantState::new(id, set, directory));
     tenants.insert(t.clone());
@@ -65,24 +71,51 @@ pub fn load_tenant(store: &EmbeddedStore, tenants: &Tenants, id: &str) -> Result
 }
 
 pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Config(format!("data dir {}: {e}", config.data_dir.display())))?;
-    let store = Arc::new(EmbeddedStore::open(&config.data_dir, StoreOptions { dedupe_window_ms: config.dedupe_window.as_millis() as i64, ..StoreOptions::default() })?);
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| NodeError::Config(format!("data dir {}: {e}", config.data_dir.display())))?;
+    let store = Arc::new(EmbeddedStore::open(
+        &config.data_dir,
+        StoreOptions {
+            dedupe_window_ms: config.dedupe_window.as_millis() as i64,
+            ..StoreOptions::default()
+        },
+    )?);
     let clock: SharedClock = match config.clock {
         ClockMode::System => Arc::new(SystemClock),
         ClockMode::Manual(at) => Arc::new(ManualClock::new(at)),
     };
     let credentials = crate::auth::bootstrap(store.as_ref(), &config.data_dir, clock.now())?
-        .ok_or_else(|| NodeError::Config(format!("{}/credentials.json is missing or unreadable", config.data_dir.display())))?;
+        .ok_or_else(|| {
+            NodeError::Config(format!(
+                "{}/credentials.json is missing or unreadable",
+                config.data_dir.display()
+            ))
+        })?;
     let tenants = Arc::new(Tenants::default());
-    for t in store.tenants()?.into_iter().filter(|t| t.id != ADMIN_TENANT) {
+    for t in store
+        .tenants()?
+        .into_iter()
+        .filter(|t| t.id != ADMIN_TENANT)
+    {
         load_tenant(&store, &tenants, &t.id)?;
     }
     let (outbox_tx, outbox_rx) = crate::outbox::channel();
     let pool = ActorPool::start(config.actor_threads).map_err(NodeError::Internal)?;
     let state_store: Arc<dyn StateStore> = store.clone();
-    let registry = Arc::new(Registry::new(pool, state_store.clone(), clock.clone(), outbox_tx, config.mailbox_capacity));
+    let registry = Arc::new(Registry::new(
+        pool,
+        state_store.clone(),
+        clock.clone(),
+        outbox_tx,
+        config.mailbox_capacity,
+    ));
     let (outbox_stop, outbox_stop_rx) = tokio::sync::oneshot::channel();
-    let outbox = tokio::spawn(crate::outbox::run_writer(outbox_rx, state_store.clone(), tenants.clone(), outbox_stop_rx));
+    let outbox = tokio::spawn(crate::outbox::run_writer(
+        outbox_rx,
+        state_store.clone(),
+        tenants.clone(),
+        outbox_stop_rx,
+    ));
 
     // Recovery: every checkpointed account, then the log after the watermark.
     let progress = Arc::new(Progress::default());
@@ -90,7 +123,9 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     let log: Arc<dyn EventLog> = store.clone();
     let mut stale = BTreeSet::new();
     for (tenant, account, _) in store.checkpoint_index()? {
-        let Some(t) = tenants.get(&tenant) else { continue };
+        let Some(t) = tenants.get(&tenant) else {
+            continue;
+        };
         match registry.get(&t, &account, false) {
             Err(NodeError::StaleShape(_)) => {
                 stale.insert(tenant);
@@ -100,7 +135,16 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         }
     }
     let watermark = store.watermark()?;
-    let mut dispatcher = Dispatcher::new(tenants.clone(), registry.clone(), state_store.clone(), log.clone(), clock.clone(), progress.clone(), sleepers.clone(), watermark);
+    let mut dispatcher = Dispatcher::new(
+        tenants.clone(),
+        registry.clone(),
+        state_store.clone(),
+        log.clone(),
+        clock.clone(),
+        progress.clone(),
+        sleepers.clone(),
+        watermark,
+    );
     let replayed = dispatcher.recover().await?;
     for id in stale {
         if let Some(t) = tenants.get(&id) {
@@ -118,7 +162,10 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     let committed_tx = dispatch_tx.clone();
     let committer = GroupCommitter::start(
         log.clone(),
-        GroupCommitOptions { queue_capacity: config.ingest_queue, ..GroupCommitOptions::default() },
+        GroupCommitOptions {
+            queue_capacity: config.ingest_queue,
+            ..GroupCommitOptions::default()
+        },
         Box::new(move |entries| {
             // Blocking here is the backpressure: the committer waits for the dispatcher.
             let _ = committed_tx.blocking_send(Command::Entries(entries.to_vec()));
@@ -126,7 +173,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     )?;
     let metrics = liveseg_telemetry::install_metrics_recorder().ok();
     let inner = Arc::new(NodeInner {
-        ingestor: Ingestor { committer, clock: clock.clone(), limits: config.limits.clone() },
+        ingestor: Ingestor {
+            committer,
+            clock: clock.clone(),
+            limits: config.limits.clone(),
+        },
         config: config.clone(),
         clock: clock.clone(),
         store: store.clone(),
@@ -140,11 +191,16 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     });
     let periodic = crate::periodic::spawn_all(&inner, sleepers);
 
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| NodeError::Config(format!("binding {}: {e}", config.listen)))?;
-    let addr = listener.local_addr().map_err(|e| NodeError::Internal(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| NodeError::Config(format!("binding {}: {e}", config.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| NodeError::Internal(e.to_string()))?;
     // Tools and tests started with port 0 read the bound address from here.
     let addr_file = config.data_dir.join("node.addr");
-    std::fs::write(&addr_file, addr.to_string()).map_err(|e| NodeError::Config(format!("writing {}: {e}", addr_file.display())))?;
+    std::fs::write(&addr_file, addr.to_string())
+        .map_err(|e| NodeError::Config(format!("writing {}: {e}", addr_file.display())))?;
     let (health, health_service) = tonic_health::server::health_reporter();
     let router = crate::routes::router(inner.clone(), health_service)?;
     let (stop_serving, mut stop_rx) = watch::channel(false);
@@ -157,20 +213,40 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "server stopped with an error");
         }
     });
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "liveseg node serving gRPC and HTTP");
-    Ok(NodeHandle { addr, credentials, inner, stop_serving, server, dispatcher, outbox, outbox_stop, periodic, health })
+    Ok(NodeHandle {
+        addr,
+        credentials,
+        inner,
+        stop_serving,
+        server,
+        dispatcher,
+        outbox,
+        outbox_stop,
+        periodic,
+        health,
+    })
 }
 
 /// Fills each tenant's membership index from its resident accounts.
 async fn build_index(registry: &Registry, tenants: &Tenants) {
     for (key, actor) in registry.resident(None) {
-        let Some(t) = tenants.get(&key.0) else { continue };
-        if let Ok(crate::host::Answer::Members(members)) = actor.ask(crate::host::Query::Members).await {
+        let Some(t) = tenants.get(&key.0) else {
+            continue;
+        };
+        if let Ok(crate::host::Answer::Members(members)) =
+            actor.ask(crate::host::Query::Members).await
+        {
             let mut index = t.index.write().unwrap_or_else(|p| p.into_inner());
             for (segment, contact) in members {
                 let (entity, id) = match contact {
@@ -190,11 +266,16 @@ impl NodeHandle {
 
     /// Stops intake, applies and checkpoints everything accepted, exits.
     pub async fn shutdown(self) -> Result<()> {
-        self.health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        self.health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
         let _ = self.stop_serving.send(true);
         // Open watch streams never end by themselves: give connections a grace period.
         let mut server = self.server;
-        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut server).await.is_err() {
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut server)
+            .await
+            .is_err()
+        {
             server.abort();
         }
         for p in &self.periodic {
@@ -203,7 +284,11 @@ impl NodeHandle {
         // Every accepted event reaches the dispatcher before the shutdown command.
         self.inner.ingestor.committer.shutdown();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.inner.dispatch.send(crate::dispatch::Command::Shutdown(tx)).await;
+        let sent = self
+            .inner
+            .dispatch
+            .send(crate::dispatch::Command::Shutdown(tx))
+            .await;
         let checkpointed = match sent {
             Ok(()) => rx.await.unwrap_or(Err(NodeError::ShuttingDown)),
             Err(_) => Err(NodeError::ShuttingDown),
@@ -221,7 +306,10 @@ impl NodeHandle {
 }
 
 /// Wakes passivated accounts whose timers come due.
-pub(crate) fn wake_due(sleepers: &Mutex<BTreeSet<(Millis, AccountKey)>>, now: Millis) -> Vec<AccountKey> {
+pub(crate) fn wake_due(
+    sleepers: &Mutex<BTreeSet<(Millis, AccountKey)>>,
+    now: Millis,
+) -> Vec<AccountKey> {
     let mut s = sleepers.lock().unwrap_or_else(|p| p.into_inner());
     let mut due = Vec::new();
     while let Some((t, _)) = s.first() {
@@ -234,4 +322,3 @@ pub(crate) fn wake_due(sleepers: &Mutex<BTreeSet<(Millis, AccountKey)>>, now: Mi
     }
     due
 }
-

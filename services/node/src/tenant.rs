@@ -43,7 +43,10 @@ impl TenantState {
     }
 
     pub fn set(&self) -> Arc<SegmentSet> {
-        self.set.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.set
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     pub fn account_of(&self, contact: &str) -> Option<String> {
@@ -70,14 +73,26 @@ pub struct Tenants {
 
 impl Tenants {
     pub fn get(&self, id: &str) -> Option<Arc<TenantState>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     pub fn insert(&self, t: Arc<TenantState>) {
-        self.map.write().unwrap_or_else(|p| p.into_inner()).insert(t.id.to_string(), t);
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(t.id.to_string(), t);
     }
 
     pub fn all(&self) -> Vec<Arc<TenantState>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }

@@ -260,7 +260,15 @@ impl Account {
     }
 
     /// Re-judges what the changed features can affect, at `self.now`.
-    fn reevaluate(&mut self, set: &SegmentSet, slot: Option<u32>, cf: u64, af: u64, cause: &Cause, out: &mut Vec<Change>) {
+    fn reevaluate(
+        &mut self,
+        set: &SegmentSet,
+        slot: Option<u32>,
+        cf: u64,
+        af: u64,
+        cause: &Cause,
+        out: &mut Vec<Change>,
+    ) {
         let affects_all = |d: &Deps| d.account & af != 0 || d.any_contact & cf != 0;
         let affects_own = |d: &Deps| d.contact & cf != 0 || affects_all(d);
         let by_all = |seg: usize| affects_all(&set.segments[seg].deps);
@@ -283,9 +291,25 @@ impl Account {
 
     /// Judges the segments of one entity that `wanted` selects at `t`, emits
     /// changes, and resets its timer.
-    fn judge_entity(&mut self, set: &SegmentSet, slot: u32, wanted: &dyn Fn(usize) -> bool, t: Millis, cause: &Cause, out: &mut Vec<Change>) {
-        let entity = if slot == ACCOUNT_SLOT { Entity::Account } else { Entity::Contact };
-        let x = Ctx { set, account: &self.core, contacts: &self.contacts };
+    fn judge_entity(
+        &mut self,
+        set: &SegmentSet,
+        slot: u32,
+        wanted: &dyn Fn(usize) -> bool,
+        t: Millis,
+        cause: &Cause,
+        out: &mut Vec<Change>,
+    ) {
+        let entity = if slot == ACCOUNT_SLOT {
+            Entity::Account
+        } else {
+            Entity::Contact
+        };
+        let x = Ctx {
+            set,
+            account: &self.core,
+            contacts: &self.contacts,
+        };
         let contact = (slot != ACCOUNT_SLOT).then(|| &self.contacts[slot as usize]);
         // A time-driven change pending at or before `t` may be in a segment
         // not `wanted`: the new timer replaces it, so judge them all.
@@ -310,7 +334,11 @@ impl Account {
                 let c = &mut self.contacts[slot as usize];
                 (&mut c.member, std::mem::replace(&mut c.due, due), &c.id)
             }
-            None => (&mut self.core.member, std::mem::replace(&mut self.core.due, due), &self.core.id),
+            None => (
+                &mut self.core.member,
+                std::mem::replace(&mut self.core.due, due),
+                &self.core.id,
+            ),
         };
         for (seg, is) in flips {
             member.set(seg, is);
@@ -321,7 +349,11 @@ impl Account {
                 entity,
                 id: id.to_string(),
                 account: self.core.id.to_string(),
-                kind: if is { ChangeKind::Enter } else { ChangeKind::Exit },
+                kind: if is {
+                    ChangeKind::Enter
+                } else {
+                    ChangeKind::Exit
+                },
                 cause: cause.clone(),
                 seq: self.change_seq,
             });

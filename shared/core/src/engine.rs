@@ -156,13 +156,23 @@ pub fn account_memberships(set: &SegmentSet, a: &Account, out: &mut Vec<Membersh
     let key = |seg: usize| set.segments.get(seg).map(|s| s.def.key.clone());
     for seg in a.core.member.iter() {
         if let Some(k) = key(seg) {
-            out.push(Membership { segment: k, entity: Entity::Account.as_str(), id: id.clone(), account: id.clone() });
+            out.push(Membership {
+                segment: k,
+                entity: Entity::Account.as_str(),
+                id: id.clone(),
+                account: id.clone(),
+            });
         }
     }
     for c in &a.contacts {
         for seg in c.member.iter() {
             if let Some(k) = key(seg) {
-                out.push(Membership { segment: k, entity: Entity::Contact.as_str(), id: c.id.to_string(), account: id.clone() });
+                out.push(Membership {
+                    segment: k,
+                    entity: Entity::Contact.as_str(),
+                    id: c.id.to_string(),
+                    account: id.clone(),
+                });
             }
         }
     }

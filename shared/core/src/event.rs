@@ -160,7 +160,12 @@ pub fn parse_owned(mut v: Value, now: Millis, limits: &Limits) -> Result<Event, 
     Ok(e)
 }
 
-fn parse_inner(v: &Value, now: Millis, limits: &Limits, copy_maps: bool) -> Result<Event, FieldError> {
+fn parse_inner(
+    v: &Value,
+    now: Millis,
+    limits: &Limits,
+    copy_maps: bool,
+) -> Result<Event, FieldError> {
     static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
     let empty = EMPTY.get_or_init(Map::new);
     let obj = v
@@ -266,8 +271,16 @@ fn parse_inner(v: &Value, now: Millis, limits: &Limits, copy_maps: bool) -> Resu
         group_id,
         kind,
         name,
-        properties: if copy_maps { properties.clone() } else { Map::new() },
-        traits: if copy_maps { traits.clone() } else { Map::new() },
+        properties: if copy_maps {
+            properties.clone()
+        } else {
+            Map::new()
+        },
+        traits: if copy_maps {
+            traits.clone()
+        } else {
+            Map::new()
+        },
     })
 }
 

@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(Span::parse("250ms"), Ok(Span(250)));
         assert_eq!(Span(36 * HOUR).to_string(), "36h");
         assert!(Span::parse("0d").is_err());
-        assert!(Span::parse("3w").unwrap_err().contains("unknown unit"));
+        assert!(Span::parse("3w").is_err_and(|e| e.contains("unknown unit")));
         assert!(Span::parse("d").is_err());
         assert!(Span::parse("99999d").is_err());
     }

@@ -18,6 +18,12 @@ pub struct Script {
     n: u64,
 }
 
+impl Default for Script {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Script {
     pub fn new() -> Self {
         Script {

@@ -52,20 +52,39 @@ pub struct BenchArgs {
 pub async fn run(args: BenchArgs) -> Result<()> {
     let now = chrono::Utc::now();
     let end = now - chrono::Duration::minutes(1);
-    let cfg = GenerateConfig { accounts: args.accounts, contacts_per_account: args.contacts_per_account, days: args.days, end, ..GenerateConfig::default() };
-    eprintln!("generating {} accounts x {} contacts x {} days ...", cfg.accounts, cfg.contacts_per_account, cfg.days);
+    let cfg = GenerateConfig {
+        accounts: args.accounts,
+        contacts_per_account: args.contacts_per_account,
+        days: args.days,
+        end,
+        ..GenerateConfig::default()
+    };
+    eprintln!(
+        "generating {} accounts x {} contacts x {} days ...",
+        cfg.accounts, cfg.contacts_per_account, cfg.days
+    );
     let mut buf = Vec::new();
     let stats = generate(&cfg, &mut buf)?;
     let text = String::from_utf8(buf).context("generated workload is not UTF-8")?;
     let lines: Vec<&str> = text.lines().collect();
     println!("# liveseg bench\n");
-    println!("workload: {} events, {} accounts, {} contacts, {} days; machine: {} cores\n", stats.events, stats.accounts, stats.contacts, cfg.days, num_cpus());
+    println!(
+        "workload: {} events, {} accounts, {} contacts, {} days; machine: {} cores\n",
+        stats.events,
+        stats.accounts,
+        stats.contacts,
+        cfg.days,
+        num_cpus()
+    );
 
     let (engine_rate, parse_rate) = replay(&lines)?;
     println!("| replay (in-process engine, 1 thread) | events/s |\n|---|---|");
     println!("| `liveseg replay` engine: parse + validate + apply | {engine_rate:.0} |");
     println!("| peer: serde_json parse only, same lines | {parse_rate:.0} |");
-    println!("| ratio engine / parse-only | {:.2} |\n", engine_rate / parse_rate);
+    println!(
+        "| ratio engine / parse-only | {:.2} |\n",
+        engine_rate / parse_rate
+    );
 
     let store_rate = probes::store_only(&lines, args.batch, args.concurrency).await?;
     let node = node::NodeProcess::start().await?;
@@ -76,13 +95,28 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     settle(&api).await?;
     let applied_at = started.elapsed().as_secs_f64();
     println!("| durable ingest (gRPC, acks after fsync) | events/s |\n|---|---|");
-    println!("| node: validate + group commit + ack ({} in flight x {}) | {ingest_rate:.0} |", args.concurrency, args.batch);
-    println!("| node: until all applied to account actors | {:.0} |", acked as f64 / applied_at);
+    println!(
+        "| node: validate + group commit + ack ({} in flight x {}) | {ingest_rate:.0} |",
+        args.concurrency, args.batch
+    );
+    println!(
+        "| node: until all applied to account actors | {:.0} |",
+        acked as f64 / applied_at
+    );
     println!("| peer: store group committer alone, same batches | {store_rate:.0} |");
-    println!("| ratio node / store alone | {:.2} |\n", ingest_rate / store_rate);
+    println!(
+        "| ratio node / store alone | {:.2} |\n",
+        ingest_rate / store_rate
+    );
 
     let rss_after = node.rss_bytes();
-    let contacts = api.admin().stats(pb::StatsRequest {}).await?.into_inner().resident_contacts.max(1);
+    let contacts = api
+        .admin()
+        .stats(pb::StatsRequest {})
+        .await?
+        .into_inner()
+        .resident_contacts
+        .max(1);
     // At rest: a restarted node holds exactly the recovered state, without
     // the high-water marks of ingest buffers the allocator keeps.
     let mut node = node.restart().await?;
@@ -91,19 +125,35 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let per = |rss: u64| rss.saturating_sub(rss_before) as f64 / contacts as f64;
     println!("| memory (node process RSS) | value |\n|---|---|");
     println!("| empty node | {:.1} MiB |", rss_before as f64 / 1048576.0);
-    println!("| right after ingest (incl. allocator high-water of ingest buffers) | {:.1} MiB ({:.0} bytes/contact) |", rss_after as f64 / 1048576.0, per(rss_after));
-    println!("| at rest: restarted, every account recovered and resident | {:.1} MiB |", rss_rest as f64 / 1048576.0);
+    println!(
+        "| right after ingest (incl. allocator high-water of ingest buffers) | {:.1} MiB ({:.0} bytes/contact) |",
+        rss_after as f64 / 1048576.0,
+        per(rss_after)
+    );
+    println!(
+        "| at rest: restarted, every account recovered and resident | {:.1} MiB |",
+        rss_rest as f64 / 1048576.0
+    );
     println!("| contacts resident | {contacts} |");
-    println!("| resident bytes per contact at rest | {:.0} |\n", per(rss_rest));
+    println!(
+        "| resident bytes per contact at rest | {:.0} |\n",
+        per(rss_rest)
+    );
 
     let rate = ingest_rate / 2.0;
     let lat = probes::latency(&api, rate, args.latency_for).await?;
     println!("| event -> membership change on Watch, at {rate:.0} events/s | ms |\n|---|---|");
-    println!("| p50 | {:.2} |\n| p99 | {:.2} |\n| max | {:.2} |\n| samples | {} |\n", lat.p50, lat.p99, lat.max, lat.n);
+    println!(
+        "| p50 | {:.2} |\n| p99 | {:.2} |\n| max | {:.2} |\n| samples | {} |\n",
+        lat.p50, lat.p99, lat.max, lat.n
+    );
 
     let exits = probes::time_exits(&api, args.exits).await?;
     println!("| time-driven exit lag (emitted on Watch vs exact instant) | ms |\n|---|---|");
-    println!("| p50 | {:.2} |\n| p99 | {:.2} |\n| max | {:.2} |\n| exits | {} |\n", exits.p50, exits.p99, exits.max, exits.n);
+    println!(
+        "| p50 | {:.2} |\n| p99 | {:.2} |\n| max | {:.2} |\n| exits | {} |\n",
+        exits.p50, exits.p99, exits.max, exits.n
+    );
     node.stop().await?;
     Ok(())
 }
@@ -121,7 +171,8 @@ fn replay(lines: &[&str]) -> Result<(f64, f64)> {
         n += usize::from(v.is_object());
     }
     let parse_rate = n as f64 / started.elapsed().as_secs_f64();
-    let set = SegmentSet::compile(&liveseg_core::presets::presets()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let set = SegmentSet::compile(&liveseg_core::presets::presets())
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut engine = Engine::new(set);
     let mut out = Vec::new();
     let limits = Limits::default();
@@ -142,11 +193,22 @@ fn replay(lines: &[&str]) -> Result<(f64, f64)> {
 
 /// Sends every line in batches with `concurrency` requests in flight;
 /// returns acknowledged events/s and the count.
-async fn ingest_all(api: &Api, lines: &[&str], batch: usize, concurrency: usize) -> Result<(f64, usize)> {
+async fn ingest_all(
+    api: &Api,
+    lines: &[&str],
+    batch: usize,
+    concurrency: usize,
+) -> Result<(f64, usize)> {
     let batches: Arc<Vec<Vec<pb::SegmentMessage>>> = Arc::new(
         lines
             .chunks(batch)
-            .map(|c| c.iter().map(|l| pb::SegmentMessage { payload: Some(pb::segment_message::Payload::Json((*l).to_string())) }).collect())
+            .map(|c| {
+                c.iter()
+                    .map(|l| pb::SegmentMessage {
+                        payload: Some(pb::segment_message::Payload::Json((*l).to_string())),
+                    })
+                    .collect()
+            })
             .collect(),
     );
     let next = Arc::new(AtomicUsize::new(0));
@@ -158,15 +220,24 @@ async fn ingest_all(api: &Api, lines: &[&str], batch: usize, concurrency: usize)
             let mut acked = 0usize;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(b) = batches.get(i) else { return Ok::<usize, anyhow::Error>(acked) };
+                let Some(b) = batches.get(i) else {
+                    return Ok::<usize, anyhow::Error>(acked);
+                };
                 loop {
-                    match client.ingest(pb::IngestRequest { messages: b.clone() }).await {
+                    match client
+                        .ingest(pb::IngestRequest {
+                            messages: b.clone(),
+                        })
+                        .await
+                    {
                         Ok(r) => {
                             let r = r.into_inner();
                             acked += (r.accepted + r.duplicates) as usize;
                             break;
                         }
-                        Err(s) if s.code() == tonic::Code::ResourceExhausted => tokio::time::sleep(Duration::from_millis(5)).await,
+                        Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                            tokio::time::sleep(Duration::from_millis(5)).await
+                        }
                         Err(s) => return Err(anyhow::anyhow!("ingest failed: {s}")),
                     }
                 }
@@ -189,7 +260,10 @@ async fn settle(api: &Api) -> Result<()> {
         if s.applied_seq >= s.log_head {
             return Ok(());
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "events were not applied within 30 minutes");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "events were not applied within 30 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

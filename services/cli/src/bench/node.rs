@@ -30,16 +30,33 @@ impl NodeProcess {
         let _ = std::fs::remove_file(data.join("node.addr"));
         let exe = std::env::current_exe().context("locating the liveseg binary")?;
         let child = Command::new(exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-interval", "5s", "--passivate-after", "1h", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--checkpoint-interval",
+                "5s",
+                "--passivate-after",
+                "1h",
+                "--data-dir",
+            ])
             .arg(&data)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let mut node = NodeProcess { child: Some(child), dir, addr: String::new(), api_key: String::new() };
+        let mut node = NodeProcess {
+            child: Some(child),
+            dir,
+            addr: String::new(),
+            api_key: String::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(addr) = std::fs::read_to_string(data.join("node.addr")).ok().filter(|a| !a.is_empty()) {
+            if let Some(addr) = std::fs::read_to_string(data.join("node.addr"))
+                .ok()
+                .filter(|a| !a.is_empty())
+            {
                 node.addr = addr;
                 break;
             }
@@ -58,7 +75,9 @@ impl NodeProcess {
 
     /// Resident set size of the node process, from /proc.
     pub fn rss_bytes(&self) -> u64 {
-        let Some(pid) = self.child.as_ref().map(Child::id) else { return 0 };
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return 0;
+        };
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
             .lines()
@@ -69,7 +88,9 @@ impl NodeProcess {
 
     pub async fn stop(&mut self) -> Result<()> {
         if let Some(mut c) = self.child.take() {
-            Command::new("kill").args(["-TERM", &c.id().to_string()]).status()?;
+            Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()?;
             let deadline = Instant::now() + Duration::from_secs(60);
             while c.try_wait()?.is_none() {
                 if Instant::now() > deadline {

@@ -22,11 +22,18 @@ pub struct Summary {
 fn summary(h: &Histogram<u64>) -> Summary {
     // Recorded in microseconds; reported in milliseconds.
     let ms = |v: u64| v as f64 / 1000.0;
-    Summary { p50: ms(h.value_at_quantile(0.5)), p99: ms(h.value_at_quantile(0.99)), max: ms(h.max()), n: h.len() }
+    Summary {
+        p50: ms(h.value_at_quantile(0.5)),
+        p99: ms(h.value_at_quantile(0.99)),
+        max: ms(h.max()),
+        n: h.len(),
+    }
 }
 
 fn wall_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The peer: the same batches through the store's group committer alone.
@@ -41,7 +48,11 @@ pub async fn store_only(lines: &[&str], batch: usize, concurrency: usize) -> Res
             .map(|(b, c)| {
                 c.iter()
                     .enumerate()
-                    .map(|(i, l)| AppendItem { tenant: "bench".into(), message_id: format!("{b}-{i}"), payload: l.as_bytes().to_vec() })
+                    .map(|(i, l)| AppendItem {
+                        tenant: "bench".into(),
+                        message_id: format!("{b}-{i}"),
+                        payload: l.as_bytes().to_vec(),
+                    })
                     .collect()
             })
             .collect(),
@@ -73,7 +84,11 @@ pub async fn store_only(lines: &[&str], batch: usize, concurrency: usize) -> Res
 pub async fn latency(api: &Api, rate: f64, dur: Duration) -> Result<Summary> {
     let mut watch = api
         .membership()
-        .watch(pb::WatchRequest { segment: "engaged_non_target_contacts".into(), after_cursor: 0, tail_only: true })
+        .watch(pb::WatchRequest {
+            segment: "engaged_non_target_contacts".into(),
+            after_cursor: 0,
+            tail_only: true,
+        })
         .await?
         .into_inner();
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -92,11 +107,20 @@ pub async fn latency(api: &Api, rate: f64, dur: Duration) -> Result<Summary> {
             let mut msgs = Vec::with_capacity(per_batch);
             let probe = format!("lat-{n}");
             for i in 0..per_batch {
-                let user = if i == 0 { probe.clone() } else { format!("filler-{}", (n as usize * per_batch + i) % 5000) };
+                let user = if i == 0 {
+                    probe.clone()
+                } else {
+                    format!("filler-{}", (n as usize * per_batch + i) % 5000)
+                };
                 let v = serde_json::json!({"type":"track","event":"Product Used","messageId":format!("{probe}-{i}"),"userId":user,"timestamp":ts,"context":{"groupId":format!("latency-acct-{}", n % 500)}});
-                msgs.push(pb::SegmentMessage { payload: Some(pb::segment_message::Payload::Json(v.to_string())) });
+                msgs.push(pb::SegmentMessage {
+                    payload: Some(pb::segment_message::Payload::Json(v.to_string())),
+                });
             }
-            sent2.lock().map_err(|_| anyhow!("lock"))?.insert(format!("event:{probe}-0"), Instant::now());
+            sent2
+                .lock()
+                .map_err(|_| anyhow!("lock"))?
+                .insert(format!("event:{probe}-0"), Instant::now());
             client.ingest(pb::IngestRequest { messages: msgs }).await?;
             n += 1;
         }
@@ -105,13 +129,18 @@ pub async fn latency(api: &Api, rate: f64, dur: Duration) -> Result<Summary> {
     let mut h = Histogram::<u64>::new(3)?;
     let deadline = Instant::now() + dur + Duration::from_secs(10);
     while Instant::now() < deadline {
-        let Ok(Some(Ok(change))) = tokio::time::timeout(Duration::from_secs(1), watch.next()).await else {
+        let Ok(Some(Ok(change))) = tokio::time::timeout(Duration::from_secs(1), watch.next()).await
+        else {
             if sender.is_finished() && !h.is_empty() {
                 break;
             }
             continue;
         };
-        if let Some(at) = sent.lock().map_err(|_| anyhow!("lock"))?.remove(&change.cause) {
+        if let Some(at) = sent
+            .lock()
+            .map_err(|_| anyhow!("lock"))?
+            .remove(&change.cause)
+        {
             h.record(at.elapsed().as_micros() as u64)?;
         }
     }
@@ -124,7 +153,11 @@ pub async fn latency(api: &Api, rate: f64, dur: Duration) -> Result<Summary> {
 pub async fn time_exits(api: &Api, count: usize) -> Result<Summary> {
     let mut watch = api
         .membership()
-        .watch(pb::WatchRequest { segment: "engaged_non_target_contacts".into(), after_cursor: 0, tail_only: true })
+        .watch(pb::WatchRequest {
+            segment: "engaged_non_target_contacts".into(),
+            after_cursor: 0,
+            tail_only: true,
+        })
         .await?
         .into_inner();
     let base = wall_ms() - 30 * 86_400_000 + 3_000;
@@ -144,9 +177,13 @@ pub async fn time_exits(api: &Api, count: usize) -> Result<Summary> {
     let mut h = Histogram::<u64>::new(3)?;
     let deadline = Instant::now() + Duration::from_secs(40);
     while (h.len() as usize) < count && Instant::now() < deadline {
-        let Ok(Some(Ok(change))) = tokio::time::timeout(Duration::from_secs(1), watch.next()).await else { continue };
+        let Ok(Some(Ok(change))) = tokio::time::timeout(Duration::from_secs(1), watch.next()).await
+        else {
+            continue;
+        };
         if change.kind == pb::ChangeKind::Exit as i32 && change.id.starts_with("exit-") {
-            let instant = liveseg_core::time::parse_rfc3339(&change.instant).map_err(|e| anyhow!(e))?;
+            let instant =
+                liveseg_core::time::parse_rfc3339(&change.instant).map_err(|e| anyhow!(e))?;
             h.record(((wall_ms() - instant).max(0) * 1000) as u64)?;
         }
     }

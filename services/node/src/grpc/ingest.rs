@@ -14,7 +14,10 @@ pub struct IngestApi(pub Arc<NodeInner>);
 #[tonic::async_trait]
 impl pb::ingest_service_server::IngestService for IngestApi {
     #[tracing::instrument(skip_all, fields(tenant, items))]
-    async fn ingest(&self, req: Request<pb::IngestRequest>) -> Result<Response<pb::IngestResponse>, RpcStatus> {
+    async fn ingest(
+        &self,
+        req: Request<pb::IngestRequest>,
+    ) -> Result<Response<pb::IngestResponse>, RpcStatus> {
         let tenant = tenant_of(&self.0, &req)?;
         let messages = req.into_inner().messages;
         tracing::Span::current().record("items", messages.len());
@@ -36,7 +39,13 @@ impl pb::ingest_service_server::IngestService for IngestApi {
                     pb::ItemStatus::Invalid
                 }
             };
-            out.results.push(pb::ItemResult { index: r.index as u32, status: status as i32, field: r.field, reason: r.reason, sequence: r.seq });
+            out.results.push(pb::ItemResult {
+                index: r.index as u32,
+                status: status as i32,
+                field: r.field,
+                reason: r.reason,
+                sequence: r.seq,
+            });
         }
         Ok(Response::new(out))
     }
@@ -45,10 +54,15 @@ impl pb::ingest_service_server::IngestService for IngestApi {
 fn to_json(m: pb::SegmentMessage) -> RawItem {
     match m.payload {
         None => Err(FieldError::new("", "empty message: set fields or json")),
-        Some(pb::segment_message::Payload::Json(text)) => match serde_json::from_str::<Value>(&text) {
-            Ok(value) => Ok(Input { value, text: Some(text.into_bytes()) }),
-            Err(e) => Err(FieldError::new("", format!("malformed JSON: {e}"))),
-        },
+        Some(pb::segment_message::Payload::Json(text)) => {
+            match serde_json::from_str::<Value>(&text) {
+                Ok(value) => Ok(Input {
+                    value,
+                    text: Some(text.into_bytes()),
+                }),
+                Err(e) => Err(FieldError::new("", format!("malformed JSON: {e}"))),
+            }
+        }
         Some(pb::segment_message::Payload::Fields(f)) => {
             let mut obj = Map::new();
             let mut put = |k: &str, v: String| {
@@ -65,7 +79,11 @@ fn to_json(m: pb::SegmentMessage) -> RawItem {
             put("name", f.name);
             put("groupId", f.group_id);
             put("previousId", f.previous_id);
-            for (k, s) in [("properties", f.properties), ("traits", f.traits), ("context", f.context)] {
+            for (k, s) in [
+                ("properties", f.properties),
+                ("traits", f.traits),
+                ("context", f.context),
+            ] {
                 if let Some(s) = s {
                     obj.insert(k.to_string(), struct_to_json(&s));
                 }

@@ -28,7 +28,9 @@ impl MembershipApi {
         for _ in 0..2 {
             let actor: AccountRef = match self.0.registry.get(tenant, account, false)? {
                 Loaded::Actor(a) => a,
-                Loaded::Unknown => return Err(Status::not_found(format!("account '{account}' not found"))),
+                Loaded::Unknown => {
+                    return Err(Status::not_found(format!("account '{account}' not found")));
+                }
             };
             if let Ok(a) = actor.ask(q.clone()).await {
                 return Ok(a);
@@ -38,23 +40,38 @@ impl MembershipApi {
     }
 
     fn contact_account(&self, tenant: &TenantState, contact: &str) -> Result<String, Status> {
-        tenant.account_of(contact).ok_or_else(|| Status::not_found(format!("contact '{contact}' not found")))
+        tenant
+            .account_of(contact)
+            .ok_or_else(|| Status::not_found(format!("contact '{contact}' not found")))
     }
 }
 
 #[tonic::async_trait]
 impl pb::membership_service_server::MembershipService for MembershipApi {
-    async fn get_contact_segments(&self, req: Request<pb::GetContactSegmentsRequest>) -> Result<Response<pb::ContactSegments>, Status> {
+    async fn get_contact_segments(
+        &self,
+        req: Request<pb::GetContactSegmentsRequest>,
+    ) -> Result<Response<pb::ContactSegments>, Status> {
         let tenant = tenant_of(&self.0, &req)?;
         let id = req.into_inner().contact_id;
         let account = self.contact_account(&tenant, &id)?;
-        match self.ask(&tenant, &account, Query::ContactSegments(id.clone())).await? {
-            Answer::Segments(Some(segments)) => Ok(Response::new(pb::ContactSegments { contact_id: id, account_id: account, segments })),
+        match self
+            .ask(&tenant, &account, Query::ContactSegments(id.clone()))
+            .await?
+        {
+            Answer::Segments(Some(segments)) => Ok(Response::new(pb::ContactSegments {
+                contact_id: id,
+                account_id: account,
+                segments,
+            })),
             _ => Err(Status::not_found(format!("contact '{id}' not found"))),
         }
     }
 
-    async fn get_account(&self, req: Request<pb::GetAccountRequest>) -> Result<Response<pb::AccountMembership>, Status> {
+    async fn get_account(
+        &self,
+        req: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::AccountMembership>, Status> {
         let tenant = tenant_of(&self.0, &req)?;
         let id = req.into_inner().account_id;
         match self.ask(&tenant, &id, Query::Account).await? {
@@ -64,18 +81,28 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
                 contacts: view
                     .contacts
                     .into_iter()
-                    .map(|(c, segments)| pb::ContactSegments { contact_id: c, account_id: id.clone(), segments })
+                    .map(|(c, segments)| pb::ContactSegments {
+                        contact_id: c,
+                        account_id: id.clone(),
+                        segments,
+                    })
                     .collect(),
             })),
             _ => Err(Status::internal("unexpected answer")),
         }
     }
 
-    async fn list_members(&self, req: Request<pb::ListMembersRequest>) -> Result<Response<pb::ListMembersResponse>, Status> {
+    async fn list_members(
+        &self,
+        req: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
         let tenant = tenant_of(&self.0, &req)?;
         let r = req.into_inner();
         if tenant.set().index_of(&r.segment).is_none() {
-            return Err(Status::not_found(format!("segment '{}' not found", r.segment)));
+            return Err(Status::not_found(format!(
+                "segment '{}' not found",
+                r.segment
+            )));
         }
         let size = match r.page_size as usize {
             0 => DEFAULT_PAGE,
@@ -84,28 +111,48 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
         let after = decode_token(&r.page_token)?;
         let index = tenant.index.read().unwrap_or_else(|p| p.into_inner());
         let start = match &after {
-            Some((a, e, i)) => std::ops::Bound::Excluded((r.segment.clone(), a.clone(), *e, i.clone())),
-            None => std::ops::Bound::Included((r.segment.clone(), String::new(), Entity::Contact, String::new())),
+            Some((a, e, i)) => {
+                std::ops::Bound::Excluded((r.segment.clone(), a.clone(), *e, i.clone()))
+            }
+            None => std::ops::Bound::Included((
+                r.segment.clone(),
+                String::new(),
+                Entity::Contact,
+                String::new(),
+            )),
         };
         let mut members = Vec::new();
         let mut next = String::new();
-        for key in index.range((start, std::ops::Bound::Unbounded)).take_while(|k| k.0 == r.segment) {
+        for key in index
+            .range((start, std::ops::Bound::Unbounded))
+            .take_while(|k| k.0 == r.segment)
+        {
             if members.len() == size {
                 next = encode_token(&key.1, key.2, &key.3);
                 break;
             }
-            members.push(pb::Member { entity: key.2.as_str().into(), id: key.3.clone(), account_id: key.1.clone() });
+            members.push(pb::Member {
+                entity: key.2.as_str().into(),
+                id: key.3.clone(),
+                account_id: key.1.clone(),
+            });
         }
         // The token names the first member of the next page: resume just before it.
-        if !next.is_empty() {
-            if let Some(last) = members.last() {
-                next = encode_token(&last.account_id, entity(&last.entity), &last.id);
-            }
+        if !next.is_empty()
+            && let Some(last) = members.last()
+        {
+            next = encode_token(&last.account_id, entity(&last.entity), &last.id);
         }
-        Ok(Response::new(pb::ListMembersResponse { members, next_page_token: next }))
+        Ok(Response::new(pb::ListMembersResponse {
+            members,
+            next_page_token: next,
+        }))
     }
 
-    async fn explain(&self, req: Request<pb::ExplainRequest>) -> Result<Response<pb::Explanation>, Status> {
+    async fn explain(
+        &self,
+        req: Request<pb::ExplainRequest>,
+    ) -> Result<Response<pb::Explanation>, Status> {
         let tenant = tenant_of(&self.0, &req)?;
         let r = req.into_inner();
         let ent = if r.entity.is_empty() || r.entity == "contact" {
@@ -113,7 +160,9 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
         } else if r.entity == "account" {
             Entity::Account
         } else {
-            return Err(Status::invalid_argument("entity: must be \"contact\" or \"account\""));
+            return Err(Status::invalid_argument(
+                "entity: must be \"contact\" or \"account\"",
+            ));
         };
         let account = match ent {
             Entity::Contact => self.contact_account(&tenant, &r.id)?,
@@ -121,43 +170,75 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
         };
         let set = tenant.set();
         let keys: Vec<String> = if r.segment.is_empty() {
-            set.of_entity(ent).map(|i| set.segments[i].def.key.clone()).collect()
+            set.of_entity(ent)
+                .map(|i| set.segments[i].def.key.clone())
+                .collect()
         } else {
             match set.index_of(&r.segment) {
                 Some(i) if set.segments[i].def.entity == ent => vec![r.segment.clone()],
-                Some(_) => return Err(Status::invalid_argument(format!("segment: '{}' is not a {} segment", r.segment, ent.as_str()))),
-                None => return Err(Status::not_found(format!("segment '{}' not found", r.segment))),
+                Some(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "segment: '{}' is not a {} segment",
+                        r.segment,
+                        ent.as_str()
+                    )));
+                }
+                None => {
+                    return Err(Status::not_found(format!(
+                        "segment '{}' not found",
+                        r.segment
+                    )));
+                }
             }
         };
         let now = self.0.clock.now();
-        let mut out = pb::Explanation { entity: ent.as_str().into(), id: r.id.clone(), account_id: account.clone(), segments: vec![] };
+        let mut out = pb::Explanation {
+            entity: ent.as_str().into(),
+            id: r.id.clone(),
+            account_id: account.clone(),
+            segments: vec![],
+        };
         for key in keys {
             let contact = (ent == Entity::Contact).then(|| r.id.clone());
-            let q = Query::Explain { segment: key.clone(), contact };
+            let q = Query::Explain {
+                segment: key.clone(),
+                contact,
+            };
             if let Answer::Explained(Some(ex)) = self.ask(&tenant, &account, q).await? {
                 out.segments.push(explained_to_pb(&key, now, ex));
             }
         }
         if out.segments.is_empty() {
-            return Err(Status::not_found(format!("{} '{}' not found", ent.as_str(), r.id)));
+            return Err(Status::not_found(format!(
+                "{} '{}' not found",
+                ent.as_str(),
+                r.id
+            )));
         }
         Ok(Response::new(out))
     }
 
     type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::MembershipChange, Status>> + Send>>;
 
-    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         let tenant = tenant_of(&self.0, &req)?;
         let r = req.into_inner();
         if !r.segment.is_empty() && tenant.set().index_of(&r.segment).is_none() {
-            return Err(Status::not_found(format!("segment '{}' not found", r.segment)));
+            return Err(Status::not_found(format!(
+                "segment '{}' not found",
+                r.segment
+            )));
         }
         // Subscribe before reading the durable log so nothing falls in between.
         let mut live = tenant.feed.subscribe();
         let store = self.0.store.clone();
         let tenant_id = tenant.id.to_string();
         let mut cursor = if r.tail_only && r.after_cursor == 0 {
-            liveseg_store::StateStore::change_head(store.as_ref(), &tenant_id).map_err(NodeError::from)?
+            liveseg_store::StateStore::change_head(store.as_ref(), &tenant_id)
+                .map_err(NodeError::from)?
         } else {
             r.after_cursor
         };
@@ -177,11 +258,10 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
                     }
                     for (c, bytes) in page {
                         cursor = c;
-                        if let Ok(change) = serde_json::from_slice::<Change>(&bytes) {
-                            if filter.is_empty() || change.segment == filter {
+                        if let Ok(change) = serde_json::from_slice::<Change>(&bytes)
+                            && (filter.is_empty() || change.segment == filter) {
                                 yield change_to_pb(c, &change);
                             }
-                        }
                     }
                 }
                 // Then live, until we lag behind the feed (back to the log).
@@ -208,7 +288,11 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
 }
 
 fn entity(name: &str) -> Entity {
-    if name == "account" { Entity::Account } else { Entity::Contact }
+    if name == "account" {
+        Entity::Account
+    } else {
+        Entity::Contact
+    }
 }
 
 fn encode_token(account: &str, e: Entity, id: &str) -> String {
@@ -221,7 +305,9 @@ fn decode_token(token: &str) -> Result<Option<(String, Entity, String)>, Status>
         return Ok(None);
     }
     let bad = || Status::invalid_argument("page_token: not a token from this API");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: (u8, String, String, String) = serde_json::from_slice(&raw).map_err(|_| bad())?;
     if v.0 != 1 {
         return Err(bad());

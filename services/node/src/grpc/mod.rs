@@ -31,7 +31,12 @@ pub fn tenant_of<T>(node: &NodeInner, req: &Request<T>) -> Result<Arc<TenantStat
 
 /// `google.protobuf.Struct` to JSON.
 pub fn struct_to_json(s: &prost_types::Struct) -> serde_json::Value {
-    serde_json::Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
+    serde_json::Value::Object(
+        s.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), value_to_json(v)))
+            .collect(),
+    )
 }
 
 fn value_to_json(v: &prost_types::Value) -> serde_json::Value {
@@ -43,12 +48,15 @@ fn value_to_json(v: &prost_types::Value) -> serde_json::Value {
             if n.fract() == 0.0 && n.abs() < 9.0e15 {
                 serde_json::Value::from(*n as i64)
             } else {
-                serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, serde_json::Value::Number)
+                serde_json::Number::from_f64(*n)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number)
             }
         }
         Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
         Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
         Some(Kind::StructValue(s)) => struct_to_json(s),
-        Some(Kind::ListValue(l)) => serde_json::Value::Array(l.values.iter().map(value_to_json).collect()),
+        Some(Kind::ListValue(l)) => {
+            serde_json::Value::Array(l.values.iter().map(value_to_json).collect())
+        }
     }
 }

@@ -18,14 +18,25 @@ use tonic::{Request, Response, Status};
 pub struct SegmentsApi(pub Arc<NodeInner>);
 
 fn invalid(errors: &[ValidationError]) -> Status {
-    let text = errors.iter().map(|e| format!("{}: {}", if e.path.is_empty() { "(root)" } else { &e.path }, e.reason)).collect::<Vec<_>>();
+    let text = errors
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                if e.path.is_empty() { "(root)" } else { &e.path },
+                e.reason
+            )
+        })
+        .collect::<Vec<_>>();
     Status::invalid_argument(format!("invalid segment definition: {}", text.join("; ")))
 }
 
 fn one_definition(text: &str) -> Result<SegmentDefinition, Status> {
     let mut defs = parse_definitions(text).map_err(|e| invalid(&e))?;
     if defs.len() != 1 {
-        return Err(Status::invalid_argument("definition: send exactly one segment definition per call"));
+        return Err(Status::invalid_argument(
+            "definition: send exactly one segment definition per call",
+        ));
     }
     Ok(defs.remove(0))
 }
@@ -33,25 +44,45 @@ fn one_definition(text: &str) -> Result<SegmentDefinition, Status> {
 fn to_pb(def: &SegmentDefinition, revision: u64) -> pb::Segment {
     let json = serde_json::to_string(def).unwrap_or_default();
     let preset = presets().iter().any(|p| p == def);
-    pb::Segment { key: def.key.clone(), name: def.name.clone(), entity: def.entity.as_str().into(), definition_json: json, revision, preset }
+    pb::Segment {
+        key: def.key.clone(),
+        name: def.name.clone(),
+        entity: def.entity.as_str().into(),
+        definition_json: json,
+        revision,
+        preset,
+    }
 }
 
 impl SegmentsApi {
     fn stored(&self, tenant: &TenantState) -> Result<Vec<(SegmentDefinition, u64)>, NodeError> {
         let mut out = Vec::new();
         for (key, json, rev) in self.0.store.segments(&tenant.id)? {
-            let def = serde_json::from_str(&json).map_err(|e| NodeError::Internal(format!("stored definition {key}: {e}")))?;
+            let def = serde_json::from_str(&json)
+                .map_err(|e| NodeError::Internal(format!("stored definition {key}: {e}")))?;
             out.push((def, rev));
         }
         Ok(out)
     }
 
     /// Compiles `defs`, stores the change, and rebuilds the tenant's state.
-    async fn redefine(&self, tenant: &Arc<TenantState>, defs: Vec<SegmentDefinition>) -> Result<(), Status> {
+    async fn redefine(
+        &self,
+        tenant: &Arc<TenantState>,
+        defs: Vec<SegmentDefinition>,
+    ) -> Result<(), Status> {
         let set = SegmentSet::compile(&defs).map_err(|e| invalid(&e))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let cmd = Command::Redefine { tenant: tenant.clone(), set, reply: tx };
-        self.0.dispatch.send(cmd).await.map_err(|_| NodeError::ShuttingDown)?;
+        let cmd = Command::Redefine {
+            tenant: tenant.clone(),
+            set: Box::new(set),
+            reply: tx,
+        };
+        self.0
+            .dispatch
+            .send(cmd)
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
         rx.await.map_err(|_| NodeError::ShuttingDown)??;
         Ok(())
     }
@@ -60,21 +91,36 @@ impl SegmentsApi {
 #[tonic::async_trait]
 impl pb::segment_service_server::SegmentService for SegmentsApi {
     #[tracing::instrument(skip_all, fields(tenant))]
-    async fn apply_segment(&self, req: Request<pb::ApplySegmentRequest>) -> Result<Response<pb::Segment>, Status> {
+    async fn apply_segment(
+        &self,
+        req: Request<pb::ApplySegmentRequest>,
+    ) -> Result<Response<pb::Segment>, Status> {
         let tenant = tenant_of(&self.0, &req)?;
         let def = one_definition(&req.get_ref().definition)?;
         let _guard = self.0.definitions_lock.lock().await;
-        let mut defs: Vec<SegmentDefinition> = self.stored(&tenant)?.into_iter().map(|(d, _)| d).filter(|d| d.key != def.key).collect();
+        let mut defs: Vec<SegmentDefinition> = self
+            .stored(&tenant)?
+            .into_iter()
+            .map(|(d, _)| d)
+            .filter(|d| d.key != def.key)
+            .collect();
         defs.push(def.clone());
         // Check before storing anything: a definition that breaks the set is rejected whole.
         SegmentSet::compile(&defs).map_err(|e| invalid(&e))?;
         let json = serde_json::to_string(&def).map_err(|e| NodeError::Internal(e.to_string()))?;
-        let revision = self.0.store.put_segment(&tenant.id, &def.key, &json).map_err(NodeError::from)?;
+        let revision = self
+            .0
+            .store
+            .put_segment(&tenant.id, &def.key, &json)
+            .map_err(NodeError::from)?;
         self.redefine(&tenant, defs).await?;
         Ok(Response::new(to_pb(&def, revision)))
     }
 
-    async fn get_segment(&self, req: Request<pb::GetSegmentRequest>) -> Result<Response<pb::Segment>, Status> {
+    async fn get_segment(
+        &self,
+        req: Request<pb::GetSegmentRequest>,
+    ) -> Result<Response<pb::Segment>, Status> {
         let tenant = tenant_of(&self.0, &req)?;
         let key = &req.get_ref().key;
         self.stored(&tenant)?
@@ -85,45 +131,80 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
     }
 
     #[tracing::instrument(skip_all, fields(tenant))]
-    async fn delete_segment(&self, req: Request<pb::DeleteSegmentRequest>) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
+    async fn delete_segment(
+        &self,
+        req: Request<pb::DeleteSegmentRequest>,
+    ) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
         let tenant = tenant_of(&self.0, &req)?;
         let key = req.get_ref().key.clone();
         if key == SUPPRESSED_KEY {
-            return Err(Status::failed_precondition("key: the system segment cannot be deleted"));
+            return Err(Status::failed_precondition(
+                "key: the system segment cannot be deleted",
+            ));
         }
         let _guard = self.0.definitions_lock.lock().await;
-        let all: Vec<SegmentDefinition> = self.stored(&tenant)?.into_iter().map(|(d, _)| d).collect();
+        let all: Vec<SegmentDefinition> =
+            self.stored(&tenant)?.into_iter().map(|(d, _)| d).collect();
         if !all.iter().any(|d| d.key == key) {
             return Ok(Response::new(pb::DeleteSegmentResponse { deleted: false }));
         }
         let rest: Vec<SegmentDefinition> = all.into_iter().filter(|d| d.key != key).collect();
         if let Err(e) = SegmentSet::compile(&rest) {
-            return Err(Status::failed_precondition(format!("other segments still use '{key}': {}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))));
+            return Err(Status::failed_precondition(format!(
+                "other segments still use '{key}': {}",
+                e.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
         }
-        let deleted = self.0.store.delete_segment(&tenant.id, &key).map_err(NodeError::from)?;
+        let deleted = self
+            .0
+            .store
+            .delete_segment(&tenant.id, &key)
+            .map_err(NodeError::from)?;
         self.redefine(&tenant, rest).await?;
         Ok(Response::new(pb::DeleteSegmentResponse { deleted }))
     }
 
-    async fn list_segments(&self, req: Request<pb::ListSegmentsRequest>) -> Result<Response<pb::ListSegmentsResponse>, Status> {
+    async fn list_segments(
+        &self,
+        req: Request<pb::ListSegmentsRequest>,
+    ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
         let tenant = tenant_of(&self.0, &req)?;
-        let segments = self.stored(&tenant)?.iter().map(|(d, r)| to_pb(d, *r)).collect();
+        let segments = self
+            .stored(&tenant)?
+            .iter()
+            .map(|(d, r)| to_pb(d, *r))
+            .collect();
         Ok(Response::new(pb::ListSegmentsResponse { segments }))
     }
 
-    async fn validate_segment(&self, req: Request<pb::ValidateSegmentRequest>) -> Result<Response<pb::ValidateSegmentResponse>, Status> {
+    async fn validate_segment(
+        &self,
+        req: Request<pb::ValidateSegmentRequest>,
+    ) -> Result<Response<pb::ValidateSegmentResponse>, Status> {
         let tenant = tenant_of(&self.0, &req)?;
         let mut out = pb::ValidateSegmentResponse::default();
         let errors = match parse_definitions(&req.get_ref().definition) {
             Err(e) => e,
-            Ok(defs) if defs.len() != 1 => vec![ValidationError::new("", "send exactly one segment definition")],
+            Ok(defs) if defs.len() != 1 => vec![ValidationError::new(
+                "",
+                "send exactly one segment definition",
+            )],
             Ok(mut defs) => {
                 let def = defs.remove(0);
-                let mut all: Vec<SegmentDefinition> = self.stored(&tenant)?.into_iter().map(|(d, _)| d).filter(|d| d.key != def.key).collect();
+                let mut all: Vec<SegmentDefinition> = self
+                    .stored(&tenant)?
+                    .into_iter()
+                    .map(|(d, _)| d)
+                    .filter(|d| d.key != def.key)
+                    .collect();
                 all.push(def.clone());
                 match SegmentSet::compile(&all) {
                     Ok(_) => {
-                        out.normalized_json = serde_json::to_string_pretty(&def).unwrap_or_default();
+                        out.normalized_json =
+                            serde_json::to_string_pretty(&def).unwrap_or_default();
                         vec![]
                     }
                     Err(e) => e,
@@ -131,11 +212,20 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
             }
         };
         out.valid = errors.is_empty();
-        out.errors = errors.into_iter().map(|e| pb::ValidationError { path: e.path, reason: e.reason }).collect();
+        out.errors = errors
+            .into_iter()
+            .map(|e| pb::ValidationError {
+                path: e.path,
+                reason: e.reason,
+            })
+            .collect();
         Ok(Response::new(out))
     }
 
-    async fn list_presets(&self, _req: Request<pb::ListPresetsRequest>) -> Result<Response<pb::ListSegmentsResponse>, Status> {
+    async fn list_presets(
+        &self,
+        _req: Request<pb::ListPresetsRequest>,
+    ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
         let segments = presets().iter().map(|d| to_pb(d, 0)).collect();
         Ok(Response::new(pb::ListSegmentsResponse { segments }))
     }
