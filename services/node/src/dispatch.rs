@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 pub enum Command {
-    /// Newly durable entries, in log order.
-    Entries(Vec<LogEntry>),
+    /// Newly durable entries, in log order, and when they became durable.
+    Entries(Vec<LogEntry>, std::time::Instant),
     Checkpoint(oneshot::Sender<Result<usize>>),
     /// Flush and stop accounts idle since the instant.
     Passivate(Millis, oneshot::Sender<Result<usize>>),
@@ -114,7 +114,11 @@ impl Dispatcher {
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<()> {
         while let Some(cmd) = rx.recv().await {
             match cmd {
-                Command::Entries(entries) => self.dispatch(entries).await?,
+                Command::Entries(entries, durable_at) => {
+                    self.dispatch(entries).await?;
+                    // Durable -> applied to its account (all of the batch).
+                    metrics::histogram!(liveseg_telemetry::names::APPLY_LAG_SECONDS).record(durable_at.elapsed().as_secs_f64());
+                }
                 Command::Checkpoint(reply) => {
                     let r = self.checkpoint().await;
                     let failed = r.as_ref().err().map(|e| e.to_string());

@@ -53,18 +53,20 @@ use sha2::{Digest, Sha256};
 
 use crate::traits::Seq;
 
-/// Domain separation, so these hashes can never be confused with any other
-/// SHA-256 use in the project (e.g. API key hashes).
-const DOMAIN: &[u8] = b"liveseg/dedupe-key/v2\0";
+/// Domain-separation tag, so these hashes can never equal another SHA-256
+/// use in the project (API key hashes are over a key alone, which never
+/// starts with this byte followed by a length). One byte keeps a typical
+/// input (tenant id + 36-char UUID) within a single SHA-256 block.
+const DOMAIN: u8 = 0xD2;
 
 /// The dedupe key of `(tenant, message_id)`: the first 128 bits (big endian)
-/// of SHA-256(domain || len(tenant) as u64 LE || tenant || message_id).
+/// of SHA-256(0xD2 || len(tenant) as u64 LE || tenant || message_id).
 ///
 /// The tenant is length-prefixed, so `("a", "b:c")` and `("a:b", "c")` hash
 /// different inputs; the message id is last, so it needs no prefix.
 pub(crate) fn dedupe_key(tenant: &str, message_id: &str) -> u128 {
     let mut h = Sha256::new();
-    h.update(DOMAIN);
+    h.update([DOMAIN]);
     h.update((tenant.len() as u64).to_le_bytes());
     h.update(tenant.as_bytes());
     h.update(message_id.as_bytes());
@@ -84,6 +86,164 @@ pub(crate) const BUCKETS: usize = 1 << BUCKET_BITS;
 /// contiguous range of the (numerically ordered) table.
 pub(crate) fn bucket_of(key: u128) -> usize {
     (key >> (128 - BUCKET_BITS)) as usize
+}
+
+/// Lowest key of bucket `b`.
+pub(crate) fn bucket_start(b: usize) -> u128 {
+    (b as u128) << (128 - BUCKET_BITS)
+}
+
+/// Highest key of bucket `b`.
+pub(crate) fn bucket_end(b: usize) -> u128 {
+    bucket_start(b) | ((1u128 << (128 - BUCKET_BITS)) - 1)
+}
+
+/// Index rows.
+///
+/// The dedupe table does not store one B-tree entry per key: it stores
+/// *rows*, each a sorted array of fixed-width entries covering a key range.
+/// A row is keyed by the lowest key of its range and covers keys up to the
+/// next row's key (or the end of its bucket). Rows never span buckets, and
+/// a bucket that has any row has one starting exactly at
+/// [`bucket_start`], which is never deleted (it may become empty).
+///
+/// Merging a sorted batch of keys into a row is a linear merge and one redb
+/// insert, instead of one B-tree descent and in-page insert per key; a row
+/// over [`ROW_MAX_ENTRIES`] is split.
+///
+/// Entry encoding: `key:u128 LE, seq:u64 LE, accepted_ms:i64 LE` (32 bytes).
+pub(crate) mod rows {
+    use super::Acceptance;
+    use crate::error::{Result, StoreError};
+
+    /// Bytes per row entry.
+    pub(crate) const ENTRY: usize = 32;
+    /// A row with more entries than this is split.
+    pub(crate) const ROW_MAX_ENTRIES: usize = 128;
+    /// Entries per piece when splitting (so a split row has room to grow).
+    const SPLIT_TARGET: usize = ROW_MAX_ENTRIES * 3 / 4;
+
+    fn check(row: &[u8]) -> Result<usize> {
+        if row.len() % ENTRY != 0 {
+            return Err(StoreError::Corrupt(format!(
+                "dedupe index row of {} bytes is not a multiple of {ENTRY}",
+                row.len()
+            )));
+        }
+        Ok(row.len() / ENTRY)
+    }
+
+    fn key_at(row: &[u8], i: usize) -> u128 {
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&row[i * ENTRY..i * ENTRY + 16]);
+        u128::from_le_bytes(k)
+    }
+
+    fn acc_at(row: &[u8], i: usize) -> Acceptance {
+        let mut seq = [0u8; 8];
+        let mut ms = [0u8; 8];
+        seq.copy_from_slice(&row[i * ENTRY + 16..i * ENTRY + 24]);
+        ms.copy_from_slice(&row[i * ENTRY + 24..i * ENTRY + 32]);
+        Acceptance {
+            seq: u64::from_le_bytes(seq),
+            accepted_ms: i64::from_le_bytes(ms),
+        }
+    }
+
+    pub(crate) fn push(out: &mut Vec<u8>, key: u128, acc: Acceptance) {
+        out.extend_from_slice(&key.to_le_bytes());
+        out.extend_from_slice(&acc.seq.to_le_bytes());
+        out.extend_from_slice(&acc.accepted_ms.to_le_bytes());
+    }
+
+    /// Binary search `key` in a row.
+    pub(crate) fn find(row: &[u8], key: u128) -> Result<Option<Acceptance>> {
+        let n = check(row)?;
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match key_at(row, mid).cmp(&key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(Some(acc_at(row, mid))),
+            }
+        }
+        Ok(None)
+    }
+
+    /// All keys of a row, in order.
+    pub(crate) fn keys(row: &[u8]) -> Result<impl Iterator<Item = u128> + '_> {
+        let n = check(row)?;
+        Ok((0..n).map(move |i| key_at(row, i)))
+    }
+
+    /// Merge sorted, distinct `new` entries into `row`; on equal keys the
+    /// new entry wins (it is the later acceptance).
+    pub(crate) fn merge(row: &[u8], new: &[(u128, Acceptance)]) -> Result<Vec<u8>> {
+        let n = check(row)?;
+        let mut out = Vec::with_capacity(row.len() + new.len() * ENTRY);
+        let (mut i, mut j) = (0usize, 0usize);
+        while i < n || j < new.len() {
+            let take_old = match (i < n, new.get(j)) {
+                (true, Some((nk, _))) => key_at(row, i) < *nk,
+                (true, None) => true,
+                (false, _) => false,
+            };
+            if take_old {
+                out.extend_from_slice(&row[i * ENTRY..(i + 1) * ENTRY]);
+                i += 1;
+            } else {
+                let (k, acc) = new[j];
+                if i < n && key_at(row, i) == k {
+                    i += 1; // replaced
+                }
+                push(&mut out, k, acc);
+                j += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Cut a merged row that starts at `start` into rows of at most
+    /// [`ROW_MAX_ENTRIES`]: `(row key, bytes)`. The first piece keeps
+    /// `start`; the others are keyed by their first entry.
+    pub(crate) fn split(merged: &[u8], start: u128) -> Vec<(u128, &[u8])> {
+        let n = merged.len() / ENTRY;
+        if n <= ROW_MAX_ENTRIES {
+            return vec![(start, merged)];
+        }
+        let pieces = n.div_ceil(SPLIT_TARGET);
+        let mut out = Vec::with_capacity(pieces);
+        let mut from = 0usize;
+        for p in 0..pieces {
+            let to = n * (p + 1) / pieces;
+            let key = if p == 0 { start } else { key_at(merged, from) };
+            out.push((key, &merged[from * ENTRY..to * ENTRY]));
+            from = to;
+        }
+        out
+    }
+
+    /// Remove `key` from `row` if its entry has `seq`; returns whether it did.
+    pub(crate) fn remove(row: &mut Vec<u8>, key: u128, seq: u64) -> Result<bool> {
+        let n = check(row)?;
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match key_at(row, mid).cmp(&key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    if acc_at(row, mid).seq != seq {
+                        return Ok(false);
+                    }
+                    row.drain(mid * ENTRY..(mid + 1) * ENTRY);
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// Hasher for keys that are already uniformly random: uses the key's low 64
@@ -318,7 +478,7 @@ mod tests {
         // The key is part of the on-disk layout: changing the hash input
         // needs a schema version bump. Pin it.
         let mut h = Sha256::new();
-        h.update(b"liveseg/dedupe-key/v2\0");
+        h.update([0xD2]);
         h.update(2u64.to_le_bytes());
         h.update(b"t1");
         h.update(b"m1");
@@ -383,6 +543,62 @@ mod tests {
         p.remove(u128::MAX);
         p.remove(u128::MAX);
         assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn rows_merge_find_split_remove() {
+        use rows::*;
+        let acc = |seq| Acceptance {
+            seq,
+            accepted_ms: seq as i64 * 10,
+        };
+        let mut row = Vec::new();
+        for k in [10u128, 20, 30] {
+            push(&mut row, k, acc(k as u64));
+        }
+        let merged = merge(&row, &[(5, acc(1)), (20, acc(99)), (40, acc(2))]).unwrap();
+        let keys: Vec<u128> = rows::keys(&merged).unwrap().collect();
+        assert_eq!(keys, vec![5, 10, 20, 30, 40]);
+        assert_eq!(find(&merged, 20).unwrap(), Some(acc(99)), "new entry wins");
+        assert_eq!(find(&merged, 10).unwrap(), Some(acc(10)));
+        assert_eq!(find(&merged, 11).unwrap(), None);
+        assert_eq!(find(&[], 11).unwrap(), None);
+        assert!(find(&[0u8; 5], 1).is_err(), "malformed row");
+
+        let mut m = merged.clone();
+        assert!(!remove(&mut m, 20, 20).unwrap(), "seq must match");
+        assert!(remove(&mut m, 20, 99).unwrap());
+        assert!(!remove(&mut m, 20, 99).unwrap());
+        assert_eq!(rows::keys(&m).unwrap().count(), 4);
+
+        // Split: every piece within bounds, first keeps the row key, the
+        // rest are keyed by their first entry, nothing lost or reordered.
+        let many: Vec<(u128, Acceptance)> = (0..1000u64)
+            .map(|i| (1000 + u128::from(i) * 7, acc(i)))
+            .collect();
+        let big = merge(&[], &many).unwrap();
+        let pieces = split(&big, 3);
+        assert_eq!(pieces[0].0, 3);
+        let mut all = Vec::new();
+        for (k, p) in &pieces {
+            let n = p.len() / ENTRY;
+            assert!(n > 0 && n <= ROW_MAX_ENTRIES);
+            let ks: Vec<u128> = rows::keys(p).unwrap().collect();
+            if *k != 3 {
+                assert_eq!(*k, ks[0]);
+            }
+            all.extend(ks);
+        }
+        assert_eq!(all, many.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+        assert_eq!(split(&row, 7), vec![(7, &row[..])]);
+    }
+
+    #[test]
+    fn bucket_bounds() {
+        assert_eq!(bucket_start(0), 0);
+        assert_eq!(bucket_end(BUCKETS - 1), u128::MAX);
+        assert_eq!(bucket_end(4) + 1, bucket_start(5));
+        assert_eq!(bucket_of(bucket_end(4)), 4);
     }
 
     #[test]

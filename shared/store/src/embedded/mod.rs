@@ -2,7 +2,10 @@
 //!
 //! - `mod.rs` (this file): opening, the directory lock, the table layout and
 //!   the [`Lease`] implementation.
-//! - `log.rs`: [`EventLog`](crate::EventLog) (log, dedupe and its time index).
+//! - `log.rs`: [`EventLog`](crate::EventLog) (append, read, prune).
+//! - `chunk.rs`: encoding of the log's multi-entry rows.
+//! - `dedupe.rs`: dedupe keys (hashes), the in-memory front (pending keys,
+//!   filter) and the on-disk index rows.
 //! - `state.rs`: [`StateStore`](crate::StateStore) (checkpoints, directory, change feeds).
 //! - `catalog.rs`: [`Catalog`](crate::Catalog) (tenants, hashed API keys, segments).
 //!
@@ -15,6 +18,7 @@
 //! different keys and a range over one tenant never reaches into another.
 
 mod catalog;
+mod chunk;
 mod dedupe;
 mod log;
 mod state;
@@ -42,8 +46,9 @@ pub const LOCK_FILE: &str = "LOCK";
 /// fails loudly instead of being misread.
 ///
 /// - 1: string-keyed dedupe table plus a by-time index (3 inserts per event).
-/// - 2: hashed dedupe keys, the log carries each entry's dedupe key and
-///   acceptance time, pruning walks the log (no by-time index).
+/// - 2: the log is stored in chunks of entries that carry their hashed
+///   dedupe key and acceptance time; the dedupe index is keyed by that hash,
+///   maintained in bulk and pruned by walking the log (no by-time index).
 const SCHEMA_VERSION: u64 = 2;
 
 /// Small counters: `"log_head"`, `"replay_watermark"`, `"schema_version"`.
@@ -53,14 +58,15 @@ pub(crate) const META_WATERMARK: &str = "replay_watermark";
 const META_SCHEMA_VERSION: &str = "schema_version";
 /// Lowest log seq the dedupe pruner has not looked at yet (see `log.rs`).
 pub(crate) const META_PRUNE_CURSOR: &str = "dedupe_prune_cursor";
-/// seq -> (dedupe key, accepted_ms, tenant, payload). Log order is
-/// acceptance order, so the log doubles as the dedupe window's time index.
-pub(crate) const LOG: TableDefinition<u64, LogValue> = TableDefinition::new("event_log");
-/// Value of [`LOG`].
-pub(crate) type LogValue = (u128, i64, &'static str, &'static [u8]);
-/// dedupe key (128-bit hash of tenant and message id, see `dedupe.rs`) ->
-/// (seq, accepted_ms).
-pub(crate) const DEDUPE: TableDefinition<u128, (u64, i64)> = TableDefinition::new("dedupe_hash");
+/// first seq of a chunk -> chunk of consecutive log entries, each with its
+/// dedupe key, tenant and payload, plus the chunk's acceptance time (see
+/// `chunk.rs`). Log order is acceptance order, so the log doubles as the
+/// dedupe window's time index.
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("event_log");
+/// Dedupe index: lowest key of a row -> sorted `(key, seq, accepted_ms)`
+/// entries, where a key is a 128-bit hash of (tenant, message id). See
+/// `dedupe.rs`.
+pub(crate) const DEDUPE: TableDefinition<u128, &[u8]> = TableDefinition::new("dedupe_index");
 /// dedupe bucket -> log head up to which the bucket's keys are all in
 /// [`DEDUPE`] (missing = 0). See `dedupe.rs`.
 pub(crate) const DEDUPE_FLUSHED: TableDefinition<u32, u64> = TableDefinition::new("dedupe_flushed");
