@@ -11,7 +11,7 @@ use super::site::LINK_TARGETS;
 
 /// Campaigns running each day; a send picks one, so campaign ids encode
 /// the day they were sent on.
-pub(super) const CAMPAIGNS_PER_DAY: u32 = 3;
+const CAMPAIGNS_PER_DAY: u32 = 3;
 
 impl Sim {
     pub(super) fn maybe_send(&mut self, c: usize, day: u32, activity: f64) {
