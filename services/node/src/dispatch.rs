@@ -183,16 +183,17 @@ impl Dispatcher {
             };
             let route = {
                 let mut dir = tenant.directory.write().unwrap_or_else(|p| p.into_inner());
-                let user = event.user_id.clone();
-                let before = user.as_deref().and_then(|u| dir.get(u).map(str::to_string));
+                // The contacts whose directory entry this event may change.
+                let mut touched: Vec<String> = event.user_id.iter().cloned().collect();
+                if let liveseg_core::EventKind::Alias { previous_id } = &event.kind {
+                    touched.push(previous_id.clone());
+                }
+                let before: Vec<Option<String>> = touched.iter().map(|u| dir.get(u).map(str::to_string)).collect();
                 let route = dir.route(&event);
-                if let Some(u) = user
-                    && before.as_deref() != dir.get(&u)
-                {
-                    self.dirty_contacts
-                        .entry(tenant.id.clone())
-                        .or_default()
-                        .insert(u);
+                for (u, b) in touched.into_iter().zip(before) {
+                    if b.as_deref() != dir.get(&u) {
+                        self.dirty_contacts.entry(tenant.id.clone()).or_default().insert(u);
+                    }
                 }
                 route
             };

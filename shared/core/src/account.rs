@@ -12,7 +12,7 @@
 use crate::compile::{Deps, SegmentSet};
 use crate::definition::Entity;
 use crate::eval::{self, Ctx, ExplainNode};
-use crate::event::Event;
+use crate::event::{Event, EventKind};
 use crate::state::{AccountCore, ContactState, NEVER};
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
@@ -153,6 +153,11 @@ impl Account {
         let mut account_changed = self.core.apply(set, e);
         let mut slot = None;
         let mut contact_changed = 0;
+        if let EventKind::Alias { previous_id } = &e.kind {
+            if self.rename_contact(set, previous_id, e.user_id.as_deref(), &cause, out) {
+                contact_changed = u64::MAX;
+            }
+        }
         if let Some(c) = arriving {
             if let Some(old) = self.index.get(c.id.as_ref()).copied() {
                 // Cannot happen while the directory is consistent; keep the incoming state.
@@ -227,6 +232,31 @@ impl Account {
             out,
         );
         Some(c)
+    }
+
+    /// Renames a contact (alias): it exits its segments under the old id and
+    /// is judged again under the new one, keeping its state.
+    fn rename_contact(&mut self, set: &SegmentSet, old: &str, new: Option<&str>, cause: &Cause, out: &mut Vec<Change>) -> bool {
+        let Some(new) = new.filter(|n| *n != old && !self.index.contains_key(*n)) else { return false };
+        let Some(slot) = self.index.remove(old) else { return false };
+        let c = &mut self.contacts[slot as usize];
+        for seg in c.member.iter().collect::<Vec<_>>() {
+            self.change_seq += 1;
+            out.push(Change {
+                instant: self.now,
+                segment: set.segments[seg].def.key.clone(),
+                entity: Entity::Contact,
+                id: old.to_string(),
+                account: self.core.id.to_string(),
+                kind: ChangeKind::Exit,
+                cause: cause.clone(),
+                seq: self.change_seq,
+            });
+        }
+        c.member = Default::default();
+        c.id = new.into();
+        self.index.insert(new.into(), slot);
+        true
     }
 
     fn push_contact(&mut self, c: ContactState) -> u32 {

@@ -54,39 +54,49 @@ impl Directory {
 
     /// Decides the account of `e` and updates the directory.
     pub fn route(&mut self, e: &Event) -> Route {
-        let user = e.user_id.as_ref().or(match e.kind {
-            crate::event::EventKind::Alias { .. } => e.anonymous_id.as_ref(),
-            _ => None,
-        });
-        match (user, &e.group_id) {
-            (Some(u), Some(g)) => {
-                let prev = self.map.insert(u.clone(), g.clone());
-                Route {
-                    account: g.clone(),
-                    moved_from: prev.filter(|p| p != g),
+        if let crate::event::EventKind::Alias { previous_id } = &e.kind {
+            return self.route_alias(e, previous_id);
+        }
+        match (&e.user_id, &e.group_id) {
+            (Some(u), Some(g)) => match self.map.get_mut(u) {
+                Some(cur) if cur == g => Route { account: g.clone(), moved_from: None },
+                Some(cur) => Route { account: g.clone(), moved_from: Some(std::mem::replace(cur, g.clone())) },
+                None => {
+                    self.map.insert(u.clone(), g.clone());
+                    Route { account: g.clone(), moved_from: None }
                 }
-            }
-            (Some(u), None) => {
-                let account = self
-                    .map
-                    .entry(u.clone())
-                    .or_insert_with(|| personal_account(u))
-                    .clone();
-                Route {
-                    account,
-                    moved_from: None,
-                }
-            }
-            (None, Some(g)) => Route {
-                account: g.clone(),
-                moved_from: None,
             },
+            (Some(u), None) => match self.map.get(u) {
+                Some(a) => Route { account: a.clone(), moved_from: None },
+                None => {
+                    let a = personal_account(u);
+                    self.map.insert(u.clone(), a.clone());
+                    Route { account: a, moved_from: None }
+                }
+            },
+            (None, Some(g)) => Route { account: g.clone(), moved_from: None },
             // Validation rejects these; route to a personal account of the anonymous id.
             (None, None) => Route {
                 account: personal_account(e.anonymous_id.as_deref().unwrap_or("anonymous")),
                 moved_from: None,
             },
         }
+    }
+
+    /// `alias`: the contact known as `previous_id` is now `userId`. When
+    /// only the previous id is known, the entry is renamed (the account then
+    /// renames the contact, keeping its state); when both are known they
+    /// stay two contacts (merging histories is not supported).
+    fn route_alias(&mut self, e: &Event, previous_id: &str) -> Route {
+        let new = e.user_id.as_deref().or(e.anonymous_id.as_deref()).unwrap_or(previous_id);
+        if !self.map.contains_key(new) {
+            if let Some(account) = self.map.remove(previous_id) {
+                self.map.insert(new.to_string(), account.clone());
+                return Route { account, moved_from: None };
+            }
+        }
+        let account = self.map.entry(new.to_string()).or_insert_with(|| personal_account(new)).clone();
+        Route { account, moved_from: None }
     }
 }
 
