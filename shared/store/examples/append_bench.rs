@@ -19,7 +19,10 @@
 //!    - `floor-overwrite`: the same writes into a preallocated file, which is
 //!      what a database that reuses file space pays;
 //!
-//!    and prints the ratio store/floor for both.
+//!    and prints the ratio store/floor for both;
+//! 4. prints the store's write amplification (bytes it passed to `write`
+//!    syscalls per byte of event data: tenant + message id + payload), the
+//!    peak RSS, and how long reopening the pre-filled store takes.
 //!
 //! Events look like ingest traffic: one tenant, random UUID-format message
 //! ids (36 chars), ~350-byte JSON payloads, and `DUP_PERMILLE` (default 10,
@@ -28,8 +31,11 @@
 //!
 //! Environment knobs: `PREFILL`, `BATCHES`, `MEASURE`, `DUP_PERMILLE`,
 //! `BENCH_DIR` (parent directory for the temporary data; default: the
-//! system temp dir, which should be on the disk you care about), and the
-//! store options `CACHE_BYTES`, `DEDUPE_BUFFER`, `FILTER_BYTES`.
+//! system temp dir, which should be on the disk you care about),
+//! `FLOORS=0` (skip the floor peers, e.g. when profiling),
+//! `STORE_DIR` (keep the store there between runs; only the missing part
+//! of `PREFILL` is appended, so a second run measures without pre-filling),
+//! and the store options `CACHE_BYTES`, `DEDUPE_BUFFER`, `FILTER_BYTES`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -216,14 +222,18 @@ fn main() {
     let prefill = env_usize("PREFILL", 2_000_000);
     let measure = env_usize("MEASURE", 262_144);
     let dup_permille = env_usize("DUP_PERMILLE", 10) as u64;
+    let floors = env_usize("FLOORS", 1) != 0;
     let sizes: Vec<usize> = std::env::var("BATCHES")
         .unwrap_or_else(|_| "500,2048,8192".to_owned())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
         .collect();
     let parent = std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
     let tmp = tempfile::tempdir_in(&parent).unwrap();
-    let dir = tmp.path().join("store");
+    // STORE_DIR keeps the store between runs (e.g. pre-fill once, then
+    // profile only the measured appends); otherwise it is temporary.
+    let dir = std::env::var_os("STORE_DIR").map_or_else(|| tmp.path().join("store"), Into::into);
 
     let defaults = StoreOptions::default();
     let opts = StoreOptions {
@@ -237,14 +247,17 @@ fn main() {
         tmp.path().display()
     );
     let store = EmbeddedStore::open(&dir, opts).unwrap();
+    let existing = store.head().unwrap();
     let mut g = Gen {
-        rng: Rng(0x5EED_1234),
+        // A reused store gets fresh ids.
+        rng: Rng(0x5EED_1234 ^ existing),
         recent: Vec::new(),
         dup_permille,
-        now_ms: 1_760_000_000_000,
+        now_ms: 1_760_000_000_000 + existing as i64,
     };
 
     // Pre-fill.
+    let prefill = prefill.saturating_sub(existing as usize);
     let start = Instant::now();
     let mut done = 0usize;
     let mut last_report = Instant::now();
@@ -265,18 +278,28 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     println!(
         "prefill: {prefill} events in {secs:.1}s = {:.0} ev/s (batches of 8192, incl. duplicates)",
-        prefill as f64 / secs
+        prefill as f64 / secs.max(1e-9)
     );
 
     println!(
-        "{:>6} {:>12} {:>10} {:>14} {:>8} {:>16} {:>8} {:>6}",
-        "batch", "store ev/s", "cpu us/ev", "floor-app ev/s", "ratio", "floor-ovw ev/s", "ratio", "dups"
+        "{:>6} {:>12} {:>10} {:>14} {:>8} {:>16} {:>8} {:>6} {:>9}",
+        "batch",
+        "store ev/s",
+        "cpu us/ev",
+        "floor-app ev/s",
+        "ratio",
+        "floor-ovw ev/s",
+        "ratio",
+        "dups",
+        "write amp"
     );
     for &size in &sizes {
         let n_batches = measure.div_ceil(size).max(1);
         let batches: Vec<Vec<AppendItem>> = (0..n_batches).map(|_| g.batch(size)).collect();
         let events = n_batches * size;
         let mut dups = 0usize;
+        let raw_bytes: usize = batches.iter().map(|b| batch_bytes(b).len()).sum();
+        let wchar0 = io_field("wchar");
         let cpu0 = cpu_secs();
         let start = Instant::now();
         for b in &batches {
@@ -286,22 +309,63 @@ fn main() {
         }
         let secs = start.elapsed().as_secs_f64();
         let cpu = cpu_secs() - cpu0;
+        let written = io_field("wchar").saturating_sub(wchar0);
         let rate = events as f64 / secs;
 
-        let raw: Vec<Vec<u8>> = batches.iter().map(|b| batch_bytes(b)).collect();
-        let app = events as f64 / floor_append(tmp.path(), &raw);
-        let ovw = events as f64 / floor_overwrite(tmp.path(), &raw);
+        let (app, ovw) = if floors {
+            let raw: Vec<Vec<u8>> = batches.iter().map(|b| batch_bytes(b)).collect();
+            (
+                events as f64 / floor_append(tmp.path(), &raw),
+                events as f64 / floor_overwrite(tmp.path(), &raw),
+            )
+        } else {
+            (f64::NAN, f64::NAN)
+        };
         println!(
-            "{size:>6} {rate:>12.0} {:>10.2} {app:>14.0} {:>8.2} {ovw:>16.0} {:>8.2} {dups:>6}",
+            "{size:>6} {rate:>12.0} {:>10.2} {app:>14.0} {:>8.2} {ovw:>16.0} {:>8.2} {dups:>6} {:>9.2}",
             cpu * 1e6 / events as f64,
             rate / app,
             rate / ovw,
+            written as f64 / raw_bytes as f64,
         );
     }
     let head = store.head().unwrap();
-    let size = std::fs::metadata(dir.join("liveseg.redb")).map_or(0, |m| m.len());
+    let size = std::fs::metadata(store.dir().join("liveseg.redb")).map_or(0, |m| m.len());
     println!(
-        "final head={head} db file={:.0} MiB",
-        size as f64 / (1 << 20) as f64
+        "final head={head} db file={:.0} MiB, peak RSS {} MiB (incl. the generated batches)",
+        size as f64 / (1 << 20) as f64,
+        status_kib("VmHWM") / 1024
     );
+    // Reopen: what a restart costs (rebuilding the in-memory dedupe state).
+    let opts = store.options().clone();
+    drop(store);
+    let start = Instant::now();
+    let store = EmbeddedStore::open(&dir, opts).unwrap();
+    println!(
+        "reopen: {:.2}s (head {}), RSS now {} MiB",
+        start.elapsed().as_secs_f64(),
+        store.head().unwrap(),
+        status_kib("VmRSS") / 1024
+    );
+}
+
+/// A `/proc/self/io` counter (0 if unavailable); `wchar` is the bytes this
+/// process passed to write-like syscalls.
+fn io_field(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A `/proc/self/status` field in KiB (0 if unavailable).
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -15,7 +15,10 @@
 //!   without touching callers.
 //! - [`embedded`] — [`EmbeddedStore`], the standalone backend: one redb file in
 //!   a data directory, every write transaction fsync'd, an exclusive OS lock on
-//!   the directory so only one process can own it.
+//!   the directory so only one process can own it. The event log is stored in
+//!   multi-event chunks and deduplicated by a 128-bit hash of
+//!   `(tenant, message_id)`, with recent keys in memory and the on-disk index
+//!   maintained in bulk (see `embedded/dedupe.rs`).
 //! - [`group_commit`] — [`GroupCommitter`], an async front for
 //!   [`EventLog::append`] that coalesces many concurrent small requests into
 //!   one transaction (one fsync) on a dedicated thread, with bounded-queue

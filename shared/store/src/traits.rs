@@ -90,6 +90,12 @@ pub trait EventLog: Send + Sync {
 
     /// Drop dedupe entries accepted before `older_than_ms`; returns how many
     /// were dropped. After this, those message ids are accepted again.
+    ///
+    /// A backend may work in acceptance (log) order and stop at the first
+    /// entry accepted at or after `older_than_ms`: if callers' `now_ms` went
+    /// backwards, an entry accepted "earlier" behind a later one is then
+    /// dropped by a later prune instead. `append` treats entries outside the
+    /// window as expired either way.
     fn prune_dedupe(&self, older_than_ms: i64) -> Result<usize>;
 }
 

@@ -1,5 +1,5 @@
-//! The event log's dedupe index: hashed keys, the in-memory front and the
-//! membership filter.
+//! The event log's dedupe index: hashed keys, the in-memory front (pending
+//! keys and a membership filter) and the on-disk index (runs and base rows).
 //!
 //! # Keys
 //!
@@ -15,36 +15,39 @@
 //! # Where a key lives
 //!
 //! Every accepted log entry carries its dedupe key and acceptance time, so
-//! the log itself is the durable record of every acceptance. The B-tree
-//! [`DEDUPE`](super::DEDUPE) table (`key -> (seq, accepted_ms)`) is an index
-//! over the log that is brought up to date lazily, one *bucket* at a time:
+//! the log itself is the durable record of every acceptance; the index is
+//! derived from it and brought up to date lazily, one *bucket* at a time:
 //!
 //! - keys are split into [`BUCKETS`] buckets by their top bits, so a bucket
-//!   is a contiguous key range of the table;
+//!   is a contiguous key range;
 //! - a newly accepted key goes to the in-memory [`Pending`] map of its
 //!   bucket only (the log entry written in the same transaction makes it
 //!   durable);
-//! - each append transaction also *flushes* a few buckets, round robin:
-//!   their pending entries are inserted into the table, sorted, and the
-//!   bucket's row in [`DEDUPE_FLUSHED`](super::DEDUPE_FLUSHED) records the log
-//!   head up to which the bucket is complete. The number of buckets flushed
+//! - each append transaction also *flushes* a few buckets, round robin: a
+//!   bucket's pending keys are written, sorted, as one *run* (see [`rows`]),
+//!   or every [`rows::MAX_RUNS`] flushes merged with the bucket's runs into
+//!   its *base rows*; the bucket's row in
+//!   [`DEDUPE_FLUSHED`](super::DEDUPE_FLUSHED) records the log head up to
+//!   which the bucket's keys are in the index. The number of buckets flushed
 //!   per commit is proportional to the number of events accepted, so a full
-//!   round takes about `dedupe_buffer_entries` events and that many keys are
-//!   pending at any time.
+//!   round takes about `dedupe_buffer_entries` events and about that many
+//!   keys are pending at any time.
 //!
-//! Flushing a bucket rewrites only the few table pages of its key range, and
-//! each of those pages receives many keys at once. Inserting every key as it
-//! arrives would instead copy (copy-on-write) roughly one 4 KiB leaf per event
-//! once the table is much bigger than a batch, which is what made appends
-//! slow on a big store.
+//! Why: inserting each key into a B-tree keyed by a random hash copies
+//! (copy-on-write) about one 4 KiB leaf per event once the tree is much
+//! bigger than a batch, plus a B-tree descent per key; that is what made
+//! appends slow on a big store. A run costs one insert per flushed bucket
+//! (~`dedupe_buffer_entries / BUCKETS` keys) and a compaction rewrites a
+//! bucket's base once per `MAX_RUNS` rounds.
 //!
 //! After a restart the pending maps are rebuilt by scanning the log tail:
 //! every entry whose seq is above its bucket's flushed mark (and not behind
 //! the pruning cursor) is pending. That tail is about `dedupe_buffer_entries`
-//! long.
+//! long. The filter is rebuilt by reading the whole index.
 //!
-//! Lookups check the batch itself, then the pending map, then (only if the
-//! [`Filter`] says the key may be there) the table.
+//! Lookups check the batch itself; then, only if the [`Filter`] (which holds
+//! every pending and indexed key) says the key may be known, the pending map
+//! and then the index (runs newest first, then the base row).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -53,10 +56,9 @@ use sha2::{Digest, Sha256};
 
 use crate::traits::Seq;
 
-/// Domain-separation tag, so these hashes can never equal another SHA-256
-/// use in the project (API key hashes are over a key alone, which never
-/// starts with this byte followed by a length). One byte keeps a typical
-/// input (tenant id + 36-char UUID) within a single SHA-256 block.
+/// Domain-separation and version tag of the hash input. One byte, so a
+/// typical input (tenant id of up to 10 bytes + 36-char UUID) fits a single
+/// SHA-256 block.
 const DOMAIN: u8 = 0xD2;
 
 /// The dedupe key of `(tenant, message_id)`: the first 128 bits (big endian)
@@ -98,18 +100,36 @@ pub(crate) fn bucket_end(b: usize) -> u128 {
     bucket_start(b) | ((1u128 << (128 - BUCKET_BITS)) - 1)
 }
 
-/// Index rows.
+/// Index rows and runs.
 ///
-/// The dedupe table does not store one B-tree entry per key: it stores
-/// *rows*, each a sorted array of fixed-width entries covering a key range.
-/// A row is keyed by the lowest key of its range and covers keys up to the
-/// next row's key (or the end of its bucket). Rows never span buckets, and
-/// a bucket that has any row has one starting exactly at
-/// [`bucket_start`], which is never deleted (it may become empty).
+/// The dedupe index does not store one B-tree entry per key. Both of its
+/// tables store sorted arrays of fixed-width entries ("rows"):
 ///
-/// Merging a sorted batch of keys into a row is a linear merge and one redb
-/// insert, instead of one B-tree descent and in-page insert per key; a row
-/// over [`ROW_MAX_ENTRIES`] is split.
+/// - `DEDUPE_RUNS`: one *run* per flush of a bucket, keyed
+///   `(bucket, slot)`, holding exactly the keys that flush moved out of
+///   memory. Writing a run costs about the size of its entries; nothing
+///   else is rewritten. Slots `0..n` hold the bucket's `n` live runs, oldest
+///   first (`n` is kept with the bucket's flushed mark); slots past `n` are
+///   stale and get overwritten later.
+/// - `DEDUPE` (the *base*): per bucket, a sorted partition of older keys
+///   into rows of at most `ROW_MAX_ENTRIES`. A row is keyed by the lowest
+///   key of its range and covers keys up to the next row's key (or the end
+///   of its bucket). Rows never span buckets, and a bucket that has any row
+///   has one starting exactly at its first key, which is never deleted (it
+///   may become empty).
+///
+/// When a bucket would reach `MAX_RUNS` runs, the flush instead merges its
+/// runs and the new keys into its base rows (a *compaction*; a later copy
+/// of a key wins). So a bucket's base is rewritten once per `MAX_RUNS`
+/// flushes instead of on every flush. Before a bucket's first compaction
+/// the threshold is staggered by bucket number, so buckets do not all
+/// compact in the same round.
+///
+/// A key can have copies in several runs and the base; the newest run
+/// holding it has its latest acceptance (then older runs, then the base).
+/// So a lookup reads at most `MAX_RUNS - 1` runs plus one base row; lookups
+/// are rare anyway, since the filter answers most. Pruning removes the
+/// latest copy together with any older ones.
 ///
 /// Entry encoding: `key:u128 LE, seq:u64 LE, accepted_ms:i64 LE` (32 bytes).
 pub(crate) mod rows {
@@ -118,13 +138,16 @@ pub(crate) mod rows {
 
     /// Bytes per row entry.
     pub(crate) const ENTRY: usize = 32;
-    /// A row with more entries than this is split.
+    /// A base row with more entries than this is split.
     pub(crate) const ROW_MAX_ENTRIES: usize = 128;
     /// Entries per piece when splitting (so a split row has room to grow).
     const SPLIT_TARGET: usize = ROW_MAX_ENTRIES * 3 / 4;
+    /// A bucket is compacted instead of getting its `MAX_RUNS`-th run.
+    pub(crate) const MAX_RUNS: u8 = 8;
 
-    fn check(row: &[u8]) -> Result<usize> {
-        if row.len() % ENTRY != 0 {
+    /// Number of entries, or `Corrupt` if the length is not a multiple.
+    pub(crate) fn len(row: &[u8]) -> Result<usize> {
+        if !row.len().is_multiple_of(ENTRY) {
             return Err(StoreError::Corrupt(format!(
                 "dedupe index row of {} bytes is not a multiple of {ENTRY}",
                 row.len()
@@ -133,7 +156,8 @@ pub(crate) mod rows {
         Ok(row.len() / ENTRY)
     }
 
-    fn key_at(row: &[u8], i: usize) -> u128 {
+    /// Key of entry `i` (caller checked the length).
+    pub(crate) fn key_at(row: &[u8], i: usize) -> u128 {
         let mut k = [0u8; 16];
         k.copy_from_slice(&row[i * ENTRY..i * ENTRY + 16]);
         u128::from_le_bytes(k)
@@ -150,57 +174,64 @@ pub(crate) mod rows {
         }
     }
 
-    pub(crate) fn push(out: &mut Vec<u8>, key: u128, acc: Acceptance) {
-        out.extend_from_slice(&key.to_le_bytes());
-        out.extend_from_slice(&acc.seq.to_le_bytes());
-        out.extend_from_slice(&acc.accepted_ms.to_le_bytes());
+    /// Encode sorted, distinct entries as a row.
+    pub(crate) fn encode(entries: &[(u128, Acceptance)]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(entries.len() * ENTRY);
+        for (key, acc) in entries {
+            out.extend_from_slice(&key.to_le_bytes());
+            out.extend_from_slice(&acc.seq.to_le_bytes());
+            out.extend_from_slice(&acc.accepted_ms.to_le_bytes());
+        }
+        out
     }
 
-    /// Binary search `key` in a row.
-    pub(crate) fn find(row: &[u8], key: u128) -> Result<Option<Acceptance>> {
-        let n = check(row)?;
+    /// Index of `key` in a row, if present.
+    fn position(row: &[u8], key: u128) -> Result<Option<usize>> {
+        let n = len(row)?;
         let (mut lo, mut hi) = (0usize, n);
         while lo < hi {
             let mid = (lo + hi) / 2;
             match key_at(row, mid).cmp(&key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Ok(Some(acc_at(row, mid))),
+                std::cmp::Ordering::Equal => return Ok(Some(mid)),
             }
         }
         Ok(None)
     }
 
+    /// Binary search `key` in a row.
+    pub(crate) fn find(row: &[u8], key: u128) -> Result<Option<Acceptance>> {
+        Ok(position(row, key)?.map(|i| acc_at(row, i)))
+    }
+
     /// All keys of a row, in order.
     pub(crate) fn keys(row: &[u8]) -> Result<impl Iterator<Item = u128> + '_> {
-        let n = check(row)?;
+        let n = len(row)?;
         Ok((0..n).map(move |i| key_at(row, i)))
     }
 
-    /// Merge sorted, distinct `new` entries into `row`; on equal keys the
-    /// new entry wins (it is the later acceptance).
-    pub(crate) fn merge(row: &[u8], new: &[(u128, Acceptance)]) -> Result<Vec<u8>> {
-        let n = check(row)?;
-        let mut out = Vec::with_capacity(row.len() + new.len() * ENTRY);
+    /// Merge two rows; on equal keys the entry of `new` wins (it is the
+    /// later acceptance).
+    pub(crate) fn merge(old: &[u8], new: &[u8]) -> Result<Vec<u8>> {
+        let (n, m) = (len(old)?, len(new)?);
+        let mut out = Vec::with_capacity(old.len() + new.len());
         let (mut i, mut j) = (0usize, 0usize);
-        while i < n || j < new.len() {
-            let take_old = match (i < n, new.get(j)) {
-                (true, Some((nk, _))) => key_at(row, i) < *nk,
-                (true, None) => true,
-                (false, _) => false,
-            };
-            if take_old {
-                out.extend_from_slice(&row[i * ENTRY..(i + 1) * ENTRY]);
+        while i < n && j < m {
+            let (a, b) = (key_at(old, i), key_at(new, j));
+            if a < b {
+                out.extend_from_slice(&old[i * ENTRY..(i + 1) * ENTRY]);
                 i += 1;
             } else {
-                let (k, acc) = new[j];
-                if i < n && key_at(row, i) == k {
+                if a == b {
                     i += 1; // replaced
                 }
-                push(&mut out, k, acc);
+                out.extend_from_slice(&new[j * ENTRY..(j + 1) * ENTRY]);
                 j += 1;
             }
         }
+        out.extend_from_slice(&old[i * ENTRY..]);
+        out.extend_from_slice(&new[j * ENTRY..]);
         Ok(out)
     }
 
@@ -224,25 +255,16 @@ pub(crate) mod rows {
         out
     }
 
-    /// Remove `key` from `row` if its entry has `seq`; returns whether it did.
-    pub(crate) fn remove(row: &mut Vec<u8>, key: u128, seq: u64) -> Result<bool> {
-        let n = check(row)?;
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match key_at(row, mid).cmp(&key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => {
-                    if acc_at(row, mid).seq != seq {
-                        return Ok(false);
-                    }
-                    row.drain(mid * ENTRY..(mid + 1) * ENTRY);
-                    return Ok(true);
-                }
+    /// Remove `key` from `row` if its entry has `seq` (any entry for
+    /// `None`); returns whether it did.
+    pub(crate) fn remove(row: &mut Vec<u8>, key: u128, seq: Option<u64>) -> Result<bool> {
+        match position(row, key)? {
+            Some(i) if seq.is_none_or(|s| acc_at(row, i).seq == s) => {
+                row.drain(i * ENTRY..(i + 1) * ENTRY);
+                Ok(true)
             }
+            _ => Ok(false),
         }
-        Ok(false)
     }
 }
 
@@ -306,6 +328,10 @@ impl Pending {
         self.len
     }
 
+    pub(crate) fn bucket_len(&self, b: usize) -> usize {
+        self.buckets[b].len()
+    }
+
     pub(crate) fn get(&self, key: u128) -> Option<Acceptance> {
         self.buckets[bucket_of(key)].get(&key).copied()
     }
@@ -353,6 +379,8 @@ pub(crate) struct Filter {
     /// Insertions since the last (re)build, including duplicates of keys
     /// already present; drives the rebuild decision.
     inserted: u64,
+    /// Deletions (by pruning) since the last (re)build.
+    removed: u64,
 }
 
 impl Filter {
@@ -362,6 +390,7 @@ impl Filter {
         Filter {
             blocks: vec![[0u64; 8]; bytes / 64],
             inserted: 0,
+            removed: 0,
         }
     }
 
@@ -410,17 +439,26 @@ impl Filter {
     pub(crate) fn clear(&mut self) {
         self.blocks.iter_mut().for_each(|b| *b = [0; 8]);
         self.inserted = 0;
+        self.removed = 0;
     }
 
     pub(crate) fn is_enabled(&self) -> bool {
         !self.blocks.is_empty()
     }
 
-    /// Whether enough keys were deleted since the last build that a rebuild
-    /// would noticeably lower the false-positive rate.
-    pub(crate) fn wants_rebuild(&self, live: u64) -> bool {
-        let capacity = self.blocks.len() as u64 * 8; // ~64 bits per key
-        self.is_enabled() && self.inserted > live.saturating_mul(2).max(capacity)
+    /// Record that `n` keys were deleted from the set the filter covers.
+    pub(crate) fn note_removed(&mut self, n: u64) {
+        self.removed = self.removed.saturating_add(n);
+    }
+
+    /// Whether a rebuild would noticeably lower the false-positive rate:
+    /// the filter is loaded (>= 1 insertion per 16 bits) and most of what
+    /// was inserted has been deleted since.
+    pub(crate) fn wants_rebuild(&self) -> bool {
+        let bits = self.blocks.len() as u64 * 512;
+        self.is_enabled()
+            && self.inserted.saturating_mul(16) >= bits
+            && self.removed.saturating_mul(2) > self.inserted
     }
 }
 
@@ -436,6 +474,10 @@ pub(crate) struct LogState {
     /// Accepted events since the last flush, times [`BUCKETS`]; one bucket is
     /// flushed per `dedupe_buffer_entries` of credit.
     pub credit: u128,
+    /// Number of runs each bucket has in the index (< [`rows::MAX_RUNS`]).
+    pub runs: Vec<u8>,
+    /// Whether each bucket has base rows (was compacted at least once).
+    pub has_base: Vec<bool>,
 }
 
 impl LogState {
@@ -447,6 +489,8 @@ impl LogState {
             filter: Filter::new(opts.dedupe_filter_bytes),
             cursor: 0,
             credit: 0,
+            runs: vec![0; BUCKETS],
+            has_base: vec![false; BUCKETS],
         }
     }
 }
@@ -552,31 +596,34 @@ mod tests {
             seq,
             accepted_ms: seq as i64 * 10,
         };
-        let mut row = Vec::new();
-        for k in [10u128, 20, 30] {
-            push(&mut row, k, acc(k as u64));
-        }
-        let merged = merge(&row, &[(5, acc(1)), (20, acc(99)), (40, acc(2))]).unwrap();
+        let row = encode(&[(10, acc(10)), (20, acc(20)), (30, acc(30))]);
+        let new = encode(&[(5, acc(1)), (20, acc(99)), (40, acc(2))]);
+        let merged = merge(&row, &new).unwrap();
         let keys: Vec<u128> = rows::keys(&merged).unwrap().collect();
         assert_eq!(keys, vec![5, 10, 20, 30, 40]);
         assert_eq!(find(&merged, 20).unwrap(), Some(acc(99)), "new entry wins");
         assert_eq!(find(&merged, 10).unwrap(), Some(acc(10)));
         assert_eq!(find(&merged, 11).unwrap(), None);
         assert_eq!(find(&[], 11).unwrap(), None);
+        assert_eq!(merge(&[], &new).unwrap(), new);
+        assert_eq!(merge(&row, &[]).unwrap(), row);
         assert!(find(&[0u8; 5], 1).is_err(), "malformed row");
+        assert!(merge(&[0u8; 5], &row).is_err(), "malformed row");
 
         let mut m = merged.clone();
-        assert!(!remove(&mut m, 20, 20).unwrap(), "seq must match");
-        assert!(remove(&mut m, 20, 99).unwrap());
-        assert!(!remove(&mut m, 20, 99).unwrap());
-        assert_eq!(rows::keys(&m).unwrap().count(), 4);
+        assert!(!remove(&mut m, 20, Some(20)).unwrap(), "seq must match");
+        assert!(remove(&mut m, 20, Some(99)).unwrap());
+        assert!(!remove(&mut m, 20, Some(99)).unwrap());
+        assert!(remove(&mut m, 5, None).unwrap(), "any seq");
+        assert!(!remove(&mut m, 6, None).unwrap());
+        assert_eq!(rows::keys(&m).unwrap().count(), 3);
 
         // Split: every piece within bounds, first keeps the row key, the
         // rest are keyed by their first entry, nothing lost or reordered.
         let many: Vec<(u128, Acceptance)> = (0..1000u64)
             .map(|i| (1000 + u128::from(i) * 7, acc(i)))
             .collect();
-        let big = merge(&[], &many).unwrap();
+        let big = encode(&many);
         let pieces = split(&big, 3);
         assert_eq!(pieces[0].0, 3);
         let mut all = Vec::new();

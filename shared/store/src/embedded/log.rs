@@ -1,28 +1,38 @@
 //! [`EventLog`] for the embedded store.
 //!
-//! Per accepted event, an append writes one log row (an insert at the end of
-//! the log B-tree) whose value carries the event's dedupe key and acceptance
-//! time; the dedupe index is maintained in bulk, a key-range slice at a time
-//! (see `dedupe.rs`). Everything an append writes, including its share of
-//! index maintenance, is one fsync'd redb transaction, and the in-memory
-//! state is only updated after that commit succeeded.
+//! An append writes its accepted events as log chunks (one redb row per
+//! ~64 KiB of events, see `chunk.rs`) that carry each event's dedupe key and
+//! the acceptance time, plus its share of dedupe index maintenance (flushing
+//! a few buckets of pending keys, see `dedupe.rs`), in ONE fsync'd redb
+//! transaction. A batch of only duplicates writes nothing and skips the
+//! fsync: every acceptance it reports was already durable. The in-memory
+//! state (pending keys, filter, flush cursor, run counts) is only updated
+//! after that commit succeeded, so an `Err` leaves neither disk nor memory
+//! changed.
 //!
 //! Pruning walks the log in seq order from a persisted cursor, since log
 //! order is acceptance order: an entry accepted before the cutoff has its
-//! dedupe row dropped (if the row still describes that acceptance), and the
-//! walk stops at the first entry accepted at or after the cutoff. If callers'
-//! `now_ms` went backwards between appends, an entry with an older time
-//! behind a newer one is only dropped once the newer one is; `append` still
-//! treats it as expired on time, so this only delays reclaiming its space.
+//! dedupe entry dropped (if that entry still describes this acceptance), and
+//! the walk stops at the first chunk accepted at or after the cutoff. If
+//! callers' `now_ms` went backwards between appends, an entry with an older
+//! time behind a newer one is only dropped once the newer one is; `append`
+//! still treats it as expired on time, so this only delays reclaiming it
+//! (and, for a cutoff later than the window, delays re-accepting its id).
+//! A prune runs in transactions of at most [`PRUNE_CHUNK`] log entries so
+//! appends can interleave with a large one.
 
 use std::sync::MutexGuard;
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::{ReadableTable, Table};
 
-use super::dedupe::{Acceptance, BUCKETS, KeyMap, LogState, bucket_of, dedupe_key, key_map};
+use super::chunk::{Chunk, ChunkBuilder};
+use super::dedupe::{
+    Acceptance, BUCKETS, KeyMap, LogState, bucket_end, bucket_of, bucket_start, dedupe_key,
+    key_map, rows,
+};
 use super::{
-    DEDUPE, DEDUPE_FLUSHED, EmbeddedStore, LOG, META, META_LOG_HEAD, META_PRUNE_CURSOR,
-    next_counter,
+    DEDUPE, DEDUPE_FLUSHED, DEDUPE_RUNS, EmbeddedStore, LOG, META, META_LOG_HEAD,
+    META_PRUNE_CURSOR, next_counter,
 };
 use crate::error::{Result, StoreError};
 use crate::traits::{AppendItem, AppendOutcome, EventLog, LogEntry, Seq};
@@ -31,10 +41,271 @@ use crate::traits::{AppendItem, AppendOutcome, EventLog, LogEntry, Seq};
 /// hold the write lock (and stall appends) for one huge transaction.
 const PRUNE_CHUNK: u64 = 64 * 1024;
 
+/// The first seq of the chunk that contains `seq`, or `seq` itself if no
+/// chunk starts at or before it. Iterating the log from the result visits
+/// `seq`'s chunk first.
+fn chunk_start(log: &impl ReadableTable<u64, &'static [u8]>, seq: Seq) -> Result<Seq> {
+    Ok(log
+        .range(..=seq)?
+        .next_back()
+        .transpose()?
+        .map_or(seq, |(k, _)| k.value()))
+}
+
+/// Visit every log entry with seq >= `from`, in order, as
+/// `(seq, accepted_ms, key, tenant, payload)`, until `f` returns false.
+fn for_each_entry(
+    log: &impl ReadableTable<u64, &'static [u8]>,
+    from: Seq,
+    mut f: impl FnMut(Seq, i64, u128, &str, &[u8]) -> Result<bool>,
+) -> Result<()> {
+    for row in log.range(chunk_start(log, from)?..)? {
+        let (k, v) = row?;
+        let first = k.value();
+        let mut chunk = Chunk::parse(v.value(), first)?;
+        let skip = from.saturating_sub(first);
+        if skip >= u64::from(chunk.count) {
+            continue;
+        }
+        chunk.skip(skip as u32, first)?;
+        let mut seq = first + skip;
+        while let Some(e) = chunk.next_entry(first)? {
+            if !f(seq, chunk.accepted_ms, e.key, e.tenant, e.payload)? {
+                return Ok(());
+            }
+            seq += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Table of the index's base rows.
+type BaseTable<'t> = Table<'t, u128, &'static [u8]>;
+/// Table of the index's runs.
+type RunTable<'t> = Table<'t, (u32, u8), &'static [u8]>;
+
+/// Keys of bucket `b`'s live runs, oldest first.
+fn live_runs(b: usize, run_count: u8) -> std::ops::Range<(u32, u8)> {
+    (b as u32, 0)..(b as u32, run_count)
+}
+
+/// The indexed acceptance of `key`, if any: its bucket's live runs newest
+/// first, then its base row.
+fn index_lookup(
+    base: &impl ReadableTable<u128, &'static [u8]>,
+    runs: &impl ReadableTable<(u32, u8), &'static [u8]>,
+    run_count: u8,
+    key: u128,
+) -> Result<Option<Acceptance>> {
+    let b = bucket_of(key);
+    if run_count > 0 {
+        for row in runs.range(live_runs(b, run_count))?.rev() {
+            let (_, run) = row?;
+            if let Some(acc) = rows::find(run.value(), key)? {
+                return Ok(Some(acc));
+            }
+        }
+    }
+    match base.range(bucket_start(b)..=key)?.next_back().transpose()? {
+        Some((_, row)) => rows::find(row.value(), key),
+        None => Ok(None),
+    }
+}
+
+/// Move bucket `b`'s pending entries (sorted, distinct) into the index:
+/// as a new run, or by merging its runs and the entries into its base rows
+/// (compaction) once it has enough runs. Returns the bucket's new run count.
+///
+/// A bucket compacts every [`rows::MAX_RUNS`] flushes; before its first
+/// compaction (no base row yet) the threshold is staggered by bucket, so
+/// buckets do not all compact in the same round.
+fn flush_bucket(
+    base: &mut BaseTable<'_>,
+    runs: &mut RunTable<'_>,
+    b: usize,
+    run_count: u8,
+    has_base: bool,
+    entries: &[(u128, Acceptance)],
+) -> Result<u8> {
+    if entries.is_empty() {
+        return Ok(run_count);
+    }
+    let new = rows::encode(entries);
+    let limit = if has_base {
+        rows::MAX_RUNS
+    } else {
+        1 + (b % usize::from(rows::MAX_RUNS)) as u8
+    };
+    if run_count + 1 < limit {
+        runs.insert((b as u32, run_count), new.as_slice())?;
+        return Ok(run_count + 1);
+    }
+    // Compaction: oldest run first, so later ones (and `new`) win. The old
+    // slots are left in place: the run count says they are stale.
+    let mut merged = Vec::new();
+    for row in runs.range(live_runs(b, run_count))? {
+        let (_, run) = row?;
+        merged = rows::merge(&merged, run.value())?;
+    }
+    merged = rows::merge(&merged, &new)?;
+    merge_into_base(base, b, &merged)?;
+    Ok(0)
+}
+
+/// Merge sorted entries (all in bucket `b`) into the bucket's base rows.
+fn merge_into_base(base: &mut BaseTable<'_>, b: usize, new: &[u8]) -> Result<()> {
+    let (lo, hi) = (bucket_start(b), bucket_end(b));
+    let n_new = rows::len(new)?;
+    let mut out: Vec<(u128, Vec<u8>)> = Vec::new();
+    {
+        let mut from = 0usize;
+        let mut iter = base.range(lo..=hi)?;
+        let mut cur = iter.next().transpose()?;
+        match &cur {
+            None => out.push((lo, new.to_vec())),
+            Some((k, _)) if k.value() != lo => {
+                return Err(StoreError::Corrupt(format!(
+                    "dedupe bucket {b} has no base row at its start"
+                )));
+            }
+            Some(_) => {}
+        }
+        while let Some((k, v)) = cur {
+            let next = iter.next().transpose()?;
+            let end = next.as_ref().map_or(hi, |(nk, _)| nk.value() - 1);
+            let mut to = from;
+            while to < n_new && rows::key_at(new, to) <= end {
+                to += 1;
+            }
+            if to > from {
+                let part = &new[from * rows::ENTRY..to * rows::ENTRY];
+                out.push((k.value(), rows::merge(v.value(), part)?));
+                from = to;
+            }
+            cur = next;
+        }
+    }
+    for (start, merged) in &out {
+        for (key, piece) in rows::split(merged, *start) {
+            base.insert(key, piece)?;
+        }
+    }
+    Ok(())
+}
+
+/// One index removal: `key`, the acceptance (`seq`) to remove (`None`: any
+/// copy), and whether a removal counts as a dropped entry.
+type Removal = (u128, Option<Seq>, bool);
+
+/// Remove acceptances `(key, seq, counted)` (sorted by key, then seq) from
+/// the index where they are the key's latest indexed acceptance, together
+/// with any older, stale copies of the key (so none can resurface); returns
+/// how many counted entries were removed.
+fn remove_from_index(
+    base: &mut BaseTable<'_>,
+    runs: &mut RunTable<'_>,
+    run_counts: &[u8],
+    removals: &[(u128, Seq, bool)],
+) -> Result<usize> {
+    let mut dropped = 0usize;
+    let mut for_base: Vec<Removal> = Vec::new();
+    let mut i = 0usize;
+    while i < removals.len() {
+        let b = bucket_of(removals[i].0);
+        let j = i + removals[i..].partition_point(|r| bucket_of(r.0) == b);
+        if run_counts[b] == 0 {
+            for_base.extend(removals[i..j].iter().map(|&(k, seq, c)| (k, Some(seq), c)));
+            i = j;
+            continue;
+        }
+        // Newest first: the first run holding a key has its latest indexed
+        // acceptance; copies in older runs or the base are stale.
+        let mut loaded: Vec<((u32, u8), Vec<u8>, bool)> = Vec::new();
+        for row in runs.range(live_runs(b, run_counts[b]))?.rev() {
+            let (k, run) = row?;
+            loaded.push((k.value(), run.value().to_vec(), false));
+        }
+        for &(key, seq, counted) in &removals[i..j] {
+            let newest = loaded
+                .iter()
+                .position(|(_, run, _)| matches!(rows::find(run, key), Ok(Some(_))));
+            let Some(newest) = newest else {
+                for_base.push((key, Some(seq), counted));
+                continue;
+            };
+            if !rows::remove(&mut loaded[newest].1, key, Some(seq))? {
+                continue; // superseded by a later acceptance: leave it
+            }
+            loaded[newest].2 = true;
+            dropped += usize::from(counted);
+            for (_, run, changed) in &mut loaded[newest + 1..] {
+                if rows::remove(run, key, None)? {
+                    *changed = true;
+                }
+            }
+            for_base.push((key, None, false));
+        }
+        for (k, run, changed) in loaded {
+            if changed {
+                // An emptied run stays (empty) until the next compaction,
+                // so the run counts stay exact.
+                runs.insert(k, run.as_slice())?;
+            }
+        }
+        i = j;
+    }
+    Ok(dropped + remove_from_base(base, &for_base)?)
+}
+
+/// The base-row part of [`remove_from_index`] (`removals` sorted by key).
+fn remove_from_base(base: &mut BaseTable<'_>, removals: &[Removal]) -> Result<usize> {
+    let mut dropped = 0usize;
+    let mut i = 0usize;
+    while i < removals.len() {
+        let key = removals[i].0;
+        let b = bucket_of(key);
+        let (lo, hi) = (bucket_start(b), bucket_end(b));
+        let found = base
+            .range(lo..=key)?
+            .next_back()
+            .transpose()?
+            .map(|(k, v)| (k.value(), v.value().to_vec()));
+        let Some((start, mut row)) = found else {
+            i += 1;
+            continue;
+        };
+        let end = match key.checked_add(1) {
+            Some(after) if after <= hi => base
+                .range(after..=hi)?
+                .next()
+                .transpose()?
+                .map_or(hi, |(k, _)| k.value() - 1),
+            _ => hi,
+        };
+        let mut changed = false;
+        while i < removals.len() && removals[i].0 <= end {
+            let (k, seq, counted) = removals[i];
+            if rows::remove(&mut row, k, seq)? {
+                changed = true;
+                dropped += usize::from(counted);
+            }
+            i += 1;
+        }
+        if changed {
+            if row.is_empty() && start != lo {
+                base.remove(start)?;
+            } else {
+                base.insert(start, row.as_slice())?;
+            }
+        }
+    }
+    Ok(dropped)
+}
+
 impl EmbeddedStore {
     /// The log state, locked. A panic while it was held (it is only mutated
     /// after a successful commit, but be safe) makes us rebuild it from disk.
-    fn lock_log(&self) -> Result<MutexGuard<'_, LogState>> {
+    pub(super) fn lock_log(&self) -> Result<MutexGuard<'_, LogState>> {
         match self.log_state.lock() {
             Ok(guard) => Ok(guard),
             Err(poisoned) => {
@@ -49,7 +320,7 @@ impl EmbeddedStore {
 
     /// Rebuild the in-memory log state from what is committed: pending keys
     /// from the log tail past each bucket's flushed mark, the flush cursor,
-    /// and the filter from the dedupe table.
+    /// and the filter from the dedupe index.
     pub(super) fn load_log_state(&self) -> Result<LogState> {
         let mut st = LogState::empty(&self.opts);
         let txn = self.read_txn()?;
@@ -59,25 +330,29 @@ impl EmbeddedStore {
 
         let mut flushed = vec![0u64; BUCKETS];
         for row in flushed_table.iter()? {
-            let (b, seq) = row?;
-            let slot = flushed.get_mut(b.value() as usize).ok_or_else(|| {
-                StoreError::Corrupt(format!("dedupe bucket {} out of range", b.value()))
-            })?;
-            *slot = seq.value();
+            let (b, v) = row?;
+            let b = b.value() as usize;
+            let (seq, runs, has_base) = v.value();
+            if b >= BUCKETS || runs >= rows::MAX_RUNS {
+                return Err(StoreError::Corrupt(format!(
+                    "dedupe bucket {b} state out of range ({runs} runs)"
+                )));
+            }
+            flushed[b] = seq;
+            st.runs[b] = runs;
+            st.has_base[b] = has_base;
         }
         let prune_cursor = meta.get(META_PRUNE_CURSOR)?.map_or(1, |g| g.value());
         let oldest = flushed.iter().copied().min().unwrap_or(0);
         // Entries behind the prune cursor were pruned (or superseded).
         let start = oldest.saturating_add(1).max(prune_cursor);
-        for row in log.range(start..)? {
-            let (k, v) = row?;
-            let seq = k.value();
-            let (key, accepted_ms, _, _) = v.value();
+        for_each_entry(&log, start, |seq, accepted_ms, key, _, _| {
             if seq > flushed[bucket_of(key)] {
                 // Seq order: a re-acceptance overwrites the older one.
                 st.pending.insert(key, Acceptance { seq, accepted_ms });
             }
-        }
+            Ok(true)
+        })?;
 
         // Buckets are flushed round robin, so along the ring the marks rise
         // from the cursor and the newest run ends just before it.
@@ -96,17 +371,29 @@ impl EmbeddedStore {
         Ok(st)
     }
 
-    /// Refill the filter from the dedupe table and the pending keys.
+    /// Refill the filter from the dedupe index and the pending keys.
     fn rebuild_filter(&self, st: &mut LogState) -> Result<()> {
         if !st.filter.is_enabled() {
             return Ok(());
         }
         st.filter.clear();
         let txn = self.read_txn()?;
-        let dedupe = txn.open_table(DEDUPE)?;
-        for row in dedupe.iter()? {
-            let (k, _) = row?;
-            st.filter.insert(k.value());
+        let base = txn.open_table(DEDUPE)?;
+        for row in base.iter()? {
+            let (_, v) = row?;
+            for key in rows::keys(v.value())? {
+                st.filter.insert(key);
+            }
+        }
+        let runs = txn.open_table(DEDUPE_RUNS)?;
+        for row in runs.iter()? {
+            let (k, v) = row?;
+            let (b, slot) = k.value();
+            if st.runs.get(b as usize).is_some_and(|&n| slot < n) {
+                for key in rows::keys(v.value())? {
+                    st.filter.insert(key);
+                }
+            }
         }
         let LogState {
             pending, filter, ..
@@ -115,52 +402,60 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// One pruning transaction over at most [`PRUNE_CHUNK`] log entries.
-    /// Returns `(dropped, maybe_more)`.
+    /// One pruning transaction over at most about [`PRUNE_CHUNK`] log
+    /// entries (whole chunks). Returns `(dropped, maybe_more)`.
     fn prune_chunk(&self, st: &mut LogState, older_than_ms: i64) -> Result<(usize, bool)> {
         let txn = self.write_txn()?;
         let mut dropped = 0usize;
         let mut from_pending = Vec::new();
+        let mut removals: Vec<(u128, Seq, bool)> = Vec::new();
         let mut more = false;
         let moved;
         {
             let mut meta = txn.open_table(META)?;
             let log = txn.open_table(LOG)?;
-            let mut dedupe = txn.open_table(DEDUPE)?;
+            let mut base = txn.open_table(DEDUPE)?;
+            let mut runs = txn.open_table(DEDUPE_RUNS)?;
             let start = meta.get(META_PRUNE_CURSOR)?.map_or(1, |g| g.value());
             let mut cursor = start;
-            for row in log.range(start..)? {
+            for row in log.range(chunk_start(&log, start)?..)? {
+                let (k, v) = row?;
+                let first = k.value();
+                let mut chunk = Chunk::parse(v.value(), first)?;
+                let end = first + u64::from(chunk.count);
+                if end <= cursor {
+                    continue;
+                }
+                if chunk.accepted_ms >= older_than_ms {
+                    break;
+                }
                 if cursor - start >= PRUNE_CHUNK {
                     more = true;
                     break;
                 }
-                let (k, v) = row?;
-                let (key, accepted_ms, _, _) = v.value();
-                if accepted_ms >= older_than_ms {
-                    break;
-                }
-                let seq = k.value();
-                let pending = st.pending.get(key);
-                match pending {
-                    Some(acc) if acc.seq == seq => {
-                        from_pending.push(key);
-                        dropped += 1;
-                    }
-                    _ => {
-                        // In the table, unless superseded by a re-acceptance
-                        // (then the table row, if any, is stale: drop it
-                        // quietly, the pending entry is the live one).
-                        let current = dedupe.get(key)?.map(|g| g.value().0);
-                        if current == Some(seq) {
-                            dedupe.remove(key)?;
-                            if pending.is_none() {
+                let mut seq = first;
+                while let Some(e) = chunk.next_entry(first)? {
+                    if seq >= cursor {
+                        match st.pending.get(e.key) {
+                            Some(acc) if acc.seq == seq => {
+                                from_pending.push(e.key);
                                 dropped += 1;
                             }
+                            // Superseded by a later acceptance that is
+                            // still pending: an index entry for this seq,
+                            // if any, is stale; drop it without counting.
+                            Some(_) => removals.push((e.key, seq, false)),
+                            None => removals.push((e.key, seq, true)),
                         }
                     }
+                    seq += 1;
                 }
-                cursor = seq.saturating_add(1);
+                cursor = end;
             }
+            // By key, then seq: an older acceptance of a key is looked at
+            // before a newer one in the same walk.
+            removals.sort_unstable_by_key(|r| (r.0, r.1));
+            dropped += remove_from_index(&mut base, &mut runs, &st.runs, &removals)?;
             moved = cursor != start;
             if moved {
                 meta.insert(META_PRUNE_CURSOR, cursor)?;
@@ -191,35 +486,45 @@ impl EventLog for EmbeddedStore {
             .map(|i| dedupe_key(&i.tenant, &i.message_id))
             .collect();
         let mut st = self.lock_log()?;
+        // One pass over the filter first: independent memory accesses that
+        // the CPU overlaps, instead of one cache miss at a time in the loop
+        // below. The filter covers pending keys too, so "no" means new.
+        let maybe_known: Vec<bool> = keys.iter().map(|&k| st.filter.may_contain(k)).collect();
         let txn = self.write_txn()?;
         let mut outcomes = Vec::with_capacity(items.len());
-        let mut accepted: Vec<(u128, Seq)> = Vec::with_capacity(items.len());
+        let mut accepted: Vec<u128> = Vec::with_capacity(items.len());
         let per_bucket = self.opts.dedupe_buffer_entries.max(1) as u128;
         let flush_count;
         let new_credit;
+        let head0;
+        // (bucket, run count, has base) after this commit, flushed buckets.
+        let mut new_runs: Vec<(usize, u8, bool)> = Vec::new();
         {
             let mut meta = txn.open_table(META)?;
             let mut log = txn.open_table(LOG)?;
-            let mut dedupe = txn.open_table(DEDUPE)?;
-            let head0 = meta.get(META_LOG_HEAD)?.map_or(0, |g| g.value());
+            let mut base = txn.open_table(DEDUPE)?;
+            let mut runs = txn.open_table(DEDUPE_RUNS)?;
+            head0 = meta.get(META_LOG_HEAD)?.map_or(0, |g| g.value());
             let mut head = head0;
             // Within-batch dedupe: key -> seq assigned in this batch.
             let mut batch: KeyMap<Seq> = key_map(items.len());
+            let mut chunk = ChunkBuilder::new(now_ms);
+            let mut chunk_first = head0 + 1;
 
-            for (item, &key) in items.iter().zip(&keys) {
+            for ((item, &key), &maybe) in items.iter().zip(&keys).zip(&maybe_known) {
                 if let Some(&seq) = batch.get(&key) {
                     outcomes.push(AppendOutcome::Duplicate { seq });
                     continue;
                 }
                 // The pending entry, if any, is the latest acceptance;
-                // otherwise the table has it, if anything does.
-                let latest = match st.pending.get(key) {
-                    Some(acc) => Some(acc),
-                    None if st.filter.may_contain(key) => dedupe.get(key)?.map(|g| {
-                        let (seq, accepted_ms) = g.value();
-                        Acceptance { seq, accepted_ms }
-                    }),
-                    None => None,
+                // otherwise the index has it, if anything does.
+                let latest = if !maybe {
+                    None
+                } else {
+                    match st.pending.get(key) {
+                        Some(acc) => Some(acc),
+                        None => index_lookup(&base, &runs, st.runs[bucket_of(key)], key)?,
+                    }
                 };
                 if let Some(acc) = latest
                     && acc.accepted_ms >= cutoff
@@ -229,13 +534,20 @@ impl EventLog for EmbeddedStore {
                 }
                 // New, or its previous acceptance expired (it is replaced).
                 head = next_counter(head, "log sequence")?;
-                log.insert(
-                    head,
-                    (key, now_ms, item.tenant.as_str(), item.payload.as_slice()),
-                )?;
+                if chunk.would_overflow(&item.tenant, &item.payload) {
+                    log.insert(chunk_first, chunk.finish())?;
+                    chunk.reset();
+                }
+                if chunk.is_empty() {
+                    chunk_first = head;
+                }
+                chunk.push(key, &item.tenant, &item.payload);
                 batch.insert(key, head);
-                accepted.push((key, head));
+                accepted.push(key);
                 outcomes.push(AppendOutcome::Accepted { seq: head });
+            }
+            if !chunk.is_empty() {
+                log.insert(chunk_first, chunk.finish())?;
             }
 
             // Index maintenance: flush the buckets this batch paid for.
@@ -251,12 +563,20 @@ impl EventLog for EmbeddedStore {
                 let mut flushed = txn.open_table(DEDUPE_FLUSHED)?;
                 for i in 0..flush_count {
                     let b = (st.cursor + i) % BUCKETS;
-                    for (key, acc) in st.pending.sorted_bucket(b) {
-                        dedupe.insert(key, (acc.seq, acc.accepted_ms))?;
+                    if st.pending.bucket_len(b) == 0 {
+                        // Nothing to move. Its mark may lag: no committed,
+                        // unpruned key of the bucket is above it anyway.
+                        continue;
                     }
+                    let entries = st.pending.sorted_bucket(b);
+                    let (count, has_base) = (st.runs[b], st.has_base[b]);
+                    let count = flush_bucket(&mut base, &mut runs, b, count, has_base, &entries)?;
+                    // A flush that leaves no runs compacted into the base.
+                    let has_base = has_base || count == 0;
+                    new_runs.push((b, count, has_base));
                     // Every committed key of bucket `b` (seq <= head0) is now
-                    // in the table; this batch's keys stay pending.
-                    flushed.insert(b as u32, head0)?;
+                    // in the index; this batch's keys stay pending.
+                    flushed.insert(b as u32, (head0, count, has_base))?;
                 }
             }
             if head != head0 {
@@ -275,9 +595,13 @@ impl EventLog for EmbeddedStore {
         for i in 0..flush_count {
             st.pending.clear_bucket((first + i) % BUCKETS);
         }
-        st.cursor = (st.cursor + flush_count) % BUCKETS;
+        st.cursor = (first + flush_count) % BUCKETS;
+        for (b, count, has_base) in new_runs {
+            st.runs[b] = count;
+            st.has_base[b] = has_base;
+        }
         st.credit = new_credit;
-        for (key, seq) in accepted {
+        for (seq, key) in (head0 + 1..).zip(accepted) {
             st.pending.insert(
                 key,
                 Acceptance {
@@ -300,15 +624,14 @@ impl EventLog for EmbeddedStore {
         let txn = self.read_txn()?;
         let log = txn.open_table(LOG)?;
         let mut out = Vec::new();
-        for row in log.range(start..)?.take(limit) {
-            let (k, v) = row?;
-            let (_, _, tenant, payload) = v.value();
+        for_each_entry(&log, start, |seq, _, _, tenant, payload| {
             out.push(LogEntry {
-                seq: k.value(),
+                seq,
                 tenant: tenant.to_owned(),
                 payload: payload.to_vec(),
             });
-        }
+            Ok(out.len() < limit)
+        })?;
         Ok(out)
     }
 
@@ -325,14 +648,11 @@ impl EventLog for EmbeddedStore {
             let mut st = self.lock_log()?;
             let (dropped, more) = self.prune_chunk(&mut st, older_than_ms)?;
             total += dropped;
+            st.filter.note_removed(dropped as u64);
             if !more {
-                let live = {
-                    let txn = self.read_txn()?;
-                    txn.open_table(DEDUPE)?.len()? + st.pending.len() as u64
-                };
-                if st.filter.wants_rebuild(live) {
+                if st.filter.wants_rebuild() {
                     self.rebuild_filter(&mut st)?;
-                    tracing::debug!(live, "rebuilt dedupe filter");
+                    tracing::debug!("rebuilt dedupe filter");
                 }
                 break;
             }

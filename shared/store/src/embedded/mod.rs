@@ -21,6 +21,8 @@ mod catalog;
 mod chunk;
 mod dedupe;
 mod log;
+#[cfg(test)]
+mod log_tests;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -46,10 +48,12 @@ pub const LOCK_FILE: &str = "LOCK";
 /// fails loudly instead of being misread.
 ///
 /// - 1: string-keyed dedupe table plus a by-time index (3 inserts per event).
-/// - 2: the log is stored in chunks of entries that carry their hashed
+/// - 2: interim development layouts of 3 (never released; refused too).
+/// - 3: the log is stored in chunks of entries that carry their hashed
 ///   dedupe key and acceptance time; the dedupe index is keyed by that hash,
-///   maintained in bulk and pruned by walking the log (no by-time index).
-const SCHEMA_VERSION: u64 = 2;
+///   kept partly in memory, maintained in bulk as runs and base rows, and
+///   pruned by walking the log (no by-time index).
+const SCHEMA_VERSION: u64 = 3;
 
 /// Small counters: `"log_head"`, `"replay_watermark"`, `"schema_version"`.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -63,13 +67,21 @@ pub(crate) const META_PRUNE_CURSOR: &str = "dedupe_prune_cursor";
 /// `chunk.rs`). Log order is acceptance order, so the log doubles as the
 /// dedupe window's time index.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("event_log");
-/// Dedupe index: lowest key of a row -> sorted `(key, seq, accepted_ms)`
-/// entries, where a key is a 128-bit hash of (tenant, message id). See
-/// `dedupe.rs`.
+/// Dedupe index, base part: lowest key of a row -> sorted
+/// `(key, seq, accepted_ms)` entries, where a key is a 128-bit hash of
+/// (tenant, message id). See `dedupe.rs`.
 pub(crate) const DEDUPE: TableDefinition<u128, &[u8]> = TableDefinition::new("dedupe_index");
-/// dedupe bucket -> log head up to which the bucket's keys are all in
-/// [`DEDUPE`] (missing = 0). See `dedupe.rs`.
-pub(crate) const DEDUPE_FLUSHED: TableDefinition<u32, u64> = TableDefinition::new("dedupe_flushed");
+/// Dedupe index, recent part: (bucket, slot) -> sorted entries moved out of
+/// memory by one flush of the bucket. Slots `0..runs` of a bucket are live
+/// (oldest first); higher slots are stale leftovers, overwritten later. See
+/// `dedupe.rs`.
+pub(crate) const DEDUPE_RUNS: TableDefinition<(u32, u8), &[u8]> =
+    TableDefinition::new("dedupe_runs");
+/// dedupe bucket -> (log head up to which the bucket's keys are all in the
+/// index, number of live runs, whether it has base rows). Missing =
+/// (0, 0, false). See `dedupe.rs`.
+pub(crate) const DEDUPE_FLUSHED: TableDefinition<u32, (u64, u8, bool)> =
+    TableDefinition::new("dedupe_flushed");
 /// (tenant, account) -> (applied_seq, state); `None` state is a deletion
 /// tombstone that still remembers `applied_seq` for fencing and replay.
 pub(crate) const CHECKPOINTS: TableDefinition<(&str, &str), CheckpointValue> =
@@ -111,7 +123,13 @@ pub struct StoreOptions {
     /// pruning last ran.
     pub dedupe_window_ms: i64,
     /// redb's page cache. Bounded so the store does not grow the process to
-    /// redb's 1 GiB default; the OS page cache still serves reads.
+    /// redb's 1 GiB default; the OS page cache still serves reads. redb
+    /// reserves a tenth of it as the write buffer for the dirty pages of the
+    /// open transaction: an append whose dirty pages exceed that spills
+    /// pages to the file early and can write some of them twice, so this
+    /// should be at least 10x the bytes of the largest append (default
+    /// 64 MiB: ~6 MiB of write buffer, enough for an 8192-event group of
+    /// ~500-byte events plus its index maintenance).
     pub cache_bytes: usize,
     /// About how many recently accepted dedupe keys are held only in memory
     /// (their log entries make them durable) before being merged into the
@@ -132,7 +150,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             dedupe_window_ms: DEFAULT_DEDUPE_WINDOW_MS,
-            cache_bytes: 32 << 20,
+            cache_bytes: 64 << 20,
             dedupe_buffer_entries: DEFAULT_DEDUPE_BUFFER_ENTRIES,
             dedupe_filter_bytes: DEFAULT_DEDUPE_FILTER_BYTES,
         }
@@ -263,6 +281,7 @@ impl EmbeddedStore {
             txn.open_table(LOG)?;
             txn.open_table(DEDUPE)?;
             txn.open_table(DEDUPE_FLUSHED)?;
+            txn.open_table(DEDUPE_RUNS)?;
             txn.open_table(CHECKPOINTS)?;
             txn.open_table(DIRECTORY)?;
             txn.open_table(CHANGES)?;
