@@ -117,7 +117,8 @@ impl Dispatcher {
                 Command::Entries(entries, durable_at) => {
                     self.dispatch(entries).await?;
                     // Durable -> applied to its account (all of the batch).
-                    metrics::histogram!(liveseg_telemetry::names::APPLY_LAG_SECONDS).record(durable_at.elapsed().as_secs_f64());
+                    metrics::histogram!(liveseg_telemetry::names::APPLY_LAG_SECONDS)
+                        .record(durable_at.elapsed().as_secs_f64());
                 }
                 Command::Checkpoint(reply) => {
                     let r = self.checkpoint().await;
@@ -188,11 +189,17 @@ impl Dispatcher {
                 if let liveseg_core::EventKind::Alias { previous_id } = &event.kind {
                     touched.push(previous_id.clone());
                 }
-                let before: Vec<Option<String>> = touched.iter().map(|u| dir.get(u).map(str::to_string)).collect();
+                let before: Vec<Option<String>> = touched
+                    .iter()
+                    .map(|u| dir.get(u).map(str::to_string))
+                    .collect();
                 let route = dir.route(&event);
                 for (u, b) in touched.into_iter().zip(before) {
                     if b.as_deref() != dir.get(&u) {
-                        self.dirty_contacts.entry(tenant.id.clone()).or_default().insert(u);
+                        self.dirty_contacts
+                            .entry(tenant.id.clone())
+                            .or_default()
+                            .insert(u);
                     }
                 }
                 route

@@ -168,7 +168,10 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         },
         Box::new(move |entries| {
             // Blocking here is the backpressure: the committer waits for the dispatcher.
-            let _ = committed_tx.blocking_send(Command::Entries(entries.to_vec(), std::time::Instant::now()));
+            let _ = committed_tx.blocking_send(Command::Entries(
+                entries.to_vec(),
+                std::time::Instant::now(),
+            ));
         }),
     )?;
     let metrics = liveseg_telemetry::install_metrics_recorder().ok();

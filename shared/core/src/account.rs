@@ -153,10 +153,10 @@ impl Account {
         let mut account_changed = self.core.apply(set, e);
         let mut slot = None;
         let mut contact_changed = 0;
-        if let EventKind::Alias { previous_id } = &e.kind {
-            if self.rename_contact(set, previous_id, e.user_id.as_deref(), &cause, out) {
-                contact_changed = u64::MAX;
-            }
+        if let EventKind::Alias { previous_id } = &e.kind
+            && self.rename_contact(set, previous_id, e.user_id.as_deref(), &cause, out)
+        {
+            contact_changed = u64::MAX;
         }
         if let Some(c) = arriving {
             if let Some(old) = self.index.get(c.id.as_ref()).copied() {
@@ -236,9 +236,20 @@ impl Account {
 
     /// Renames a contact (alias): it exits its segments under the old id and
     /// is judged again under the new one, keeping its state.
-    fn rename_contact(&mut self, set: &SegmentSet, old: &str, new: Option<&str>, cause: &Cause, out: &mut Vec<Change>) -> bool {
-        let Some(new) = new.filter(|n| *n != old && !self.index.contains_key(*n)) else { return false };
-        let Some(slot) = self.index.remove(old) else { return false };
+    fn rename_contact(
+        &mut self,
+        set: &SegmentSet,
+        old: &str,
+        new: Option<&str>,
+        cause: &Cause,
+        out: &mut Vec<Change>,
+    ) -> bool {
+        let Some(new) = new.filter(|n| *n != old && !self.index.contains_key(*n)) else {
+            return false;
+        };
+        let Some(slot) = self.index.remove(old) else {
+            return false;
+        };
         let c = &mut self.contacts[slot as usize];
         for seg in c.member.iter().collect::<Vec<_>>() {
             self.change_seq += 1;

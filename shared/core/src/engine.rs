@@ -59,22 +59,40 @@ impl Directory {
         }
         match (&e.user_id, &e.group_id) {
             (Some(u), Some(g)) => match self.map.get_mut(u) {
-                Some(cur) if cur == g => Route { account: g.clone(), moved_from: None },
-                Some(cur) => Route { account: g.clone(), moved_from: Some(std::mem::replace(cur, g.clone())) },
+                Some(cur) if cur == g => Route {
+                    account: g.clone(),
+                    moved_from: None,
+                },
+                Some(cur) => Route {
+                    account: g.clone(),
+                    moved_from: Some(std::mem::replace(cur, g.clone())),
+                },
                 None => {
                     self.map.insert(u.clone(), g.clone());
-                    Route { account: g.clone(), moved_from: None }
+                    Route {
+                        account: g.clone(),
+                        moved_from: None,
+                    }
                 }
             },
             (Some(u), None) => match self.map.get(u) {
-                Some(a) => Route { account: a.clone(), moved_from: None },
+                Some(a) => Route {
+                    account: a.clone(),
+                    moved_from: None,
+                },
                 None => {
                     let a = personal_account(u);
                     self.map.insert(u.clone(), a.clone());
-                    Route { account: a, moved_from: None }
+                    Route {
+                        account: a,
+                        moved_from: None,
+                    }
                 }
             },
-            (None, Some(g)) => Route { account: g.clone(), moved_from: None },
+            (None, Some(g)) => Route {
+                account: g.clone(),
+                moved_from: None,
+            },
             // Validation rejects these; route to a personal account of the anonymous id.
             (None, None) => Route {
                 account: personal_account(e.anonymous_id.as_deref().unwrap_or("anonymous")),
@@ -88,15 +106,29 @@ impl Directory {
     /// renames the contact, keeping its state); when both are known they
     /// stay two contacts (merging histories is not supported).
     fn route_alias(&mut self, e: &Event, previous_id: &str) -> Route {
-        let new = e.user_id.as_deref().or(e.anonymous_id.as_deref()).unwrap_or(previous_id);
-        if !self.map.contains_key(new) {
-            if let Some(account) = self.map.remove(previous_id) {
-                self.map.insert(new.to_string(), account.clone());
-                return Route { account, moved_from: None };
-            }
+        let new = e
+            .user_id
+            .as_deref()
+            .or(e.anonymous_id.as_deref())
+            .unwrap_or(previous_id);
+        if !self.map.contains_key(new)
+            && let Some(account) = self.map.remove(previous_id)
+        {
+            self.map.insert(new.to_string(), account.clone());
+            return Route {
+                account,
+                moved_from: None,
+            };
         }
-        let account = self.map.entry(new.to_string()).or_insert_with(|| personal_account(new)).clone();
-        Route { account, moved_from: None }
+        let account = self
+            .map
+            .entry(new.to_string())
+            .or_insert_with(|| personal_account(new))
+            .clone();
+        Route {
+            account,
+            moved_from: None,
+        }
     }
 }
 

@@ -399,15 +399,30 @@ fn a_window_expiring_at_the_same_instant_as_another_contacts_event_still_exits()
 fn alias_renames_a_contact_keeping_its_state() {
     let mut s = Script::new();
     s.group(Some("anon-7"), "acme", json!({"target": true}), at(0.0));
-    s.track("anon-7", Some("acme"), "Email Opened", json!({"email_id":"e"}), at(1.0));
-    s.push(json!({"type":"alias","userId":"ann","previousId":"anon-7"}), at(2.0));
+    s.track(
+        "anon-7",
+        Some("acme"),
+        "Email Opened",
+        json!({"email_id":"e"}),
+        at(1.0),
+    );
+    s.push(
+        json!({"type":"alias","userId":"ann","previousId":"anon-7"}),
+        at(2.0),
+    );
     s.track("ann", None, "Meeting Booked", json!({}), at(3.0));
     let (engine, changes) = replay(&presets(), &s.events, at(4.0));
     assert_eq!(
         flips(&changes, "engaged_target_contacts", "anon-7"),
-        vec![("enter".to_string(), at(1.0)), ("exit".to_string(), at(2.0))]
+        vec![
+            ("enter".to_string(), at(1.0)),
+            ("exit".to_string(), at(2.0))
+        ]
     );
-    assert_eq!(flips(&changes, "engaged_target_contacts", "ann"), vec![("enter".to_string(), at(2.0))]);
+    assert_eq!(
+        flips(&changes, "engaged_target_contacts", "ann"),
+        vec![("enter".to_string(), at(2.0))]
+    );
     // The open from before the alias still counts: it exits 30 days after the meeting, not the open.
     let acme = &engine.accounts["acme"];
     assert_eq!(acme.contacts.len(), 1);

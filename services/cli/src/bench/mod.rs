@@ -82,8 +82,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     println!("| `liveseg replay` engine: parse + validate + apply | {engine_rate:.0} |");
     println!("| peer: serde_json parse only, same lines | {parse_rate:.0} |");
     println!(
-        "| ratio engine / parse-only | {:.2} |\n",
+        "| ratio engine / parse-only | {:.2} |",
         engine_rate / parse_rate
+    );
+    let cli_rate = replay_command(&text, &cfg.end.to_rfc3339(), lines.len())?;
+    println!(
+        "| `liveseg replay --events FILE --at T` end to end (parallel parsing, file on disk) | {cli_rate:.0} |\n"
     );
 
     let store_rate = probes::store_only(&lines, args.batch, args.concurrency).await?;
@@ -160,6 +164,27 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs this binary's `liveseg replay` over the workload written to a file.
+fn replay_command(text: &str, at: &str, events: usize) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, text)?;
+    let exe = std::env::current_exe()?;
+    let started = Instant::now();
+    let out = std::process::Command::new(exe)
+        .args(["replay", "--events"])
+        .arg(&file)
+        .args(["--at", at])
+        .output()?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        out.status.success(),
+        "liveseg replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(events as f64 / secs)
 }
 
 /// Replay over the lines (as `liveseg replay` does) vs parse-only.
