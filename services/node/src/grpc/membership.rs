@@ -121,28 +121,23 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
                 String::new(),
             )),
         };
-        let mut members = Vec::new();
-        let mut next = String::new();
-        for key in index
+        let mut page = index
             .range((start, std::ops::Bound::Unbounded))
-            .take_while(|k| k.0 == r.segment)
-        {
-            if members.len() == size {
-                next = encode_token(&key.1, key.2, &key.3);
-                break;
-            }
-            members.push(pb::Member {
-                entity: key.2.as_str().into(),
-                id: key.3.clone(),
-                account_id: key.1.clone(),
-            });
-        }
-        // The token names the first member of the next page: resume just before it.
-        if !next.is_empty()
-            && let Some(last) = members.last()
-        {
-            next = encode_token(&last.account_id, entity(&last.entity), &last.id);
-        }
+            .take_while(|k| k.0 == r.segment);
+        let keys: Vec<_> = page.by_ref().take(size).collect();
+        // The token names the last member returned; the next page starts after it.
+        let next = match (page.next(), keys.last()) {
+            (Some(_), Some(last)) => encode_token(&last.1, last.2, &last.3),
+            _ => String::new(),
+        };
+        let members = keys
+            .into_iter()
+            .map(|k| pb::Member {
+                entity: k.2.as_str().into(),
+                id: k.3.clone(),
+                account_id: k.1.clone(),
+            })
+            .collect();
         Ok(Response::new(pb::ListMembersResponse {
             members,
             next_page_token: next,
