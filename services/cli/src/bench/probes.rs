@@ -79,18 +79,20 @@ pub async fn store_only(lines: &[&str], batch: usize, concurrency: usize) -> Res
     Ok(rate)
 }
 
+/// Follows the live tail of the segment every probe enters and exits.
+async fn watch_probe_segment(api: &Api) -> Result<tonic::Streaming<pb::MembershipChange>> {
+    let req = pb::WatchRequest {
+        segment: "engaged_non_target_contacts".into(),
+        after_cursor: 0,
+        tail_only: true,
+    };
+    Ok(api.membership().watch(req).await?.into_inner())
+}
+
 /// Sends one probe per batch at `rate` events/s (batches of 50) for `dur`;
 /// each probe makes a new contact enter `engaged_non_target_contacts`.
 pub async fn latency(api: &Api, rate: f64, dur: Duration) -> Result<Summary> {
-    let mut watch = api
-        .membership()
-        .watch(pb::WatchRequest {
-            segment: "engaged_non_target_contacts".into(),
-            after_cursor: 0,
-            tail_only: true,
-        })
-        .await?
-        .into_inner();
+    let mut watch = watch_probe_segment(api).await?;
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let sent2 = sent.clone();
     let mut client = api.ingest();
@@ -151,15 +153,7 @@ pub async fn latency(api: &Api, rate: f64, dur: Duration) -> Result<Summary> {
 /// Engagements dated so their 30-day windows close 3-13 s from now; records
 /// how late each exit arrives on Watch against its exact instant.
 pub async fn time_exits(api: &Api, count: usize) -> Result<Summary> {
-    let mut watch = api
-        .membership()
-        .watch(pb::WatchRequest {
-            segment: "engaged_non_target_contacts".into(),
-            after_cursor: 0,
-            tail_only: true,
-        })
-        .await?
-        .into_inner();
+    let mut watch = watch_probe_segment(api).await?;
     let base = wall_ms() - 30 * 86_400_000 + 3_000;
     let step = (10_000 / count.max(1)) as i64;
     let mut client = api.ingest();
