@@ -48,6 +48,12 @@ pub struct ServeArgs {
     /// Ingest requests that may wait for the committer before RESOURCE_EXHAUSTED [default: 1024].
     #[arg(long, env = "LIVESEG_INGEST_QUEUE", value_parser = parse_positive, value_name = "N")]
     pub ingest_queue: Option<usize>,
+    /// The store's page cache in bytes [default: 67108864].
+    #[arg(long, env = "LIVESEG_STORE_CACHE_BYTES", value_parser = parse_positive, value_name = "BYTES")]
+    pub store_cache_bytes: Option<usize>,
+    /// The store's in-memory messageId filter in bytes; 0 turns it off [default: 16777216].
+    #[arg(long, env = "LIVESEG_DEDUPE_FILTER_BYTES", value_name = "BYTES")]
+    pub dedupe_filter_bytes: Option<usize>,
     /// Most messages per ingest batch [default: 500].
     #[arg(long, env = "LIVESEG_MAX_BATCH", value_parser = parse_positive, value_name = "N")]
     pub max_batch: Option<usize>,
@@ -108,6 +114,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.ingest_queue {
             c.ingest_queue = v;
+        }
+        if let Some(v) = self.store_cache_bytes {
+            c.store.cache_bytes = v;
+        }
+        if let Some(v) = self.dedupe_filter_bytes {
+            c.store.dedupe_filter_bytes = v;
         }
         if let Some(v) = self.max_batch {
             c.limits.max_batch_items = v;
@@ -232,8 +244,14 @@ mod tests {
             "--ingest-queue=10",
             "--max-batch=100",
             "--max-future-skew=1m",
+            "--store-cache-bytes=1048576",
+            "--dedupe-filter-bytes=0",
         ])
         .expect("config");
+        assert_eq!(
+            (c.store.cache_bytes, c.store.dedupe_filter_bytes),
+            (1 << 20, 0)
+        );
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.clock, ClockMode::Manual(1_767_225_600_000));
         assert_eq!(c.checkpoint_interval, Duration::from_secs(10));
@@ -253,5 +271,6 @@ mod tests {
         assert!(config(&["--checkpoint-interval=2"]).is_err());
         assert!(config(&["--clock=sundial"]).is_err());
         assert!(config(&["--listen=localhost"]).is_err());
+        assert!(config(&["--store-cache-bytes=0"]).is_err());
     }
 }

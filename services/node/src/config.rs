@@ -33,6 +33,9 @@ pub struct NodeConfig {
     pub actor_threads: usize,
     /// Most ingest requests waiting for the group committer before RESOURCE_EXHAUSTED.
     pub ingest_queue: usize,
+    /// Memory of the embedded store (page cache, dedupe filter and buffer);
+    /// `dedupe_window_ms` here is ignored in favour of `dedupe_window`.
+    pub store: liveseg_store::StoreOptions,
 }
 
 impl Default for NodeConfig {
@@ -50,6 +53,7 @@ impl Default for NodeConfig {
                 .map_or(2, |n| n.get())
                 .clamp(1, 8),
             ingest_queue: 1024,
+            store: liveseg_store::StoreOptions::default(),
         }
     }
 }

@@ -77,7 +77,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         &config.data_dir,
         StoreOptions {
             dedupe_window_ms: config.dedupe_window.as_millis() as i64,
-            ..StoreOptions::default()
+            ..config.store.clone()
         },
     )?);
     let clock: SharedClock = match config.clock {
