@@ -10,7 +10,7 @@
 
 use crate::clock::SharedClock;
 use crate::error::{NodeError, Result};
-use crate::host::{Checkpoint, Delivery};
+use crate::host::Delivery;
 use crate::registry::{AccountKey, Loaded, Registry};
 use crate::tenant::{TenantState, Tenants};
 use liveseg_core::event::{Limits, parse_owned};
@@ -382,9 +382,4 @@ pub fn decode(payload: &[u8]) -> std::result::Result<Event, String> {
         },
     )
     .map_err(|e| e.to_string())
-}
-
-/// Decodes a checkpoint image's account.
-pub fn decode_checkpoint(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
-    Checkpoint::decode(bytes)
 }
