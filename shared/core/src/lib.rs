@@ -5,7 +5,9 @@
 //! - `definition`: the segment language (JSON/YAML), its JSON Schema and checks.
 //! - `compile`: definitions into a `SegmentSet` (matchers, traits, dependency masks).
 //! - `state`: compact per-contact and per-account state.
-//! - `eval`: judging, next time-driven change, explanations.
+//! - `eval`: judging and the next time-driven change; `explain` says why.
+//! - `filter`: which events a definition's event filter counts.
+//! - `check` and `fields`: per-definition checks and per-field message reading.
 //! - `account`: `Account`, the per-account state machine the actors wrap.
 //! - `engine`: routing (contact directory, moves) and a single-threaded engine for replay.
 //! - `presets`: the six starter segments.
@@ -13,11 +15,15 @@
 
 pub mod account;
 pub mod brute;
+mod check;
 pub mod compile;
 pub mod definition;
 pub mod engine;
 pub mod eval;
 pub mod event;
+mod explain;
+mod fields;
+mod filter;
 pub mod presets;
 pub mod state;
 pub mod time;

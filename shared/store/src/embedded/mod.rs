@@ -20,6 +20,7 @@
 mod catalog;
 mod chunk;
 mod dedupe;
+mod index;
 mod log;
 #[cfg(test)]
 mod log_tests;
