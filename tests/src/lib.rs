@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use liveseg_proto::pb;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -25,22 +25,25 @@ pub fn liveseg_bin() -> PathBuf {
     dir.join("liveseg")
 }
 
-/// Polls `f` until it returns Some or the deadline passes.
+/// Polls `f` until it returns Some or the deadline passes. Each check is
+/// a real query of the condition; the interval only paces the checks.
 pub async fn poll<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
+    let check = async {
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            pace.tick().await;
+            if let Some(v) = f().await {
+                return v;
+            }
         }
-        if Instant::now() > until {
-            bail!("timed out after {deadline:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    tokio::time::timeout(deadline, check)
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out after {deadline:?} waiting for {what}"))
 }
 
 pub struct Node {

@@ -56,11 +56,11 @@ async fn batch(State(node): State<Arc<NodeInner>>, headers: HeaderMap, body: Byt
         Ok(t) => t,
         Err(e) => return node_error(e),
     };
-    let v: Value = match serde_json::from_slice(&body) {
+    let mut v: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("malformed JSON: {e}")),
     };
-    let Some(items) = v.get("batch").and_then(Value::as_array) else {
+    let Some(Value::Array(batch)) = v.get_mut("batch").map(Value::take) else {
         return error(
             StatusCode::BAD_REQUEST,
             "batch: must be an array of messages",
@@ -68,10 +68,9 @@ async fn batch(State(node): State<Arc<NodeInner>>, headers: HeaderMap, body: Byt
     };
     // Segment lets a batch carry shared context; merge it under each message's own.
     let shared = v.get("context").and_then(Value::as_object);
-    let items: Vec<RawItem> = items
-        .iter()
-        .map(|m| {
-            let mut m = m.clone();
+    let items: Vec<RawItem> = batch
+        .into_iter()
+        .map(|mut m| {
             if let (Some(shared), Some(obj)) = (shared, m.as_object_mut()) {
                 let ctx = obj.entry("context").or_insert_with(|| json!({}));
                 if let Some(ctx) = ctx.as_object_mut() {

@@ -67,6 +67,8 @@ impl Registry {
     ) -> Result<Loaded, NodeError> {
         let key: AccountKey = (tenant.id.clone(), account.to_string());
         let now = self.clock.now();
+        // Held across the checkpoint load on purpose: an account must never be
+        // activated twice, and loads are short redb reads.
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = slots.get_mut(&key) {
             if slot.actor.connected() {
