@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit and property tests of each crate,
 # and the end-to-end tests in tests/ that start real `liveseg` processes.
-# Works on a fresh machine with the Rust toolchain; installs nothing else
-# for now (the end-to-end tests need only the binary built here).
+# Works on a fresh machine with the Rust toolchain: it installs what else
+# the tests need (redis-server) through scripts/install-deps.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
 
 # The end-to-end tests run the `liveseg` binary of the same profile.
 cargo build --locked --workspace --bins

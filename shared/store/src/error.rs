@@ -96,6 +96,26 @@ pub enum StoreError {
     #[error("corrupt store data: {0}")]
     Corrupt(String),
 
+    /// Redis could not be reached or answered with an error. The write may
+    /// or may not have happened; every Redis write of this crate is safe to
+    /// re-send, so callers retry or report the outcome as indeterminate.
+    #[error("redis error: {0}")]
+    Redis(#[source] Arc<redis::RedisError>),
+
+    /// A write was fenced off: the shard's lease in Redis is not held by this
+    /// writer under this epoch (another node took the shard over, or the
+    /// lease expired). Nothing was written; the writer must stop serving the
+    /// shard and reload it if it acquires the lease again.
+    #[error("stale owner of shard {shard}: presented {presented:?}, lease is {current:?}")]
+    Fenced {
+        /// Shard whose lease was checked.
+        shard: u32,
+        /// `node#epoch` the writer presented.
+        presented: String,
+        /// The lease value in Redis (empty if none).
+        current: String,
+    },
+
     /// A broken internal invariant (a bug), reported instead of panicking.
     #[error("internal store error: {0}")]
     Internal(String),
@@ -107,6 +127,12 @@ impl StoreError {
             path: path.into(),
             source: Arc::new(source),
         }
+    }
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        StoreError::Redis(Arc::new(e))
     }
 }
 

@@ -19,6 +19,12 @@
 //!   multi-event chunks and deduplicated by a 128-bit hash of
 //!   `(tenant, message_id)`, with recent keys in memory and the on-disk index
 //!   maintained in bulk (see `embedded/dedupe.rs`).
+//! - [`redis`] — the cluster backend: per-shard Redis Streams as the event
+//!   log, per-shard account state written only by fenced Lua scripts that
+//!   check the shard lease (holder and epoch) inside Redis, shard leases with
+//!   monotonically increasing fencing epochs, the shared catalog, and
+//!   [`redis::RedisProcess`] to run a real `redis-server` for tests and local
+//!   clusters.
 //! - [`group_commit`] — [`GroupCommitter`], an async front for
 //!   [`EventLog::append`] that coalesces many concurrent small requests into
 //!   one transaction (one fsync) on a dedicated thread, with bounded-queue
@@ -31,6 +37,7 @@
 pub mod embedded;
 pub mod error;
 pub mod group_commit;
+pub mod redis;
 pub mod traits;
 
 pub use embedded::{EmbeddedStore, StoreOptions};

@@ -18,6 +18,7 @@
 //! different keys and a range over one tenant never reaches into another.
 
 mod catalog;
+pub(crate) use catalog::hash_api_key;
 mod chunk;
 mod dedupe;
 mod index;

@@ -1,0 +1,181 @@
+//! The Lua scripts that make every cluster write atomic, fenced and safe to
+//! re-send.
+//!
+//! Redis runs a script without interleaving other commands, so a check
+//! ("is the lease still mine under this epoch?") and the writes it guards
+//! happen as one step: this is the resource-side fencing check of
+//! Kleppmann's argument, done in the same Redis that stores the data. Every
+//! script touches only keys named in `KEYS`, all under one shard's hash tag,
+//! so the scripts also run unchanged on Redis Cluster.
+//!
+//! Why each script is safe to re-send (a reply lost on a dropped connection
+//! leaves the caller unsure whether it ran):
+//! - `INGEST`: the dedupe key of each item is written with its `XADD`; a
+//!   re-send finds it and answers `Duplicate` with the original seq.
+//! - `ACQUIRE`: a re-send by the new holder finds the lease held by its own
+//!   node and takes a fresh epoch; epochs may skip, never repeat.
+//! - `RELEASE`: compare-and-delete; a re-send finds nothing to delete.
+//! - `COMMIT`: the last commit id and its result are stored with the
+//!   writes; a re-send of the same id returns the stored result and writes
+//!   nothing (change records are not appended twice).
+
+/// Append items to a shard's stream, deduplicated by message id.
+///
+/// KEYS: 1 seq counter, 2 event stream, 3.. one dedupe key per item.
+/// ARGV: 1 dedupe window (ms), then per item: tenant, message id, payload.
+/// Returns per item `{1, seq}` (accepted) or `{0, seq}` (duplicate of `seq`).
+/// A second occurrence of a key within the batch is a duplicate of the first.
+pub(crate) const INGEST: &str = r#"
+local window = ARGV[1]
+local n = (#ARGV - 1) / 3
+local out = {}
+local seen = {}
+for i = 1, n do
+  local dk = KEYS[2 + i]
+  local prior = seen[dk] or redis.call('GET', dk)
+  if prior then
+    out[i] = {0, tonumber(prior)}
+  else
+    local seq = redis.call('INCR', KEYS[1])
+    redis.call('XADD', KEYS[2], seq .. '-0',
+      't', ARGV[3 * i - 1], 'm', ARGV[3 * i], 'p', ARGV[3 * i + 1])
+    redis.call('SET', dk, seq, 'PX', window)
+    seen[dk] = seq
+    out[i] = {1, seq}
+  end
+end
+return out
+"#;
+
+/// Acquire or renew a shard lease.
+///
+/// KEYS: 1 lease, 2 epoch counter. ARGV: 1 node id, 2 ttl (ms), 3 the epoch
+/// the caller believes it holds ("0" to acquire a free lease).
+/// Returns `{1, epoch}` acquired (a new, higher epoch), `{2, epoch}` renewed,
+/// `{0, pttl}` held by another node (acquire only), `{-1, 0}` the caller's
+/// lease under that epoch is gone (renew only: it must stop serving; it may
+/// acquire again with "0").
+pub(crate) const ACQUIRE: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if ARGV[3] ~= '0' then
+  if cur == ARGV[1] .. '#' .. ARGV[3] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return {2, tonumber(ARGV[3])}
+  end
+  return {-1, 0}
+end
+if cur and string.sub(cur, 1, #ARGV[1] + 1) ~= ARGV[1] .. '#' then
+  return {0, redis.call('PTTL', KEYS[1])}
+end
+-- Free, or held by this node under an epoch it no longer uses (a re-sent
+-- acquire whose reply was lost, or a runner it stopped): take a fresh
+-- epoch, so anything still in flight under the old one is fenced off.
+local e = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '#' .. e, 'PX', ARGV[2])
+return {1, e}
+"#;
+
+/// Release a lease only if it is still `node#epoch` (compare-and-delete).
+/// KEYS: 1 lease. ARGV: 1 `node#epoch`. Returns 1 if released, 0 otherwise.
+pub(crate) const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
+/// The fenced state commit.
+///
+/// KEYS: 1 lease, 2 account seqs (hash), 3 account states (hash), 4 shard
+/// checkpoint (hash: watermark, last commit), 5 change heads (hash),
+/// 6.. per-tenant keys (directory hashes and change streams) that items
+/// point at by index.
+/// ARGV: 1 `node#epoch`, 2 commit id, 3 watermark ("" for none), 4 number of
+/// checkpoints, 5 number of directory updates, 6 number of changes, then
+/// checkpoints as (field, applied seq, has state "1"/"0", state), directory
+/// updates as (key index, contact, present "1"/"0", account), changes as
+/// (key index, tenant field, payload).
+/// Returns `{'OK', cursors}`, `{'DONE', cursors}` for a re-sent commit id,
+/// `{'STALE', lease}` when fenced off, or `{'STALE_CKPT', i, stored}` when
+/// checkpoint `i` (0-based) would move an account's seq backwards. A rejected
+/// commit writes nothing.
+pub(crate) const COMMIT: &str = r#"
+local lease = redis.call('GET', KEYS[1])
+if lease ~= ARGV[1] then
+  return {'STALE', lease or ''}
+end
+local cid = ARGV[2]
+if redis.call('HGET', KEYS[4], 'commit_id') == cid then
+  return {'DONE', redis.call('HGET', KEYS[4], 'commit_result') or ''}
+end
+local ncp, ndir, nch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local base = 7
+local running = {}
+for i = 0, ncp - 1 do
+  local f = ARGV[base + 4 * i]
+  local s = tonumber(ARGV[base + 4 * i + 1])
+  local stored = running[f]
+  if stored == nil then stored = tonumber(redis.call('HGET', KEYS[2], f) or '0') end
+  if s < stored then return {'STALE_CKPT', tostring(i), tostring(stored)} end
+  running[f] = s
+end
+for i = 0, ncp - 1 do
+  local f = ARGV[base + 4 * i]
+  redis.call('HSET', KEYS[2], f, ARGV[base + 4 * i + 1])
+  if ARGV[base + 4 * i + 2] == '1' then
+    redis.call('HSET', KEYS[3], f, ARGV[base + 4 * i + 3])
+  else
+    redis.call('HDEL', KEYS[3], f)
+  end
+end
+base = base + 4 * ncp
+for i = 0, ndir - 1 do
+  local key = KEYS[tonumber(ARGV[base + 4 * i])]
+  if ARGV[base + 4 * i + 2] == '1' then
+    redis.call('HSET', key, ARGV[base + 4 * i + 1], ARGV[base + 4 * i + 3])
+  else
+    redis.call('HDEL', key, ARGV[base + 4 * i + 1])
+  end
+end
+base = base + 4 * ndir
+local cursors = {}
+for i = 0, nch - 1 do
+  local key = KEYS[tonumber(ARGV[base + 3 * i])]
+  local c = redis.call('HINCRBY', KEYS[5], ARGV[base + 3 * i + 1], 1)
+  redis.call('XADD', key, c .. '-0', 'p', ARGV[base + 3 * i + 2])
+  cursors[#cursors + 1] = tostring(c)
+end
+if ARGV[3] ~= '' then
+  local w = tonumber(redis.call('HGET', KEYS[4], 'watermark') or '0')
+  if tonumber(ARGV[3]) > w then redis.call('HSET', KEYS[4], 'watermark', ARGV[3]) end
+end
+local result = table.concat(cursors, ',')
+redis.call('HSET', KEYS[4], 'commit_id', cid, 'commit_result', result, 'owner', ARGV[1])
+return {'OK', result}
+"#;
+
+/// Create a tenant unless it exists. KEYS: 1 tenants hash. ARGV: 1 id,
+/// 2 record. Returns 1 if created, 0 if it already existed.
+pub(crate) const CREATE_TENANT: &str = r#"
+return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+"#;
+
+/// Register a hashed API key. KEYS: 1 tenants hash, 2 keys hash.
+/// ARGV: 1 tenant, 2 key hash. Returns 1 ok, 0 unknown tenant, -1 the key
+/// belongs to another tenant.
+pub(crate) const ADD_API_KEY: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+local owner = redis.call('HGET', KEYS[2], ARGV[2])
+if owner and owner ~= ARGV[1] then return -1 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"#;
+
+/// Put a segment definition with a revision that is never reused.
+/// KEYS: 1 definitions hash, 2 revisions hash. ARGV: 1 key, 2 json.
+pub(crate) const PUT_SEGMENT: &str = r#"
+local rev = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('HSET', KEYS[1], ARGV[1], rev .. ':' .. ARGV[2])
+return rev
+"#;
