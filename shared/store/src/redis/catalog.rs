@@ -42,7 +42,9 @@ fn segrev_key(tenant: &str) -> String {
 
 fn require_non_empty(what: &str, value: &str) -> Result<()> {
     if value.is_empty() {
-        return Err(StoreError::InvalidInput(format!("{what} must not be empty")));
+        return Err(StoreError::InvalidInput(format!(
+            "{what} must not be empty"
+        )));
     }
     Ok(())
 }

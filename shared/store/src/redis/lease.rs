@@ -12,8 +12,10 @@ use super::scripts;
 use crate::error::{Result, StoreError};
 use std::sync::LazyLock;
 
-static ACQUIRE: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(scripts::ACQUIRE));
-static RELEASE: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(scripts::RELEASE));
+static ACQUIRE: LazyLock<::redis::Script> =
+    LazyLock::new(|| ::redis::Script::new(scripts::ACQUIRE));
+static RELEASE: LazyLock<::redis::Script> =
+    LazyLock::new(|| ::redis::Script::new(scripts::RELEASE));
 
 /// What an acquire or renew did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,16 +59,27 @@ impl ShardLeases {
         ttl_ms: u64,
         held_epoch: Option<u64>,
     ) -> Result<LeaseOutcome> {
+        self.acquire_at(&keys::shard(shard), node, ttl_ms, held_epoch)
+    }
+
+    /// [`acquire`](Self::acquire) for any lease whose `lease` and `epoch`
+    /// keys share `prefix` (the coordinator leader uses `seg:{coord}:`).
+    pub fn acquire_at(
+        &self,
+        prefix: &str,
+        node: &str,
+        ttl_ms: u64,
+        held_epoch: Option<u64>,
+    ) -> Result<LeaseOutcome> {
         if node.is_empty() || node.contains('#') {
             return Err(StoreError::InvalidInput(format!(
                 "node id {node:?} must be non-empty and contain no '#'"
             )));
         }
-        let p = keys::shard(shard);
         let (code, value): (i64, i64) = self.redis.with_conn(|c| {
             ACQUIRE
-                .key(format!("{p}lease"))
-                .key(format!("{p}epoch"))
+                .key(format!("{prefix}lease"))
+                .key(format!("{prefix}epoch"))
                 .arg(node)
                 .arg(ttl_ms.max(1))
                 .arg(held_epoch.unwrap_or(0))
@@ -86,10 +99,14 @@ impl ShardLeases {
 
     /// Releases the lease if it is still `node#epoch`; returns whether it was.
     pub fn release(&self, shard: u32, node: &str, epoch: u64) -> Result<bool> {
-        let p = keys::shard(shard);
+        self.release_at(&keys::shard(shard), node, epoch)
+    }
+
+    /// [`release`](Self::release) for the lease under `prefix`.
+    pub fn release_at(&self, prefix: &str, node: &str, epoch: u64) -> Result<bool> {
         let released: i64 = self.redis.with_conn(|c| {
             RELEASE
-                .key(format!("{p}lease"))
+                .key(format!("{prefix}lease"))
                 .arg(format!("{node}#{epoch}"))
                 .invoke(c)
         })?;

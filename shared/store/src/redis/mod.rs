@@ -196,7 +196,7 @@ impl Fence {
 }
 
 /// Key names (see the module docs).
-pub(crate) mod keys {
+pub mod keys {
     /// `seg:{sN}:` prefix of a shard's keys.
     pub fn shard(shard: u32) -> String {
         format!("seg:{{s{shard}}}:")
@@ -217,5 +217,10 @@ pub(crate) mod keys {
         Some(tail.split_at(len))
     }
 
+    /// Prefix of the catalog's keys.
     pub const CATALOG: &str = "seg:{cat}:";
+
+    /// Prefix of the coordinator's keys (leader lease, membership,
+    /// assignment table).
+    pub const COORDINATOR: &str = "seg:{coord}:";
 }

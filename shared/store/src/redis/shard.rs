@@ -14,9 +14,7 @@ use super::keys::{self, scoped, unscope};
 use super::scripts;
 use super::{Fence, RedisStore};
 use crate::error::{Result, StoreError};
-use crate::traits::{
-    AppendItem, AppendOutcome, CommitBatch, EventLog, LogEntry, Seq, StateStore,
-};
+use crate::traits::{AppendItem, AppendOutcome, CommitBatch, EventLog, LogEntry, Seq, StateStore};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,14 +123,22 @@ impl ShardStore {
         for cp in &batch.checkpoints {
             args.push(scoped(&cp.tenant, &cp.account).into_bytes());
             args.push(cp.applied_seq.to_string().into_bytes());
-            args.push(if cp.state.is_some() { b"1".to_vec() } else { b"0".to_vec() });
+            args.push(if cp.state.is_some() {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            });
             args.push(cp.state.clone().unwrap_or_default());
         }
         for d in &batch.directory {
             let idx = key_index(self.dir_key(&d.tenant), &mut inv);
             args.push(idx.to_string().into_bytes());
             args.push(d.contact.clone().into_bytes());
-            args.push(if d.account.is_some() { b"1".to_vec() } else { b"0".to_vec() });
+            args.push(if d.account.is_some() {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            });
             args.push(d.account.clone().unwrap_or_default().into_bytes());
         }
         for ch in &batch.changes {
@@ -213,8 +219,8 @@ fn decode_events(raw: Vec<RawEntry>) -> Result<Vec<LogEntry>> {
             let tenant = tenant
                 .and_then(|t| String::from_utf8(t).ok())
                 .ok_or_else(|| StoreError::Corrupt(format!("stream entry {id}: no tenant")))?;
-            let payload =
-                payload.ok_or_else(|| StoreError::Corrupt(format!("stream entry {id}: no payload")))?;
+            let payload = payload
+                .ok_or_else(|| StoreError::Corrupt(format!("stream entry {id}: no payload")))?;
             Ok(LogEntry {
                 seq,
                 tenant,

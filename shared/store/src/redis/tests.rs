@@ -4,11 +4,11 @@
 
 use super::keys::{scoped, unscope};
 use super::*;
+use crate::StoreError;
 use crate::traits::{
     AccountCheckpoint, AppendItem, AppendOutcome, Catalog, ChangeRecord, CommitBatch,
     DirectoryUpdate, EventLog, StateStore,
 };
-use crate::StoreError;
 
 fn server() -> (RedisProcess, RedisStore) {
     let p = RedisProcess::start(Fsync::Always).unwrap();
@@ -65,7 +65,14 @@ fn append_is_gapless_deduplicated_and_safe_to_resend() {
     let log = s.shard(3, Fence::new("n1", 1));
     assert_eq!(log.head().unwrap(), 0);
     let out = log
-        .append(&[item("t", "a", "1"), item("t", "b", "2"), item("t", "a", "x")], 0)
+        .append(
+            &[
+                item("t", "a", "1"),
+                item("t", "b", "2"),
+                item("t", "a", "x"),
+            ],
+            0,
+        )
         .unwrap();
     assert_eq!(
         out,
@@ -81,7 +88,10 @@ fn append_is_gapless_deduplicated_and_safe_to_resend() {
         .unwrap();
     assert_eq!(
         again,
-        vec![AppendOutcome::Duplicate { seq: 1 }, AppendOutcome::Duplicate { seq: 2 }]
+        vec![
+            AppendOutcome::Duplicate { seq: 1 },
+            AppendOutcome::Duplicate { seq: 2 }
+        ]
     );
     // Same message id in another tenant is a different event.
     assert_eq!(
@@ -93,7 +103,10 @@ fn append_is_gapless_deduplicated_and_safe_to_resend() {
         .iter()
         .map(|e| (e.seq, e.tenant.as_str(), e.payload.as_slice()))
         .collect();
-    assert_eq!(got, vec![(1, "t", &b"1"[..]), (2, "t", b"2"), (3, "u", b"3")]);
+    assert_eq!(
+        got,
+        vec![(1, "t", &b"1"[..]), (2, "t", b"2"), (3, "u", b"3")]
+    );
     assert_eq!(log.read_after(2, 10).unwrap().len(), 1);
     assert_eq!(log.read_after(0, 2).unwrap().len(), 2);
     assert_eq!(log.head().unwrap(), 3);
@@ -133,7 +146,10 @@ fn dedupe_keys_expire_after_the_window() {
             assert_eq!(seq, 2);
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "dedupe key never expired");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dedupe key never expired"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
@@ -143,25 +159,49 @@ fn leases_have_growing_epochs_and_compare_and_delete_release() {
     let (_p, s) = server();
     let l = s.leases();
     assert_eq!(l.last_epoch(7).unwrap(), 0);
-    assert_eq!(l.acquire(7, "a", 60_000, None).unwrap(), LeaseOutcome::Acquired { epoch: 1 });
-    assert_eq!(l.acquire(7, "a", 60_000, Some(1)).unwrap(), LeaseOutcome::Renewed { epoch: 1 });
+    assert_eq!(
+        l.acquire(7, "a", 60_000, None).unwrap(),
+        LeaseOutcome::Acquired { epoch: 1 }
+    );
+    assert_eq!(
+        l.acquire(7, "a", 60_000, Some(1)).unwrap(),
+        LeaseOutcome::Renewed { epoch: 1 }
+    );
     assert!(matches!(
         l.acquire(7, "b", 60_000, None).unwrap(),
         LeaseOutcome::HeldByOther { pttl_ms } if pttl_ms > 0
     ));
     // b cannot renew what it never held, nor release a's lease.
-    assert_eq!(l.acquire(7, "b", 60_000, Some(1)).unwrap(), LeaseOutcome::Lost);
+    assert_eq!(
+        l.acquire(7, "b", 60_000, Some(1)).unwrap(),
+        LeaseOutcome::Lost
+    );
     assert!(!l.release(7, "b", 1).unwrap());
     assert_eq!(l.holder(7).unwrap().as_deref(), Some("a#1"));
     // A re-sent acquire by the holder takes a fresh epoch (fences the old one).
-    assert_eq!(l.acquire(7, "a", 60_000, None).unwrap(), LeaseOutcome::Acquired { epoch: 2 });
-    assert_eq!(l.acquire(7, "a", 60_000, Some(1)).unwrap(), LeaseOutcome::Lost);
+    assert_eq!(
+        l.acquire(7, "a", 60_000, None).unwrap(),
+        LeaseOutcome::Acquired { epoch: 2 }
+    );
+    assert_eq!(
+        l.acquire(7, "a", 60_000, Some(1)).unwrap(),
+        LeaseOutcome::Lost
+    );
     assert!(l.release(7, "a", 2).unwrap());
     assert!(!l.release(7, "a", 2).unwrap(), "release is idempotent");
     // Renewing a released lease reports it lost; epochs never repeat.
-    assert_eq!(l.acquire(7, "a", 60_000, Some(2)).unwrap(), LeaseOutcome::Lost);
-    assert_eq!(l.acquire(7, "b", 60_000, None).unwrap(), LeaseOutcome::Acquired { epoch: 3 });
-    assert!(matches!(l.acquire(7, "a", 10, None).unwrap(), LeaseOutcome::HeldByOther { .. }));
+    assert_eq!(
+        l.acquire(7, "a", 60_000, Some(2)).unwrap(),
+        LeaseOutcome::Lost
+    );
+    assert_eq!(
+        l.acquire(7, "b", 60_000, None).unwrap(),
+        LeaseOutcome::Acquired { epoch: 3 }
+    );
+    assert!(matches!(
+        l.acquire(7, "a", 10, None).unwrap(),
+        LeaseOutcome::HeldByOther { .. }
+    ));
     assert!(l.acquire(7, "bad#id", 10, None).is_err());
 }
 
@@ -169,7 +209,10 @@ fn leases_have_growing_epochs_and_compare_and_delete_release() {
 fn an_expired_lease_goes_to_the_next_node_and_fences_the_old_owner() {
     let (_p, s) = server();
     let l = s.leases();
-    assert_eq!(l.acquire(2, "a", 30, None).unwrap(), LeaseOutcome::Acquired { epoch: 1 });
+    assert_eq!(
+        l.acquire(2, "a", 30, None).unwrap(),
+        LeaseOutcome::Acquired { epoch: 1 }
+    );
     let old = s.shard(2, Fence::new("a", 1));
     old.commit(&CommitBatch {
         checkpoints: vec![cp("t", "acc", 1, Some("v1"))],
@@ -202,13 +245,23 @@ fn an_expired_lease_goes_to_the_next_node_and_fences_the_old_owner() {
         })
         .unwrap_err();
     match err {
-        StoreError::Fenced { shard, presented, current } => {
-            assert_eq!((shard, presented.as_str(), current.as_str()), (2, "a#1", "b#2"));
+        StoreError::Fenced {
+            shard,
+            presented,
+            current,
+        } => {
+            assert_eq!(
+                (shard, presented.as_str(), current.as_str()),
+                (2, "a#1", "b#2")
+            );
         }
         other => panic!("expected Fenced, got {other:?}"),
     }
     let new = s.shard(2, Fence::new("b", epoch));
-    assert_eq!(new.load_checkpoint("t", "acc").unwrap(), Some((1, b"v1".to_vec())));
+    assert_eq!(
+        new.load_checkpoint("t", "acc").unwrap(),
+        Some((1, b"v1".to_vec()))
+    );
     assert_eq!(new.directory_lookup("t", "c").unwrap(), None);
     assert_eq!(new.change_head("t").unwrap(), 0);
     assert_eq!(new.watermark().unwrap(), 1);
@@ -217,7 +270,10 @@ fn an_expired_lease_goes_to_the_next_node_and_fences_the_old_owner() {
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(new.load_checkpoint("t", "acc").unwrap(), Some((5, b"v5".to_vec())));
+    assert_eq!(
+        new.load_checkpoint("t", "acc").unwrap(),
+        Some((5, b"v5".to_vec()))
+    );
 }
 
 #[test]
@@ -250,8 +306,16 @@ fn a_resent_commit_is_applied_once() {
         ..Default::default()
     };
     assert_eq!(store.commit_as(&batch, "a#1/7").unwrap(), vec![1, 2]);
-    assert_eq!(store.commit_as(&batch, "a#1/7").unwrap(), vec![1, 2], "same answer");
-    assert_eq!(store.change_head("t").unwrap(), 2, "no duplicate change records");
+    assert_eq!(
+        store.commit_as(&batch, "a#1/7").unwrap(),
+        vec![1, 2],
+        "same answer"
+    );
+    assert_eq!(
+        store.change_head("t").unwrap(),
+        2,
+        "no duplicate change records"
+    );
     assert_eq!(store.changes_after("t", 0, 10).unwrap().len(), 2);
     // A new commit id is a new commit.
     assert_eq!(
@@ -280,7 +344,10 @@ fn stale_checkpoints_reject_the_whole_batch() {
         .unwrap();
     let err = store
         .commit(&CommitBatch {
-            checkpoints: vec![cp("t1", "other", 3, Some("o")), cp("t1", "acc", 9, Some("v9"))],
+            checkpoints: vec![
+                cp("t1", "other", 3, Some("o")),
+                cp("t1", "acc", 9, Some("v9")),
+            ],
             directory: vec![DirectoryUpdate {
                 tenant: "t1".into(),
                 contact: "c1".into(),
@@ -291,8 +358,16 @@ fn stale_checkpoints_reject_the_whole_batch() {
         })
         .unwrap_err();
     match &err {
-        StoreError::StaleCheckpoint { tenant, account, stored, presented } => {
-            assert_eq!((tenant.as_str(), account.as_str(), *stored, *presented), ("t1", "acc", 10, 9));
+        StoreError::StaleCheckpoint {
+            tenant,
+            account,
+            stored,
+            presented,
+        } => {
+            assert_eq!(
+                (tenant.as_str(), account.as_str(), *stored, *presented),
+                ("t1", "acc", 10, 9)
+            );
         }
         other => panic!("expected StaleCheckpoint, got {other:?}"),
     }
@@ -308,7 +383,10 @@ fn stale_checkpoints_reject_the_whole_batch() {
         })
         .unwrap();
     assert_eq!(store.load_checkpoint("t1", "acc").unwrap(), None);
-    assert_eq!(store.checkpoint_index().unwrap(), vec![("t1".into(), "acc".into(), 12)]);
+    assert_eq!(
+        store.checkpoint_index().unwrap(),
+        vec![("t1".into(), "acc".into(), 12)]
+    );
     assert!(matches!(
         store.commit(&CommitBatch {
             checkpoints: vec![cp("t1", "acc", 11, Some("resurrect"))],
@@ -329,7 +407,11 @@ fn directory_changes_and_watermark_are_per_tenant_and_monotonic() {
     };
     let cursors = store
         .commit(&CommitBatch {
-            directory: vec![dir("a", "c1", Some("x")), dir("a:1", "c1", Some("y")), dir("a", "c2", Some("z"))],
+            directory: vec![
+                dir("a", "c1", Some("x")),
+                dir("a:1", "c1", Some("y")),
+                dir("a", "c2", Some("z")),
+            ],
             changes: vec![change("a", "a1"), change("b", "b1"), change("a", "a2")],
             watermark: Some(7),
             ..Default::default()
@@ -340,10 +422,16 @@ fn directory_changes_and_watermark_are_per_tenant_and_monotonic() {
         store.directory_all("a").unwrap(),
         vec![("c1".into(), "x".into()), ("c2".into(), "z".into())]
     );
-    assert_eq!(store.directory_lookup("a:1", "c1").unwrap().as_deref(), Some("y"));
+    assert_eq!(
+        store.directory_lookup("a:1", "c1").unwrap().as_deref(),
+        Some("y")
+    );
     let a: Vec<(u64, Vec<u8>)> = store.changes_after("a", 0, 10).unwrap();
     assert_eq!(a, vec![(1, b"a1".to_vec()), (2, b"a2".to_vec())]);
-    assert_eq!(store.changes_after("a", 1, 10).unwrap(), vec![(2, b"a2".to_vec())]);
+    assert_eq!(
+        store.changes_after("a", 1, 10).unwrap(),
+        vec![(2, b"a2".to_vec())]
+    );
     assert_eq!(store.change_head("b").unwrap(), 1);
     store
         .commit(&CommitBatch {
@@ -361,15 +449,24 @@ fn catalog_tenants_keys_and_segment_revisions() {
     let (_p, s) = server();
     let c = s.catalog();
     c.create_tenant("t1", "One", 5).unwrap();
-    assert!(matches!(c.create_tenant("t1", "Again", 6), Err(StoreError::AlreadyExists { .. })));
+    assert!(matches!(
+        c.create_tenant("t1", "Again", 6),
+        Err(StoreError::AlreadyExists { .. })
+    ));
     c.create_tenant("t0", "Zero", 7).unwrap();
     let ids: Vec<String> = c.tenants().unwrap().into_iter().map(|t| t.id).collect();
     assert_eq!(ids, vec!["t0", "t1"]);
     c.add_api_key("t1", "secret", "k").unwrap();
     assert_eq!(c.tenant_for_key("secret").unwrap().as_deref(), Some("t1"));
     assert_eq!(c.tenant_for_key("other").unwrap(), None);
-    assert!(c.add_api_key("t0", "secret", "k").is_err(), "key of another tenant");
-    assert!(matches!(c.add_api_key("nope", "k2", "k"), Err(StoreError::NotFound { .. })));
+    assert!(
+        c.add_api_key("t0", "secret", "k").is_err(),
+        "key of another tenant"
+    );
+    assert!(matches!(
+        c.add_api_key("nope", "k2", "k"),
+        Err(StoreError::NotFound { .. })
+    ));
     // Keys are stored hashed only.
     let raw: Vec<String> = s
         .with_conn(|conn| ::redis::cmd("HKEYS").arg("seg:{cat}:keys").query(conn))
@@ -379,17 +476,29 @@ fn catalog_tenants_keys_and_segment_revisions() {
     assert_eq!(c.put_segment("t1", "s", "{\"a\":2}").unwrap(), 2);
     assert!(c.delete_segment("t1", "s").unwrap());
     assert!(!c.delete_segment("t1", "s").unwrap());
-    assert_eq!(c.put_segment("t1", "s", "{\"a\":3}").unwrap(), 3, "revisions never reused");
-    assert_eq!(c.segments("t1").unwrap(), vec![("s".into(), "{\"a\":3}".into(), 3)]);
+    assert_eq!(
+        c.put_segment("t1", "s", "{\"a\":3}").unwrap(),
+        3,
+        "revisions never reused"
+    );
+    assert_eq!(
+        c.segments("t1").unwrap(),
+        vec![("s".into(), "{\"a\":3}".into(), 3)]
+    );
     assert!(c.segments("t0").unwrap().is_empty());
-    assert!(matches!(c.put_segment("t1", "s", "not json"), Err(StoreError::InvalidInput(_))));
+    assert!(matches!(
+        c.put_segment("t1", "s", "not json"),
+        Err(StoreError::InvalidInput(_))
+    ));
 }
 
 #[test]
 fn acknowledged_writes_survive_kill9_with_appendfsync_always() {
     let (mut p, s) = server();
     let (store, epoch) = owned(&s, 4, "a");
-    let out = store.append(&[item("t", "m1", "e1"), item("t", "m2", "e2")], 0).unwrap();
+    let out = store
+        .append(&[item("t", "m1", "e1"), item("t", "m2", "e2")], 0)
+        .unwrap();
     assert_eq!(out.len(), 2);
     store
         .commit(&CommitBatch {
@@ -405,8 +514,15 @@ fn acknowledged_writes_survive_kill9_with_appendfsync_always() {
     let st = again.shard(4, Fence::new("a", epoch));
     assert_eq!(st.head().unwrap(), 2);
     assert_eq!(st.read_after(0, 10).unwrap().len(), 2);
-    assert_eq!(st.load_checkpoint("t", "acc").unwrap(), Some((2, b"s2".to_vec())));
-    assert_eq!(again.leases().last_epoch(4).unwrap(), epoch, "epochs survive");
+    assert_eq!(
+        st.load_checkpoint("t", "acc").unwrap(),
+        Some((2, b"s2".to_vec()))
+    );
+    assert_eq!(
+        again.leases().last_epoch(4).unwrap(),
+        epoch,
+        "epochs survive"
+    );
     assert_eq!(
         st.append(&[item("t", "m1", "e1")], 0).unwrap(),
         vec![AppendOutcome::Duplicate { seq: 1 }],

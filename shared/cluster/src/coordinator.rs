@@ -1,0 +1,208 @@
+//! The coordinator's state in Redis: node heartbeats, the leader lease and
+//! the shard assignment table the leader writes.
+//!
+//! The leader only decides *intent* (which node should own which shard).
+//! Safety comes from the per-shard leases: a node named in the table still
+//! has to acquire the shard's lease, which it cannot while the previous
+//! owner holds it. So a stale or duelling leader can cause churn, never
+//! double ownership; and every table write is fenced by the leader's own
+//! epoch anyway, so a deposed leader cannot overwrite its successor.
+//!
+//! Liveness is judged on Redis's clock (`TIME` inside the scripts), so
+//! nodes with skewed wall clocks agree on who is alive.
+
+use liveseg_store::redis::RedisStore;
+use liveseg_store::redis::keys::COORDINATOR;
+use liveseg_store::{Result, StoreError};
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+/// Record a heartbeat. KEYS: 1 nodes zset, 2 addresses hash.
+/// ARGV: 1 node id, 2 address, 3 forget nodes silent this long (ms).
+/// Returns Redis's time in ms.
+const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+for _, id in ipairs(old) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+end
+return now
+"#;
+
+/// Nodes heard from within the last ARGV[1] ms. KEYS: 1 nodes zset.
+const LIVE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')
+"#;
+
+/// Write assignment changes if the caller is the leader under its epoch.
+/// KEYS: 1 leader lease, 2 assignment hash, 3 version. ARGV: 1
+/// `leader#epoch`, then (shard, node or "") pairs. Returns the new version,
+/// or -1 when the caller is not (or no longer) the leader.
+const ASSIGN: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+for i = 2, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+  else
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+end
+return redis.call('INCR', KEYS[3])
+"#;
+
+static HEARTBEAT_SCRIPT: LazyLock<::redis::Script> =
+    LazyLock::new(|| ::redis::Script::new(HEARTBEAT));
+static LIVE_SCRIPT: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(LIVE));
+static ASSIGN_SCRIPT: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(ASSIGN));
+
+fn key(suffix: &str) -> String {
+    format!("{COORDINATOR}{suffix}")
+}
+
+/// The assignment table as last read: shard → node, and its version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assignment {
+    /// Incremented on every leader write.
+    pub version: u64,
+    /// Owner per shard; absent shards are unassigned.
+    pub owners: BTreeMap<u32, String>,
+}
+
+/// Access to the coordinator keys.
+#[derive(Clone)]
+pub struct Coordinator {
+    redis: RedisStore,
+}
+
+impl Coordinator {
+    /// Over one Redis.
+    pub fn new(redis: RedisStore) -> Self {
+        Coordinator { redis }
+    }
+
+    /// Checks (or, the first time, records) the cluster's shard count:
+    /// account-to-shard mapping depends on it, so every node must agree.
+    pub fn ensure_shard_count(&self, shards: u32) -> Result<()> {
+        let (set, current): (i64, u32) = self.redis.with_conn(|c| {
+            ::redis::pipe()
+                .atomic()
+                .cmd("SETNX")
+                .arg(key("shards"))
+                .arg(shards)
+                .cmd("GET")
+                .arg(key("shards"))
+                .query(c)
+        })?;
+        if set == 0 && current != shards {
+            return Err(StoreError::InvalidInput(format!(
+                "this cluster runs with {current} shards; the node was configured with {shards} \
+                 (the shard count can only change with a full restart of an empty cluster)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records that `node` (serving at `addr`) is alive; forgets nodes
+    /// silent for `forget_after_ms`. Returns Redis's time (ms).
+    pub fn heartbeat(&self, node: &str, addr: &str, forget_after_ms: u64) -> Result<i64> {
+        self.redis.with_conn(|c| {
+            HEARTBEAT_SCRIPT
+                .key(key("nodes"))
+                .key(key("addr"))
+                .arg(node)
+                .arg(addr)
+                .arg(forget_after_ms)
+                .invoke(c)
+        })
+    }
+
+    /// Removes `node` from the live set at once (graceful leave): the leader
+    /// reassigns its shards on its next round.
+    pub fn leave(&self, node: &str) -> Result<()> {
+        self.redis.with_conn(|c| {
+            ::redis::cmd("ZREM")
+                .arg(key("nodes"))
+                .arg(node)
+                .query::<i64>(c)
+        })?;
+        Ok(())
+    }
+
+    /// Nodes with a heartbeat within `dead_after_ms`, sorted.
+    pub fn live_nodes(&self, dead_after_ms: u64) -> Result<Vec<String>> {
+        let mut nodes: Vec<String> = self
+            .redis
+            .with_conn(|c| LIVE_SCRIPT.key(key("nodes")).arg(dead_after_ms).invoke(c))?;
+        nodes.sort();
+        Ok(nodes)
+    }
+
+    /// The serving address a node registered.
+    pub fn address(&self, node: &str) -> Result<Option<String>> {
+        self.redis
+            .with_conn(|c| ::redis::cmd("HGET").arg(key("addr")).arg(node).query(c))
+    }
+
+    /// The assignment table and its version.
+    pub fn assignment(&self) -> Result<Assignment> {
+        let (version, owners): (Option<u64>, Vec<(u32, String)>) = self.redis.with_conn(|c| {
+            ::redis::pipe()
+                .atomic()
+                .cmd("GET")
+                .arg(key("ver"))
+                .cmd("HGETALL")
+                .arg(key("assign"))
+                .query(c)
+        })?;
+        Ok(Assignment {
+            version: version.unwrap_or(0),
+            owners: owners.into_iter().collect(),
+        })
+    }
+
+    /// Just the version, to skip re-reading an unchanged table.
+    pub fn assignment_version(&self) -> Result<u64> {
+        let v: Option<u64> = self
+            .redis
+            .with_conn(|c| ::redis::cmd("GET").arg(key("ver")).query(c))?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Writes `changes` (shard → new owner, `None` = unassigned) if `leader`
+    /// still leads under `epoch`. Returns the new version, or `None` if the
+    /// write was fenced off (this node is not the leader any more).
+    pub fn write_assignment(
+        &self,
+        leader: &str,
+        epoch: u64,
+        changes: &[(u32, Option<String>)],
+    ) -> Result<Option<u64>> {
+        let mut inv = ASSIGN_SCRIPT.prepare_invoke();
+        inv.key(key("lease"))
+            .key(key("assign"))
+            .key(key("ver"))
+            .arg(format!("{leader}#{epoch}"));
+        for (shard, owner) in changes {
+            inv.arg(*shard).arg(owner.as_deref().unwrap_or(""));
+        }
+        let v: i64 = self.redis.with_conn(|c| inv.invoke(c))?;
+        Ok(u64::try_from(v).ok())
+    }
+
+    /// The leader lease's key prefix (for [`liveseg_store::redis::ShardLeases::acquire_at`]).
+    pub fn leader_prefix() -> &'static str {
+        COORDINATOR
+    }
+
+    /// Who leads now (`node#epoch`), if anyone.
+    pub fn leader(&self) -> Result<Option<String>> {
+        self.redis
+            .with_conn(|c| ::redis::cmd("GET").arg(key("lease")).query(c))
+    }
+}

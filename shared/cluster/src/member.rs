@@ -1,0 +1,526 @@
+//! A node's membership in the cluster: one control loop (its own thread,
+//! blocking Redis calls) that heartbeats, takes part in leader election,
+//! runs the leader's placement rounds while it leads, and acquires, renews,
+//! drains and releases the node's shard leases.
+//!
+//! The node's serving side is behind [`ShardHost`]: the loop tells it when
+//! to start serving a shard (with the [`Fence`] its writes must carry),
+//! when to stop at once, and when to drain for a graceful handoff.
+//!
+//! Deadlines: a renewal sent at monotonic time `t0` and confirmed makes the
+//! node believe it owns the shard until `t0 + ttl - margin`. Redis starts
+//! the TTL no earlier than `t0`, so that belief ends before Redis can give
+//! the lease to anyone else, whatever happens to this process (a pause, a
+//! partition, a slow Redis). The fence's validity check reads that deadline,
+//! so a paused node that wakes up does not even send a write.
+
+use crate::coordinator::Coordinator;
+use crate::journal::{Journal, Kind, Record, mono_ns};
+use crate::placement::{self, Node, PlacementInput};
+use liveseg_store::redis::{Fence, LeaseOutcome, RedisStore, ShardLeases};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Timers and limits of one member (see `deploy/` for production values).
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    /// Unique per process start (contains no '#').
+    pub node_id: String,
+    /// Where other nodes reach this node's API.
+    pub addr: String,
+    /// Fixed shard count of the cluster.
+    pub shards: u32,
+    /// Shard lease TTL `L`; renewed every `L/3`.
+    pub lease_ttl: Duration,
+    /// Leader lease TTL.
+    pub leader_ttl: Duration,
+    /// A node silent this long is dead for placement (never a safety gate).
+    pub dead_after: Duration,
+    /// Control loop period (heartbeat, placement round, acquisition tries).
+    pub tick: Duration,
+    /// Most load-balancing moves per placement round.
+    pub max_moves: usize,
+    /// Bounded-load factor of placement.
+    pub load_factor: f64,
+    /// How long a graceful drain may take before the shard is stopped anyway.
+    pub drain_timeout: Duration,
+    /// Ownership journal (JSON lines), for fault tests.
+    pub journal: Option<PathBuf>,
+}
+
+impl MemberConfig {
+    /// The timers of the fault tests: 2 s lease, 1.5 s death detection.
+    pub fn test(node_id: &str, addr: &str, shards: u32) -> Self {
+        MemberConfig {
+            node_id: node_id.to_owned(),
+            addr: addr.to_owned(),
+            shards,
+            lease_ttl: Duration::from_secs(2),
+            leader_ttl: Duration::from_secs(1),
+            dead_after: Duration::from_millis(1500),
+            tick: Duration::from_millis(100),
+            max_moves: 16,
+            load_factor: 1.1,
+            drain_timeout: Duration::from_secs(1),
+            journal: None,
+        }
+    }
+
+    /// Safety margin subtracted from the lease TTL for the local deadline:
+    /// 50 ms plus 1% of the TTL (clock-rate differences, scheduling).
+    pub fn margin(&self) -> Duration {
+        Duration::from_millis(50) + self.lease_ttl / 100
+    }
+}
+
+/// Why the host must stop serving a shard at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The local lease deadline passed without a confirmed renewal.
+    DeadlinePassed,
+    /// A renewal found the lease gone (expired or taken).
+    LeaseLost,
+    /// A graceful drain did not finish in time.
+    DrainTimedOut,
+    /// The member is shutting down without a handoff.
+    Shutdown,
+}
+
+/// Signals the end of a drain (the final fenced commit is done, or failed).
+#[derive(Clone)]
+pub struct DrainDone(Arc<AtomicU8>);
+
+impl DrainDone {
+    /// The drain finished; `committed` says whether the final commit landed.
+    pub fn finish(&self, committed: bool) {
+        self.0
+            .store(if committed { 1 } else { 2 }, Ordering::Release);
+    }
+}
+
+/// The serving side of a node. Calls come from the control thread and must
+/// return quickly (spawn the work).
+pub trait ShardHost: Send + Sync + 'static {
+    /// Start serving `shard`: load its checkpoint, replay its stream tail,
+    /// then tail it. Every write must carry `fence`.
+    fn activate(&self, shard: u32, fence: Fence);
+    /// Stop serving `shard` now, writing nothing more.
+    fn deactivate(&self, shard: u32, reason: StopReason);
+    /// Stop taking work for `shard`, make the final fenced commit, stop
+    /// serving, then call `done.finish(..)`. The lease is released after.
+    fn drain(&self, shard: u32, done: DrainDone);
+}
+
+struct Held {
+    epoch: u64,
+    deadline: Arc<AtomicI64>,
+    last_renew_ns: i64,
+    draining: Option<(i64, DrainDone)>,
+}
+
+/// What the member believes now, for routing and status.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Shards this node owns and serves (not draining).
+    pub active: BTreeSet<u32>,
+    /// The last assignment table read: shard → node.
+    pub assignment: BTreeMap<u32, String>,
+    /// Whether this node is the coordinator leader.
+    pub leader: bool,
+}
+
+/// A running member; dropping it stops the loop like a crash (no release).
+pub struct Member {
+    stop: Arc<AtomicU8>,
+    paused: Arc<AtomicBool>,
+    view: Arc<Mutex<View>>,
+    coordinator: Coordinator,
+    node_id: String,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const RUN: u8 = 0;
+const LEAVE: u8 = 1;
+const CRASH: u8 = 2;
+
+impl Member {
+    /// Starts the control loop.
+    pub fn start(
+        redis: RedisStore,
+        config: MemberConfig,
+        host: Arc<dyn ShardHost>,
+    ) -> liveseg_store::Result<Member> {
+        let coordinator = Coordinator::new(redis.clone());
+        coordinator.ensure_shard_count(config.shards)?;
+        let journal = Journal::open(config.journal.as_deref())
+            .map_err(|e| liveseg_store::StoreError::Internal(format!("journal: {e}")))?;
+        let stop = Arc::new(AtomicU8::new(RUN));
+        let paused = Arc::new(AtomicBool::new(false));
+        let view = Arc::new(Mutex::new(View::default()));
+        let mut state = Loop {
+            leases: redis.leases(),
+            coordinator: coordinator.clone(),
+            config: config.clone(),
+            host,
+            journal,
+            held: BTreeMap::new(),
+            leader_epoch: None,
+            assignment: Default::default(),
+            last_heartbeat_ns: 0,
+            view: view.clone(),
+        };
+        let (s, p) = (stop.clone(), paused.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("cluster-{}", config.node_id))
+            .spawn(move || state.run(&s, &p))
+            .map_err(|e| liveseg_store::StoreError::Internal(e.to_string()))?;
+        Ok(Member {
+            stop,
+            paused,
+            view,
+            coordinator,
+            node_id: config.node_id,
+            thread: Some(thread),
+        })
+    }
+
+    /// What the member believes now.
+    pub fn view(&self) -> View {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Graceful leave: drop out of the live set so the leader moves every
+    /// shard away, drain and release each one, then stop. Returns when done
+    /// (or when every drain timed out).
+    pub fn leave(mut self) {
+        let _ = self.coordinator.leave(&self.node_id);
+        self.stop.store(LEAVE, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Test hook: freeze the control loop (what SIGSTOP does to it), or
+    /// thaw it. The serving side's fence keeps checking the deadline.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop.store(CRASH, Ordering::Release);
+            self.paused.store(false, Ordering::Release);
+            let _ = t.join();
+        }
+    }
+}
+
+struct Loop {
+    leases: ShardLeases,
+    coordinator: Coordinator,
+    config: MemberConfig,
+    host: Arc<dyn ShardHost>,
+    journal: Journal,
+    held: BTreeMap<u32, Held>,
+    leader_epoch: Option<u64>,
+    assignment: crate::coordinator::Assignment,
+    last_heartbeat_ns: i64,
+    view: Arc<Mutex<View>>,
+}
+
+fn ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+impl Loop {
+    fn run(&mut self, stop: &AtomicU8, paused: &AtomicBool) {
+        loop {
+            while paused.load(Ordering::Acquire) && stop.load(Ordering::Acquire) == RUN {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match stop.load(Ordering::Acquire) {
+                CRASH => return,
+                LEAVE => {
+                    if self.leave_step() {
+                        return;
+                    }
+                }
+                _ => self.step(),
+            }
+            self.publish_view();
+            std::thread::sleep(self.config.tick);
+        }
+    }
+
+    fn step(&mut self) {
+        let now = mono_ns();
+        if now - self.last_heartbeat_ns >= ns(self.config.tick) {
+            let forget = self.config.dead_after * 20;
+            match self.coordinator.heartbeat(
+                &self.config.node_id,
+                &self.config.addr,
+                forget.as_millis() as u64,
+            ) {
+                Ok(_) => self.last_heartbeat_ns = now,
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+        }
+        self.leader_step();
+        self.refresh_assignment();
+        self.expire_and_renew();
+        self.acquire_assigned();
+        self.drain_unassigned();
+        self.finish_drains();
+    }
+
+    /// Leaving: stop leading, drain everything, release; true when done.
+    fn leave_step(&mut self) -> bool {
+        if let Some(e) = self.leader_epoch.take() {
+            let _ = self
+                .leases
+                .release_at(Coordinator::leader_prefix(), &self.config.node_id, e);
+        }
+        self.expire_and_renew();
+        let shards: Vec<u32> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.draining.is_none())
+            .map(|(s, _)| *s)
+            .collect();
+        for s in shards {
+            self.start_drain(s);
+        }
+        self.finish_drains();
+        self.held.is_empty()
+    }
+
+    fn leader_step(&mut self) {
+        let ttl = self.config.leader_ttl.as_millis() as u64;
+        let prefix = Coordinator::leader_prefix();
+        let outcome = self
+            .leases
+            .acquire_at(prefix, &self.config.node_id, ttl, self.leader_epoch);
+        self.leader_epoch = match outcome {
+            Ok(LeaseOutcome::Acquired { epoch } | LeaseOutcome::Renewed { epoch }) => Some(epoch),
+            Ok(LeaseOutcome::Lost | LeaseOutcome::HeldByOther { .. }) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "leader lease call failed");
+                None
+            }
+        };
+        if let Some(epoch) = self.leader_epoch
+            && let Err(e) = self.placement_round(epoch)
+        {
+            tracing::warn!(error = %e, "placement round failed");
+        }
+    }
+
+    /// One leader round: live nodes + current table -> plan -> fenced write.
+    fn placement_round(&mut self, epoch: u64) -> liveseg_store::Result<()> {
+        let live: Vec<Node> = self
+            .coordinator
+            .live_nodes(self.config.dead_after.as_millis() as u64)?
+            .into_iter()
+            .map(|id| Node { id, weight: 1 })
+            .collect();
+        let table = self.coordinator.assignment()?;
+        let current: Vec<Option<String>> = (0..self.config.shards)
+            .map(|s| table.owners.get(&s).cloned())
+            .collect();
+        let plan = placement::plan(&PlacementInput {
+            shards: self.config.shards,
+            live: &live,
+            current: &current,
+            max_moves: self.config.max_moves,
+            load_factor: self.config.load_factor,
+        });
+        if plan.moves.is_empty() {
+            return Ok(());
+        }
+        let changes: Vec<(u32, Option<String>)> = plan
+            .moves
+            .iter()
+            .map(|m| (m.shard, Some(m.to.clone())))
+            .collect();
+        if let Some(v) = self
+            .coordinator
+            .write_assignment(&self.config.node_id, epoch, &changes)?
+        {
+            tracing::info!(version = v, moves = changes.len(), "assignment written");
+        }
+        Ok(())
+    }
+
+    fn refresh_assignment(&mut self) {
+        match self.coordinator.assignment_version() {
+            Ok(v) if v == self.assignment.version && v != 0 => {}
+            Ok(_) => match self.coordinator.assignment() {
+                Ok(a) => self.assignment = a,
+                Err(e) => tracing::warn!(error = %e, "reading the assignment failed"),
+            },
+            Err(e) => tracing::warn!(error = %e, "reading the assignment version failed"),
+        }
+    }
+
+    fn record(&self, shard: u32, epoch: u64, kind: Kind, deadline_ns: Option<i64>) {
+        self.journal.record(&Record {
+            mono_ns: mono_ns(),
+            node: self.config.node_id.clone(),
+            shard,
+            epoch,
+            kind,
+            deadline_ns,
+        });
+    }
+
+    /// Stops shards whose deadline passed; renews those due (every L/3).
+    fn expire_and_renew(&mut self) {
+        let ttl = ns(self.config.lease_ttl);
+        let life = ttl - ns(self.config.margin());
+        let shards: Vec<u32> = self.held.keys().copied().collect();
+        for s in shards {
+            let Some(h) = self.held.get(&s) else { continue };
+            let (epoch, deadline) = (h.epoch, h.deadline.clone());
+            if mono_ns() >= deadline.load(Ordering::Acquire) {
+                self.host.deactivate(s, StopReason::DeadlinePassed);
+                self.record(s, epoch, Kind::DeadlineStop, None);
+                self.held.remove(&s);
+                continue;
+            }
+            if mono_ns() - h.last_renew_ns < ttl / 3 {
+                continue;
+            }
+            let t0 = mono_ns();
+            let ttl_ms = self.config.lease_ttl.as_millis() as u64;
+            match self
+                .leases
+                .acquire(s, &self.config.node_id, ttl_ms, Some(epoch))
+            {
+                Ok(LeaseOutcome::Renewed { .. }) => {
+                    deadline.store(t0 + life, Ordering::Release);
+                    if let Some(h) = self.held.get_mut(&s) {
+                        h.last_renew_ns = t0;
+                    }
+                    self.record(s, epoch, Kind::Renew, Some(t0 + life));
+                }
+                Ok(_) => {
+                    deadline.store(0, Ordering::Release);
+                    self.host.deactivate(s, StopReason::LeaseLost);
+                    self.record(s, epoch, Kind::Lost, None);
+                    self.held.remove(&s);
+                }
+                // Unknown outcome: keep the old deadline; it stops us in time.
+                Err(e) => tracing::warn!(shard = s, error = %e, "lease renewal failed"),
+            }
+        }
+    }
+
+    fn acquire_assigned(&mut self) {
+        let me = &self.config.node_id;
+        let wanted: Vec<u32> = self
+            .assignment
+            .owners
+            .iter()
+            .filter(|(s, n)| *n == me && !self.held.contains_key(s))
+            .map(|(s, _)| *s)
+            .collect();
+        let life = ns(self.config.lease_ttl) - ns(self.config.margin());
+        let ttl_ms = self.config.lease_ttl.as_millis() as u64;
+        for s in wanted {
+            let t0 = mono_ns();
+            match self.leases.acquire(s, &self.config.node_id, ttl_ms, None) {
+                Ok(LeaseOutcome::Acquired { epoch }) => {
+                    let deadline = Arc::new(AtomicI64::new(t0 + life));
+                    self.record(s, epoch, Kind::Acquire, Some(t0 + life));
+                    let d = deadline.clone();
+                    let fence = Fence {
+                        token: format!("{}#{epoch}", self.config.node_id),
+                        valid: Arc::new(move || mono_ns() < d.load(Ordering::Acquire)),
+                    };
+                    self.held.insert(
+                        s,
+                        Held {
+                            epoch,
+                            deadline,
+                            last_renew_ns: t0,
+                            draining: None,
+                        },
+                    );
+                    self.host.activate(s, fence);
+                }
+                Ok(_) => {} // still held by the previous owner: retry next tick
+                Err(e) => tracing::warn!(shard = s, error = %e, "lease acquire failed"),
+            }
+        }
+    }
+
+    fn drain_unassigned(&mut self) {
+        let me = &self.config.node_id;
+        let leaving: Vec<u32> = self
+            .held
+            .iter()
+            .filter(|(s, h)| {
+                h.draining.is_none() && self.assignment.owners.get(s).is_some_and(|n| n != me)
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        for s in leaving {
+            self.start_drain(s);
+        }
+    }
+
+    fn start_drain(&mut self, s: u32) {
+        let Some(h) = self.held.get_mut(&s) else {
+            return;
+        };
+        let done = DrainDone(Arc::new(AtomicU8::new(0)));
+        h.draining = Some((mono_ns(), done.clone()));
+        let epoch = h.epoch;
+        self.record(s, epoch, Kind::Draining, None);
+        self.host.drain(s, done);
+    }
+
+    fn finish_drains(&mut self) {
+        let timeout = ns(self.config.drain_timeout);
+        let shards: Vec<u32> = self.held.keys().copied().collect();
+        for s in shards {
+            let Some(h) = self.held.get(&s) else { continue };
+            let Some((started, done)) = &h.draining else {
+                continue;
+            };
+            let finished = done.0.load(Ordering::Acquire) != 0;
+            if !finished && mono_ns() - started < timeout {
+                continue;
+            }
+            if !finished {
+                self.host.deactivate(s, StopReason::DrainTimedOut);
+            }
+            let epoch = h.epoch;
+            // Stop believing before releasing, so the journal never shows
+            // this node owning the shard after another could acquire it.
+            h.deadline.store(0, Ordering::Release);
+            self.record(s, epoch, Kind::Release, None);
+            if let Err(e) = self.leases.release(s, &self.config.node_id, epoch) {
+                tracing::warn!(shard = s, error = %e, "lease release failed; it will expire");
+            }
+            self.held.remove(&s);
+        }
+    }
+
+    fn publish_view(&self) {
+        let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        v.active = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.draining.is_none())
+            .map(|(s, _)| *s)
+            .collect();
+        v.assignment = self.assignment.owners.clone();
+        v.leader = self.leader_epoch.is_some();
+    }
+}

@@ -1,0 +1,361 @@
+//! Cluster members against a real `redis-server`: placement converges,
+//! crashed and paused owners are replaced without double ownership (from
+//! the ownership journals), graceful leaves hand off without waiting for
+//! lease expiry, and the leader role survives its holder's crash.
+
+#![allow(clippy::unwrap_used)]
+
+use liveseg_cluster::journal::{self, Interval};
+use liveseg_cluster::member::{DrainDone, Member, MemberConfig, ShardHost, StopReason};
+use liveseg_store::redis::{Fence, Fsync, RedisOptions, RedisProcess, RedisStore};
+use liveseg_store::{CommitBatch, StateStore, StoreError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SHARDS: u32 = 24;
+
+/// A serving side that only keeps the fences; a drain makes a real fenced
+/// final commit before reporting done.
+struct RecordingHost {
+    redis: RedisStore,
+    active: Mutex<BTreeMap<u32, Fence>>,
+    stops: Mutex<Vec<(u32, StopReason)>>,
+}
+
+impl RecordingHost {
+    fn new(redis: RedisStore) -> Arc<Self> {
+        Arc::new(RecordingHost {
+            redis,
+            active: Mutex::default(),
+            stops: Mutex::default(),
+        })
+    }
+
+    fn active(&self) -> BTreeSet<u32> {
+        self.active.lock().unwrap().keys().copied().collect()
+    }
+
+    fn fence(&self, shard: u32) -> Option<Fence> {
+        self.active.lock().unwrap().get(&shard).cloned()
+    }
+}
+
+impl ShardHost for RecordingHost {
+    fn activate(&self, shard: u32, fence: Fence) {
+        self.active.lock().unwrap().insert(shard, fence);
+    }
+
+    fn deactivate(&self, shard: u32, reason: StopReason) {
+        self.active.lock().unwrap().remove(&shard);
+        self.stops.lock().unwrap().push((shard, reason));
+    }
+
+    fn drain(&self, shard: u32, done: DrainDone) {
+        let fence = self.active.lock().unwrap().remove(&shard);
+        let committed = fence.is_some_and(|f| {
+            self.redis
+                .shard(shard, f)
+                .commit(&CommitBatch {
+                    watermark: Some(0),
+                    ..Default::default()
+                })
+                .is_ok()
+        });
+        done.finish(committed);
+    }
+}
+
+struct Cluster {
+    redis: RedisProcess,
+    store: RedisStore,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let redis = RedisProcess::start(Fsync::Always).unwrap();
+        let store = RedisStore::connect(RedisOptions::new(redis.url())).unwrap();
+        Cluster {
+            redis,
+            store,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn journal(&self, node: &str) -> PathBuf {
+        self.dir.path().join(format!("{node}.jsonl"))
+    }
+
+    fn member(&self, node: &str) -> (Member, Arc<RecordingHost>) {
+        let host = RecordingHost::new(self.store.clone());
+        let mut config = MemberConfig::test(node, &format!("addr-of-{node}"), SHARDS);
+        config.journal = Some(self.journal(node));
+        let m = Member::start(self.store.clone(), config, host.clone()).unwrap();
+        (m, host)
+    }
+
+    fn intervals(&self) -> Vec<Interval> {
+        journal::intervals(&all_records(self))
+    }
+}
+
+/// Every record of every member's journal.
+fn all_records(c: &Cluster) -> Vec<journal::Record> {
+    let paths: Vec<PathBuf> = std::fs::read_dir(c.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let refs: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
+    journal::read(&refs).unwrap()
+}
+
+impl Cluster {
+    fn assert_no_double_ownership(&self) {
+        let intervals = self.intervals();
+        assert!(
+            intervals.len() >= SHARDS as usize,
+            "journals cover every shard"
+        );
+        let overlap = journal::double_ownership_ns(&intervals);
+        assert!(
+            overlap.values().all(|ns| *ns == 0),
+            "double ownership (ns per shard): {overlap:?}"
+        );
+    }
+}
+
+/// Polls `f` every 20 ms until it returns true or `limit` passes.
+fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+/// Every shard active on exactly one of `hosts`, the one the table names.
+fn converged(members: &[(&Member, &RecordingHost)]) -> bool {
+    let mut seen = BTreeMap::new();
+    for (m, h) in members {
+        let view = m.view();
+        for s in h.active() {
+            if seen.insert(s, ()).is_some() || !view.active.contains(&s) {
+                return false;
+            }
+        }
+    }
+    seen.len() == SHARDS as usize
+}
+
+#[test]
+fn members_converge_and_survive_an_owner_crash() {
+    let c = Cluster::new();
+    let (a, ha) = c.member("a");
+    let (b, hb) = c.member("b");
+    let (m3, h3) = c.member("c");
+    eventually(Duration::from_secs(20), "3 members own all shards", || {
+        converged(&[(&a, &ha), (&b, &hb), (&m3, &h3)])
+    });
+    let leaders = [&a, &b, &m3].iter().filter(|m| m.view().leader).count();
+    assert_eq!(leaders, 1);
+    for h in [&ha, &hb, &h3] {
+        assert!(
+            h.active().len() >= 4,
+            "placement spreads shards: {:?}",
+            h.active()
+        );
+    }
+    // Crash c: no release, no drain.
+    let orphaned = h3.active();
+    let zombie_fence = h3.fence(*orphaned.first().unwrap()).unwrap();
+    drop(m3);
+    let took = eventually(Duration::from_secs(20), "survivors take c's shards", || {
+        converged(&[(&a, &ha), (&b, &hb)])
+    });
+    // The target is lease TTL 2 s + detection 1.5 s + 1 s; the bound leaves
+    // room for a loaded CI machine, the measured figure is printed.
+    eprintln!("crash recovery of {} shards took {took:?}", orphaned.len());
+    assert!(took < Duration::from_secs(8), "recovery took {took:?}");
+    // c's writes are refused: locally (deadline passed) and in Redis.
+    let shard = *orphaned.first().unwrap();
+    assert!(!(zombie_fence.valid)(), "c's own deadline has passed");
+    let forced = Fence {
+        token: zombie_fence.token.clone(),
+        valid: Arc::new(|| true),
+    };
+    let err = c
+        .store
+        .shard(shard, forced)
+        .commit(&CommitBatch::default())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
+    c.assert_no_double_ownership();
+}
+
+#[test]
+fn a_paused_owner_stops_itself_and_is_fenced() {
+    let c = Cluster::new();
+    let (a, ha) = c.member("a");
+    let (b, hb) = c.member("b");
+    eventually(Duration::from_secs(20), "2 members own all shards", || {
+        converged(&[(&a, &ha), (&b, &hb)])
+    });
+    let held = hb.active();
+    let shard = *held.first().unwrap();
+    let fence = hb.fence(shard).unwrap();
+    b.set_paused(true);
+    // While b's control loop is frozen (3x the lease), a takes everything.
+    eventually(Duration::from_secs(20), "a owns all shards", || {
+        ha.active().len() == SHARDS as usize
+    });
+    assert!(!(fence.valid)(), "b's fence expired while paused");
+    assert!(matches!(
+        c.store.shard(shard, fence).commit(&CommitBatch::default()),
+        Err(StoreError::Fenced { .. })
+    ));
+    b.set_paused(false);
+    eventually(Duration::from_secs(10), "b stops its stale shards", || {
+        hb.stops
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, _)| held.contains(s))
+            .count()
+            == held.len()
+    });
+    assert!(
+        hb.stops
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, r)| matches!(r, StopReason::DeadlinePassed | StopReason::LeaseLost))
+    );
+    // After b is back, placement gives it shards again.
+    eventually(Duration::from_secs(20), "b rejoins", || {
+        converged(&[(&a, &ha), (&b, &hb)]) && !hb.active().is_empty()
+    });
+    c.assert_no_double_ownership();
+}
+
+#[test]
+fn graceful_leave_hands_off_without_waiting_for_expiry() {
+    let c = Cluster::new();
+    let (a, ha) = c.member("a");
+    let (b, hb) = c.member("b");
+    let (m3, h3) = c.member("c");
+    eventually(Duration::from_secs(20), "3 members own all shards", || {
+        converged(&[(&a, &ha), (&b, &hb), (&m3, &h3)])
+    });
+    let started = Instant::now();
+    m3.leave();
+    assert!(
+        h3.active().is_empty(),
+        "c drained everything before leave returned"
+    );
+    let took = eventually(Duration::from_secs(20), "a and b own c's shards", || {
+        converged(&[(&a, &ha), (&b, &hb)])
+    }) + started.elapsed();
+    assert!(
+        h3.stops.lock().unwrap().is_empty(),
+        "c drained, nothing was cut off"
+    );
+    eprintln!("graceful handoff took {took:?}");
+    // Released leases are taken at once, not after expiry: each of c's
+    // shards was acquired by its new owner before c's own last deadline,
+    // which (being earlier than Redis's expiry) proves c released it.
+    let records = all_records(&c);
+    let c_shards: BTreeSet<u32> = records
+        .iter()
+        .filter(|r| r.node == "c" && r.kind == journal::Kind::Acquire)
+        .map(|r| r.shard)
+        .collect();
+    assert!(!c_shards.is_empty());
+    for s in c_shards {
+        let c_deadline = records
+            .iter()
+            .filter(|r| r.node == "c" && r.shard == s)
+            .filter_map(|r| r.deadline_ns)
+            .max()
+            .unwrap();
+        let taken = records
+            .iter()
+            .filter(|r| r.node != "c" && r.shard == s && r.kind == journal::Kind::Acquire)
+            .map(|r| r.mono_ns)
+            .max()
+            .unwrap();
+        assert!(
+            taken < c_deadline,
+            "shard {s} was taken only after c's lease ran out"
+        );
+    }
+    c.assert_no_double_ownership();
+}
+
+#[test]
+fn leadership_moves_when_the_leader_crashes() {
+    let c = Cluster::new();
+    let (a, ha) = c.member("a");
+    eventually(
+        Duration::from_secs(20),
+        "a leads and owns everything",
+        || a.view().leader && ha.active().len() == SHARDS as usize,
+    );
+    let (b, hb) = c.member("b");
+    eventually(Duration::from_secs(20), "b gets shards", || {
+        converged(&[(&a, &ha), (&b, &hb)]) && !hb.active().is_empty()
+    });
+    assert!(!b.view().leader);
+    drop(a);
+    eventually(
+        Duration::from_secs(20),
+        "b leads and owns everything",
+        || b.view().leader && hb.active().len() == SHARDS as usize,
+    );
+    // The new leader keeps placing: a joining node gets shards.
+    let (d, hd) = c.member("d");
+    eventually(
+        Duration::from_secs(20),
+        "d gets shards from the new leader",
+        || converged(&[(&b, &hb), (&d, &hd)]) && !hd.active().is_empty(),
+    );
+    c.assert_no_double_ownership();
+}
+
+#[test]
+fn members_ride_out_a_redis_kill9_and_restart_with_fsync_always() {
+    let mut c = Cluster::new();
+    let (a, ha) = c.member("a");
+    let (b, hb) = c.member("b");
+    eventually(Duration::from_secs(20), "2 members own all shards", || {
+        converged(&[(&a, &ha), (&b, &hb)])
+    });
+    let epochs_before: Vec<u64> = (0..SHARDS)
+        .map(|s| c.store.leases().last_epoch(s).unwrap())
+        .collect();
+    c.redis.kill9();
+    // Down for longer than a lease: owners cannot renew and stop at their deadlines.
+    eventually(
+        Duration::from_secs(20),
+        "owners stop at their deadlines",
+        || ha.active().is_empty() && hb.active().is_empty(),
+    );
+    c.redis.restart().unwrap();
+    eventually(Duration::from_secs(30), "shards are served again", || {
+        converged(&[(&a, &ha), (&b, &hb)])
+    });
+    // Epochs survived the crash (AOF fsync always) and only grew.
+    for s in 0..SHARDS {
+        let now = c.store.leases().last_epoch(s).unwrap();
+        assert!(
+            now >= epochs_before[s as usize],
+            "shard {s}: epoch went back"
+        );
+    }
+    c.assert_no_double_ownership();
+}
