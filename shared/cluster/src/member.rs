@@ -162,6 +162,11 @@ impl Member {
         let view = Arc::new(Mutex::new(View::default()));
         let mut state = Loop {
             leases: redis.leases(),
+            redis: redis.clone(),
+            redis_run_id: None,
+            // Also at start: this node cannot know whether Redis just lost
+            // data (see `observe_redis`).
+            quarantine_until_ns: mono_ns() + ns(config.lease_ttl),
             coordinator: coordinator.clone(),
             config: config.clone(),
             host,
@@ -222,6 +227,11 @@ impl Drop for Member {
 
 struct Loop {
     leases: ShardLeases,
+    redis: RedisStore,
+    /// Redis's `run_id` when last seen; a change means Redis restarted.
+    redis_run_id: Option<String>,
+    /// No new lease is acquired before this instant (CLOCK_MONOTONIC ns).
+    quarantine_until_ns: i64,
     coordinator: Coordinator,
     config: MemberConfig,
     host: Arc<dyn ShardHost>,
@@ -270,12 +280,37 @@ impl Loop {
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
             }
         }
+        self.observe_redis();
         self.leader_step();
         self.refresh_assignment();
         self.expire_and_renew();
         self.acquire_assigned();
         self.drain_unassigned();
         self.finish_drains();
+    }
+
+    /// Quarantine after a Redis restart. A Redis that lost writes (AOF
+    /// `everysec`, or a failover) can have forgotten leases that owners still
+    /// believe in, and can hand out an epoch again. So after seeing a new
+    /// `run_id`, this node acquires nothing for one lease TTL: every owner's
+    /// belief from before the restart ends within one TTL of its last
+    /// renewal, which was before the restart. Renewals continue: they check
+    /// the exact `node#epoch` and report `Lost` if Redis forgot it.
+    fn observe_redis(&mut self) {
+        match self.redis.run_id() {
+            Ok(id) => {
+                if self.redis_run_id.as_ref().is_some_and(|prev| *prev != id) {
+                    tracing::warn!("redis restarted: no new leases for one lease TTL");
+                    self.quarantine_until_ns = mono_ns() + ns(self.config.lease_ttl);
+                }
+                self.redis_run_id = Some(id);
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the redis run id failed"),
+        }
+    }
+
+    fn quarantined(&self) -> bool {
+        mono_ns() < self.quarantine_until_ns
     }
 
     /// Leaving: stop leading, drain everything, release; true when done.
@@ -300,6 +335,9 @@ impl Loop {
     }
 
     fn leader_step(&mut self) {
+        if self.leader_epoch.is_none() && self.quarantined() {
+            return;
+        }
         let ttl = self.config.leader_ttl.as_millis() as u64;
         let prefix = Coordinator::leader_prefix();
         let outcome = self
@@ -421,6 +459,9 @@ impl Loop {
     }
 
     fn acquire_assigned(&mut self) {
+        if self.quarantined() {
+            return;
+        }
         let me = &self.config.node_id;
         let wanted: Vec<u32> = self
             .assignment
