@@ -105,7 +105,9 @@ impl DrainDone {
 /// return quickly (spawn the work).
 pub trait ShardHost: Send + Sync + 'static {
     /// Start serving `shard`: load its checkpoint, replay its stream tail,
-    /// then tail it. Every write must carry `fence`.
+    /// then tail it. Every write must carry `fence`, and every read must
+    /// check `(fence.valid)()` just before answering: the control loop's own
+    /// stop can come late when a Redis call blocks it, the fence cannot.
     fn activate(&self, shard: u32, fence: Fence);
     /// Stop serving `shard` now, writing nothing more.
     fn deactivate(&self, shard: u32, reason: StopReason);
@@ -280,11 +282,12 @@ impl Loop {
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
             }
         }
-        self.observe_redis();
+        // Renewals first: nothing else in the step may delay them.
+        self.expire_and_renew();
+        let run_id = self.observe_redis();
         self.leader_step();
         self.refresh_assignment();
-        self.expire_and_renew();
-        self.acquire_assigned();
+        self.acquire_assigned(run_id.as_deref());
         self.drain_unassigned();
         self.finish_drains();
     }
@@ -296,16 +299,22 @@ impl Loop {
     /// belief from before the restart ends within one TTL of its last
     /// renewal, which was before the restart. Renewals continue: they check
     /// the exact `node#epoch` and report `Lost` if Redis forgot it.
-    fn observe_redis(&mut self) {
+    /// Returns the run id seen now, or `None` if it could not be read (then
+    /// nothing is acquired in this step).
+    fn observe_redis(&mut self) -> Option<String> {
         match self.redis.run_id() {
             Ok(id) => {
                 if self.redis_run_id.as_ref().is_some_and(|prev| *prev != id) {
                     tracing::warn!("redis restarted: no new leases for one lease TTL");
                     self.quarantine_until_ns = mono_ns() + ns(self.config.lease_ttl);
                 }
-                self.redis_run_id = Some(id);
+                self.redis_run_id = Some(id.clone());
+                Some(id)
             }
-            Err(e) => tracing::warn!(error = %e, "reading the redis run id failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the redis run id failed");
+                None
+            }
         }
     }
 
@@ -458,10 +467,17 @@ impl Loop {
         }
     }
 
-    fn acquire_assigned(&mut self) {
+    /// Acquires the assigned shards this node does not hold. Redis could
+    /// restart between the quarantine decision and an acquire, so the run
+    /// id is read again afterwards and new leases are only used (activated)
+    /// if it did not change; otherwise they are released and the
+    /// quarantine starts.
+    fn acquire_assigned(&mut self, run_id: Option<&str>) {
+        let Some(run_id) = run_id else { return };
         if self.quarantined() {
             return;
         }
+        let mut acquired: Vec<(u32, u64, i64)> = Vec::new();
         let me = &self.config.node_id;
         let wanted: Vec<u32> = self
             .assignment
@@ -475,28 +491,40 @@ impl Loop {
         for s in wanted {
             let t0 = mono_ns();
             match self.leases.acquire(s, &self.config.node_id, ttl_ms, None) {
-                Ok(LeaseOutcome::Acquired { epoch }) => {
-                    let deadline = Arc::new(AtomicI64::new(t0 + life));
-                    self.record(s, epoch, Kind::Acquire, Some(t0 + life));
-                    let d = deadline.clone();
-                    let fence = Fence {
-                        token: format!("{}#{epoch}", self.config.node_id),
-                        valid: Arc::new(move || mono_ns() < d.load(Ordering::Acquire)),
-                    };
-                    self.held.insert(
-                        s,
-                        Held {
-                            epoch,
-                            deadline,
-                            last_renew_ns: t0,
-                            draining: None,
-                        },
-                    );
-                    self.host.activate(s, fence);
-                }
+                Ok(LeaseOutcome::Acquired { epoch }) => acquired.push((s, epoch, t0)),
                 Ok(_) => {} // still held by the previous owner: retry next tick
                 Err(e) => tracing::warn!(shard = s, error = %e, "lease acquire failed"),
             }
+        }
+        if acquired.is_empty() {
+            return;
+        }
+        if self.redis.run_id().ok().as_deref() != Some(run_id) {
+            tracing::warn!("redis changed while acquiring: releasing, quarantine");
+            self.quarantine_until_ns = mono_ns() + ns(self.config.lease_ttl);
+            for (s, epoch, _) in acquired {
+                let _ = self.leases.release(s, &self.config.node_id, epoch);
+            }
+            return;
+        }
+        for (s, epoch, t0) in acquired {
+            let deadline = Arc::new(AtomicI64::new(t0 + life));
+            self.record(s, epoch, Kind::Acquire, Some(t0 + life));
+            let d = deadline.clone();
+            let fence = Fence {
+                token: format!("{}#{epoch}", self.config.node_id),
+                valid: Arc::new(move || mono_ns() < d.load(Ordering::Acquire)),
+            };
+            self.held.insert(
+                s,
+                Held {
+                    epoch,
+                    deadline,
+                    last_renew_ns: t0,
+                    draining: None,
+                },
+            );
+            self.host.activate(s, fence);
         }
     }
 

@@ -37,7 +37,7 @@ for i = 1, n do
     out[i] = {0, tonumber(prior)}
   else
     local seq = redis.call('INCR', KEYS[1])
-    redis.call('XADD', KEYS[2], seq .. '-0',
+    redis.call('XADD', KEYS[2], string.format('%d-0', seq),
       't', ARGV[3 * i - 1], 'm', ARGV[3 * i], 'p', ARGV[3 * i + 1])
     redis.call('SET', dk, seq, 'PX', window)
     seen[dk] = seq
@@ -101,13 +101,15 @@ return 0
 /// checkpoint `i` (0-based) would move an account's seq backwards. A rejected
 /// commit writes nothing.
 pub(crate) const COMMIT: &str = r#"
-local lease = redis.call('GET', KEYS[1])
-if lease ~= ARGV[1] then
-  return {'STALE', lease or ''}
-end
+-- The commit id embeds node#epoch, so answering a re-send of a commit that
+-- landed is safe even after the lease moved on (it writes nothing).
 local cid = ARGV[2]
 if redis.call('HGET', KEYS[4], 'commit_id') == cid then
   return {'DONE', redis.call('HGET', KEYS[4], 'commit_result') or ''}
+end
+local lease = redis.call('GET', KEYS[1])
+if lease ~= ARGV[1] then
+  return {'STALE', lease or ''}
 end
 local ncp, ndir, nch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local base = 7
@@ -117,7 +119,9 @@ for i = 0, ncp - 1 do
   local s = tonumber(ARGV[base + 4 * i + 1])
   local stored = running[f]
   if stored == nil then stored = tonumber(redis.call('HGET', KEYS[2], f) or '0') end
-  if s < stored then return {'STALE_CKPT', tostring(i), tostring(stored)} end
+  if s < stored then
+    return {'STALE_CKPT', string.format('%d', i), string.format('%d', stored)}
+  end
   running[f] = s
 end
 for i = 0, ncp - 1 do
@@ -143,8 +147,8 @@ local cursors = {}
 for i = 0, nch - 1 do
   local key = KEYS[tonumber(ARGV[base + 3 * i])]
   local c = redis.call('HINCRBY', KEYS[5], ARGV[base + 3 * i + 1], 1)
-  redis.call('XADD', key, c .. '-0', 'p', ARGV[base + 3 * i + 2])
-  cursors[#cursors + 1] = tostring(c)
+  redis.call('XADD', key, string.format('%d-0', c), 'p', ARGV[base + 3 * i + 2])
+  cursors[#cursors + 1] = string.format('%d', c)
 end
 if ARGV[3] ~= '' then
   local w = tonumber(redis.call('HGET', KEYS[4], 'watermark') or '0')

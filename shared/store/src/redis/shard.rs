@@ -161,7 +161,8 @@ impl ShardStore {
             attempt += 1;
             match self.redis.with_conn(|c| inv.invoke(c)) {
                 Ok(r) => break r,
-                Err(e) if attempt < COMMIT_ATTEMPTS && is_retryable(&e) => {
+                // Re-send only while the owner still believes in its lease.
+                Err(e) if attempt < COMMIT_ATTEMPTS && is_retryable(&e) && (self.fence.valid)() => {
                     tracing::warn!(shard = self.shard, attempt, error = %e, "commit re-sent");
                 }
                 Err(e) => return Err(e),
