@@ -1,5 +1,9 @@
 //! Shard leases: acquire, renew and release, each one script, each with a
 //! fencing epoch that only ever grows (`seg:{sN}:epoch` is never deleted).
+//! That holds while Redis keeps its writes (`appendfsync always`, no
+//! failover); a Redis that lost data can hand an epoch out again, which is
+//! why members quarantine new acquisitions after a Redis restart
+//! (`liveseg_cluster::member`).
 //!
 //! The TTL here is Redis's (wall clock, not monotonic). Owners therefore
 //! keep their own, earlier, monotonic deadline and stop serving before Redis

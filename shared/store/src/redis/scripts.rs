@@ -13,7 +13,8 @@
 //! - `INGEST`: the dedupe key of each item is written with its `XADD`; a
 //!   re-send finds it and answers `Duplicate` with the original seq.
 //! - `ACQUIRE`: a re-send by the new holder finds the lease held by its own
-//!   node and takes a fresh epoch; epochs may skip, never repeat.
+//!   node and takes a fresh epoch; epochs may skip, never repeat
+//!   (unless Redis loses data; see `lease.rs`).
 //! - `RELEASE`: compare-and-delete; a re-send finds nothing to delete.
 //! - `COMMIT`: the last commit id and its result are stored with the
 //!   writes; a re-send of the same id returns the stored result and writes
