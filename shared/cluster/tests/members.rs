@@ -99,6 +99,17 @@ impl Cluster {
     fn intervals(&self) -> Vec<Interval> {
         journal::intervals(&all_records(self))
     }
+
+    /// Members "a" and "b", once they own every shard between them.
+    #[allow(clippy::type_complexity)]
+    fn two_converged(&self) -> ((Member, Arc<RecordingHost>), (Member, Arc<RecordingHost>)) {
+        let (a, ha) = self.member("a");
+        let (b, hb) = self.member("b");
+        eventually(Duration::from_secs(20), "2 members own all shards", || {
+            converged(&[(&a, &ha), (&b, &hb)])
+        });
+        ((a, ha), (b, hb))
+    }
 }
 
 /// Every record of every member's journal.
@@ -201,11 +212,7 @@ fn members_converge_and_survive_an_owner_crash() {
 #[test]
 fn a_paused_owner_stops_itself_and_is_fenced() {
     let c = Cluster::new();
-    let (a, ha) = c.member("a");
-    let (b, hb) = c.member("b");
-    eventually(Duration::from_secs(20), "2 members own all shards", || {
-        converged(&[(&a, &ha), (&b, &hb)])
-    });
+    let ((a, ha), (b, hb)) = c.two_converged();
     let held = hb.active();
     let shard = *held.first().unwrap();
     let fence = hb.fence(shard).unwrap();
@@ -330,11 +337,7 @@ fn leadership_moves_when_the_leader_crashes() {
 #[test]
 fn members_ride_out_a_redis_kill9_and_restart_with_fsync_always() {
     let mut c = Cluster::new();
-    let (a, ha) = c.member("a");
-    let (b, hb) = c.member("b");
-    eventually(Duration::from_secs(20), "2 members own all shards", || {
-        converged(&[(&a, &ha), (&b, &hb)])
-    });
+    let ((a, ha), (b, hb)) = c.two_converged();
     let epochs_before: Vec<u64> = (0..SHARDS)
         .map(|s| c.store.leases().last_epoch(s).unwrap())
         .collect();
@@ -365,11 +368,7 @@ fn a_redis_that_lost_everything_cannot_cause_double_ownership() {
     // The worst case of `everysec` or a failover: Redis comes back having
     // forgotten every lease and epoch, while owners still believe in theirs.
     let mut c = Cluster::new();
-    let (a, ha) = c.member("a");
-    let (b, hb) = c.member("b");
-    eventually(Duration::from_secs(20), "2 members own all shards", || {
-        converged(&[(&a, &ha), (&b, &hb)])
-    });
+    let ((a, ha), (b, hb)) = c.two_converged();
     // b cannot renew (paused) when Redis forgets; a must not take b's
     // shards while b still believes in them.
     b.set_paused(true);

@@ -40,6 +40,9 @@ pub mod group_commit;
 pub mod redis;
 pub mod traits;
 
+#[cfg(test)]
+mod test_support;
+
 pub use embedded::{EmbeddedStore, StoreOptions};
 pub use error::{Result, StoreError};
 pub use group_commit::{CommitCallback, GroupCommitOptions, GroupCommitter};

@@ -1,47 +1,13 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::traits::{
-    AccountCheckpoint, AppendItem, AppendOutcome, Catalog, ChangeRecord, CommitBatch,
-    DirectoryUpdate, EventLog, StateStore,
-};
+use crate::test_support::{change, cp, dir_upd, item};
+use crate::traits::{AppendOutcome, Catalog, CommitBatch, EventLog, StateStore};
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
 
 fn open(dir: &Path) -> EmbeddedStore {
     EmbeddedStore::open(dir, StoreOptions::default()).unwrap()
-}
-
-fn item(tenant: &str, id: &str, payload: &str) -> AppendItem {
-    AppendItem {
-        tenant: tenant.to_owned(),
-        message_id: id.to_owned(),
-        payload: payload.as_bytes().to_vec(),
-    }
-}
-
-fn cp(tenant: &str, account: &str, seq: u64, state: Option<&str>) -> AccountCheckpoint {
-    AccountCheckpoint {
-        tenant: tenant.to_owned(),
-        account: account.to_owned(),
-        applied_seq: seq,
-        state: state.map(|s| s.as_bytes().to_vec()),
-    }
-}
-
-fn change(tenant: &str, payload: &str) -> ChangeRecord {
-    ChangeRecord {
-        tenant: tenant.to_owned(),
-        payload: payload.as_bytes().to_vec(),
-    }
-}
-
-fn dir_upd(tenant: &str, contact: &str, account: Option<&str>) -> DirectoryUpdate {
-    DirectoryUpdate {
-        tenant: tenant.to_owned(),
-        contact: contact.to_owned(),
-        account: account.map(str::to_owned),
-    }
 }
 
 #[test]

@@ -5,39 +5,13 @@
 use super::keys::{scoped, unscope};
 use super::*;
 use crate::StoreError;
-use crate::traits::{
-    AccountCheckpoint, AppendItem, AppendOutcome, Catalog, ChangeRecord, CommitBatch,
-    DirectoryUpdate, EventLog, StateStore,
-};
+use crate::test_support::{change, cp, dir_upd, item};
+use crate::traits::{AppendItem, AppendOutcome, Catalog, CommitBatch, EventLog, StateStore};
 
 fn server() -> (RedisProcess, RedisStore) {
     let p = RedisProcess::start(Fsync::Always).unwrap();
     let s = RedisStore::connect(RedisOptions::new(p.url())).unwrap();
     (p, s)
-}
-
-fn item(tenant: &str, id: &str, payload: &str) -> AppendItem {
-    AppendItem {
-        tenant: tenant.to_owned(),
-        message_id: id.to_owned(),
-        payload: payload.as_bytes().to_vec(),
-    }
-}
-
-fn cp(tenant: &str, account: &str, seq: u64, state: Option<&str>) -> AccountCheckpoint {
-    AccountCheckpoint {
-        tenant: tenant.to_owned(),
-        account: account.to_owned(),
-        applied_seq: seq,
-        state: state.map(|s| s.as_bytes().to_vec()),
-    }
-}
-
-fn change(tenant: &str, payload: &str) -> ChangeRecord {
-    ChangeRecord {
-        tenant: tenant.to_owned(),
-        payload: payload.as_bytes().to_vec(),
-    }
 }
 
 /// A shard store whose lease `node` holds (acquired here).
@@ -235,11 +209,7 @@ fn an_expired_lease_goes_to_the_next_node_and_fences_the_old_owner() {
     let err = old
         .commit(&CommitBatch {
             checkpoints: vec![cp("t", "acc", 5, Some("zombie"))],
-            directory: vec![DirectoryUpdate {
-                tenant: "t".into(),
-                contact: "c".into(),
-                account: Some("acc".into()),
-            }],
+            directory: vec![dir_upd("t", "c", Some("acc"))],
             changes: vec![change("t", "zombie change")],
             watermark: Some(5),
         })
@@ -348,11 +318,7 @@ fn stale_checkpoints_reject_the_whole_batch() {
                 cp("t1", "other", 3, Some("o")),
                 cp("t1", "acc", 9, Some("v9")),
             ],
-            directory: vec![DirectoryUpdate {
-                tenant: "t1".into(),
-                contact: "c1".into(),
-                account: Some("acc".into()),
-            }],
+            directory: vec![dir_upd("t1", "c1", Some("acc"))],
             changes: vec![change("t1", "ch")],
             watermark: Some(100),
         })
@@ -400,17 +366,12 @@ fn stale_checkpoints_reject_the_whole_batch() {
 fn directory_changes_and_watermark_are_per_tenant_and_monotonic() {
     let (_p, s) = server();
     let (store, _) = owned(&s, 5, "a");
-    let dir = |t: &str, c: &str, a: Option<&str>| DirectoryUpdate {
-        tenant: t.into(),
-        contact: c.into(),
-        account: a.map(Into::into),
-    };
     let cursors = store
         .commit(&CommitBatch {
             directory: vec![
-                dir("a", "c1", Some("x")),
-                dir("a:1", "c1", Some("y")),
-                dir("a", "c2", Some("z")),
+                dir_upd("a", "c1", Some("x")),
+                dir_upd("a:1", "c1", Some("y")),
+                dir_upd("a", "c2", Some("z")),
             ],
             changes: vec![change("a", "a1"), change("b", "b1"), change("a", "a2")],
             watermark: Some(7),
@@ -435,7 +396,7 @@ fn directory_changes_and_watermark_are_per_tenant_and_monotonic() {
     assert_eq!(store.change_head("b").unwrap(), 1);
     store
         .commit(&CommitBatch {
-            directory: vec![dir("a", "c1", None)],
+            directory: vec![dir_upd("a", "c1", None)],
             watermark: Some(3),
             ..Default::default()
         })
