@@ -66,7 +66,7 @@ impl GlobalArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a standalone node (gRPC + HTTP on one port) until SIGTERM or Ctrl-C.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run the engine in-process over a JSONL history and print memberships at an instant.
     Replay(replay::ReplayArgs),
     /// Manage segment definitions.
@@ -97,7 +97,12 @@ pub enum Command {
 /// Parses the process arguments, remembering whether `--data-dir` came from
 /// the command line.
 pub fn parse() -> Result<Cli, clap::Error> {
-    let matches = Cli::command().try_get_matches()?;
+    let mut cmd = Cli::command();
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(path) = crate::config_file::config_path(&raw) {
+        cmd = crate::config_file::apply(cmd, &path)?;
+    }
+    let matches = cmd.try_get_matches_from(raw)?;
     let mut cli = Cli::from_arg_matches(&matches)?;
     cli.global.data_dir_on_command_line =
         data_dir_source(&matches) == Some(ValueSource::CommandLine);

@@ -79,14 +79,13 @@ pub async fn run(args: &DemoArgs, global: &GlobalArgs) -> Result<()> {
         .await
         .context("starting the demo node")?;
     eprintln!("node serving on {}", node.addr);
-    let toured = tour(
-        args,
-        global.output,
-        node.addr,
-        &node.credentials.api_key,
-        &events,
-    )
-    .await;
+    // A standalone node always creates (or reads back) its first tenant's key.
+    let api_key = node
+        .credentials
+        .as_ref()
+        .map(|c| c.api_key.clone())
+        .unwrap_or_default();
+    let toured = tour(args, global.output, node.addr, &api_key, &events).await;
     let stopped = node.shutdown().await.context("stopping the demo node");
     toured?;
     stopped?;

@@ -20,6 +20,8 @@ mod admin;
 mod args;
 mod bench;
 mod client;
+mod cluster_args;
+mod config_file;
 mod definitions;
 mod demo;
 mod event_log;

@@ -72,6 +72,11 @@ pub struct ServeArgs {
     /// Log line format on stderr.
     #[arg(long, env = "LIVESEG_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Pretty)]
     pub log_format: LogFormatArg,
+    /// A file of LIVESEG_*=value lines; flags and the environment override it.
+    #[arg(long, env = "LIVESEG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: crate::cluster_args::ClusterArgs,
 }
 
 fn parse_positive(text: &str) -> Result<usize, String> {
@@ -145,6 +150,7 @@ impl ServeArgs {
 
 pub async fn run(args: &ServeArgs, data_dir: PathBuf) -> Result<()> {
     let config = args.node_config(data_dir)?;
+    let cluster = args.cluster.config()?;
     let log_format = match args.log_format {
         LogFormatArg::Pretty => LogFormat::Pretty,
         LogFormatArg::Json => LogFormat::Json,
@@ -163,7 +169,18 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf) -> Result<()> {
         data_dir = %config.data_dir.display(),
         "starting liveseg node"
     );
-    match liveseg_node::run(config, shutdown).await {
+    let started = match cluster {
+        None => liveseg_node::start(config).await,
+        Some(c) => liveseg_node::cluster::start(config, c).await,
+    };
+    let stopped = match started {
+        Ok(node) => {
+            shutdown.await;
+            node.shutdown().await
+        }
+        Err(e) => Err(e),
+    };
+    match stopped {
         Ok(()) => {}
         Err(NodeError::Config(msg)) => return Err(usage(format!("bad configuration: {msg}"))),
         Err(e) => return Err(anyhow::Error::new(e).context("the node failed")),

@@ -155,6 +155,21 @@ impl Handler<Passivate> for AccountActor {
     }
 }
 
+/// Stop at once without an image: the shard moved away (or the node
+/// stops after its final checkpoint); whatever is not checkpointed is
+/// rebuilt from the log by the next owner.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for AccountActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "Answer")]
 pub struct Ask(pub Query);

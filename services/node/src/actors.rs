@@ -2,7 +2,7 @@
 //! arbiters (one OS thread each), and `AccountRef`, the handle the rest of
 //! the node uses so that it never names actix itself.
 
-use crate::actor::{AccountActor, ApplyBatch, Ask, Passivate, Snapshot, TakeContact};
+use crate::actor::{AccountActor, ApplyBatch, Ask, Passivate, Snapshot, Stop, TakeContact};
 use crate::host::{Answer, Delivery, Query};
 use actix::{Actor, Addr};
 use actix_rt::{Arbiter, ArbiterHandle, System};
@@ -49,17 +49,23 @@ impl AccountRef {
         self.0.send(Ask(q)).await.map_err(|_| ActorGone)
     }
 
+    /// Stops the actor without an image (its timers die with it).
+    pub async fn stop(&self) {
+        // An actor that is already gone is stopped.
+        let _ = self.0.send(Stop).await;
+    }
+
     pub fn connected(&self) -> bool {
         self.0.connected()
     }
 }
 
-/// Arbiters hosting the account actors.
+/// Arbiters hosting the account actors of every runtime on the node.
 pub struct ActorPool {
     arbiters: Vec<ArbiterHandle>,
     /// The actix system; stopped (and its thread joined) by `stop`.
     system: System,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl ActorPool {
@@ -86,7 +92,7 @@ impl ActorPool {
         Ok(ActorPool {
             arbiters,
             system,
-            thread: Some(thread),
+            thread: std::sync::Mutex::new(Some(thread)),
         })
     }
 
@@ -96,12 +102,15 @@ impl ActorPool {
         AccountRef(AccountActor::start_in_arbiter(arbiter, move |_| actor))
     }
 
-    pub fn stop(mut self) {
-        for a in &self.arbiters {
-            a.stop();
-        }
-        self.system.stop();
-        if let Some(t) = self.thread.take() {
+    /// Stops every actor and the actor threads; later spawns fail quietly
+    /// (their actors never start).
+    pub fn stop(&self) {
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
+            for a in &self.arbiters {
+                a.stop();
+            }
+            self.system.stop();
             let _ = t.join();
         }
     }

@@ -170,7 +170,7 @@ impl Dispatcher {
         let n = entries.len() as u64;
         for entry in entries {
             last = last.max(entry.seq);
-            let Some(tenant) = self.tenants.get(&entry.tenant) else {
+            let Some(tenant) = self.tenants.get_or_load(&entry.tenant)? else {
                 tracing::error!(seq = entry.seq, "log entry of an unknown tenant skipped");
                 continue;
             };
@@ -276,6 +276,12 @@ impl Dispatcher {
                 Ok(Err(e)) => return Err(NodeError::Internal(e)),
             }
         }
+        // Changes of everything the checkpoint covers must be durable first.
+        self.registry
+            .outbox()
+            .flush()
+            .await
+            .map_err(|e| NodeError::Internal(format!("change log: {e}")))?;
         let directory = self.directory_updates();
         let n = checkpoints.len();
         let batch = CommitBatch {
@@ -329,6 +335,11 @@ impl Dispatcher {
         }
         let n = stopped.len();
         if n > 0 {
+            self.registry
+                .outbox()
+                .flush()
+                .await
+                .map_err(|e| NodeError::Internal(format!("change log: {e}")))?;
             let batch = CommitBatch {
                 checkpoints,
                 directory: vec![],

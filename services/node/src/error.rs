@@ -22,6 +22,12 @@ pub enum NodeError {
     StaleShape(String),
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// This node stopped serving the data (a shard moved or is moving).
+    #[error("{}", moved_text(*.0))]
+    Moved(Option<u32>),
+    /// Another node owns the data; `owner` is its address when known.
+    #[error("shard {shard} is served by {}; retry there or on any node", .owner.as_deref().unwrap_or("no node yet"))]
+    NotHere { shard: u32, owner: Option<String> },
     #[error("bad configuration: {0}")]
     Config(String),
     #[error("internal: {0}")]
@@ -35,6 +41,8 @@ impl From<NodeError> for tonic::Status {
         use tonic::Code;
         let code = match &e {
             NodeError::Store(StoreError::Overloaded) => Code::ResourceExhausted,
+            // Indeterminate (the write may have landed) or fenced: re-send.
+            NodeError::Store(StoreError::Redis(_) | StoreError::Fenced { .. }) => Code::Unavailable,
             NodeError::Store(_) => Code::Internal,
             NodeError::Unauthenticated => Code::Unauthenticated,
             NodeError::PermissionDenied(_) => Code::PermissionDenied,
@@ -44,9 +52,30 @@ impl From<NodeError> for tonic::Status {
             NodeError::FailedPrecondition(_) => Code::FailedPrecondition,
             NodeError::StaleShape(_) => Code::Unavailable,
             NodeError::ShuttingDown => Code::Unavailable,
+            NodeError::Moved(_) | NodeError::NotHere { .. } => Code::Unavailable,
             NodeError::Config(_) => Code::Internal,
             NodeError::Internal(_) => Code::Internal,
         };
-        tonic::Status::new(code, e.to_string())
+        let mut status = tonic::Status::new(code, e.to_string());
+        if let NodeError::NotHere {
+            owner: Some(owner), ..
+        } = &e
+            && let Ok(v) = owner.parse()
+        {
+            status.metadata_mut().insert(OWNER_HEADER, v);
+        }
+        status
+    }
+}
+
+/// Response metadata naming the node that serves the caller's data.
+pub const OWNER_HEADER: &str = "x-liveseg-owner";
+
+fn moved_text(shard: Option<u32>) -> String {
+    match shard {
+        Some(s) => format!(
+            "shard {s} moved or is moving to another node; retry (any node routes to its owner)"
+        ),
+        None => "the node stopped serving; retry".into(),
     }
 }

@@ -42,8 +42,38 @@ pub struct ItemResult {
     pub seq: Seq,
 }
 
+/// Where accepted events become durable.
+pub enum Sink {
+    /// Standalone: the embedded log's group committer.
+    Committer(GroupCommitter),
+    /// Cluster: the tenant's shard stream in Redis, written from any node.
+    Shards(crate::cluster::ShardIntake),
+}
+
+impl Sink {
+    async fn append(
+        &self,
+        tenant: &str,
+        items: Vec<AppendItem>,
+        now: i64,
+    ) -> std::result::Result<Vec<AppendOutcome>, StoreError> {
+        match self {
+            Sink::Committer(c) => c.append(items, now).await,
+            Sink::Shards(s) => s.append(tenant, items).await,
+        }
+    }
+
+    /// Refuses new appends; those in flight finish.
+    pub fn close(&self) {
+        match self {
+            Sink::Committer(c) => c.shutdown(),
+            Sink::Shards(s) => s.close(),
+        }
+    }
+}
+
 pub struct Ingestor {
-    pub committer: GroupCommitter,
+    pub sink: Sink,
     pub clock: SharedClock,
     pub limits: Limits,
 }
@@ -82,8 +112,8 @@ impl Ingestor {
         }
         if !append.is_empty() {
             let outcomes = self
-                .committer
-                .append(append, now)
+                .sink
+                .append(tenant, append, now)
                 .await
                 .map_err(|e| match e {
                     StoreError::Overloaded => {

@@ -1,49 +1,73 @@
-//! The outbox: membership changes from every actor are made durable in the
-//! change log (batched, one fsync per batch), given their cursor, applied to
-//! the membership index and then broadcast to watchers, in emission order
-//! per account.
+//! The outbox: membership changes from every actor of a runtime are made
+//! durable in the change log (batched, one commit per batch), given their
+//! cursor, applied to the membership index and then broadcast to watchers,
+//! in emission order per account.
 //!
-//! Delivery is at least once around a crash: changes made durable after the
-//! last checkpoint are produced again when the log tail is replayed.
+//! A checkpoint first flushes the outbox (`OutboxSender::flush`), so no
+//! checkpoint ever covers an event whose changes are not yet durable: after
+//! a crash or a handoff, replay from the checkpoint produces again exactly
+//! the changes that never reached the log (delivery is at least once).
 
 use crate::tenant::{FeedItem, Tenants};
 use liveseg_core::Change;
 use liveseg_store::{ChangeRecord, CommitBatch, StateStore};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+enum Message {
+    /// Changes of one tenant from one actor, in emission order.
+    Changes(Arc<str>, Vec<Change>),
+    /// Answers once everything sent before it is durable, or with the
+    /// first commit error since the last flush.
+    Flush(oneshot::Sender<Result<(), String>>),
+}
 
 /// Handle the actors use; sending never blocks an actor.
 #[derive(Clone)]
 pub struct OutboxSender {
     /// Closed by dropping every sender; the writer then drains and ends.
-    tx: mpsc::UnboundedSender<ChangeBatch>,
+    tx: mpsc::UnboundedSender<Message>,
 }
 
 impl OutboxSender {
     pub fn send(&self, tenant: Arc<str>, changes: Vec<Change>) {
-        if self.tx.send((tenant, changes)).is_err() {
+        if self.tx.send(Message::Changes(tenant, changes)).is_err() {
             tracing::warn!("outbox closed; changes will be regenerated on replay");
         }
     }
+
+    /// Waits until every change sent before this call is durable.
+    pub async fn flush(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Message::Flush(tx))
+            .map_err(|_| "the outbox is closed".to_string())?;
+        rx.await
+            .map_err(|_| "the outbox stopped before flushing".to_string())?
+    }
 }
 
-/// Changes of one tenant from one actor, in emission order.
-pub type ChangeBatch = (Arc<str>, Vec<Change>);
+pub struct OutboxReceiver(mpsc::UnboundedReceiver<Message>);
 
-pub fn channel() -> (OutboxSender, mpsc::UnboundedReceiver<ChangeBatch>) {
+pub fn channel() -> (OutboxSender, OutboxReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (OutboxSender { tx }, rx)
+    (OutboxSender { tx }, OutboxReceiver(rx))
 }
+
+/// Most changes per change-log commit.
+const MAX_BATCH: usize = 16_384;
 
 /// Runs until `stop` fires (then drains what was sent) or every sender is dropped.
 pub async fn run_writer(
-    mut rx: mpsc::UnboundedReceiver<ChangeBatch>,
+    rx: OutboxReceiver,
     store: Arc<dyn StateStore>,
     tenants: Arc<Tenants>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
+    mut stop: oneshot::Receiver<()>,
 ) {
-    let mut pending: Vec<(Arc<str>, Change)> = Vec::new();
+    let mut rx = rx.0;
     let mut stopping = false;
+    // A commit failure since the last flush, reported to the next flush.
+    let mut failure: Option<String> = None;
     loop {
         let next = if stopping {
             rx.recv().await
@@ -58,53 +82,73 @@ pub async fn run_writer(
                 }
             }
         };
-        let Some((tenant, changes)) = next else { break };
-        pending.extend(changes.into_iter().map(|c| (tenant.clone(), c)));
-        while let Ok((tenant, changes)) = rx.try_recv() {
-            pending.extend(changes.into_iter().map(|c| (tenant.clone(), c)));
-            if pending.len() >= 16_384 {
-                break;
+        let Some(first) = next else { break };
+        let mut pending: Vec<(Arc<str>, Change)> = Vec::new();
+        let mut flushes = Vec::new();
+        let mut take = |m: Message, pending: &mut Vec<(Arc<str>, Change)>| match m {
+            Message::Changes(tenant, changes) => {
+                pending.extend(changes.into_iter().map(|c| (tenant.clone(), c)));
+            }
+            Message::Flush(reply) => flushes.push(reply),
+        };
+        take(first, &mut pending);
+        while pending.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => take(m, &mut pending),
+                Err(_) => break,
             }
         }
-        let batch = std::mem::take(&mut pending);
-        let records: Vec<ChangeRecord> = batch
-            .iter()
-            .map(|(t, c)| ChangeRecord {
-                tenant: t.to_string(),
-                payload: serde_json::to_vec(c).unwrap_or_default(),
-            })
-            .collect();
-        let store2 = store.clone();
-        let commit = tokio::task::spawn_blocking(move || {
-            store2.commit(&CommitBatch {
-                checkpoints: vec![],
-                directory: vec![],
-                changes: records,
-                watermark: None,
-            })
-        })
-        .await;
-        let cursors = match commit {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "change log commit failed; changes will be regenerated on replay");
-                metrics::counter!(liveseg_telemetry::names::INGEST_ERRORS_TOTAL, "kind" => "change_log").increment(1);
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "change log task failed");
-                continue;
-            }
-        };
-        for ((tenant, change), cursor) in batch.into_iter().zip(cursors) {
-            let kind = change.kind.as_str();
-            metrics::counter!(liveseg_telemetry::names::MEMBERSHIP_CHANGES_TOTAL, "kind" => kind)
+        if !pending.is_empty()
+            && let Err(e) = commit(&store, &tenants, pending).await
+        {
+            tracing::error!(error = %e, "change log commit failed; changes will be regenerated on replay");
+            metrics::counter!(liveseg_telemetry::names::INGEST_ERRORS_TOTAL, "kind" => "change_log")
                 .increment(1);
-            if let Some(t) = tenants.get(&tenant) {
-                t.index_change(&change);
-                // No receivers is fine: nobody is watching.
-                let _ = t.feed.send(Arc::new(FeedItem { cursor, change }));
+            failure.get_or_insert(e);
+        }
+        if !flushes.is_empty() {
+            let result = failure.take().map_or(Ok(()), Err);
+            for reply in flushes {
+                let _ = reply.send(result.clone());
             }
         }
     }
+}
+
+/// Makes one batch durable, then indexes and broadcasts it.
+async fn commit(
+    store: &Arc<dyn StateStore>,
+    tenants: &Tenants,
+    batch: Vec<(Arc<str>, Change)>,
+) -> Result<(), String> {
+    let records: Vec<ChangeRecord> = batch
+        .iter()
+        .map(|(t, c)| ChangeRecord {
+            tenant: t.to_string(),
+            payload: serde_json::to_vec(c).unwrap_or_default(),
+        })
+        .collect();
+    let store = store.clone();
+    let cursors = tokio::task::spawn_blocking(move || {
+        store.commit(&CommitBatch {
+            checkpoints: vec![],
+            directory: vec![],
+            changes: records,
+            watermark: None,
+        })
+    })
+    .await
+    .map_err(|e| format!("change log task: {e}"))?
+    .map_err(|e| e.to_string())?;
+    for ((tenant, change), cursor) in batch.into_iter().zip(cursors) {
+        let kind = change.kind.as_str();
+        metrics::counter!(liveseg_telemetry::names::MEMBERSHIP_CHANGES_TOTAL, "kind" => kind)
+            .increment(1);
+        if let Some(t) = tenants.get(&tenant) {
+            t.index_change(&change);
+            // No receivers is fine: nobody is watching.
+            let _ = t.feed.send(Arc::new(FeedItem { cursor, change }));
+        }
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ use liveseg_core::event::stable_hash;
 use liveseg_core::{Account, Millis};
 use liveseg_store::StateStore;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub type AccountKey = (Arc<str>, String);
@@ -24,8 +25,10 @@ struct Slot {
 }
 
 pub struct Registry {
-    /// Taken (and stopped) at shutdown; spawning after that fails.
-    pool: Mutex<Option<ActorPool>>,
+    /// Shared by every runtime of the node.
+    pool: Arc<ActorPool>,
+    /// Set by `stop`: no account is spawned after it.
+    closed: AtomicBool,
     slots: Mutex<HashMap<AccountKey, Slot>>,
     store: Arc<dyn StateStore>,
     clock: SharedClock,
@@ -42,14 +45,15 @@ pub enum Loaded {
 
 impl Registry {
     pub fn new(
-        pool: ActorPool,
+        pool: Arc<ActorPool>,
         store: Arc<dyn StateStore>,
         clock: SharedClock,
         outbox: OutboxSender,
         mailbox_capacity: usize,
     ) -> Self {
         Registry {
-            pool: Mutex::new(Some(pool)),
+            pool,
+            closed: AtomicBool::new(false),
             slots: Mutex::new(HashMap::new()),
             store,
             clock,
@@ -76,6 +80,7 @@ impl Registry {
                 return Ok(Loaded::Actor(slot.actor.clone()));
             }
             slots.remove(&key);
+            metrics::gauge!(liveseg_telemetry::names::RESIDENT_ACCOUNTS).decrement(1.0);
         }
         let set = tenant.set();
         let host = match self.store.load_checkpoint(&tenant.id, account)? {
@@ -106,11 +111,10 @@ impl Registry {
             self.mailbox_capacity,
         );
         let placement = stable_hash(&format!("{}\u{0}{account}", tenant.id));
-        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        let actor = pool
-            .as_ref()
-            .ok_or(NodeError::ShuttingDown)?
-            .spawn(placement, actor);
+        if self.closed.load(Ordering::Acquire) {
+            return Err(NodeError::ShuttingDown);
+        }
+        let actor = self.pool.spawn(placement, actor);
         slots.insert(
             key,
             Slot {
@@ -118,7 +122,8 @@ impl Registry {
                 last_used: now,
             },
         );
-        metrics::gauge!(liveseg_telemetry::names::RESIDENT_ACCOUNTS).set(slots.len() as f64);
+        // Several registries (one per shard) share the gauge: count, don't set.
+        metrics::gauge!(liveseg_telemetry::names::RESIDENT_ACCOUNTS).increment(1.0);
         Ok(Loaded::Actor(actor))
     }
 
@@ -144,8 +149,9 @@ impl Registry {
 
     pub fn remove(&self, key: &AccountKey) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.remove(key);
-        metrics::gauge!(liveseg_telemetry::names::RESIDENT_ACCOUNTS).set(slots.len() as f64);
+        if slots.remove(key).is_some() {
+            metrics::gauge!(liveseg_telemetry::names::RESIDENT_ACCOUNTS).decrement(1.0);
+        }
     }
 
     pub fn outbox(&self) -> &OutboxSender {
@@ -160,12 +166,15 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Stops every actor and the actor threads.
-    pub fn stop(&self) {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(pool) = pool {
-            pool.stop();
-        }
+    /// Stops every actor of this registry without images and spawns no
+    /// more; the actor threads stay up for the node's other runtimes.
+    pub async fn stop(&self) {
+        self.closed.store(true, Ordering::Release);
+        let slots: Vec<Slot> = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.drain().map(|(_, s)| s).collect()
+        };
+        metrics::gauge!(liveseg_telemetry::names::RESIDENT_ACCOUNTS).decrement(slots.len() as f64);
+        futures::future::join_all(slots.iter().map(|s| s.actor.stop())).await;
     }
 }

@@ -50,5 +50,6 @@ where
             node.clone(),
         )))
         .into_axum_router();
-    Ok(grpc.merge(crate::http::router(node)))
+    let routed = axum::middleware::from_fn_with_state(node.clone(), crate::forward::route);
+    Ok(grpc.merge(crate::http::router(node)).layer(routed))
 }

@@ -65,13 +65,46 @@ impl TenantState {
     }
 }
 
-/// All tenants of the node.
-#[derive(Default)]
+/// Builds a tenant's state from the catalog and the store, or `None` when
+/// the tenant does not belong here (another shard).
+pub type TenantLoader =
+    Box<dyn Fn(&str) -> Result<Option<TenantState>, crate::error::NodeError> + Send + Sync>;
+
+/// All tenants of one runtime, loaded on first use.
 pub struct Tenants {
     map: RwLock<HashMap<String, Arc<TenantState>>>,
+    loader: TenantLoader,
 }
 
 impl Tenants {
+    pub fn new(loader: TenantLoader) -> Self {
+        Tenants {
+            map: RwLock::new(HashMap::new()),
+            loader,
+        }
+    }
+
+    /// The tenant, loaded if this runtime has not seen it yet (a tenant
+    /// created after the runtime started, possibly on another node).
+    pub fn get_or_load(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<TenantState>>, crate::error::NodeError> {
+        if let Some(t) = self.get(id) {
+            return Ok(Some(t));
+        }
+        let Some(loaded) = (self.loader)(id)? else {
+            return Ok(None);
+        };
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        // Another caller may have loaded it meanwhile: keep the first.
+        Ok(Some(
+            map.entry(id.to_string())
+                .or_insert_with(|| Arc::new(loaded))
+                .clone(),
+        ))
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<TenantState>> {
         self.map
             .read()

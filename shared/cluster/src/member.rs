@@ -52,6 +52,24 @@ pub struct MemberConfig {
 }
 
 impl MemberConfig {
+    /// Production timers: 10 s lease (renewed every 3.3 s), 6 s death
+    /// detection, 500 ms control loop.
+    pub fn new(node_id: &str, addr: &str, shards: u32) -> Self {
+        MemberConfig {
+            node_id: node_id.to_owned(),
+            addr: addr.to_owned(),
+            shards,
+            lease_ttl: Duration::from_secs(10),
+            leader_ttl: Duration::from_secs(5),
+            dead_after: Duration::from_secs(6),
+            tick: Duration::from_millis(500),
+            max_moves: 16,
+            load_factor: 1.1,
+            drain_timeout: Duration::from_secs(10),
+            journal: None,
+        }
+    }
+
     /// The timers of the fault tests: 2 s lease, 1.5 s death detection.
     pub fn test(node_id: &str, addr: &str, shards: u32) -> Self {
         MemberConfig {

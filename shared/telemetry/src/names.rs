@@ -44,6 +44,10 @@ pub const MEMBERSHIP_CHANGES_TOTAL: &str = "liveseg_membership_changes_total";
 /// Histogram: time taken to write one state checkpoint.
 pub const CHECKPOINT_DURATION_SECONDS: &str = "liveseg_checkpoint_duration_seconds";
 
+/// Histogram: time from a shard's activation (lease acquired) to serving
+/// (checkpoints loaded, stream tail replayed), in cluster mode.
+pub const SHARD_LOAD_SECONDS: &str = "liveseg_shard_load_seconds";
+
 /// Histogram: server-side duration of one gRPC call, by [`label::METHOD`] and
 /// [`label::CODE`].
 pub const GRPC_REQUEST_DURATION_SECONDS: &str = "liveseg_grpc_request_duration_seconds";
@@ -60,6 +64,7 @@ pub const ALL: &[&str] = &[
     RESIDENT_CONTACTS,
     MEMBERSHIP_CHANGES_TOTAL,
     CHECKPOINT_DURATION_SECONDS,
+    SHARD_LOAD_SECONDS,
     GRPC_REQUEST_DURATION_SECONDS,
 ];
 

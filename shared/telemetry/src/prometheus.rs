@@ -153,6 +153,11 @@ pub fn describe_metrics() {
         "Time taken to write one state checkpoint."
     );
     describe_histogram!(
+        names::SHARD_LOAD_SECONDS,
+        Unit::Seconds,
+        "Time from acquiring a shard lease to serving the shard (checkpoints loaded, tail replayed)."
+    );
+    describe_histogram!(
         names::GRPC_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
         "Server-side duration of one gRPC call, by method and status code."

@@ -55,13 +55,11 @@ impl pb::admin_service_server::AdminService for AdminApi {
         req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::CheckpointResponse>, Status> {
         self.any_key(&req)?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.0
-            .dispatch
-            .send(Command::Checkpoint(tx))
-            .await
-            .map_err(|_| NodeError::ShuttingDown)?;
-        let n = rx.await.map_err(|_| NodeError::ShuttingDown)??;
+        // Every runtime of this node (in cluster mode: the shards it serves).
+        let mut n = 0;
+        for rt in self.0.runtimes() {
+            n += rt.ask(Command::Checkpoint).await?;
+        }
         Ok(Response::new(pb::CheckpointResponse { accounts: n as u32 }))
     }
 
@@ -70,22 +68,26 @@ impl pb::admin_service_server::AdminService for AdminApi {
         req: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::NodeStats>, Status> {
         self.any_key(&req)?;
-        let head = liveseg_store::EventLog::head(self.0.store.as_ref()).map_err(NodeError::from)?;
-        let p = &self.0.progress;
-        Ok(Response::new(pb::NodeStats {
-            events_applied: p.applied.load(Ordering::Acquire),
-            resident_accounts: self.0.registry.len() as u64,
-            resident_contacts: self
-                .0
+        // Sums over this node's runtimes (in cluster mode: its shards, whose
+        // logs are numbered separately).
+        let mut stats = pb::NodeStats::default();
+        for rt in self.0.runtimes() {
+            let log = rt.log.clone();
+            stats.log_head += tokio::task::spawn_blocking(move || log.head())
+                .await
+                .map_err(|e| NodeError::Internal(e.to_string()))?
+                .map_err(NodeError::from)?;
+            stats.events_applied += rt.progress.applied.load(Ordering::Acquire);
+            stats.applied_seq += rt.progress.dispatched.load(Ordering::Acquire);
+            stats.resident_accounts += rt.registry.len() as u64;
+            stats.resident_contacts += rt
                 .tenants
                 .all()
                 .iter()
                 .map(|t| t.directory.read().map_or(0, |d| d.len()) as u64)
-                .sum(),
-            log_head: head,
-            membership_changes: 0,
-            applied_seq: p.dispatched.load(Ordering::Acquire),
-        }))
+                .sum::<u64>();
+        }
+        Ok(Response::new(stats))
     }
 
     async fn create_tenant(
@@ -96,8 +98,8 @@ impl pb::admin_service_server::AdminService for AdminApi {
         self.0.auth.require_admin(&key)?;
         let name = req.into_inner().name;
         let now = self.0.clock.now();
-        let (tenant, api_key) = crate::auth::create_tenant(self.0.store.as_ref(), &name, now)?;
-        crate::server::load_tenant(&self.0.store, &self.0.tenants, &tenant)?;
+        // The runtime that serves the tenant loads it on first use.
+        let (tenant, api_key) = crate::auth::create_tenant(self.0.catalog.as_ref(), &name, now)?;
         Ok(Response::new(pb::CreateTenantResponse { tenant, api_key }))
     }
 }

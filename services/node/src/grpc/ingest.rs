@@ -1,6 +1,6 @@
 //! IngestService: batches of Segment-Spec messages with per-item results.
 
-use super::{struct_to_json, tenant_of};
+use super::{struct_to_json, tenant_id_of};
 use crate::ingest::{Input, RawItem, Status};
 use crate::server::NodeInner;
 use liveseg_core::FieldError;
@@ -18,11 +18,11 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         &self,
         req: Request<pb::IngestRequest>,
     ) -> Result<Response<pb::IngestResponse>, RpcStatus> {
-        let tenant = tenant_of(&self.0, &req)?;
+        let tenant = tenant_id_of(&self.0, &req)?;
         let messages = req.into_inner().messages;
         tracing::Span::current().record("items", messages.len());
         let items: Vec<RawItem> = messages.into_iter().map(to_json).collect();
-        let results = self.0.ingestor.ingest(&tenant.id, items).await?;
+        let results = self.0.ingestor.ingest(&tenant, items).await?;
         let mut out = pb::IngestResponse::default();
         for r in results {
             let status = match r.status {

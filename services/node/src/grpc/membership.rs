@@ -1,11 +1,12 @@
 //! MembershipService: live membership, explanations and the resumable
 //! change stream. Queries never create accounts.
 
-use super::tenant_of;
+use super::{Scope, tenant_of};
 use crate::actors::AccountRef;
 use crate::error::NodeError;
 use crate::host::{Answer, Query};
 use crate::registry::Loaded;
+use crate::runtime::{Health, Runtime};
 use crate::server::NodeInner;
 use crate::tenant::{FeedItem, TenantState};
 use base64::Engine as _;
@@ -23,16 +24,24 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
 impl MembershipApi {
-    /// Asks an account; a passivated-meanwhile actor is reloaded once.
-    async fn ask(&self, tenant: &TenantState, account: &str, q: Query) -> Result<Answer, Status> {
+    /// Asks an account; a passivated-meanwhile actor is reloaded once. The
+    /// answer is given only if the runtime still serves (lease valid).
+    async fn ask(
+        &self,
+        rt: &Runtime,
+        tenant: &TenantState,
+        account: &str,
+        q: Query,
+    ) -> Result<Answer, Status> {
         for _ in 0..2 {
-            let actor: AccountRef = match self.0.registry.get(tenant, account, false)? {
+            let actor: AccountRef = match rt.registry.get(tenant, account, false)? {
                 Loaded::Actor(a) => a,
                 Loaded::Unknown => {
                     return Err(Status::not_found(format!("account '{account}' not found")));
                 }
             };
             if let Ok(a) = actor.ask(q.clone()).await {
+                rt.check()?;
                 return Ok(a);
             }
         }
@@ -52,11 +61,11 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
         &self,
         req: Request<pb::GetContactSegmentsRequest>,
     ) -> Result<Response<pb::ContactSegments>, Status> {
-        let tenant = tenant_of(&self.0, &req)?;
+        let Scope { rt, tenant } = tenant_of(&self.0, &req)?;
         let id = req.into_inner().contact_id;
         let account = self.contact_account(&tenant, &id)?;
         match self
-            .ask(&tenant, &account, Query::ContactSegments(id.clone()))
+            .ask(&rt, &tenant, &account, Query::ContactSegments(id.clone()))
             .await?
         {
             Answer::Segments(Some(segments)) => Ok(Response::new(pb::ContactSegments {
@@ -72,9 +81,9 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
         &self,
         req: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::AccountMembership>, Status> {
-        let tenant = tenant_of(&self.0, &req)?;
+        let Scope { rt, tenant } = tenant_of(&self.0, &req)?;
         let id = req.into_inner().account_id;
-        match self.ask(&tenant, &id, Query::Account).await? {
+        match self.ask(&rt, &tenant, &id, Query::Account).await? {
             Answer::Account(view) => Ok(Response::new(pb::AccountMembership {
                 account_id: id.clone(),
                 segments: view.segments,
@@ -96,7 +105,7 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
         &self,
         req: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        let tenant = tenant_of(&self.0, &req)?;
+        let Scope { rt, tenant } = tenant_of(&self.0, &req)?;
         let r = req.into_inner();
         if tenant.set().index_of(&r.segment).is_none() {
             return Err(Status::not_found(format!(
@@ -138,6 +147,7 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
                 account_id: k.1.clone(),
             })
             .collect();
+        rt.check()?;
         Ok(Response::new(pb::ListMembersResponse {
             members,
             next_page_token: next,
@@ -148,7 +158,7 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
         &self,
         req: Request<pb::ExplainRequest>,
     ) -> Result<Response<pb::Explanation>, Status> {
-        let tenant = tenant_of(&self.0, &req)?;
+        let Scope { rt, tenant } = tenant_of(&self.0, &req)?;
         let r = req.into_inner();
         let ent = if r.entity.is_empty() || r.entity == "contact" {
             Entity::Contact
@@ -199,7 +209,7 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
                 segment: key.clone(),
                 contact,
             };
-            if let Answer::Explained(Some(ex)) = self.ask(&tenant, &account, q).await? {
+            if let Answer::Explained(Some(ex)) = self.ask(&rt, &tenant, &account, q).await? {
                 out.segments.push(explained_to_pb(&key, now, ex));
             }
         }
@@ -219,7 +229,7 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
         &self,
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let tenant = tenant_of(&self.0, &req)?;
+        let Scope { rt, tenant } = tenant_of(&self.0, &req)?;
         let r = req.into_inner();
         if !r.segment.is_empty() && tenant.set().index_of(&r.segment).is_none() {
             return Err(Status::not_found(format!(
@@ -229,7 +239,11 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
         }
         // Subscribe before reading the durable log so nothing falls in between.
         let mut live = tenant.feed.subscribe();
-        let store = self.0.store.clone();
+        // The stream ends with UNAVAILABLE when the runtime stops serving
+        // (its shard moved): the client resumes from its last cursor on any node.
+        let mut health = rt.health();
+        let shard = rt.shard;
+        let store = rt.state.clone();
         let tenant_id = tenant.id.to_string();
         let mut cursor = if r.tail_only && r.after_cursor == 0 {
             liveseg_store::StateStore::change_head(store.as_ref(), &tenant_id)
@@ -261,7 +275,15 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
                 }
                 // Then live, until we lag behind the feed (back to the log).
                 loop {
-                    match live.recv().await {
+                    let next = tokio::select! {
+                        item = live.recv() => Some(item),
+                        _ = health.wait_for(|h| *h != Health::Serving) => None,
+                    };
+                    let Some(next) = next else {
+                        Err::<(), Status>(NodeError::Moved(shard).into())?;
+                        return;
+                    };
+                    match next {
                         Ok(item) => {
                             let item: Arc<FeedItem> = item;
                             if item.cursor <= cursor {
@@ -273,7 +295,9 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
                             }
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            Err::<(), Status>(NodeError::Moved(shard).into())?;
+                        }
                     }
                 }
             }

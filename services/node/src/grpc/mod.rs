@@ -7,6 +7,7 @@ pub mod membership;
 pub mod segments;
 
 use crate::error::NodeError;
+use crate::runtime::Runtime;
 use crate::server::NodeInner;
 use crate::tenant::TenantState;
 use std::sync::Arc;
@@ -20,13 +21,29 @@ pub fn key_of<T>(req: &Request<T>) -> Option<String> {
     crate::auth::key_from_header(auth, x)
 }
 
-/// The tenant the caller's key belongs to.
-pub fn tenant_of<T>(node: &NodeInner, req: &Request<T>) -> Result<Arc<TenantState>, NodeError> {
+/// The id of the tenant the caller's key belongs to.
+pub fn tenant_id_of<T>(node: &NodeInner, req: &Request<T>) -> Result<String, NodeError> {
     let key = key_of(req).ok_or(NodeError::Unauthenticated)?;
     let id = node.auth.tenant_for(&key)?;
-    let tenant = node.tenants.get(&id).ok_or(NodeError::Unauthenticated)?;
     tracing::Span::current().record("tenant", id.as_str());
-    Ok(tenant)
+    Ok(id)
+}
+
+/// A request's tenant and the runtime holding its live state.
+pub struct Scope {
+    pub rt: Arc<Runtime>,
+    pub tenant: Arc<TenantState>,
+}
+
+/// The caller's tenant, served here (or `UNAVAILABLE` naming the owner).
+pub fn tenant_of<T>(node: &NodeInner, req: &Request<T>) -> Result<Scope, NodeError> {
+    let id = tenant_id_of(node, req)?;
+    let rt = node.runtime_for(&id)?;
+    let tenant = rt
+        .tenants
+        .get_or_load(&id)?
+        .ok_or(NodeError::Unauthenticated)?;
+    Ok(Scope { rt, tenant })
 }
 
 /// `google.protobuf.Struct` to JSON.

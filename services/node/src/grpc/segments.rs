@@ -2,16 +2,16 @@
 //! tenant's whole set (so references and cycles are checked) and rebuilds
 //! the tenant's state from the log in-band in the dispatcher.
 
-use super::tenant_of;
+use super::{Scope, tenant_of};
 use crate::dispatch::Command;
 use crate::error::NodeError;
+use crate::runtime::Runtime;
 use crate::server::NodeInner;
 use crate::tenant::TenantState;
 use liveseg_core::definition::{SegmentDefinition, ValidationError, parse_definitions};
 use liveseg_core::presets::presets;
 use liveseg_core::{SegmentSet, compile::SUPPRESSED_KEY};
 use liveseg_proto::pb;
-use liveseg_store::Catalog;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -57,7 +57,7 @@ fn to_pb(def: &SegmentDefinition, revision: u64) -> pb::Segment {
 impl SegmentsApi {
     fn stored(&self, tenant: &TenantState) -> Result<Vec<(SegmentDefinition, u64)>, NodeError> {
         let mut out = Vec::new();
-        for (key, json, rev) in self.0.store.segments(&tenant.id)? {
+        for (key, json, rev) in self.0.catalog.segments(&tenant.id)? {
             let def = serde_json::from_str(&json)
                 .map_err(|e| NodeError::Internal(format!("stored definition {key}: {e}")))?;
             out.push((def, rev));
@@ -68,22 +68,17 @@ impl SegmentsApi {
     /// Compiles `defs`, stores the change, and rebuilds the tenant's state.
     async fn redefine(
         &self,
+        rt: &Runtime,
         tenant: &Arc<TenantState>,
         defs: Vec<SegmentDefinition>,
     ) -> Result<(), Status> {
         let set = SegmentSet::compile(&defs).map_err(|e| invalid(&e))?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let cmd = Command::Redefine {
+        rt.ask(|reply| Command::Redefine {
             tenant: tenant.clone(),
             set: Box::new(set),
-            reply: tx,
-        };
-        self.0
-            .dispatch
-            .send(cmd)
-            .await
-            .map_err(|_| NodeError::ShuttingDown)?;
-        rx.await.map_err(|_| NodeError::ShuttingDown)??;
+            reply,
+        })
+        .await?;
         Ok(())
     }
 }
@@ -95,9 +90,9 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
         &self,
         req: Request<pb::ApplySegmentRequest>,
     ) -> Result<Response<pb::Segment>, Status> {
-        let tenant = tenant_of(&self.0, &req)?;
+        let Scope { rt, tenant } = tenant_of(&self.0, &req)?;
         let def = one_definition(&req.get_ref().definition)?;
-        let _guard = self.0.definitions_lock.lock().await;
+        let _guard = rt.definitions_lock.lock().await;
         let mut defs: Vec<SegmentDefinition> = self
             .stored(&tenant)?
             .into_iter()
@@ -110,10 +105,10 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
         let json = serde_json::to_string(&def).map_err(|e| NodeError::Internal(e.to_string()))?;
         let revision = self
             .0
-            .store
+            .catalog
             .put_segment(&tenant.id, &def.key, &json)
             .map_err(NodeError::from)?;
-        self.redefine(&tenant, defs).await?;
+        self.redefine(&rt, &tenant, defs).await?;
         Ok(Response::new(to_pb(&def, revision)))
     }
 
@@ -121,7 +116,7 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
         &self,
         req: Request<pb::GetSegmentRequest>,
     ) -> Result<Response<pb::Segment>, Status> {
-        let tenant = tenant_of(&self.0, &req)?;
+        let Scope { tenant, .. } = tenant_of(&self.0, &req)?;
         let key = &req.get_ref().key;
         self.stored(&tenant)?
             .into_iter()
@@ -135,14 +130,14 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
         &self,
         req: Request<pb::DeleteSegmentRequest>,
     ) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
-        let tenant = tenant_of(&self.0, &req)?;
+        let Scope { rt, tenant } = tenant_of(&self.0, &req)?;
         let key = req.get_ref().key.clone();
         if key == SUPPRESSED_KEY {
             return Err(Status::failed_precondition(
                 "key: the system segment cannot be deleted",
             ));
         }
-        let _guard = self.0.definitions_lock.lock().await;
+        let _guard = rt.definitions_lock.lock().await;
         let all: Vec<SegmentDefinition> =
             self.stored(&tenant)?.into_iter().map(|(d, _)| d).collect();
         if !all.iter().any(|d| d.key == key) {
@@ -160,10 +155,10 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
         }
         let deleted = self
             .0
-            .store
+            .catalog
             .delete_segment(&tenant.id, &key)
             .map_err(NodeError::from)?;
-        self.redefine(&tenant, rest).await?;
+        self.redefine(&rt, &tenant, rest).await?;
         Ok(Response::new(pb::DeleteSegmentResponse { deleted }))
     }
 
@@ -171,7 +166,7 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
         &self,
         req: Request<pb::ListSegmentsRequest>,
     ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
-        let tenant = tenant_of(&self.0, &req)?;
+        let Scope { tenant, .. } = tenant_of(&self.0, &req)?;
         let segments = self
             .stored(&tenant)?
             .iter()
@@ -184,7 +179,7 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
         &self,
         req: Request<pb::ValidateSegmentRequest>,
     ) -> Result<Response<pb::ValidateSegmentResponse>, Status> {
-        let tenant = tenant_of(&self.0, &req)?;
+        let Scope { tenant, .. } = tenant_of(&self.0, &req)?;
         let mut out = pb::ValidateSegmentResponse::default();
         let errors = match parse_definitions(&req.get_ref().definition) {
             Err(e) => e,

@@ -1,0 +1,328 @@
+//! The serving side of cluster membership: one [`Runtime`] per shard this
+//! node holds the lease of, started, drained and stopped by the member's
+//! control loop through [`ShardHost`].
+//!
+//! A shard's runtime recovers from the shard's checkpoints and stream
+//! (every write fenced by the lease), then a tail thread feeds it new
+//! events with blocking `XREAD`s. Failures stay inside the shard: a runtime
+//! whose dispatcher stops on an error is restarted from Redis while the
+//! lease is still valid; the rest of the node keeps serving.
+
+use crate::actors::ActorPool;
+use crate::clock::SharedClock;
+use crate::config::NodeConfig;
+use crate::dispatch::Command;
+use crate::runtime::{Health, Runtime, RuntimeParts};
+use liveseg_cluster::member::{DrainDone, ShardHost, StopReason};
+use liveseg_cluster::placement::shard_of;
+use liveseg_store::redis::{Fence, RedisStore, ShardStore};
+use liveseg_store::{Catalog, Seq};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long one blocking `XREAD` of a tail waits for new events.
+const TAIL_BLOCK_MS: u64 = 250;
+/// Most entries per tail read (one dispatcher batch).
+const TAIL_BATCH: usize = 4096;
+/// Pause before retrying a failed shard load or tail read.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// What every shard runtime of this node is built from.
+pub struct ShardContext {
+    pub redis: RedisStore,
+    pub catalog: Arc<dyn Catalog>,
+    pub clock: SharedClock,
+    pub config: NodeConfig,
+    pub pool: Arc<ActorPool>,
+    pub shards: u32,
+    pub handle: tokio::runtime::Handle,
+}
+
+enum Slot {
+    /// Activated; its runtime is recovering.
+    Loading { generation: u64 },
+    Active {
+        generation: u64,
+        runtime: Arc<Runtime>,
+        /// Set to stop the shard's tail thread.
+        tail_stop: Arc<AtomicBool>,
+    },
+}
+
+impl Slot {
+    fn generation(&self) -> u64 {
+        match self {
+            Slot::Loading { generation } | Slot::Active { generation, .. } => *generation,
+        }
+    }
+}
+
+/// The shards this node serves.
+pub struct ShardRuntimes {
+    ctx: ShardContext,
+    slots: Mutex<HashMap<u32, Slot>>,
+    /// Tells a load apart from a later activation of the same shard.
+    generations: AtomicU64,
+}
+
+impl ShardRuntimes {
+    pub fn new(ctx: ShardContext) -> Arc<Self> {
+        Arc::new(ShardRuntimes {
+            ctx,
+            slots: Mutex::new(HashMap::new()),
+            generations: AtomicU64::new(0),
+        })
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.ctx.shards
+    }
+
+    /// The serving runtime of `shard`, if this node has one.
+    pub fn runtime(&self, shard: u32) -> Option<Arc<Runtime>> {
+        match self.lock().get(&shard) {
+            Some(Slot::Active { runtime, .. }) => Some(runtime.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every serving runtime.
+    pub fn local(&self) -> Vec<Arc<Runtime>> {
+        self.lock()
+            .values()
+            .filter_map(|s| match s {
+                Slot::Active { runtime, .. } => Some(runtime.clone()),
+                Slot::Loading { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Shards activated here, serving or still loading.
+    pub fn held(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.lock().keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn start_loading(self: &Arc<Self>, shard: u32, fence: Fence) {
+        let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
+        self.lock().insert(shard, Slot::Loading { generation });
+        let this = self.clone();
+        self.ctx
+            .handle
+            .spawn(async move { this.load(shard, fence, generation).await });
+    }
+
+    fn is_current(&self, shard: u32, generation: u64) -> bool {
+        self.lock()
+            .get(&shard)
+            .is_some_and(|s| s.generation() == generation)
+    }
+
+    /// Recovers the shard's runtime (retrying while the lease is valid and
+    /// the activation current), then starts its tail and its supervisor.
+    async fn load(self: Arc<Self>, shard: u32, fence: Fence, generation: u64) {
+        let started = Instant::now();
+        let store = Arc::new(self.ctx.redis.shard(shard, fence.clone()));
+        let runtime = loop {
+            if !self.is_current(shard, generation) || !(fence.valid)() {
+                return;
+            }
+            let shards = self.ctx.shards;
+            let parts = RuntimeParts {
+                shard: Some(shard),
+                catalog: self.ctx.catalog.clone(),
+                state: store.clone(),
+                log: store.clone(),
+                clock: self.ctx.clock.clone(),
+                config: self.ctx.config.clone(),
+                pool: self.ctx.pool.clone(),
+                valid: fence.valid.clone(),
+                owns: Arc::new(move |tenant: &str| shard_of(tenant, shards) == shard),
+            };
+            match Runtime::start(parts).await {
+                Ok(rt) => break rt,
+                Err(e) => {
+                    tracing::warn!(shard, error = %e, "loading the shard failed; retrying");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+        };
+        let tail_stop = Arc::new(AtomicBool::new(false));
+        let current = {
+            let mut slots = self.lock();
+            let current = slots.get(&shard).map(Slot::generation) == Some(generation);
+            if current {
+                slots.insert(
+                    shard,
+                    Slot::Active {
+                        generation,
+                        runtime: runtime.clone(),
+                        tail_stop: tail_stop.clone(),
+                    },
+                );
+            }
+            current
+        };
+        if !current {
+            // Deactivated or drained while loading: it never served.
+            runtime.abort().await;
+            return;
+        }
+        tracing::info!(
+            shard,
+            token = store.token(),
+            load_ms = started.elapsed().as_millis() as u64,
+            "shard serving"
+        );
+        metrics::histogram!(liveseg_telemetry::names::SHARD_LOAD_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        spawn_tail(
+            store,
+            self.ctx.redis.clone(),
+            runtime.clone(),
+            runtime.dispatched(),
+            tail_stop,
+        );
+        let this = self.clone();
+        self.ctx.handle.spawn(async move {
+            this.supervise(shard, generation, runtime, fence).await;
+        });
+    }
+
+    /// Restarts a runtime whose dispatcher failed, if it is still current.
+    async fn supervise(
+        self: Arc<Self>,
+        shard: u32,
+        generation: u64,
+        runtime: Arc<Runtime>,
+        fence: Fence,
+    ) {
+        let mut health = runtime.health();
+        let failed = match health.wait_for(|h| *h != Health::Serving).await {
+            Ok(h) => matches!(*h, Health::Failed(_)),
+            Err(_) => false,
+        };
+        if !failed || !self.is_current(shard, generation) {
+            return;
+        }
+        if let Some(Slot::Active { tail_stop, .. }) = self.lock().remove(&shard) {
+            tail_stop.store(true, Ordering::Release);
+        }
+        runtime.abort().await;
+        if (fence.valid)() {
+            tracing::warn!(
+                shard,
+                "restarting the shard from its checkpoints and stream"
+            );
+            tokio::time::sleep(RETRY_PAUSE).await;
+            self.start_loading(shard, fence);
+        }
+    }
+}
+
+/// Feeds a shard's new events to its dispatcher, in stream order, on a
+/// thread of its own (a blocking `XREAD` holds its connection).
+fn spawn_tail(
+    store: Arc<ShardStore>,
+    redis: RedisStore,
+    runtime: Arc<Runtime>,
+    mut after: Seq,
+    stop: Arc<AtomicBool>,
+) {
+    let dispatch = runtime.dispatch.clone();
+    let shard = store.shard();
+    drop(runtime);
+    let spawned = std::thread::Builder::new()
+        .name(format!("tail-{shard}"))
+        .spawn(move || {
+            let timeout = redis.options().io_timeout + Duration::from_millis(TAIL_BLOCK_MS);
+            let mut conn = None;
+            while !stop.load(Ordering::Acquire) {
+                let c = match conn.as_mut() {
+                    Some(c) => c,
+                    None => match redis.open(timeout) {
+                        Ok(c) => conn.insert(c),
+                        Err(e) => {
+                            tracing::warn!(shard, error = %e, "tail cannot reach redis");
+                            std::thread::sleep(RETRY_PAUSE);
+                            continue;
+                        }
+                    },
+                };
+                match store.read_blocking(c, after, TAIL_BATCH, TAIL_BLOCK_MS) {
+                    Ok(entries) => {
+                        let Some(last) = entries.last().map(|e| e.seq) else {
+                            continue;
+                        };
+                        if stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        after = last;
+                        let cmd = Command::Entries(entries, Instant::now());
+                        // Blocking is the backpressure; an error means the runtime stopped.
+                        if dispatch.blocking_send(cmd).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard, error = %e, "tail read failed; reconnecting");
+                        conn = None;
+                        std::thread::sleep(RETRY_PAUSE);
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(shard, error = %e, "cannot start the shard's tail thread");
+    }
+}
+
+/// The [`ShardHost`] the member's control loop drives.
+pub struct Host(pub Arc<ShardRuntimes>);
+
+impl ShardHost for Host {
+    fn activate(&self, shard: u32, fence: Fence) {
+        self.0.start_loading(shard, fence);
+    }
+
+    fn deactivate(&self, shard: u32, reason: StopReason) {
+        tracing::info!(shard, ?reason, "shard stopped");
+        if let Some(Slot::Active {
+            runtime, tail_stop, ..
+        }) = self.0.lock().remove(&shard)
+        {
+            tail_stop.store(true, Ordering::Release);
+            self.0
+                .ctx
+                .handle
+                .spawn(async move { runtime.abort().await });
+        }
+    }
+
+    fn drain(&self, shard: u32, done: DrainDone) {
+        match self.0.lock().remove(&shard) {
+            Some(Slot::Active {
+                runtime, tail_stop, ..
+            }) => {
+                tail_stop.store(true, Ordering::Release);
+                self.0.ctx.handle.spawn(async move {
+                    let r = runtime.shutdown().await;
+                    if let Err(e) = &r {
+                        tracing::warn!(shard, error = %e, "final checkpoint failed; the next owner replays more");
+                    }
+                    tracing::info!(shard, "shard drained");
+                    done.finish(r.is_ok());
+                });
+            }
+            // Never served: nothing to write.
+            _ => done.finish(true),
+        }
+    }
+}

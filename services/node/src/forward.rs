@@ -1,0 +1,115 @@
+//! Routing in cluster mode: any node takes any request. Calls that need the
+//! tenant's live state (membership queries, explain, watch, definitions)
+//! are forwarded at the HTTP/2 level to the node that serves the tenant's
+//! shard: the gRPC call, streaming included, passes through unchanged.
+//!
+//! A forwarded call carries `x-liveseg-forwarded`, and a node never
+//! forwards such a call again: if ownership moved meanwhile it answers
+//! `UNAVAILABLE` with `x-liveseg-owner` (the handler's `NotHere` error), and
+//! the client retries. Ingest is never forwarded: every node appends to the
+//! shard's stream itself.
+
+use crate::error::OWNER_HEADER;
+use crate::server::{NodeInner, Units};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use liveseg_cluster::placement::shard_of;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tonic::transport::{Channel, Endpoint};
+
+/// Marks a call one node forwarded to another.
+pub const FORWARDED_HEADER: &str = "x-liveseg-forwarded";
+
+/// gRPC services whose calls run where the tenant's state is.
+const ROUTED: &[&str] = &[
+    "/liveseg.v1.MembershipService/",
+    "/liveseg.v1.SegmentService/",
+];
+
+/// Lazily connected channels to peer nodes, by address.
+#[derive(Default)]
+pub struct Peers {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Peers {
+    fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("peer address {addr}: {e}"))?
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Sends the call to `owner` and streams its answer back.
+    async fn forward(&self, owner: &str, req: Request) -> Response {
+        let channel = match self.channel(owner) {
+            Ok(c) => c,
+            Err(e) => return unavailable(owner, e),
+        };
+        let (mut parts, body) = req.into_parts();
+        parts
+            .headers
+            .insert(FORWARDED_HEADER, http::HeaderValue::from_static("1"));
+        let req = http::Request::from_parts(parts, tonic::body::Body::new(body));
+        match tower::ServiceExt::oneshot(channel, req).await {
+            Ok(resp) => resp.map(axum::body::Body::new),
+            Err(e) => unavailable(owner, format!("forwarding to {owner}: {e}")),
+        }
+    }
+}
+
+fn unavailable(owner: &str, message: String) -> Response {
+    let mut status = tonic::Status::unavailable(message);
+    if let Ok(v) = owner.parse() {
+        status.metadata_mut().insert(OWNER_HEADER, v);
+    }
+    status.into_http()
+}
+
+/// The axum middleware: serve here, or forward to the shard's owner.
+pub async fn route(State(node): State<Arc<NodeInner>>, req: Request, next: Next) -> Response {
+    let Units::Cluster(cluster) = &node.units else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if !ROUTED.iter().any(|p| path.starts_with(p)) || req.headers().contains_key(FORWARDED_HEADER) {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let key = crate::auth::key_from_header(
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+        headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+    );
+    // A bad key is the handler's to reject, with its usual error.
+    let Some(tenant) = key.and_then(|k| node.auth.tenant_for(&k).ok()) else {
+        return next.run(req).await;
+    };
+    let shard = shard_of(&tenant, cluster.shards.shard_count());
+    if cluster
+        .shards
+        .runtime(shard)
+        .is_some_and(|rt| rt.is_valid())
+    {
+        return next.run(req).await;
+    }
+    let own = cluster
+        .addr
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    match cluster.owner_addr(shard) {
+        // Assigned here and still loading, or nobody yet: the handler
+        // answers UNAVAILABLE and the client retries.
+        Some(owner) if owner != own => cluster.peers.forward(&owner, req).await,
+        _ => next.run(req).await,
+    }
+}

@@ -1,0 +1,335 @@
+//! A runtime: the live state of one unit of ownership, which is the whole
+//! store of a standalone node or one shard of a cluster node. It holds the
+//! unit's tenants, account actors, dispatcher, outbox and periodic duties
+//! (checkpoints, passivation, timer wake-ups).
+//!
+//! Starting one recovers: it loads every checkpointed account, replays the
+//! log after the watermark, and rebuilds tenants whose checkpoints were
+//! shaped by other definitions. Entries then arrive through `dispatch` from
+//! whoever owns intake: the group committer (standalone) or the shard's
+//! stream tail (cluster). `shutdown` hands off cleanly; `abort` stops
+//! without writing anything more.
+
+use crate::actors::ActorPool;
+use crate::auth::ADMIN_TENANT;
+use crate::clock::SharedClock;
+use crate::config::NodeConfig;
+use crate::dispatch::{Command, Dispatcher, Progress};
+use crate::error::{NodeError, Result};
+use crate::registry::{AccountKey, Registry};
+use crate::tenant::{TenantState, Tenants};
+use liveseg_core::{Directory, Millis, SegmentDefinition, SegmentSet};
+use liveseg_store::{Catalog, EventLog, Seq, StateStore};
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Whether a runtime may still answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Serving,
+    /// Stopped on purpose (handoff, shutdown, lost lease).
+    Stopped,
+    /// The dispatcher stopped on an error; nothing more is applied.
+    Failed(String),
+}
+
+/// A predicate shared with the cluster layer (the shard fence's deadline).
+pub type Check = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// What a runtime is built from.
+pub struct RuntimeParts {
+    /// The shard, in cluster mode.
+    pub shard: Option<u32>,
+    pub catalog: Arc<dyn Catalog>,
+    pub state: Arc<dyn StateStore>,
+    pub log: Arc<dyn EventLog>,
+    pub clock: SharedClock,
+    pub config: NodeConfig,
+    pub pool: Arc<ActorPool>,
+    /// False once answers could be stale (the shard lease's local deadline).
+    pub valid: Check,
+    /// Which tenants belong to this runtime.
+    pub owns: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+pub struct Runtime {
+    pub shard: Option<u32>,
+    pub tenants: Arc<Tenants>,
+    pub registry: Arc<Registry>,
+    pub state: Arc<dyn StateStore>,
+    pub log: Arc<dyn EventLog>,
+    /// In-band commands and entries for the dispatcher.
+    pub dispatch: mpsc::Sender<Command>,
+    pub progress: Arc<Progress>,
+    /// Serialises definition changes (read-modify-write of a tenant's set).
+    pub definitions_lock: tokio::sync::Mutex<()>,
+    valid: Check,
+    health: watch::Sender<Health>,
+    tasks: Mutex<Option<Tasks>>,
+}
+
+struct Tasks {
+    dispatcher: JoinHandle<Result<()>>,
+    outbox: JoinHandle<()>,
+    outbox_stop: oneshot::Sender<()>,
+    periodic: Vec<JoinHandle<()>>,
+}
+
+/// Loads one tenant's definitions (catalog) and contact directory (store).
+pub fn load_tenant(catalog: &dyn Catalog, state: &dyn StateStore, id: &str) -> Result<TenantState> {
+    let mut defs: Vec<SegmentDefinition> = Vec::new();
+    for (key, json, _) in catalog.segments(id)? {
+        defs.push(
+            serde_json::from_str(&json)
+                .map_err(|e| NodeError::Internal(format!("stored definition {key}: {e}")))?,
+        );
+    }
+    let set = SegmentSet::compile(&defs)
+        .map_err(|e| NodeError::Internal(format!("stored definitions do not compile: {e:?}")))?;
+    let directory = Directory::from_entries(state.directory_all(id)?);
+    Ok(TenantState::new(id, set, directory))
+}
+
+impl Runtime {
+    /// Recovers the unit's state and starts its dispatcher, outbox and
+    /// periodic duties.
+    pub async fn start(parts: RuntimeParts) -> Result<Arc<Runtime>> {
+        let RuntimeParts {
+            shard,
+            catalog,
+            state,
+            log,
+            clock,
+            config,
+            pool,
+            valid,
+            owns,
+        } = parts;
+        let (c, s, o) = (catalog.clone(), state.clone(), owns.clone());
+        let tenants = Arc::new(Tenants::new(Box::new(move |id: &str| {
+            if id == ADMIN_TENANT || !o(id) {
+                return Ok(None);
+            }
+            load_tenant(c.as_ref(), s.as_ref(), id).map(Some)
+        })));
+        for t in catalog.tenants()? {
+            tenants.get_or_load(&t.id)?;
+        }
+        let (outbox_tx, outbox_rx) = crate::outbox::channel();
+        let registry = Arc::new(Registry::new(
+            pool,
+            state.clone(),
+            clock.clone(),
+            outbox_tx,
+            config.mailbox_capacity,
+        ));
+        let (outbox_stop, outbox_stop_rx) = oneshot::channel();
+        let outbox = tokio::spawn(crate::outbox::run_writer(
+            outbox_rx,
+            state.clone(),
+            tenants.clone(),
+            outbox_stop_rx,
+        ));
+
+        // Recovery: every checkpointed account, then the log after the watermark.
+        let progress = Arc::new(Progress::default());
+        let sleepers: Arc<Mutex<BTreeSet<(Millis, AccountKey)>>> = Arc::default();
+        let mut stale = BTreeSet::new();
+        for (tenant, account, _) in state.checkpoint_index()? {
+            let Some(t) = tenants.get(&tenant) else {
+                continue;
+            };
+            match registry.get(&t, &account, false) {
+                Err(NodeError::StaleShape(_)) => {
+                    stale.insert(tenant);
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+        }
+        let watermark = state.watermark()?;
+        let mut dispatcher = Dispatcher::new(
+            tenants.clone(),
+            registry.clone(),
+            state.clone(),
+            log.clone(),
+            clock.clone(),
+            progress.clone(),
+            sleepers.clone(),
+            watermark,
+        );
+        let replayed = dispatcher.recover().await?;
+        for id in stale {
+            if let Some(t) = tenants.get(&id) {
+                let set = (*t.set()).clone();
+                crate::rebuild::rebuild_tenant(&dispatcher, &t, set).await?;
+            }
+        }
+        build_index(&registry, &tenants).await;
+        tracing::info!(
+            shard,
+            replayed,
+            watermark,
+            accounts = registry.len(),
+            "recovered"
+        );
+
+        // Small on purpose: each entry batch can hold thousands of events, and
+        // a deep queue only adds memory and latency, not throughput.
+        let (dispatch_tx, dispatch_rx) = mpsc::channel::<Command>(4);
+        let (health, _) = watch::channel(Health::Serving);
+        let health_on_exit = health.clone();
+        let dispatcher = tokio::spawn(async move {
+            let r = dispatcher.run(dispatch_rx).await;
+            if let Err(e) = &r {
+                tracing::error!(shard, error = %e, "dispatcher stopped; this unit serves nothing more");
+                health_on_exit.send_replace(Health::Failed(e.to_string()));
+            }
+            r
+        });
+        let runtime = Arc::new(Runtime {
+            shard,
+            tenants,
+            registry,
+            state,
+            log,
+            dispatch: dispatch_tx,
+            progress,
+            definitions_lock: tokio::sync::Mutex::new(()),
+            valid,
+            health,
+            tasks: Mutex::new(None),
+        });
+        let periodic = crate::periodic::spawn_for(&runtime, clock, &config, sleepers);
+        *runtime.tasks.lock().unwrap_or_else(|p| p.into_inner()) = Some(Tasks {
+            dispatcher,
+            outbox,
+            outbox_stop,
+            periodic,
+        });
+        Ok(runtime)
+    }
+
+    /// Serving, and (in cluster mode) still within the shard lease.
+    pub fn is_valid(&self) -> bool {
+        *self.health.borrow() == Health::Serving && (self.valid)()
+    }
+
+    /// An error for answers this runtime must not give any more.
+    pub fn check(&self) -> Result<()> {
+        if self.is_valid() {
+            Ok(())
+        } else {
+            Err(NodeError::Moved(self.shard))
+        }
+    }
+
+    pub fn health(&self) -> watch::Receiver<Health> {
+        self.health.subscribe()
+    }
+
+    /// The last log position handed to the dispatcher.
+    pub fn dispatched(&self) -> Seq {
+        self.progress.dispatched.load(Ordering::Acquire)
+    }
+
+    /// Sends a command that answers on a oneshot and waits for the answer.
+    pub async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.dispatch
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Moved(self.shard))?;
+        rx.await.map_err(|_| NodeError::Moved(self.shard))?
+    }
+
+    /// Graceful stop: everything sent to the dispatcher before this call is
+    /// applied and checkpointed (with its changes durable first), then the
+    /// actors stop and the outbox drains. Returns whether the final
+    /// checkpoint landed.
+    pub async fn shutdown(&self) -> Result<()> {
+        let Some(tasks) = self.take_tasks() else {
+            return Ok(());
+        };
+        for p in &tasks.periodic {
+            p.abort();
+        }
+        let (tx, rx) = oneshot::channel();
+        let checkpointed = match self.dispatch.send(Command::Shutdown(tx)).await {
+            Ok(()) => rx.await.unwrap_or(Err(NodeError::ShuttingDown)),
+            Err(_) => Err(NodeError::ShuttingDown),
+        };
+        let result = match tasks.dispatcher.await {
+            Ok(r) => r.and(checkpointed.map(|_| ())),
+            Err(e) => Err(NodeError::Internal(format!("dispatcher task: {e}"))),
+        };
+        self.health.send_replace(Health::Stopped);
+        self.registry.stop().await;
+        let _ = tasks.outbox_stop.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), tasks.outbox).await;
+        result
+    }
+
+    /// Stops at once and writes nothing more (the lease is gone or going).
+    pub async fn abort(&self) {
+        self.health.send_replace(Health::Stopped);
+        let Some(tasks) = self.take_tasks() else {
+            return;
+        };
+        for p in &tasks.periodic {
+            p.abort();
+        }
+        tasks.dispatcher.abort();
+        tasks.outbox.abort();
+        self.registry.stop().await;
+    }
+
+    fn take_tasks(&self) -> Option<Tasks> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Fills each tenant's membership index from its resident accounts.
+async fn build_index(registry: &Registry, tenants: &Tenants) {
+    for (key, actor) in registry.resident(None) {
+        let Some(t) = tenants.get(&key.0) else {
+            continue;
+        };
+        if let Ok(crate::host::Answer::Members(members)) =
+            actor.ask(crate::host::Query::Members).await
+        {
+            let mut index = t.index.write().unwrap_or_else(|p| p.into_inner());
+            for (segment, contact) in members {
+                let (entity, id) = match contact {
+                    Some(c) => (liveseg_core::Entity::Contact, c),
+                    None => (liveseg_core::Entity::Account, key.1.clone()),
+                };
+                index.insert((segment, key.1.clone(), entity, id));
+            }
+        }
+    }
+}
+
+/// Wakes passivated accounts whose timers come due.
+pub(crate) fn wake_due(
+    sleepers: &Mutex<BTreeSet<(Millis, AccountKey)>>,
+    now: Millis,
+) -> Vec<AccountKey> {
+    let mut s = sleepers.lock().unwrap_or_else(|p| p.into_inner());
+    let mut due = Vec::new();
+    while let Some((t, _)) = s.first() {
+        if *t > now {
+            break;
+        }
+        if let Some((_, k)) = s.pop_first() {
+            due.push(k);
+        }
+    }
+    due
+}
