@@ -2,6 +2,11 @@
 //! on a free port in its own data dir, wait until it serves (polling with a
 //! deadline), talk to it over real gRPC/HTTP, and kill it on drop.
 
+pub mod checker;
+pub mod cluster;
+pub mod load;
+pub mod scenario;
+
 use anyhow::{Context, Result, bail};
 use liveseg_proto::pb;
 use std::path::{Path, PathBuf};

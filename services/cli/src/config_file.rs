@@ -59,13 +59,25 @@ pub fn apply(mut cmd: clap::Command, path: &Path) -> Result<clap::Command, clap:
     let text = std::fs::read_to_string(path)
         .map_err(|e| bad(format!("config file {}: {e}", path.display())))?;
     let settings = parse(&text).map_err(|e| bad(format!("config file {}: {e}", path.display())))?;
+    let reads = |a: &clap::Arg, name: &str| a.get_env().is_some_and(|e| e == name);
     for (name, value) in settings {
+        // The command line lives as long as the process.
+        let value: &'static str = Box::leak(value.into_boxed_str());
+        // Global options (data dir, ...) are the root command's.
+        let global = cmd
+            .get_arguments()
+            .find(|a| reads(a, &name))
+            .map(|a| a.get_id().to_string());
+        if let Some(id) = global {
+            cmd = cmd.mut_arg(id, |a| a.default_value(value));
+            continue;
+        }
         let serve = cmd
             .find_subcommand("serve")
             .ok_or_else(|| bad("no serve command".into()))?;
         let id = serve
             .get_arguments()
-            .find(|a| a.get_env().is_some_and(|e| e == name.as_str()))
+            .find(|a| reads(a, &name))
             .map(|a| a.get_id().to_string())
             .ok_or_else(|| {
                 bad(format!(
@@ -73,8 +85,6 @@ pub fn apply(mut cmd: clap::Command, path: &Path) -> Result<clap::Command, clap:
                     path.display()
                 ))
             })?;
-        // The command line lives as long as the process.
-        let value: &'static str = Box::leak(value.into_boxed_str());
         cmd = cmd.mut_subcommand("serve", |s| s.mut_arg(id, |a| a.default_value(value)));
     }
     Ok(cmd)
@@ -105,6 +115,34 @@ mod tests {
             "line 2: expected NAME=value"
         );
         assert!(parse("PATH=/bin").unwrap_err().contains("line 1"));
+    }
+
+    #[test]
+    fn file_settings_become_defaults_that_flags_override() {
+        use clap::{CommandFactory, FromArgMatches};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.env");
+        std::fs::write(
+            &path,
+            "LIVESEG_DATA_DIR=/srv/ls\nLIVESEG_CLUSTER=true\nLIVESEG_SHARDS=12\nLIVESEG_LISTEN=127.0.0.1:9001\n",
+        )
+        .expect("write");
+        let cmd = apply(crate::args::Cli::command(), &path).expect("applies");
+        let m = cmd
+            .try_get_matches_from(["liveseg", "serve", "--listen", "127.0.0.1:9002"])
+            .expect("parses");
+        let cli = crate::args::Cli::from_arg_matches(&m).expect("cli");
+        assert_eq!(cli.global.data_dir(), PathBuf::from("/srv/ls"));
+        let crate::args::Command::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
+        assert!(serve.cluster.cluster);
+        assert_eq!(serve.cluster.shards, Some(12));
+        // The flag wins over the file.
+        assert_eq!(serve.listen.map(|a| a.port()), Some(9002));
+        std::fs::write(&path, "LIVESEG_NOT_A_SETTING=1\n").expect("write");
+        let err = apply(crate::args::Cli::command(), &path).expect_err("unknown name");
+        assert!(err.to_string().contains("LIVESEG_NOT_A_SETTING"), "{err}");
     }
 
     #[test]

@@ -187,6 +187,10 @@ impl Member {
             // Also at start: this node cannot know whether Redis just lost
             // data (see `observe_redis`).
             quarantine_until_ns: mono_ns() + ns(config.lease_ttl),
+            // Joining the live set only once the start quarantine is over:
+            // the leader would otherwise move shards to a node that may not
+            // acquire them yet, and they would sit unowned meanwhile.
+            join_at_ns: mono_ns() + ns(config.lease_ttl),
             coordinator: coordinator.clone(),
             config: config.clone(),
             host,
@@ -252,6 +256,8 @@ struct Loop {
     redis_run_id: Option<String>,
     /// No new lease is acquired before this instant (CLOCK_MONOTONIC ns).
     quarantine_until_ns: i64,
+    /// No heartbeat (so no placement here) before this instant.
+    join_at_ns: i64,
     coordinator: Coordinator,
     config: MemberConfig,
     host: Arc<dyn ShardHost>,
@@ -289,7 +295,7 @@ impl Loop {
 
     fn step(&mut self) {
         let now = mono_ns();
-        if now - self.last_heartbeat_ns >= ns(self.config.tick) {
+        if now >= self.join_at_ns && now - self.last_heartbeat_ns >= ns(self.config.tick) {
             let forget = self.config.dead_after * 20;
             match self.coordinator.heartbeat(
                 &self.config.node_id,

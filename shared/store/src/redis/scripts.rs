@@ -110,8 +110,22 @@ if redis.call('HGET', KEYS[4], 'commit_id') == cid then
 end
 local lease = redis.call('GET', KEYS[1])
 if lease ~= ARGV[1] then
+  -- Audit only (fault tests read it): a fenced-off writer tried.
+  redis.call('HINCRBY', KEYS[4], 'fenced', 1)
   return {'STALE', lease or ''}
 end
+-- Audit of accepted commits: epochs must never go back. A commit under an
+-- older epoch than one already accepted is a stale owner's write getting
+-- through (possible only if Redis lost lease state); it is counted, and
+-- the fault checker requires the count to stay 0.
+local epoch = tonumber(string.match(ARGV[1], '#(%d+)$') or '0')
+local max_epoch = tonumber(redis.call('HGET', KEYS[4], 'max_epoch') or '0')
+if epoch < max_epoch then
+  redis.call('HINCRBY', KEYS[4], 'stale_accepted', 1)
+else
+  redis.call('HSET', KEYS[4], 'max_epoch', epoch)
+end
+redis.call('HINCRBY', KEYS[4], 'commits', 1)
 local ncp, ndir, nch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local base = 7
 local running = {}
