@@ -73,6 +73,8 @@ pub struct Cluster {
     pub redis: RedisProcess,
     pub dir: tempfile::TempDir,
     pub shards: u32,
+    /// Extra `serve` flags of every node.
+    pub extra: Vec<String>,
     pub nodes: Vec<NodeProc>,
     pub api_key: String,
     pub admin_key: String,
@@ -81,6 +83,16 @@ pub struct Cluster {
 impl Cluster {
     /// Starts Redis and `n` nodes and waits until every shard is served.
     pub async fn start(n: usize, shards: u32, fsync: Fsync) -> Result<Cluster> {
+        Self::start_with(n, shards, fsync, &[]).await
+    }
+
+    /// As `start`, with extra `serve` flags for every node.
+    pub async fn start_with(
+        n: usize,
+        shards: u32,
+        fsync: Fsync,
+        extra: &[&str],
+    ) -> Result<Cluster> {
         let redis = RedisProcess::start(fsync).map_err(|e| anyhow::anyhow!("{e}"))?;
         let dir = tempfile::Builder::new()
             .prefix("liveseg-cluster")
@@ -89,6 +101,7 @@ impl Cluster {
             redis,
             dir,
             shards,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             nodes: Vec::new(),
             api_key: String::new(),
             admin_key: String::new(),
@@ -142,6 +155,7 @@ impl Cluster {
             .arg("--ownership-journal")
             .arg(&journal)
             .args(["--checkpoint-interval", "1s"])
+            .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file)

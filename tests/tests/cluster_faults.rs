@@ -208,3 +208,118 @@ async fn coordinator_leader_kill() -> Result<()> {
         .assert_pass(CRASH_BOUND);
     Ok(())
 }
+
+/// Measures (does not bound) what `appendfsync everysec` loses when Redis
+/// is killed: up to about a second of acknowledged events. Double
+/// ownership and double application must still be 0 (the quarantine after
+/// a Redis restart covers the forgotten leases). Run with
+/// `cargo nextest run -p liveseg-tests --run-ignored only -E 'test(everysec)' --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, ~1 min: see BENCHMARKS.md for the command"]
+async fn redis_kill9_with_appendfsync_everysec_loses_at_most_a_second() -> Result<()> {
+    let (mut c, tenants) = setup(3, RedisFsync::EverySec).await?;
+    let run = Run::start(&c, tenants.clone(), 0);
+    run.wait_progress(2000, STEP).await?;
+    let acked_before = run.acked();
+    c.redis.kill9();
+    c.redis.restart().map_err(|e| anyhow::anyhow!("{e}"))?;
+    c.wait_all_shards_served(STEP).await?;
+    run.wait_progress(300, STEP).await?;
+    let mut report = finish("redis_kill9_everysec", &c, run).await?;
+    report.notes.push(format!(
+        "acknowledged before the kill: {acked_before}; lost: {}",
+        report.lost
+    ));
+    report.write()?;
+    assert_eq!(report.applied_twice, 0, "{report:#?}");
+    assert_eq!(report.double_ownership_ms, 0.0, "{report:#?}");
+    assert_eq!(report.stale_commits_accepted, 0, "{report:#?}");
+    Ok(())
+}
+
+/// The long randomized mix: random faults (kill -9 and restart, SIGSTOP for
+/// 3 leases, graceful leave and join, leader kill, Redis kill -9 and
+/// restart) under load for `LIVESEG_FAULT_MIX_SECS` (default 120) seconds,
+/// seeded by `LIVESEG_FAULT_MIX_SEED`. Run with
+/// `LIVESEG_FAULT_MIX_SECS=300 cargo nextest run -p liveseg-tests --run-ignored only -E 'test(randomized)' --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "long: run by the documented command"]
+async fn randomized_fault_mix() -> Result<()> {
+    let secs: i64 = std::env::var("LIVESEG_FAULT_MIX_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    let mut seed: u64 = std::env::var("LIVESEG_FAULT_MIX_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    let mut next = move |n: u64| {
+        // xorshift64*: reproducible from the seed.
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        (seed.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) % n
+    };
+    let (mut c, tenants) = setup(4, RedisFsync::Always).await?;
+    let run = Run::start(&c, tenants.clone(), 7);
+    let end = mono_ns() + secs * 1_000_000_000;
+    let mut faults = Vec::new();
+    while mono_ns() < end {
+        run.wait_progress(200, STEP).await?;
+        let running: Vec<usize> = c
+            .nodes
+            .iter()
+            .filter(|n| n.pid().is_some())
+            .map(|n| n.slot)
+            .collect();
+        let victim = running[next(running.len() as u64) as usize];
+        let fault = next(5);
+        match fault {
+            0 => {
+                c.kill9(victim);
+                run.retarget(&c);
+                c.wait_all_shards_served(STEP).await?;
+                c.restart(victim).await?;
+            }
+            1 => {
+                c.sigstop(victim)?;
+                run.retarget(&c);
+                let until = mono_ns() + 6_000_000_000;
+                liveseg_tests::poll(STEP, "3 leases", || {
+                    let done = mono_ns() >= until;
+                    async move { done.then_some(()) }
+                })
+                .await?;
+                c.sigcont(victim)?;
+            }
+            2 => {
+                c.nodes[victim].stopped = true;
+                run.retarget(&c);
+                c.terminate(victim).await?;
+                c.restart(victim).await?;
+            }
+            3 => {
+                if let Some(l) = c.leader()? {
+                    c.kill9(l);
+                    run.retarget(&c);
+                    c.wait_all_shards_served(STEP).await?;
+                    c.restart(l).await?;
+                }
+            }
+            _ => {
+                c.redis.kill9();
+                c.redis.restart().map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+        }
+        faults.push((fault, victim));
+        run.retarget(&c);
+        c.wait_balanced(STEP).await?;
+    }
+    let mut report = finish("randomized_mix", &c, run).await?;
+    report.notes.push(format!(
+        "faults (0 kill9, 1 sigstop, 2 leave+join, 3 leader kill, 4 redis kill9), victim slot: {faults:?}"
+    ));
+    report.write()?;
+    report.assert_pass(Duration::from_millis(6500));
+    Ok(())
+}

@@ -24,39 +24,56 @@ pub struct WatchArgs {
     pub tail: bool,
 }
 
+/// How long the stream may stay unreachable (a shard moving, a node
+/// restarting) before `watch` gives up.
+const RESUME_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn run(args: &WatchArgs, api: &Api, format: OutputFormat) -> Result<()> {
-    let req = pb::WatchRequest {
-        segment: args.segment.clone().unwrap_or_default(),
-        after_cursor: args.after.unwrap_or(0),
-        tail_only: args.tail,
-    };
-    let mut stream = api
-        .membership()
-        .watch(req)
-        .await
-        .map_err(|s| rpc_error("watching membership changes", &s))?
-        .into_inner();
     let mut last = args.after;
     let mut out = io::stdout().lock();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    let ended = loop {
-        tokio::select! {
-            _ = &mut ctrl_c => break "interrupted",
-            next = stream.message() => match next {
-                Ok(Some(change)) => {
-                    last = Some(change.cursor);
-                    let line = if format.is_machine() {
-                        change_json(&change)
-                    } else {
-                        render_change(&change)
-                    };
-                    writeln!(out, "{line}").context("writing stdout")?;
-                    out.flush().context("writing stdout")?;
-                }
-                Ok(None) => break "the stream ended",
-                Err(status) => return Err(rpc_error("membership change stream", &status)),
-            },
+    let mut unavailable_since: Option<std::time::Instant> = None;
+    let ended = 'outer: loop {
+        // Resuming by cursor: nothing is skipped or repeated across a move.
+        let req = pb::WatchRequest {
+            segment: args.segment.clone().unwrap_or_default(),
+            after_cursor: last.unwrap_or(0),
+            tail_only: args.tail && last.is_none(),
+        };
+        let opened = api.membership().watch(req).await;
+        let mut stream = match opened {
+            Ok(s) => s.into_inner(),
+            Err(status) if resumable(&status, &mut unavailable_since) => {
+                pause(&mut ctrl_c).await?;
+                continue;
+            }
+            Err(status) => return Err(rpc_error("watching membership changes", &status)),
+        };
+        loop {
+            tokio::select! {
+                _ = &mut ctrl_c => break 'outer "interrupted",
+                next = stream.message() => match next {
+                    Ok(Some(change)) => {
+                        unavailable_since = None;
+                        last = Some(change.cursor);
+                        let line = if format.is_machine() {
+                            change_json(&change)
+                        } else {
+                            render_change(&change)
+                        };
+                        writeln!(out, "{line}").context("writing stdout")?;
+                        out.flush().context("writing stdout")?;
+                    }
+                    Ok(None) => break 'outer "the stream ended",
+                    // The shard moved (or its node went away): resume elsewhere.
+                    Err(status) if resumable(&status, &mut unavailable_since) => {
+                        tracing::debug!(status = %status.message(), "watch interrupted; resuming");
+                        break;
+                    }
+                    Err(status) => return Err(rpc_error("membership change stream", &status)),
+                },
+            }
         }
     };
     match last {
@@ -64,6 +81,22 @@ pub async fn run(args: &WatchArgs, api: &Api, format: OutputFormat) -> Result<()
         None => eprintln!("{ended}; no changes received"),
     }
     Ok(())
+}
+
+/// UNAVAILABLE is retried for up to [`RESUME_FOR`] since it was first seen.
+fn resumable(status: &tonic::Status, since: &mut Option<std::time::Instant>) -> bool {
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    since.get_or_insert_with(std::time::Instant::now).elapsed() < RESUME_FOR
+}
+
+/// A short pause before reconnecting; Ctrl-C still ends the command.
+async fn pause(ctrl_c: &mut std::pin::Pin<&mut impl std::future::Future>) -> Result<()> {
+    tokio::select! {
+        _ = ctrl_c => Err(anyhow::anyhow!("interrupted")),
+        _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => Ok(()),
+    }
 }
 
 pub fn kind_text(kind: pb::ChangeKind) -> &'static str {
