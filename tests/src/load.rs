@@ -259,26 +259,42 @@ pub struct Availability {
 }
 
 impl Availability {
-    /// Each outage: from the last good answer before a run of failures to
-    /// the first good answer after it (ms), per tenant.
+    /// Each outage: from the last good answer before a run of failures (or
+    /// the first sample) to the first good answer after it (or the last
+    /// sample, when it never recovered), ms, per tenant.
     pub fn outages_ms(&self) -> Vec<f64> {
         let mut out = Vec::new();
         for samples in self.samples.values() {
-            let mut last_ok: Option<i64> = None;
+            let Some(&(first, _)) = samples.first() else {
+                continue;
+            };
+            let mut last_ok = first;
             let mut failing = false;
             for &(t, ok) in samples {
                 if ok {
-                    if failing && let Some(start) = last_ok {
-                        out.push((t - start) as f64 / 1e6);
+                    if failing {
+                        out.push((t - last_ok) as f64 / 1e6);
                     }
                     failing = false;
-                    last_ok = Some(t);
+                    last_ok = t;
                 } else {
                     failing = true;
                 }
             }
+            if let (true, Some(&(end, _))) = (failing, samples.last()) {
+                out.push((end - last_ok) as f64 / 1e6);
+            }
         }
         out
+    }
+
+    /// Whether every tenant answered at or after `since_ns`.
+    pub fn all_answered_since(&self, since_ns: i64) -> bool {
+        !self.samples.is_empty()
+            && self
+                .samples
+                .values()
+                .all(|s| s.iter().any(|&(t, ok)| ok && t >= since_ns))
     }
 }
 
@@ -288,8 +304,8 @@ pub async fn probe(
     targets: Targets,
     every: Duration,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Availability {
-    let mut a = Availability::default();
+    shared: Arc<Mutex<Availability>>,
+) {
     let mut round = 0usize;
     while !*stop.borrow() {
         for (i, (tenant, key)) in tenants.iter().enumerate() {
@@ -301,7 +317,10 @@ pub async fn probe(
                 Some(n) => query(&n, key).await,
                 None => false,
             };
-            a.samples
+            shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .samples
                 .entry(tenant.clone())
                 .or_default()
                 .push((mono_ns(), ok));
@@ -309,7 +328,6 @@ pub async fn probe(
         round += 1;
         tokio::time::sleep(every).await;
     }
-    a
 }
 
 async fn query(url: &str, key: &str) -> bool {

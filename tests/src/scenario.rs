@@ -16,7 +16,8 @@ pub struct Run {
     ledger: Arc<Mutex<Ledger>>,
     stop: tokio::sync::watch::Sender<bool>,
     load: JoinHandle<()>,
-    probe: JoinHandle<Availability>,
+    probe: JoinHandle<()>,
+    availability: Arc<Mutex<Availability>>,
 }
 
 impl Run {
@@ -36,11 +37,13 @@ impl Run {
             stop_rx.clone(),
             ledger.clone(),
         ));
+        let availability = Arc::new(Mutex::new(Availability::default()));
         let probe = tokio::spawn(crate::load::probe(
             tenants.clone(),
             targets.clone(),
             Duration::from_millis(50),
             stop_rx,
+            availability.clone(),
         ));
         Run {
             tenants,
@@ -49,6 +52,7 @@ impl Run {
             stop,
             load,
             probe,
+            availability,
         }
     }
 
@@ -74,11 +78,30 @@ impl Run {
         .await
     }
 
-    /// Stops the clients (batches in flight finish) and returns their records.
+    /// Waits until every tenant answered a query after now, so no outage
+    /// is still open when the scenario ends.
+    pub async fn wait_queryable(&self, deadline: Duration) -> Result<()> {
+        let since = liveseg_cluster::journal::mono_ns();
+        poll(deadline, "every tenant queryable", || {
+            let ok = self
+                .availability
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .all_answered_since(since);
+            async move { ok.then_some(()) }
+        })
+        .await
+    }
+
+    /// Waits until every tenant is queryable again, stops the clients
+    /// (batches in flight finish) and returns their records.
     pub async fn finish(self) -> Result<(Ledger, Availability)> {
+        self.wait_queryable(Duration::from_secs(60)).await?;
         let _ = self.stop.send(true);
         self.load.await?;
-        let availability = self.probe.await?;
+        self.probe.await?;
+        let availability =
+            std::mem::take(&mut *self.availability.lock().unwrap_or_else(|p| p.into_inner()));
         let ledger = std::mem::take(&mut *self.ledger.lock().unwrap_or_else(|p| p.into_inner()));
         Ok((ledger, availability))
     }

@@ -81,14 +81,36 @@ async fn standalone_and_cluster_replays_give_the_same_memberships() -> Result<()
     let dir = tempfile::tempdir()?;
     let events = generated_history(dir.path())?;
     let standalone = Node::start(&dir.path().join("standalone"), &["--clock", CLOCK]).await?;
-    let cluster = Cluster::start_with(3, 8, RedisFsync::Always, &["--clock", CLOCK]).await?;
+    let mut cluster = Cluster::start_with(3, 8, RedisFsync::Always, &["--clock", CLOCK]).await?;
+    let (first, second) = events.split_at(events.len() / 2);
+    // A contact that joins one account, engages, and moves to another: its
+    // state must follow it across the handoff below.
+    let mover: Vec<serde_json::Value> = vec![
+        serde_json::json!({"type":"group","messageId":"mv-1","userId":"mover","groupId":"acct_00001","timestamp":"2026-10-30T00:00:00Z","traits":{"target":true}}),
+        serde_json::json!({"type":"track","event":"Email Opened","messageId":"mv-2","userId":"mover","properties":{"email_id":"e-mv"},"timestamp":"2026-10-30T01:00:00Z","context":{"groupId":"acct_00001"}}),
+        serde_json::json!({"type":"group","messageId":"mv-3","userId":"mover","groupId":"acct_00002","timestamp":"2026-10-30T02:00:00Z"}),
+    ];
+    for part in [first, &mover[..], second] {
+        ingest(&standalone.url(), &standalone.api_key, part).await?;
+    }
+    // Spread the same history over the cluster's nodes (any node takes any
+    // event), with a graceful handoff of the tenant's shard in the middle.
     let urls = cluster.live_urls();
-    ingest(&standalone.url(), &standalone.api_key, &events).await?;
-    // Spread the same history over the cluster's nodes: any node takes any event.
-    let third = events.len().div_ceil(3);
-    for (i, part) in events.chunks(third).enumerate() {
+    let half = first.len().div_ceil(2);
+    for (i, part) in first.chunks(half).enumerate() {
         ingest(&urls[i % urls.len()], &cluster.api_key, part).await?;
     }
+    ingest(&urls[2], &cluster.api_key, &mover).await?;
+    let owner = cluster
+        .lease_holder(shard_of("default", 8))?
+        .context("no owner")?;
+    let status = cluster.terminate(owner).await?;
+    assert!(status.success(), "graceful stop failed: {status}");
+    cluster
+        .wait_all_shards_served(Duration::from_secs(40))
+        .await?;
+    let urls = cluster.live_urls();
+    ingest(&urls[0], &cluster.api_key, second).await?;
     standalone.settle().await?;
     let segments: Vec<String> = standalone
         .segments()
@@ -121,6 +143,17 @@ async fn standalone_and_cluster_replays_give_the_same_memberships() -> Result<()
         compared > 0,
         "no segment had members; the comparison is vacuous"
     );
+    let mut m = pb::membership_service_client::MembershipServiceClient::with_interceptor(
+        Channel::from_shared(urls[0].clone())?.connect().await?,
+        Auth(cluster.api_key.clone()),
+    );
+    let moved = m
+        .get_contact_segments(pb::GetContactSegmentsRequest {
+            contact_id: "mover".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(moved.account_id, "acct_00002");
     Ok(())
 }
 

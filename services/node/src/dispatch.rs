@@ -78,6 +78,9 @@ impl Dispatcher {
         sleepers: Arc<std::sync::Mutex<BTreeSet<(Millis, AccountKey)>>>,
         start_after: Seq,
     ) -> Self {
+        // Readers of `progress` (the stream tail's start) see the position
+        // even when recovery replays nothing.
+        progress.dispatched.store(start_after, Ordering::Release);
         Dispatcher {
             tenants,
             registry,
@@ -129,7 +132,16 @@ impl Dispatcher {
                     }
                 }
                 Command::Passivate(cutoff, reply) => {
-                    let _ = reply.send(self.passivate(cutoff).await);
+                    // Fatal like a failed checkpoint: the idle actors are
+                    // stopped, and their images (or their changes) did not
+                    // become durable; only a restart from the last checkpoint
+                    // and the log gets that state back.
+                    let r = self.passivate(cutoff).await;
+                    let failed = r.as_ref().err().map(|e| e.to_string());
+                    let _ = reply.send(r);
+                    if let Some(e) = failed {
+                        return Err(NodeError::Internal(format!("passivation failed: {e}")));
+                    }
                 }
                 Command::Wake(key) => {
                     if let Some(t) = self.tenants.get(&key.0)

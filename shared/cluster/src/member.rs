@@ -152,6 +152,16 @@ pub struct View {
     pub leader: bool,
 }
 
+/// Reads a member's published view (see [`Member::viewer`]).
+#[derive(Clone)]
+pub struct Viewer(Arc<Mutex<View>>);
+
+impl Viewer {
+    pub fn view(&self) -> View {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// A running member; dropping it stops the loop like a crash (no release).
 pub struct Member {
     stop: Arc<AtomicU8>,
@@ -219,6 +229,12 @@ impl Member {
     /// What the member believes now.
     pub fn view(&self) -> View {
         self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A handle on the view that outlives `leave()`'s ownership of the
+    /// member: routing keeps working while a leaving node drains.
+    pub fn viewer(&self) -> Viewer {
+        Viewer(self.view.clone())
     }
 
     /// Graceful leave: drop out of the live set so the leader moves every

@@ -105,8 +105,11 @@ impl Cluster {
     fn two_converged(&self) -> ((Member, Arc<RecordingHost>), (Member, Arc<RecordingHost>)) {
         let (a, ha) = self.member("a");
         let (b, hb) = self.member("b");
+        // Both must have joined (each joins after its start quarantine).
         eventually(Duration::from_secs(20), "2 members own all shards", || {
             converged(&[(&a, &ha), (&b, &hb)])
+                && !ha.active().is_empty()
+                && !hb.active().is_empty()
         });
         ((a, ha), (b, hb))
     }
@@ -170,8 +173,11 @@ fn members_converge_and_survive_an_owner_crash() {
     let (a, ha) = c.member("a");
     let (b, hb) = c.member("b");
     let (m3, h3) = c.member("c");
+    // Members join once their start quarantine is over, so two of them can
+    // converge before the third joins: wait for the spread placement.
     eventually(Duration::from_secs(20), "3 members own all shards", || {
         converged(&[(&a, &ha), (&b, &hb), (&m3, &h3)])
+            && [&ha, &hb, &h3].iter().all(|h| h.active().len() >= 4)
     });
     let leaders = [&a, &b, &m3].iter().filter(|m| m.view().leader).count();
     assert_eq!(leaders, 1);
@@ -256,8 +262,11 @@ fn graceful_leave_hands_off_without_waiting_for_expiry() {
     let (a, ha) = c.member("a");
     let (b, hb) = c.member("b");
     let (m3, h3) = c.member("c");
+    // Members join once their start quarantine is over, so two of them can
+    // converge before the third joins: wait for the spread placement.
     eventually(Duration::from_secs(20), "3 members own all shards", || {
         converged(&[(&a, &ha), (&b, &hb), (&m3, &h3)])
+            && [&ha, &hb, &h3].iter().all(|h| h.active().len() >= 4)
     });
     let started = Instant::now();
     m3.leave();

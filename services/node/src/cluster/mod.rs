@@ -21,7 +21,7 @@ use crate::ingest::{Ingestor, Sink};
 use crate::runtime::Runtime;
 use crate::server::{NodeHandle, NodeInner, Units};
 use liveseg_cluster::coordinator::Coordinator;
-use liveseg_cluster::member::{Member, MemberConfig};
+use liveseg_cluster::member::{Member, MemberConfig, Viewer};
 use liveseg_cluster::placement::shard_of;
 use liveseg_store::redis::{Fence, RedisOptions, RedisStore};
 use liveseg_store::{AppendItem, AppendOutcome, Catalog, EventLog, StoreError};
@@ -65,6 +65,8 @@ pub struct ClusterState {
     pub addr: Mutex<String>,
     coordinator: Coordinator,
     member: Mutex<Option<Member>>,
+    /// The member's view; kept while the member is leaving.
+    viewer: Mutex<Option<Viewer>>,
     /// Node id → address; ids are per process start, so entries never go stale.
     addresses: Mutex<HashMap<String, String>>,
     /// Channels to the nodes calls are forwarded to.
@@ -86,10 +88,7 @@ impl ClusterState {
 
     /// The address of the node the assignment gives `shard` to.
     pub fn owner_addr(&self, shard: u32) -> Option<String> {
-        let owner = {
-            let member = self.member.lock().unwrap_or_else(|p| p.into_inner());
-            member.as_ref()?.view().assignment.get(&shard).cloned()?
-        };
+        let owner = self.view()?.assignment.get(&shard).cloned()?;
         if let Some(a) = self
             .addresses
             .lock()
@@ -106,10 +105,14 @@ impl ClusterState {
         Some(addr)
     }
 
+    fn view(&self) -> Option<liveseg_cluster::member::View> {
+        let viewer = self.viewer.lock().unwrap_or_else(|p| p.into_inner());
+        viewer.as_ref().map(Viewer::view)
+    }
+
     /// Whether this node leads the coordinator now.
     pub fn is_leader(&self) -> bool {
-        let member = self.member.lock().unwrap_or_else(|p| p.into_inner());
-        member.as_ref().is_some_and(|m| m.view().leader)
+        self.view().is_some_and(|v| v.leader)
     }
 
     /// Graceful leave (blocking): every shard is drained and released.
@@ -229,6 +232,7 @@ pub async fn start(config: crate::NodeConfig, cluster: ClusterConfig) -> Result<
         addr: Mutex::new(String::new()),
         coordinator: Coordinator::new(redis.clone()),
         member: Mutex::new(None),
+        viewer: Mutex::new(None),
         addresses: Mutex::new(HashMap::new()),
         peers: Default::default(),
     });
@@ -261,6 +265,7 @@ pub async fn start(config: crate::NodeConfig, cluster: ClusterConfig) -> Result<
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))?
         .map_err(|e| NodeError::Config(format!("joining the cluster: {e}")))?;
+    *state.viewer.lock().unwrap_or_else(|p| p.into_inner()) = Some(member.viewer());
     *state.member.lock().unwrap_or_else(|p| p.into_inner()) = Some(member);
     tracing::info!(node = %node_id, %addr, shards, "joined the cluster");
     Ok(NodeHandle::new(inner, pool, serving, credentials, vec![]))

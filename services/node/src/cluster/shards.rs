@@ -49,12 +49,20 @@ enum Slot {
         /// Set to stop the shard's tail thread.
         tail_stop: Arc<AtomicBool>,
     },
+    /// Handing off: final checkpoint in progress; serves nothing, and is
+    /// kept so a drain that times out can still be aborted.
+    Draining {
+        generation: u64,
+        runtime: Arc<Runtime>,
+    },
 }
 
 impl Slot {
     fn generation(&self) -> u64 {
         match self {
-            Slot::Loading { generation } | Slot::Active { generation, .. } => *generation,
+            Slot::Loading { generation }
+            | Slot::Active { generation, .. }
+            | Slot::Draining { generation, .. } => *generation,
         }
     }
 }
@@ -94,7 +102,7 @@ impl ShardRuntimes {
             .values()
             .filter_map(|s| match s {
                 Slot::Active { runtime, .. } => Some(runtime.clone()),
-                Slot::Loading { .. } => None,
+                Slot::Loading { .. } | Slot::Draining { .. } => None,
             })
             .collect()
     }
@@ -111,12 +119,42 @@ impl ShardRuntimes {
     }
 
     fn start_loading(self: &Arc<Self>, shard: u32, fence: Fence) {
-        let generation = self.generations.fetch_add(1, Ordering::AcqRel) + 1;
-        self.lock().insert(shard, Slot::Loading { generation });
+        let generation = self.next_generation();
+        let previous = self.lock().insert(shard, Slot::Loading { generation });
+        // The member stops a shard before it activates it again, so nothing
+        // should be here; if something is, it must not keep running unseen.
+        if let Some(old) = previous {
+            self.stop_slot(shard, old);
+        }
+        self.spawn_load(shard, fence, generation, Duration::ZERO);
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    fn spawn_load(self: &Arc<Self>, shard: u32, fence: Fence, generation: u64, after: Duration) {
         let this = self.clone();
-        self.ctx
-            .handle
-            .spawn(async move { this.load(shard, fence, generation).await });
+        self.ctx.handle.spawn(async move {
+            tokio::time::sleep(after).await;
+            this.load(shard, fence, generation).await
+        });
+    }
+
+    /// Stops whatever a removed slot was running, writing nothing more.
+    fn stop_slot(&self, shard: u32, slot: Slot) {
+        let runtime = match slot {
+            Slot::Loading { .. } => return,
+            Slot::Active {
+                runtime, tail_stop, ..
+            } => {
+                tail_stop.store(true, Ordering::Release);
+                runtime
+            }
+            Slot::Draining { runtime, .. } => runtime,
+        };
+        tracing::info!(shard, "shard runtime stopped");
+        self.ctx.handle.spawn(async move { runtime.abort().await });
     }
 
     fn is_current(&self, shard: u32, generation: u64) -> bool {
@@ -146,7 +184,15 @@ impl ShardRuntimes {
                 valid: fence.valid.clone(),
                 owns: Arc::new(move |tenant: &str| shard_of(tenant, shards) == shard),
             };
-            match Runtime::start(parts).await {
+            // Recovery makes many blocking Redis calls (checkpoints, the
+            // directory, the stream tail): keep them off the async workers.
+            let started = match tokio::runtime::Handle::current().runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(Runtime::start(parts))
+                }),
+                _ => Runtime::start(parts).await,
+            };
+            match started {
                 Ok(rt) => break rt,
                 Err(e) => {
                     tracing::warn!(shard, error = %e, "loading the shard failed; retrying");
@@ -209,20 +255,33 @@ impl ShardRuntimes {
             Ok(h) => matches!(*h, Health::Failed(_)),
             Err(_) => false,
         };
-        if !failed || !self.is_current(shard, generation) {
+        if !failed {
             return;
         }
-        if let Some(Slot::Active { tail_stop, .. }) = self.lock().remove(&shard) {
-            tail_stop.store(true, Ordering::Release);
-        }
-        runtime.abort().await;
+        // Only the activation this supervisor watches is restarted: the
+        // member may have stopped and re-activated the shard meanwhile.
+        let restart = {
+            let mut slots = self.lock();
+            match slots.get(&shard) {
+                Some(Slot::Active { generation: g, .. }) if *g == generation => {
+                    let next = self.next_generation();
+                    slots
+                        .insert(shard, Slot::Loading { generation: next })
+                        .map(|old| (old, next))
+                }
+                _ => None,
+            }
+        };
+        let Some((old, next)) = restart else {
+            return;
+        };
+        self.stop_slot(shard, old);
         if (fence.valid)() {
             tracing::warn!(
                 shard,
                 "restarting the shard from its checkpoints and stream"
             );
-            tokio::time::sleep(RETRY_PAUSE).await;
-            self.start_loading(shard, fence);
+            self.spawn_load(shard, fence, next, RETRY_PAUSE);
         }
     }
 }
@@ -294,35 +353,57 @@ impl ShardHost for Host {
 
     fn deactivate(&self, shard: u32, reason: StopReason) {
         tracing::info!(shard, ?reason, "shard stopped");
-        if let Some(Slot::Active {
-            runtime, tail_stop, ..
-        }) = self.0.lock().remove(&shard)
-        {
-            tail_stop.store(true, Ordering::Release);
-            self.0
-                .ctx
-                .handle
-                .spawn(async move { runtime.abort().await });
+        let slot = self.0.lock().remove(&shard);
+        if let Some(slot) = slot {
+            self.0.stop_slot(shard, slot);
         }
     }
 
     fn drain(&self, shard: u32, done: DrainDone) {
-        match self.0.lock().remove(&shard) {
-            Some(Slot::Active {
-                runtime, tail_stop, ..
-            }) => {
-                tail_stop.store(true, Ordering::Release);
-                self.0.ctx.handle.spawn(async move {
-                    let r = runtime.shutdown().await;
-                    if let Err(e) = &r {
-                        tracing::warn!(shard, error = %e, "final checkpoint failed; the next owner replays more");
+        let draining = {
+            let mut slots = self.0.lock();
+            match slots.remove(&shard) {
+                Some(Slot::Active {
+                    generation,
+                    runtime,
+                    tail_stop,
+                }) => {
+                    tail_stop.store(true, Ordering::Release);
+                    slots.insert(
+                        shard,
+                        Slot::Draining {
+                            generation,
+                            runtime: runtime.clone(),
+                        },
+                    );
+                    Some((generation, runtime))
+                }
+                other => {
+                    // Loading (never served) or already draining: nothing to write.
+                    if let Some(s @ Slot::Draining { .. }) = other {
+                        slots.insert(shard, s);
                     }
-                    tracing::info!(shard, "shard drained");
-                    done.finish(r.is_ok());
-                });
+                    None
+                }
             }
-            // Never served: nothing to write.
-            _ => done.finish(true),
-        }
+        };
+        let Some((generation, runtime)) = draining else {
+            done.finish(true);
+            return;
+        };
+        let this = self.0.clone();
+        self.0.ctx.handle.spawn(async move {
+            let r = runtime.shutdown().await;
+            if let Err(e) = &r {
+                tracing::warn!(shard, error = %e, "final checkpoint failed; the next owner replays more");
+            }
+            let mut slots = this.lock();
+            if slots.get(&shard).map(Slot::generation) == Some(generation) {
+                slots.remove(&shard);
+            }
+            drop(slots);
+            tracing::info!(shard, "shard drained");
+            done.finish(r.is_ok());
+        });
     }
 }
