@@ -94,9 +94,14 @@ impl Cluster {
         extra: &[&str],
     ) -> Result<Cluster> {
         let redis = RedisProcess::start(fsync).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("liveseg-cluster")
             .tempdir()?;
+        // For post-mortems: keep node logs and journals after the test.
+        if std::env::var_os("LIVESEG_KEEP_CLUSTER").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("cluster files kept in {}", dir.path().display());
+        }
         let mut c = Cluster {
             redis,
             dir,

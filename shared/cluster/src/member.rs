@@ -201,6 +201,7 @@ impl Member {
             // the leader would otherwise move shards to a node that may not
             // acquire them yet, and they would sit unowned meanwhile.
             join_at_ns: mono_ns() + ns(config.lease_ttl),
+            placement_hold_until_ns: 0,
             coordinator: coordinator.clone(),
             config: config.clone(),
             host,
@@ -274,6 +275,8 @@ struct Loop {
     quarantine_until_ns: i64,
     /// No heartbeat (so no placement here) before this instant.
     join_at_ns: i64,
+    /// The leader makes no placement round before this instant.
+    placement_hold_until_ns: i64,
     coordinator: Coordinator,
     config: MemberConfig,
     host: Arc<dyn ShardHost>,
@@ -347,6 +350,8 @@ impl Loop {
                 if self.redis_run_id.as_ref().is_some_and(|prev| *prev != id) {
                     tracing::warn!("redis restarted: no new leases for one lease TTL");
                     self.quarantine_until_ns = mono_ns() + ns(self.config.lease_ttl);
+                    // Heartbeats from before the restart may be lost too.
+                    self.hold_placement();
                 }
                 self.redis_run_id = Some(id.clone());
                 Some(id)
@@ -392,6 +397,7 @@ impl Loop {
         let outcome = self
             .leases
             .acquire_at(prefix, &self.config.node_id, ttl, self.leader_epoch);
+        let was_leader = self.leader_epoch.is_some();
         self.leader_epoch = match outcome {
             Ok(LeaseOutcome::Acquired { epoch } | LeaseOutcome::Renewed { epoch }) => Some(epoch),
             Ok(LeaseOutcome::Lost | LeaseOutcome::HeldByOther { .. }) => None,
@@ -400,11 +406,25 @@ impl Loop {
                 None
             }
         };
+        if self.leader_epoch.is_some() && !was_leader {
+            self.hold_placement();
+        }
+        if mono_ns() < self.placement_hold_until_ns {
+            return;
+        }
         if let Some(epoch) = self.leader_epoch
             && let Err(e) = self.placement_round(epoch)
         {
             tracing::warn!(error = %e, "placement round failed");
         }
+    }
+
+    /// A leader that just took over, or that just saw Redis restart, has
+    /// not seen heartbeats for long enough to call anyone dead: without a
+    /// pause it would move every shard to the few nodes it heard from
+    /// first, and back again a moment later.
+    fn hold_placement(&mut self) {
+        self.placement_hold_until_ns = mono_ns() + ns(self.config.dead_after);
     }
 
     /// One leader round: live nodes + current table -> plan -> fenced write.
