@@ -107,9 +107,7 @@ impl Cluster {
         let (b, hb) = self.member("b");
         // Both must have joined (each joins after its start quarantine).
         eventually(Duration::from_secs(20), "2 members own all shards", || {
-            converged(&[(&a, &ha), (&b, &hb)])
-                && !ha.active().is_empty()
-                && !hb.active().is_empty()
+            converged(&[(&a, &ha), (&b, &hb)]) && !ha.active().is_empty() && !hb.active().is_empty()
         });
         ((a, ha), (b, hb))
     }
