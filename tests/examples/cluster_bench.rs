@@ -15,15 +15,17 @@
 //! Flags and their defaults: --nodes 1,2,3  --standalone true  --rounds 2
 //! --tenants 16  --shards 16  --accounts-per-tenant 500  --days 7
 //! --batch 500  --concurrency 8  --recovery-accounts 1000,5000,10000,20000
-//! --recovery-days 3.
+//! --recovery-days 3  --recovery-trials 2.
 //!
 //! The peer of the cluster runs is one standalone `liveseg serve` (embedded
 //! redb store) on the same workload. Round r runs the setups in ascending
 //! order (standalone, 1, 2, 3 nodes) when r is even and descending when
-//! odd, so drift does not favour one setup. Recovery runs every size with
-//! a victim that is not the coordinator leader, then the smallest size
-//! again with a victim that also leads (placement then waits for a new
-//! leader). The report is markdown on stdout; progress goes to stderr.
+//! odd, so drift does not favour one setup. Recovery runs every size
+//! `--recovery-trials` times (fresh cluster and data each time, sizes
+//! ascending then descending) with a victim that is not the coordinator
+//! leader, then the smallest size once more with a victim that also leads
+//! (placement then waits for a new leader). The report is markdown on
+//! stdout; progress goes to stderr.
 
 #[path = "cluster_bench/ingest.rs"]
 mod ingest;
@@ -56,6 +58,7 @@ struct Args {
     concurrency: usize,
     recovery_accounts: Vec<usize>,
     recovery_days: u32,
+    recovery_trials: usize,
 }
 
 impl Args {
@@ -72,6 +75,7 @@ impl Args {
             concurrency: 8,
             recovery_accounts: vec![1000, 5000, 10_000, 20_000],
             recovery_days: 3,
+            recovery_trials: 2,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -94,6 +98,7 @@ impl Args {
                 "--concurrency" => a.concurrency = v.parse()?,
                 "--recovery-accounts" => a.recovery_accounts = list(&v)?,
                 "--recovery-days" => a.recovery_days = v.parse()?,
+                "--recovery-trials" => a.recovery_trials = v.parse()?,
                 _ => bail!("unknown flag {flag}"),
             }
         }
@@ -200,7 +205,15 @@ async fn main() -> Result<()> {
 
     // Every size with a victim that is not the coordinator leader, then
     // the smallest again with a victim that also leads.
-    let mut plan: Vec<(usize, bool)> = args.recovery_accounts.iter().map(|&a| (a, false)).collect();
+    // Sizes ascending in even trials and descending in odd ones.
+    let mut plan: Vec<(usize, bool)> = Vec::new();
+    for trial in 0..args.recovery_trials {
+        let mut sizes = args.recovery_accounts.clone();
+        if trial % 2 == 1 {
+            sizes.reverse();
+        }
+        plan.extend(sizes.into_iter().map(|a| (a, false)));
+    }
     if let Some(&first) = args.recovery_accounts.first() {
         plan.push((first, true));
     }
@@ -338,12 +351,12 @@ fn print_recovery(args: &Args, rec: &[recovery::RecoveryRun]) {
         args.recovery_days, args.shards
     );
     println!(
-        "| accounts | contacts | events | account states in Redis | event stream in Redis | checkpoint RPC on the owner | victim was leader | victim's lease left | takeover (journal) | load (checkpoint read + tail) | peer: slowest load of an empty shard | first answer via survivor | same first page as before | accounts resident before / after |"
+        "| accounts | contacts | events | account states in Redis | event stream in Redis | checkpoint RPC on the owner | victim was leader | victim's lease left | takeover (journal) | load (checkpoint read + tail) | peer: slowest load of an empty shard | first answer via survivor | same first page as before | accounts resident before / after | Redis AOF rewrites meanwhile |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rec {
         println!(
-            "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.0} ms ({} accounts) | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} / {} |",
+            "| {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.0} ms ({} accounts) | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} / {} | {} |",
             r.accounts,
             r.contacts,
             r.events,
@@ -359,32 +372,60 @@ fn print_recovery(args: &Args, rec: &[recovery::RecoveryRun]) {
             r.first_answer_ms,
             r.same_answer_ms,
             r.accounts_before,
-            r.accounts_after
+            r.accounts_after,
+            r.aof_rewrites
         );
     }
-    if let Some(first) = rec.first() {
-        println!();
-        println!(
-            "| accounts | load | per account | load ratio to {} accounts | client-visible | ratio | client-visible minus takeover | survivor CPU, kill to answer | redis CPU | Redis AOF rewrites meanwhile |",
-            first.accounts
-        );
-        println!("|---|---|---|---|---|---|---|---|---|---|");
-        for r in rec {
-            println!(
-                "| {}{} | {:.0} ms | {:.3} ms | {:.2} | {:.0} ms | {:.2} | {:.0} ms | {:.2} s | {:.2} s | {} |",
-                r.accounts,
-                if r.victim_led { " (victim leads)" } else { "" },
-                r.load_ms,
-                r.load_ms / r.accounts.max(1) as f64,
-                r.load_ms / first.load_ms.max(1.0),
-                r.same_answer_ms,
-                r.same_answer_ms / first.same_answer_ms.max(1.0),
-                r.same_answer_ms - r.takeover_ms,
-                r.cpu_survivor_s,
-                r.cpu_redis_s,
-                r.aof_rewrites
-            );
+    // Per (size, victim leads): medians with min-max.
+    let mut groups: Vec<(usize, bool)> = rec.iter().map(|r| (r.accounts, r.victim_led)).collect();
+    groups.sort_unstable_by_key(|&(a, led)| (led, a));
+    groups.dedup();
+    let med = |mut v: Vec<f64>| -> (f64, f64, f64) {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n == 0 {
+            return (0.0, 0.0, 0.0);
         }
+        let m = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        (m, v[0], v[n - 1])
+    };
+    let of = |g: (usize, bool)| rec.iter().filter(move |r| (r.accounts, r.victim_led) == g);
+    let Some(&base) = groups.first() else {
+        return;
+    };
+    let base_load = med(of(base).map(|r| r.load_ms).collect()).0.max(1.0);
+    let base_vis = med(of(base).map(|r| r.same_answer_ms).collect()).0.max(1.0);
+    println!();
+    println!(
+        "| accounts | trials | takeover (median) | load: median (min - max) | per account | load ratio to {} accounts | client-visible: median (min - max) | ratio | survivor CPU, kill to answer (median) | redis CPU (median) |",
+        base.0
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for &g in &groups {
+        let load = med(of(g).map(|r| r.load_ms).collect());
+        let vis = med(of(g).map(|r| r.same_answer_ms).collect());
+        println!(
+            "| {}{} | {} | {:.0} ms | {:.0} ms ({:.0} - {:.0}) | {:.3} ms | {:.2} | {:.0} ms ({:.0} - {:.0}) | {:.2} | {:.2} s | {:.2} s |",
+            g.0,
+            if g.1 { " (victim leads)" } else { "" },
+            of(g).count(),
+            med(of(g).map(|r| r.takeover_ms).collect()).0,
+            load.0,
+            load.1,
+            load.2,
+            load.0 / g.0.max(1) as f64,
+            load.0 / base_load,
+            vis.0,
+            vis.1,
+            vis.2,
+            vis.0 / base_vis,
+            med(of(g).map(|r| r.cpu_survivor_s).collect()).0,
+            med(of(g).map(|r| r.cpu_redis_s).collect()).0,
+        );
     }
     println!();
 }
