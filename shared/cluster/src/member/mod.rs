@@ -1,0 +1,244 @@
+//! A node's membership in the cluster: one control loop (its own thread,
+//! blocking Redis calls) that heartbeats, takes part in leader election,
+//! runs the leader's placement rounds while it leads, and acquires, renews,
+//! drains and releases the node's shard leases.
+//!
+//! The node's serving side is behind [`ShardHost`]: the loop tells it when
+//! to start serving a shard (with the [`Fence`] its writes must carry),
+//! when to stop at once, and when to drain for a graceful handoff.
+//!
+//! Deadlines: a renewal sent at monotonic time `t0` and confirmed makes the
+//! node believe it owns the shard until `t0 + ttl - margin`. Redis starts
+//! the TTL no earlier than `t0`, so that belief ends before Redis can give
+//! the lease to anyone else, whatever happens to this process (a pause, a
+//! partition, a slow Redis). The fence's validity check reads that deadline,
+//! so a paused node that wakes up does not even send a write.
+
+mod control;
+
+use crate::coordinator::Coordinator;
+use crate::journal::Journal;
+use control::{CRASH, LEAVE, Loop, RUN};
+use liveseg_store::redis::{Fence, RedisStore};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Timers and limits of one member (see `deploy/` for production values).
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    /// Unique per process start (contains no '#').
+    pub node_id: String,
+    /// Where other nodes reach this node's API.
+    pub addr: String,
+    /// Fixed shard count of the cluster.
+    pub shards: u32,
+    /// Shard lease TTL `L`; renewed every `L/3`.
+    pub lease_ttl: Duration,
+    /// Leader lease TTL.
+    pub leader_ttl: Duration,
+    /// A node silent this long is dead for placement (never a safety gate).
+    pub dead_after: Duration,
+    /// Control loop period (heartbeat, placement round, acquisition tries).
+    pub tick: Duration,
+    /// Most load-balancing moves per placement round.
+    pub max_moves: usize,
+    /// Bounded-load factor of placement.
+    pub load_factor: f64,
+    /// How long a graceful drain may take before the shard is stopped anyway.
+    pub drain_timeout: Duration,
+    /// Ownership journal (JSON lines), for fault tests.
+    pub journal: Option<PathBuf>,
+}
+
+impl MemberConfig {
+    /// Production timers: 10 s lease (renewed every 3.3 s), 6 s death
+    /// detection, 500 ms control loop.
+    pub fn new(node_id: &str, addr: &str, shards: u32) -> Self {
+        MemberConfig {
+            node_id: node_id.to_owned(),
+            addr: addr.to_owned(),
+            shards,
+            lease_ttl: Duration::from_secs(10),
+            leader_ttl: Duration::from_secs(5),
+            dead_after: Duration::from_secs(6),
+            tick: Duration::from_millis(500),
+            max_moves: 16,
+            load_factor: 1.1,
+            drain_timeout: Duration::from_secs(10),
+            journal: None,
+        }
+    }
+
+    /// The timers of the fault tests: 2 s lease, 1.5 s death detection.
+    pub fn test(node_id: &str, addr: &str, shards: u32) -> Self {
+        MemberConfig {
+            node_id: node_id.to_owned(),
+            addr: addr.to_owned(),
+            shards,
+            lease_ttl: Duration::from_secs(2),
+            leader_ttl: Duration::from_secs(1),
+            dead_after: Duration::from_millis(1500),
+            tick: Duration::from_millis(100),
+            max_moves: 16,
+            load_factor: 1.1,
+            drain_timeout: Duration::from_secs(1),
+            journal: None,
+        }
+    }
+
+    /// Safety margin subtracted from the lease TTL for the local deadline:
+    /// 50 ms plus 1% of the TTL (clock-rate differences, scheduling).
+    pub fn margin(&self) -> Duration {
+        Duration::from_millis(50) + self.lease_ttl / 100
+    }
+}
+
+/// Why the host must stop serving a shard at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The local lease deadline passed without a confirmed renewal.
+    DeadlinePassed,
+    /// A renewal found the lease gone (expired or taken).
+    LeaseLost,
+    /// A graceful drain did not finish in time.
+    DrainTimedOut,
+    /// The member is shutting down without a handoff.
+    Shutdown,
+}
+
+/// Signals the end of a drain (the final fenced commit is done, or failed).
+#[derive(Clone)]
+pub struct DrainDone(Arc<AtomicU8>);
+
+impl DrainDone {
+    /// The drain finished; `committed` says whether the final commit landed.
+    pub fn finish(&self, committed: bool) {
+        self.0
+            .store(if committed { 1 } else { 2 }, Ordering::Release);
+    }
+}
+
+/// The serving side of a node. Calls come from the control thread and must
+/// return quickly (spawn the work).
+pub trait ShardHost: Send + Sync + 'static {
+    /// Start serving `shard`: load its checkpoint, replay its stream tail,
+    /// then tail it. Every write must carry `fence`, and every read must
+    /// check `(fence.valid)()` just before answering: the control loop's own
+    /// stop can come late when a Redis call blocks it, the fence cannot.
+    fn activate(&self, shard: u32, fence: Fence);
+    /// Stop serving `shard` now, writing nothing more.
+    fn deactivate(&self, shard: u32, reason: StopReason);
+    /// Stop taking work for `shard`, make the final fenced commit, stop
+    /// serving, then call `done.finish(..)`. The lease is released after.
+    fn drain(&self, shard: u32, done: DrainDone);
+}
+
+/// What the member believes now, for routing and status.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Shards this node owns and serves (not draining).
+    pub active: BTreeSet<u32>,
+    /// The last assignment table read: shard → node.
+    pub assignment: BTreeMap<u32, String>,
+    /// Whether this node is the coordinator leader.
+    pub leader: bool,
+}
+
+/// Reads a member's published view (see [`Member::viewer`]).
+#[derive(Clone)]
+pub struct Viewer(Arc<Mutex<View>>);
+
+impl Viewer {
+    pub fn view(&self) -> View {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A running member; dropping it stops the loop like a crash (no release).
+pub struct Member {
+    stop: Arc<AtomicU8>,
+    paused: Arc<AtomicBool>,
+    view: Arc<Mutex<View>>,
+    coordinator: Coordinator,
+    node_id: String,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Member {
+    /// Starts the control loop.
+    pub fn start(
+        redis: RedisStore,
+        config: MemberConfig,
+        host: Arc<dyn ShardHost>,
+    ) -> liveseg_store::Result<Member> {
+        let coordinator = Coordinator::new(redis.clone());
+        coordinator.ensure_shard_count(config.shards)?;
+        let journal = Journal::open(config.journal.as_deref())
+            .map_err(|e| liveseg_store::StoreError::Internal(format!("journal: {e}")))?;
+        let stop = Arc::new(AtomicU8::new(RUN));
+        let paused = Arc::new(AtomicBool::new(false));
+        let view = Arc::new(Mutex::new(View::default()));
+        let mut state = Loop::new(
+            redis,
+            config.clone(),
+            host,
+            journal,
+            coordinator.clone(),
+            view.clone(),
+        );
+        let (s, p) = (stop.clone(), paused.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("cluster-{}", config.node_id))
+            .spawn(move || state.run(&s, &p))
+            .map_err(|e| liveseg_store::StoreError::Internal(e.to_string()))?;
+        Ok(Member {
+            stop,
+            paused,
+            view,
+            coordinator,
+            node_id: config.node_id,
+            thread: Some(thread),
+        })
+    }
+
+    /// What the member believes now.
+    pub fn view(&self) -> View {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A handle on the view that outlives `leave()`'s ownership of the
+    /// member: routing keeps working while a leaving node drains.
+    pub fn viewer(&self) -> Viewer {
+        Viewer(self.view.clone())
+    }
+
+    /// Graceful leave: drop out of the live set so the leader moves every
+    /// shard away, drain and release each one, then stop. Returns when done
+    /// (or when every drain timed out).
+    pub fn leave(mut self) {
+        let _ = self.coordinator.leave(&self.node_id);
+        self.stop.store(LEAVE, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Test hook: freeze the control loop (what SIGSTOP does to it), or
+    /// thaw it. The serving side's fence keeps checking the deadline.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop.store(CRASH, Ordering::Release);
+            self.paused.store(false, Ordering::Release);
+            let _ = t.join();
+        }
+    }
+}
