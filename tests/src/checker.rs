@@ -5,12 +5,10 @@
 
 use crate::cluster::{Cluster, read_journals};
 use crate::load::{Availability, Ledger, Outcome, SEEN, TWICE};
-use crate::{Auth, poll};
+use crate::poll;
 use anyhow::Result;
-use liveseg_proto::pb;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use tonic::transport::Channel;
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Report {
@@ -107,28 +105,11 @@ async fn members(cluster: &Cluster, key: &str, segment: &str) -> Result<BTreeSet
 }
 
 async fn members_at(url: &str, key: &str, segment: &str) -> Result<BTreeSet<String>> {
-    let channel = Channel::from_shared(url.to_string())?.connect().await?;
-    let mut m = pb::membership_service_client::MembershipServiceClient::with_interceptor(
-        channel,
-        Auth(key.into()),
-    );
-    let mut out = BTreeSet::new();
-    let mut token = String::new();
-    loop {
-        let r = m
-            .list_members(pb::ListMembersRequest {
-                segment: segment.into(),
-                page_size: 1000,
-                page_token: token.clone(),
-            })
-            .await?
-            .into_inner();
-        out.extend(r.members.into_iter().map(|x| x.id));
-        if r.next_page_token.is_empty() {
-            return Ok(out);
-        }
-        token = r.next_page_token;
-    }
+    Ok(crate::members_at(url, key, segment)
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect())
 }
 
 /// Computes the report. Waits (with a deadline) for acknowledged events to

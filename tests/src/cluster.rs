@@ -269,16 +269,20 @@ impl Cluster {
         Ok(lease.and_then(|h| slot_of(&h)))
     }
 
+    /// Slots of nodes whose process runs (paused ones included).
+    fn running_slots(&self) -> Vec<usize> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.slot)
+            .collect()
+    }
+
     /// Polls until every shard's lease is held by a running node.
     pub async fn wait_all_shards_served(&self, deadline: Duration) -> Result<()> {
         let store = self.redis_store()?;
         let leases = store.leases();
-        let running: Vec<usize> = self
-            .nodes
-            .iter()
-            .filter(|n| n.child.is_some())
-            .map(|n| n.slot)
-            .collect();
+        let running = self.running_slots();
         poll(deadline, "every shard leased by a running node", || {
             let all = (0..self.shards).all(|s| {
                 leases
@@ -301,12 +305,7 @@ impl Cluster {
         let store = self.redis_store()?;
         let leases = store.leases();
         let coordinator = liveseg_cluster::coordinator::Coordinator::new(store);
-        let running: Vec<usize> = self
-            .nodes
-            .iter()
-            .filter(|n| n.child.is_some())
-            .map(|n| n.slot)
-            .collect();
+        let running = self.running_slots();
         poll(deadline, "settled placement", || {
             let settled = coordinator.assignment().ok().is_some_and(|a| {
                 (0..self.shards).all(|s| {

@@ -191,25 +191,11 @@ impl Node {
         )
     }
 
-    pub async fn membership_with(
-        &self,
-        key: &str,
-    ) -> Result<
-        pb::membership_service_client::MembershipServiceClient<InterceptedService<Channel, Auth>>,
-    > {
-        Ok(
-            pb::membership_service_client::MembershipServiceClient::with_interceptor(
-                self.channel().await?,
-                Auth(key.to_string()),
-            ),
-        )
+    pub async fn membership_with(&self, key: &str) -> Result<MembershipClient> {
+        membership_at(&self.url(), key).await
     }
 
-    pub async fn membership(
-        &self,
-    ) -> Result<
-        pb::membership_service_client::MembershipServiceClient<InterceptedService<Channel, Auth>>,
-    > {
+    pub async fn membership(&self) -> Result<MembershipClient> {
         self.membership_with(&self.api_key).await
     }
 
@@ -287,28 +273,47 @@ pub fn json_msg(v: &serde_json::Value) -> pb::SegmentMessage {
     }
 }
 
-/// All members of a segment, following page tokens.
-pub async fn all_members(node: &Node, segment: &str) -> Result<Vec<(String, String, String)>> {
-    let mut m = node.membership().await?;
+/// A membership client on the node at `url`, calling with `key`.
+pub async fn membership_at(url: &str, key: &str) -> Result<MembershipClient> {
+    let channel = Channel::from_shared(url.to_string())?.connect().await?;
+    Ok(
+        pb::membership_service_client::MembershipServiceClient::with_interceptor(
+            channel,
+            Auth(key.to_string()),
+        ),
+    )
+}
+
+pub type MembershipClient =
+    pb::membership_service_client::MembershipServiceClient<InterceptedService<Channel, Auth>>;
+
+/// Every member of `segment` on the node at `url`, following page tokens.
+pub async fn members_at(url: &str, key: &str, segment: &str) -> Result<Vec<pb::Member>> {
+    let mut m = membership_at(url, key).await?;
     let mut out = Vec::new();
     let mut token = String::new();
     loop {
         let r = m
             .list_members(pb::ListMembersRequest {
                 segment: segment.into(),
-                page_size: 50,
-                page_token: token.clone(),
+                page_size: 1000,
+                page_token: token,
             })
             .await?
             .into_inner();
-        out.extend(
-            r.members
-                .into_iter()
-                .map(|x| (x.entity, x.id, x.account_id)),
-        );
+        out.extend(r.members);
         if r.next_page_token.is_empty() {
             return Ok(out);
         }
         token = r.next_page_token;
     }
+}
+
+/// All members of a segment as (entity, id, account), following page tokens.
+pub async fn all_members(node: &Node, segment: &str) -> Result<Vec<(String, String, String)>> {
+    Ok(members_at(&node.url(), &node.api_key, segment)
+        .await?
+        .into_iter()
+        .map(|x| (x.entity, x.id, x.account_id))
+        .collect())
 }

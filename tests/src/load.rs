@@ -194,6 +194,7 @@ async fn send_until_answered(
         };
         attempt += 1;
         let Some(node) = node else {
+            // Every node is down or paused: back off until one is back.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
@@ -219,6 +220,7 @@ async fn send_until_answered(
         match (outcome, result) {
             (Outcome::Ok, Ok(r)) => return Some(r.duplicates as u64),
             (Outcome::ReplyDropped, _) => continue,
+            // Client back-off before re-sending the same batch.
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
@@ -307,7 +309,11 @@ pub async fn probe(
     shared: Arc<Mutex<Availability>>,
 ) {
     let mut round = 0usize;
+    // Paces the rounds; a slow round (timeouts) delays the next, no burst.
+    let mut pace = tokio::time::interval(every);
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*stop.borrow() {
+        pace.tick().await;
         for (i, (tenant, key)) in tenants.iter().enumerate() {
             let node = {
                 let t = targets.lock().unwrap_or_else(|p| p.into_inner());
@@ -326,7 +332,6 @@ pub async fn probe(
                 .push((mono_ns(), ok));
         }
         round += 1;
-        tokio::time::sleep(every).await;
     }
 }
 

@@ -12,7 +12,7 @@ use liveseg_proto::pb;
 use liveseg_store::StateStore;
 use liveseg_tests::cluster::{Cluster, RedisFsync};
 use liveseg_tests::scenario::Run;
-use liveseg_tests::{Auth, Node, json_msg, liveseg_bin, poll};
+use liveseg_tests::{Auth, Node, json_msg, liveseg_bin, members_at, membership_at, poll};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,28 +52,11 @@ async fn ingest(url: &str, key: &str, events: &[serde_json::Value]) -> Result<()
 }
 
 async fn members(url: &str, key: &str, segment: &str) -> Result<BTreeSet<(String, String)>> {
-    let channel = Channel::from_shared(url.to_string())?.connect().await?;
-    let mut m = pb::membership_service_client::MembershipServiceClient::with_interceptor(
-        channel,
-        Auth(key.into()),
-    );
-    let mut out = BTreeSet::new();
-    let mut token = String::new();
-    loop {
-        let r = m
-            .list_members(pb::ListMembersRequest {
-                segment: segment.into(),
-                page_size: 1000,
-                page_token: token,
-            })
-            .await?
-            .into_inner();
-        out.extend(r.members.into_iter().map(|x| (x.entity, x.id)));
-        if r.next_page_token.is_empty() {
-            return Ok(out);
-        }
-        token = r.next_page_token;
-    }
+    Ok(members_at(url, key, segment)
+        .await?
+        .into_iter()
+        .map(|m| (m.entity, m.id))
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -143,11 +126,8 @@ async fn standalone_and_cluster_replays_give_the_same_memberships() -> Result<()
         compared > 0,
         "no segment had members; the comparison is vacuous"
     );
-    let mut m = pb::membership_service_client::MembershipServiceClient::with_interceptor(
-        Channel::from_shared(urls[0].clone())?.connect().await?,
-        Auth(cluster.api_key.clone()),
-    );
-    let moved = m
+    let moved = membership_at(&urls[0], &cluster.api_key)
+        .await?
         .get_contact_segments(pb::GetContactSegmentsRequest {
             contact_id: "mover".into(),
         })
@@ -223,11 +203,7 @@ async fn watch_with_resume(
         attempt += 1;
         let after = cursors.last().copied().unwrap_or(0);
         let opened = async {
-            let channel = Channel::from_shared(url.clone())?.connect().await?;
-            let mut m = pb::membership_service_client::MembershipServiceClient::with_interceptor(
-                channel,
-                Auth(key.clone()),
-            );
+            let mut m = membership_at(url, &key).await?;
             anyhow::Ok(
                 m.watch(pb::WatchRequest {
                     segment: String::new(),

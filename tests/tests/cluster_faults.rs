@@ -33,12 +33,31 @@ fn owner_of_first(c: &Cluster, tenants: &[(String, String)]) -> Result<usize> {
         .context("the first tenant's shard has no owner")
 }
 
-async fn finish(name: &str, c: &Cluster, run: Run) -> Result<Report> {
+async fn finish(name: &str, c: &Cluster, run: Run, notes: Vec<String>) -> Result<Report> {
     let tenants = run.tenants.clone();
     let (ledger, availability) = run.finish().await?;
-    let report = checker::check(name, c, &tenants, &ledger, &availability).await?;
+    let mut report = checker::check(name, c, &tenants, &ledger, &availability).await?;
+    report.notes = notes;
     report.write()?;
     Ok(report)
+}
+
+/// kill -9 of the first tenant's shard owner, then waits until every shard
+/// is served by another node and the load goes on. Returns the victim and a
+/// note with the takeover of each of its shards (from the journals).
+async fn crash_first_owner(c: &mut Cluster, run: &Run) -> Result<(usize, String)> {
+    let victim = owner_of_first(c, &run.tenants)?;
+    let killed_at = mono_ns();
+    c.kill9(victim);
+    run.retarget(c);
+    c.wait_all_shards_served(STEP).await?;
+    run.wait_progress(300, STEP).await?;
+    let takeover = checker::takeover_ms(c, &format!("n{victim}-"), killed_at)?;
+    assert!(!takeover.is_empty(), "the victim held no shard");
+    Ok((
+        victim,
+        format!("victim n{victim}; takeover after kill -9 (ms, per shard): {takeover:?}"),
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -46,23 +65,13 @@ async fn kill9_of_an_owner_and_restart() -> Result<()> {
     let (mut c, tenants) = setup(3, RedisFsync::Always).await?;
     let run = Run::start(&c, tenants.clone(), 0);
     run.wait_progress(300, STEP).await?;
-    let victim = owner_of_first(&c, &tenants)?;
-    let killed_at = mono_ns();
-    c.kill9(victim);
-    run.retarget(&c);
-    c.wait_all_shards_served(STEP).await?;
-    run.wait_progress(300, STEP).await?;
-    let takeover = checker::takeover_ms(&c, &format!("n{victim}-"), killed_at)?;
+    let (victim, takeover) = crash_first_owner(&mut c, &run).await?;
     c.restart(victim).await?;
     run.retarget(&c);
     run.wait_progress(300, STEP).await?;
-    let mut report = finish("kill9_owner", &c, run).await?;
-    report.notes.push(format!(
-        "takeover after kill -9 (ms, per shard): {takeover:?}"
-    ));
-    report.write()?;
-    assert!(!takeover.is_empty(), "the victim held no shard");
-    report.assert_pass(CRASH_BOUND);
+    finish("kill9_owner", &c, run, vec![takeover])
+        .await?
+        .assert_pass(CRASH_BOUND);
     Ok(())
 }
 
@@ -103,11 +112,15 @@ async fn sigstop_of_an_owner_for_three_leases_then_sigcont() -> Result<()> {
     c.wait_balanced(STEP).await?;
     run.wait_progress(300, STEP).await?;
     let takeover = checker::takeover_ms(&c, &format!("n{victim}-"), stopped_at)?;
-    let mut report = finish("sigstop_owner", &c, run).await?;
-    report.notes.push(format!(
-        "takeover after SIGSTOP (ms, per shard): {takeover:?}"
-    ));
-    report.write()?;
+    let report = finish(
+        "sigstop_owner",
+        &c,
+        run,
+        vec![format!(
+            "takeover after SIGSTOP (ms, per shard): {takeover:?}"
+        )],
+    )
+    .await?;
     report.assert_pass(CRASH_BOUND);
     Ok(())
 }
@@ -138,7 +151,7 @@ async fn scale_out_3_to_5_and_in_to_3_under_load() -> Result<()> {
     }
     c.wait_balanced(STEP).await?;
     run.wait_progress(300, STEP).await?;
-    let report = finish("scale_3_5_3", &c, run).await?;
+    let report = finish("scale_3_5_3", &c, run, vec![]).await?;
     // Graceful moves: the handoff is a drain, not a lease expiry.
     report.assert_pass(Duration::from_millis(1500));
     Ok(())
@@ -151,18 +164,8 @@ async fn client_retries_after_lost_replies_apply_once() -> Result<()> {
     let run = Run::start(&c, tenants.clone(), 2);
     run.wait_progress(300, STEP).await?;
     // And a crash, so re-sends also cross an ownership change.
-    let victim = owner_of_first(&c, &tenants)?;
-    let killed_at = mono_ns();
-    c.kill9(victim);
-    run.retarget(&c);
-    c.wait_all_shards_served(STEP).await?;
-    run.wait_progress(300, STEP).await?;
-    let takeover = checker::takeover_ms(&c, &format!("n{victim}-"), killed_at)?;
-    let mut report = finish("client_retries", &c, run).await?;
-    report.notes.push(format!(
-        "victim n{victim}; takeover (ms, per shard): {takeover:?}"
-    ));
-    report.write()?;
+    let (_, takeover) = crash_first_owner(&mut c, &run).await?;
+    let report = finish("client_retries", &c, run, vec![takeover]).await?;
     assert!(report.replies_dropped > 0 && report.duplicates_answered > 0);
     report.assert_pass(CRASH_BOUND);
     Ok(())
@@ -177,7 +180,7 @@ async fn redis_kill9_and_restart_with_appendfsync_always() -> Result<()> {
     c.redis.restart().map_err(|e| anyhow::anyhow!("{e}"))?;
     c.wait_all_shards_served(STEP).await?;
     run.wait_progress(300, STEP).await?;
-    let report = finish("redis_kill9_always", &c, run).await?;
+    let report = finish("redis_kill9_always", &c, run, vec![]).await?;
     // Owners whose renewals failed stop at their deadline (<= L); after the
     // restart nobody acquires for one L (quarantine): 2L + detection + 1 s.
     report.assert_pass(Duration::from_millis(6500));
@@ -203,7 +206,7 @@ async fn coordinator_leader_kill() -> Result<()> {
     run.retarget(&c);
     c.wait_balanced(STEP).await?;
     run.wait_progress(300, STEP).await?;
-    finish("leader_kill", &c, run)
+    finish("leader_kill", &c, run, vec![])
         .await?
         .assert_pass(CRASH_BOUND);
     Ok(())
@@ -225,12 +228,8 @@ async fn redis_kill9_with_appendfsync_everysec_loses_at_most_a_second() -> Resul
     c.redis.restart().map_err(|e| anyhow::anyhow!("{e}"))?;
     c.wait_all_shards_served(STEP).await?;
     run.wait_progress(300, STEP).await?;
-    let mut report = finish("redis_kill9_everysec", &c, run).await?;
-    report.notes.push(format!(
-        "acknowledged before the kill: {acked_before}; lost: {}",
-        report.lost
-    ));
-    report.write()?;
+    let note = format!("acknowledged before the kill: {acked_before}");
+    let report = finish("redis_kill9_everysec", &c, run, vec![note]).await?;
     assert_eq!(report.applied_twice, 0, "{report:#?}");
     assert_eq!(report.double_ownership_ms, 0.0, "{report:#?}");
     assert_eq!(report.stale_commits_accepted, 0, "{report:#?}");
@@ -315,11 +314,15 @@ async fn randomized_fault_mix() -> Result<()> {
         run.retarget(&c);
         c.wait_balanced(STEP).await?;
     }
-    let mut report = finish("randomized_mix", &c, run).await?;
-    report.notes.push(format!(
-        "faults (0 kill9, 1 sigstop, 2 leave+join, 3 leader kill, 4 redis kill9), victim slot: {faults:?}"
-    ));
-    report.write()?;
+    let report = finish(
+        "randomized_mix",
+        &c,
+        run,
+        vec![format!(
+            "faults (0 kill9, 1 sigstop, 2 leave+join, 3 leader kill, 4 redis kill9), victim slot: {faults:?}"
+        )],
+    )
+    .await?;
     report.assert_pass(Duration::from_millis(6500));
     Ok(())
 }

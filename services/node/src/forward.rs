@@ -9,12 +9,11 @@
 //! the client retries. Ingest is never forwarded: every node appends to the
 //! shard's stream itself.
 
-use crate::error::OWNER_HEADER;
+use crate::error::{NodeError, OWNER_HEADER};
 use crate::server::{NodeInner, Units};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use liveseg_cluster::placement::shard_of;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tonic::transport::{Channel, Endpoint};
@@ -84,32 +83,21 @@ pub async fn route(State(node): State<Arc<NodeInner>>, req: Request, next: Next)
     if !ROUTED.iter().any(|p| path.starts_with(p)) || req.headers().contains_key(FORWARDED_HEADER) {
         return next.run(req).await;
     }
-    let headers = req.headers();
-    let key = crate::auth::key_from_header(
-        headers.get("authorization").and_then(|v| v.to_str().ok()),
-        headers.get("x-api-key").and_then(|v| v.to_str().ok()),
-    );
     // A bad key is the handler's to reject, with its usual error.
-    let Some(tenant) = key.and_then(|k| node.auth.tenant_for(&k).ok()) else {
+    let Ok(tenant) = crate::http::tenant(&node, req.headers()) else {
         return next.run(req).await;
     };
-    let shard = shard_of(&tenant, cluster.shards.shard_count());
-    if cluster
-        .shards
-        .runtime(shard)
-        .is_some_and(|rt| rt.is_valid())
-    {
-        return next.run(req).await;
-    }
     let own = cluster
         .addr
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    match cluster.owner_addr(shard) {
-        // Assigned here and still loading, or nobody yet: the handler
-        // answers UNAVAILABLE and the client retries.
-        Some(owner) if owner != own => cluster.peers.forward(&owner, req).await,
+    match cluster.runtime_for(&tenant) {
+        Err(NodeError::NotHere {
+            owner: Some(owner), ..
+        }) if owner != own => cluster.peers.forward(&owner, req).await,
+        // Served here; or assigned here and still loading, or owned by
+        // nobody yet: the handler answers (UNAVAILABLE while not served).
         _ => next.run(req).await,
     }
 }

@@ -44,7 +44,8 @@ fn node_error(e: NodeError) -> Response {
     error(status, &e.to_string())
 }
 
-fn tenant(node: &NodeInner, headers: &HeaderMap) -> Result<String, NodeError> {
+/// The tenant of the key in `authorization` (Bearer or Basic) or `x-api-key`.
+pub(crate) fn tenant(node: &NodeInner, headers: &HeaderMap) -> Result<String, NodeError> {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
     let x = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     let key = crate::auth::key_from_header(auth, x).ok_or(NodeError::Unauthenticated)?;

@@ -146,14 +146,13 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
     });
     let background = vec![prune_dedupe(store, clock, config.dedupe_window)];
     let serving = serve(&inner).await?;
-    Ok(NodeHandle {
-        addr: serving.addr,
-        credentials: Some(credentials),
+    Ok(NodeHandle::new(
         inner,
         pool,
         serving,
+        Some(credentials),
         background,
-    })
+    ))
 }
 
 /// Forgets messageIds older than the dedupe window, hourly.

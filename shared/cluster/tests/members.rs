@@ -100,6 +100,27 @@ impl Cluster {
         journal::intervals(&all_records(self))
     }
 
+    /// Members "a", "b" and "c", once each holds a fair share of the shards.
+    #[allow(clippy::type_complexity)]
+    fn three_spread(
+        &self,
+    ) -> (
+        (Member, Arc<RecordingHost>),
+        (Member, Arc<RecordingHost>),
+        (Member, Arc<RecordingHost>),
+    ) {
+        let (a, ha) = self.member("a");
+        let (b, hb) = self.member("b");
+        let (m3, h3) = self.member("c");
+        // Members join once their start quarantine is over, so two of them
+        // can converge before the third joins: wait for the spread placement.
+        eventually(Duration::from_secs(20), "3 members own all shards", || {
+            converged(&[(&a, &ha), (&b, &hb), (&m3, &h3)])
+                && [&ha, &hb, &h3].iter().all(|h| h.active().len() >= 4)
+        });
+        ((a, ha), (b, hb), (m3, h3))
+    }
+
     /// Members "a" and "b", once they own every shard between them.
     #[allow(clippy::type_complexity)]
     fn two_converged(&self) -> ((Member, Arc<RecordingHost>), (Member, Arc<RecordingHost>)) {
@@ -168,15 +189,7 @@ fn converged(members: &[(&Member, &RecordingHost)]) -> bool {
 #[test]
 fn members_converge_and_survive_an_owner_crash() {
     let c = Cluster::new();
-    let (a, ha) = c.member("a");
-    let (b, hb) = c.member("b");
-    let (m3, h3) = c.member("c");
-    // Members join once their start quarantine is over, so two of them can
-    // converge before the third joins: wait for the spread placement.
-    eventually(Duration::from_secs(20), "3 members own all shards", || {
-        converged(&[(&a, &ha), (&b, &hb), (&m3, &h3)])
-            && [&ha, &hb, &h3].iter().all(|h| h.active().len() >= 4)
-    });
+    let ((a, ha), (b, hb), (m3, h3)) = c.three_spread();
     let leaders = [&a, &b, &m3].iter().filter(|m| m.view().leader).count();
     assert_eq!(leaders, 1);
     for h in [&ha, &hb, &h3] {
@@ -257,15 +270,7 @@ fn a_paused_owner_stops_itself_and_is_fenced() {
 #[test]
 fn graceful_leave_hands_off_without_waiting_for_expiry() {
     let c = Cluster::new();
-    let (a, ha) = c.member("a");
-    let (b, hb) = c.member("b");
-    let (m3, h3) = c.member("c");
-    // Members join once their start quarantine is over, so two of them can
-    // converge before the third joins: wait for the spread placement.
-    eventually(Duration::from_secs(20), "3 members own all shards", || {
-        converged(&[(&a, &ha), (&b, &hb), (&m3, &h3)])
-            && [&ha, &hb, &h3].iter().all(|h| h.active().len() >= 4)
-    });
+    let ((a, ha), (b, hb), (m3, h3)) = c.three_spread();
     let started = Instant::now();
     m3.leave();
     assert!(
