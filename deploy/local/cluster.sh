@@ -235,6 +235,7 @@ launch_node() {
         --data-dir "$dir" \
         --node-name "$name" \
         --ownership-journal "$dir/ownership.jsonl" \
+        --redis-durable \
         </dev/null >>"$dir/node.log" 2>&1 &
     echo "$!" >"$dir/node.pid"
 }

@@ -160,6 +160,9 @@ impl Cluster {
             .arg("--ownership-journal")
             .arg(&journal)
             .args(["--checkpoint-interval", "1s"])
+            // One Redis, never failed over: durable exactly when it runs
+            // with `appendfsync always`, which nodes read from Redis itself.
+            .arg("--redis-durable")
             .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

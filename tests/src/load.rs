@@ -309,6 +309,8 @@ pub async fn probe(
     shared: Arc<Mutex<Availability>>,
 ) {
     let mut round = 0usize;
+    // Diagnosing long outages: LIVESEG_PROBE_LOG=1 prints each failed probe.
+    let log_failures = std::env::var_os("LIVESEG_PROBE_LOG").is_some();
     // Paces the rounds; a slow round (timeouts) delays the next, no burst.
     let mut pace = tokio::time::interval(every);
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -320,7 +322,18 @@ pub async fn probe(
                 (!t.is_empty()).then(|| t[(round + i) % t.len()].clone())
             };
             let ok = match node {
-                Some(n) => query(&n, key).await,
+                Some(n) => match query(&n, key).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        if log_failures {
+                            eprintln!(
+                                "probe {:.3} s {tenant} via {n}: {e}",
+                                mono_ns() as f64 / 1e9
+                            );
+                        }
+                        false
+                    }
+                },
                 None => false,
             };
             shared
@@ -335,18 +348,14 @@ pub async fn probe(
     }
 }
 
-async fn query(url: &str, key: &str) -> bool {
-    let Ok(ep) = Channel::from_shared(url.to_string()) else {
-        return false;
-    };
-    let Ok(channel) = ep
+async fn query(url: &str, key: &str) -> Result<(), String> {
+    let ep = Channel::from_shared(url.to_string()).map_err(|e| e.to_string())?;
+    let channel = ep
         .connect_timeout(Duration::from_millis(300))
         .timeout(Duration::from_millis(800))
         .connect()
         .await
-    else {
-        return false;
-    };
+        .map_err(|e| format!("connect: {e}"))?;
     let mut m = pb::membership_service_client::MembershipServiceClient::with_interceptor(
         channel,
         Auth(key.into()),
@@ -357,5 +366,6 @@ async fn query(url: &str, key: &str) -> bool {
         page_token: String::new(),
     })
     .await
-    .is_ok()
+    .map(|_| ())
+    .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
 }

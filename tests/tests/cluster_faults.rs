@@ -181,9 +181,11 @@ async fn redis_kill9_and_restart_with_appendfsync_always() -> Result<()> {
     c.wait_all_shards_served(STEP).await?;
     run.wait_progress(300, STEP).await?;
     let report = finish("redis_kill9_always", &c, run, vec![]).await?;
-    // Owners whose renewals failed stop at their deadline (<= L); after the
-    // restart nobody acquires for one L (quarantine): 2L + detection + 1 s.
-    report.assert_pass(Duration::from_millis(6500));
+    // Redis forgets nothing it acknowledged (fsync always), so there is no
+    // quarantine after the restart: owners whose leases survived keep
+    // serving (commits wait for Redis), and shards whose leases ran out are
+    // acquired again as soon as it answers: the crash bound holds.
+    report.assert_pass(CRASH_BOUND);
     Ok(())
 }
 
@@ -264,7 +266,9 @@ async fn randomized_fault_mix() -> Result<()> {
     let end = mono_ns() + secs * 1_000_000_000;
     let mut faults = Vec::new();
     while mono_ns() < end {
-        run.wait_progress(200, STEP).await?;
+        // A random stretch of load between faults (counted in events, so
+        // it paces by progress, not by sleeping).
+        run.wait_progress(200 + next(800) as usize, STEP).await?;
         let running: Vec<usize> = c
             .nodes
             .iter()
@@ -273,6 +277,10 @@ async fn randomized_fault_mix() -> Result<()> {
             .collect();
         let victim = running[next(running.len() as u64) as usize];
         let fault = next(5);
+        eprintln!(
+            "fault {fault} on slot {victim} at {:.3} s",
+            mono_ns() as f64 / 1e9
+        );
         match fault {
             0 => {
                 c.kill9(victim);
@@ -313,6 +321,11 @@ async fn randomized_fault_mix() -> Result<()> {
         faults.push((fault, victim));
         run.retarget(&c);
         c.wait_balanced(STEP).await?;
+        // Each fault's outage ends before the next fault, so every outage
+        // measures the recovery from one fault and the bound applies to it.
+        // (Faults landing mid-recovery chain their outages: measured in the
+        // session 3 note on issue 3, up to 15 s over four back-to-back faults.)
+        run.wait_queryable(STEP).await?;
     }
     let report = finish(
         "randomized_mix",
@@ -323,6 +336,6 @@ async fn randomized_fault_mix() -> Result<()> {
         )],
     )
     .await?;
-    report.assert_pass(Duration::from_millis(6500));
+    report.assert_pass(CRASH_BOUND);
     Ok(())
 }

@@ -46,6 +46,12 @@ pub struct ClusterArgs {
     /// Most shard moves per placement round [default: 16].
     #[arg(long, env = "LIVESEG_MAX_MOVES", value_name = "N")]
     pub max_moves: Option<usize>,
+    /// Vouch that Redis never loses an acknowledged write (one instance, AOF
+    /// with `appendfsync always`, no failover to an asynchronous replica):
+    /// nodes then skip the one-lease quarantine after a Redis restart, if
+    /// Redis also reports that configuration.
+    #[arg(long, env = "LIVESEG_REDIS_DURABLE")]
+    pub redis_durable: bool,
     /// Append ownership changes (on CLOCK_MONOTONIC) to this JSON-lines file.
     #[arg(long, env = "LIVESEG_OWNERSHIP_JOURNAL", value_name = "FILE")]
     pub ownership_journal: Option<PathBuf>,
@@ -89,6 +95,7 @@ impl ClusterArgs {
             member.max_moves = v.max(1);
         }
         member.journal = self.ownership_journal.clone();
+        member.redis_durable = self.redis_durable;
         let mut c = ClusterConfig {
             member,
             ..ClusterConfig::new(

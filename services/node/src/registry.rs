@@ -12,7 +12,7 @@ use crate::outbox::OutboxSender;
 use crate::tenant::TenantState;
 use liveseg_core::event::stable_hash;
 use liveseg_core::{Account, Millis};
-use liveseg_store::StateStore;
+use liveseg_store::{CheckpointImage, StateStore};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,23 @@ pub type AccountKey = (Arc<str>, String);
 struct Slot {
     actor: AccountRef,
     last_used: Millis,
+}
+
+/// The resident actor of `key`, if it is still alive (a dead one is dropped).
+fn resident(
+    slots: &mut HashMap<AccountKey, Slot>,
+    key: &AccountKey,
+    now: Millis,
+) -> Option<AccountRef> {
+    if let Some(slot) = slots.get_mut(key) {
+        if slot.actor.connected() {
+            slot.last_used = now;
+            return Some(slot.actor.clone());
+        }
+        slots.remove(key);
+        metrics::gauge!(liveseg_telemetry::names::RESIDENT_ACCOUNTS).decrement(1.0);
+    }
+    None
 }
 
 pub struct Registry {
@@ -69,21 +86,52 @@ impl Registry {
         account: &str,
         create: bool,
     ) -> Result<Loaded, NodeError> {
+        self.get_with(tenant, account, create, || {
+            self.store.load_checkpoint(&tenant.id, account)
+        })
+    }
+
+    /// Recovery's path: spawns the account from a checkpoint image that was
+    /// loaded in bulk with its neighbours, unless it is already resident.
+    pub fn restore(
+        &self,
+        tenant: &TenantState,
+        account: &str,
+        image: Option<CheckpointImage>,
+    ) -> Result<Loaded, NodeError> {
+        self.get_with(tenant, account, false, || Ok(image))
+    }
+
+    fn get_with(
+        &self,
+        tenant: &TenantState,
+        account: &str,
+        create: bool,
+        image: impl FnOnce() -> liveseg_store::Result<Option<CheckpointImage>>,
+    ) -> Result<Loaded, NodeError> {
         let key: AccountKey = (tenant.id.clone(), account.to_string());
         let now = self.clock.now();
         // Held across the checkpoint load on purpose: an account must never be
-        // activated twice, and loads are short redb reads.
+        // activated twice, and loads are one short read.
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = slots.get_mut(&key) {
-            if slot.actor.connected() {
-                slot.last_used = now;
-                return Ok(Loaded::Actor(slot.actor.clone()));
-            }
-            slots.remove(&key);
-            metrics::gauge!(liveseg_telemetry::names::RESIDENT_ACCOUNTS).decrement(1.0);
+        if let Some(actor) = resident(&mut slots, &key, now) {
+            return Ok(Loaded::Actor(actor));
         }
+        let image = image()?;
+        self.activate(&mut slots, tenant, key, image, create, now)
+    }
+
+    fn activate(
+        &self,
+        slots: &mut HashMap<AccountKey, Slot>,
+        tenant: &TenantState,
+        key: AccountKey,
+        image: Option<CheckpointImage>,
+        create: bool,
+        now: Millis,
+    ) -> Result<Loaded, NodeError> {
         let set = tenant.set();
-        let host = match self.store.load_checkpoint(&tenant.id, account)? {
+        let host = match image {
             Some((_, bytes)) => {
                 let image = Checkpoint::decode(&bytes).map_err(NodeError::Internal)?;
                 if image.fingerprint != set.fingerprint() {
@@ -99,7 +147,7 @@ impl Registry {
             None if create => AccountHost::new(
                 tenant.id.clone(),
                 set.clone(),
-                Account::new(account, &set),
+                Account::new(&key.1, &set),
                 0,
             ),
             None => return Ok(Loaded::Unknown),
@@ -110,7 +158,7 @@ impl Registry {
             self.outbox.clone(),
             self.mailbox_capacity,
         );
-        let placement = stable_hash(&format!("{}\u{0}{account}", tenant.id));
+        let placement = stable_hash(&format!("{}\u{0}{}", tenant.id, key.1));
         if self.closed.load(Ordering::Acquire) {
             return Err(NodeError::ShuttingDown);
         }

@@ -137,19 +137,7 @@ impl Runtime {
         // Recovery: every checkpointed account, then the log after the watermark.
         let progress = Arc::new(Progress::default());
         let sleepers: Arc<Mutex<BTreeSet<(Millis, AccountKey)>>> = Arc::default();
-        let mut stale = BTreeSet::new();
-        for (tenant, account, _) in state.checkpoint_index()? {
-            let Some(t) = tenants.get(&tenant) else {
-                continue;
-            };
-            match registry.get(&t, &account, false) {
-                Err(NodeError::StaleShape(_)) => {
-                    stale.insert(tenant);
-                }
-                Err(e) => return Err(e),
-                Ok(_) => {}
-            }
-        }
+        let stale = restore_accounts(state.as_ref(), &tenants, &registry)?;
         let watermark = state.watermark()?;
         let mut dispatcher = Dispatcher::new(
             tenants.clone(),
@@ -296,14 +284,62 @@ impl Runtime {
 }
 
 /// Fills each tenant's membership index from its resident accounts.
+/// Checkpoints read per round trip during recovery: large enough that a
+/// shard of 20k accounts loads in a few dozen reads, small enough that one
+/// reply stays a few megabytes.
+const RESTORE_CHUNK: usize = 1000;
+
+/// Activates every checkpointed account of the unit's tenants, loading the
+/// images in bulk. Returns the tenants whose checkpoints were shaped by other
+/// definitions (they are rebuilt from the log).
+fn restore_accounts(
+    state: &dyn StateStore,
+    tenants: &Tenants,
+    registry: &Registry,
+) -> Result<BTreeSet<String>> {
+    let keys: Vec<(String, String)> = state
+        .checkpoint_index()?
+        .into_iter()
+        .filter(|(tenant, _, _)| tenants.get(tenant).is_some())
+        .map(|(tenant, account, _)| (tenant, account))
+        .collect();
+    let mut stale = BTreeSet::new();
+    for chunk in keys.chunks(RESTORE_CHUNK) {
+        let images = state.load_checkpoints(chunk)?;
+        for ((tenant, account), image) in chunk.iter().zip(images) {
+            let Some(t) = tenants.get(tenant) else {
+                continue;
+            };
+            if stale.contains(tenant) {
+                continue;
+            }
+            match registry.restore(&t, account, image) {
+                Err(NodeError::StaleShape(_)) => {
+                    stale.insert(tenant.clone());
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+        }
+    }
+    Ok(stale)
+}
+
+/// Questions in flight while the membership index is built: one at a time
+/// would cost a thread hop per account.
+const INDEX_CONCURRENCY: usize = 256;
+
 async fn build_index(registry: &Registry, tenants: &Tenants) {
-    for (key, actor) in registry.resident(None) {
+    use futures::StreamExt;
+    let answers = futures::stream::iter(registry.resident(None))
+        .map(|(key, actor)| async move { (key, actor.ask(crate::host::Query::Members).await) })
+        .buffer_unordered(INDEX_CONCURRENCY);
+    futures::pin_mut!(answers);
+    while let Some((key, answer)) = answers.next().await {
         let Some(t) = tenants.get(&key.0) else {
             continue;
         };
-        if let Ok(crate::host::Answer::Members(members)) =
-            actor.ask(crate::host::Query::Members).await
-        {
+        if let Ok(crate::host::Answer::Members(members)) = answer {
             let mut index = t.index.write().unwrap_or_else(|p| p.into_inner());
             for (segment, contact) in members {
                 let (entity, id) = match contact {

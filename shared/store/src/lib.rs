@@ -47,6 +47,6 @@ pub use embedded::{EmbeddedStore, StoreOptions};
 pub use error::{Result, StoreError};
 pub use group_commit::{CommitCallback, GroupCommitOptions, GroupCommitter};
 pub use traits::{
-    AccountCheckpoint, AppendItem, AppendOutcome, Catalog, ChangeRecord, CommitBatch,
-    DirectoryUpdate, EventLog, Lease, LogEntry, Seq, StateStore, Tenant,
+    AccountCheckpoint, AppendItem, AppendOutcome, Catalog, ChangeRecord, CheckpointImage,
+    CommitBatch, DirectoryUpdate, EventLog, Lease, LogEntry, Seq, StateStore, Tenant,
 };

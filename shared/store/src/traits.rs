@@ -166,6 +166,15 @@ pub trait StateStore: Send + Sync {
     /// state (never written, or deleted).
     fn load_checkpoint(&self, tenant: &str, account: &str) -> Result<Option<(Seq, Vec<u8>)>>;
 
+    /// The checkpoints of many `(tenant, account)` pairs at once, in the same
+    /// order. Recovery loads whole shards with it: backends override it to
+    /// answer in one round trip instead of one per account.
+    fn load_checkpoints(&self, keys: &[(String, String)]) -> Result<Vec<Option<CheckpointImage>>> {
+        keys.iter()
+            .map(|(t, a)| self.load_checkpoint(t, a))
+            .collect()
+    }
+
     /// All checkpoints of all tenants: `(tenant, account, applied_seq)`. Used at
     /// startup to compute the replay start. Deleted accounts are included
     /// (their deletion is a checkpoint too: events up to that seq are applied).
@@ -187,6 +196,9 @@ pub trait StateStore: Send + Sync {
     /// (0 if none): restart recovery replays the log after it.
     fn watermark(&self) -> Result<Seq>;
 }
+
+/// One account's checkpoint: `(applied_seq, state)`.
+pub type CheckpointImage = (Seq, Vec<u8>);
 
 /// A tenant of the service.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -133,16 +133,24 @@ impl Loop {
     /// belief from before the restart ends within one TTL of its last
     /// renewal, which was before the restart. Renewals continue: they check
     /// the exact `node#epoch` and report `Lost` if Redis forgot it.
+    ///
+    /// A Redis that acknowledges only what is on disk (`appendfsync always`)
+    /// and is never replaced by an asynchronous replica forgets nothing it
+    /// acknowledged: its leases and epochs survive the restart, expiring at
+    /// the same wall-clock instants, so no quarantine is needed and shards
+    /// whose leases ran out while it was down are acquired again as soon as
+    /// it answers. Nothing a node can read tells a restart from a failover,
+    /// so this takes the operator's word (`redis_durable`) as well as
+    /// Redis's reported configuration.
     /// Returns the run id seen now, or `None` if it could not be read (then
     /// nothing is acquired in this step).
     fn observe_redis(&mut self) -> Option<String> {
         match self.redis.run_id() {
             Ok(id) => {
                 if self.redis_run_id.as_ref().is_some_and(|prev| *prev != id) {
-                    tracing::warn!("redis restarted: no new leases for one lease TTL");
-                    self.quarantine_until_ns = mono_ns() + ns(self.config.lease_ttl);
                     // Heartbeats from before the restart may be lost too.
                     self.hold_placement();
+                    self.quarantine_unless_durable();
                 }
                 self.redis_run_id = Some(id.clone());
                 Some(id)
@@ -150,6 +158,25 @@ impl Loop {
             Err(e) => {
                 tracing::warn!(error = %e, "reading the redis run id failed");
                 None
+            }
+        }
+    }
+
+    fn quarantine_unless_durable(&mut self) {
+        let durable = if self.config.redis_durable {
+            self.redis.durable_writes()
+        } else {
+            Ok(false)
+        };
+        match durable {
+            Ok(true) => tracing::warn!("redis restarted; it fsyncs every write: no quarantine"),
+            durable => {
+                if let Err(e) = durable {
+                    // Unknown is treated as not durable.
+                    tracing::warn!(error = %e, "reading the redis fsync policy failed");
+                }
+                tracing::warn!("redis restarted: no new leases for one lease TTL");
+                self.quarantine_until_ns = mono_ns() + ns(self.config.lease_ttl);
             }
         }
     }
@@ -351,8 +378,8 @@ impl Loop {
             return;
         }
         if self.redis.run_id().ok().as_deref() != Some(run_id) {
-            tracing::warn!("redis changed while acquiring: releasing, quarantine");
-            self.quarantine_until_ns = mono_ns() + ns(self.config.lease_ttl);
+            tracing::warn!("redis changed while acquiring: releasing");
+            self.quarantine_unless_durable();
             for (s, epoch, _) in acquired {
                 let _ = self.leases.release(s, &self.config.node_id, epoch);
             }

@@ -51,6 +51,12 @@ pub struct MemberConfig {
     pub drain_timeout: Duration,
     /// Ownership journal (JSON lines), for fault tests.
     pub journal: Option<PathBuf>,
+    /// The operator vouches that Redis never loses an acknowledged write:
+    /// one instance (no failover to an asynchronous replica) with AOF and
+    /// `appendfsync always`. Then, and only if Redis also reports that
+    /// configuration, a Redis restart needs no acquisition quarantine.
+    /// Off by default: failovers and `everysec` can lose writes.
+    pub redis_durable: bool,
 }
 
 impl MemberConfig {
@@ -69,6 +75,7 @@ impl MemberConfig {
             load_factor: 1.1,
             drain_timeout: Duration::from_secs(10),
             journal: None,
+            redis_durable: false,
         }
     }
 
@@ -86,6 +93,7 @@ impl MemberConfig {
             load_factor: 1.1,
             drain_timeout: Duration::from_secs(1),
             journal: None,
+            redis_durable: false,
         }
     }
 

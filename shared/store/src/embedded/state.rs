@@ -9,7 +9,7 @@ use super::{
     next_counter,
 };
 use crate::error::{Result, StoreError};
-use crate::traits::{CommitBatch, Seq, StateStore};
+use crate::traits::{CheckpointImage, CommitBatch, Seq, StateStore};
 
 impl StateStore for EmbeddedStore {
     fn commit(&self, batch: &CommitBatch) -> Result<Vec<u64>> {
@@ -88,6 +88,20 @@ impl StateStore for EmbeddedStore {
             let (seq, state) = g.value();
             state.map(|s| (seq, s.to_vec()))
         }))
+    }
+
+    fn load_checkpoints(&self, keys: &[(String, String)]) -> Result<Vec<Option<CheckpointImage>>> {
+        let txn = self.read_txn()?;
+        let table = txn.open_table(CHECKPOINTS)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (tenant, account) in keys {
+            let row = table.get((tenant.as_str(), account.as_str()))?;
+            out.push(row.and_then(|g| {
+                let (seq, state) = g.value();
+                state.map(|s| (seq, s.to_vec()))
+            }));
+        }
+        Ok(out)
     }
 
     fn checkpoint_index(&self) -> Result<Vec<(String, String, Seq)>> {

@@ -160,6 +160,18 @@ impl RedisStore {
 
     /// Redis's `run_id`: changes when the server restarts, which the cluster
     /// treats as a reason to re-verify every lease.
+    /// Whether Redis acknowledges a write only once it is on disk (AOF on,
+    /// `appendfsync always`), so that a restart forgets nothing it
+    /// acknowledged. False when that cannot be read (CONFIG disabled).
+    pub fn durable_writes(&self) -> Result<bool> {
+        let get = |name: &str| -> Result<String> {
+            let pair: Vec<String> =
+                self.with_conn(|c| ::redis::cmd("CONFIG").arg("GET").arg(name).query(c))?;
+            Ok(pair.get(1).cloned().unwrap_or_default())
+        };
+        Ok(get("appendonly")? == "yes" && get("appendfsync")? == "always")
+    }
+
     pub fn run_id(&self) -> Result<String> {
         let info: String = self.with_conn(|c| ::redis::cmd("INFO").arg("server").query(c))?;
         Ok(info

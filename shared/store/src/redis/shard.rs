@@ -14,7 +14,9 @@ use super::keys::{self, scoped, unscope};
 use super::scripts;
 use super::{Fence, RedisStore};
 use crate::error::{Result, StoreError};
-use crate::traits::{AppendItem, AppendOutcome, CommitBatch, EventLog, LogEntry, Seq, StateStore};
+use crate::traits::{
+    AppendItem, AppendOutcome, CheckpointImage, CommitBatch, EventLog, LogEntry, Seq, StateStore,
+};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +27,13 @@ static COMMIT: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new
 /// Items per ingest script call.
 pub const APPEND_CHUNK: usize = 256;
 
-/// Attempts of one commit when the connection fails mid-call (same commit
-/// id each time, so a commit that did land is not applied twice).
-const COMMIT_ATTEMPTS: usize = 3;
+/// Back-off between re-sends of one commit while Redis is unreachable or
+/// still loading its data set after a restart. Re-sends continue for as long
+/// as the owner's lease deadline allows (same commit id each time, so a
+/// commit that did land is not applied twice): failing the commit instead
+/// would fail the whole runtime and reload the shard once Redis is back.
+const COMMIT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
+const COMMIT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The store of one shard under one ownership (fence).
 pub struct ShardStore {
@@ -157,13 +163,18 @@ impl ShardStore {
             inv.arg(a.as_slice());
         }
         let mut attempt = 0;
+        let mut backoff = COMMIT_BACKOFF_MIN;
         let reply: Vec<String> = loop {
             attempt += 1;
             match self.redis.with_conn(|c| inv.invoke(c)) {
                 Ok(r) => break r,
                 // Re-send only while the owner still believes in its lease.
-                Err(e) if attempt < COMMIT_ATTEMPTS && is_retryable(&e) && (self.fence.valid)() => {
-                    tracing::warn!(shard = self.shard, attempt, error = %e, "commit re-sent");
+                Err(e) if is_retryable(&e) && (self.fence.valid)() => {
+                    if attempt == 1 || attempt % 10 == 0 {
+                        tracing::warn!(shard = self.shard, attempt, error = %e, "commit re-sent");
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(COMMIT_BACKOFF_MAX);
                 }
                 Err(e) => return Err(e),
             }
@@ -238,9 +249,18 @@ fn stream_seq(id: &str) -> Result<Seq> {
         .ok_or_else(|| StoreError::Corrupt(format!("unexpected stream id {id:?}")))
 }
 
+/// Failures that say nothing about the commit itself: the connection broke
+/// (the commit may or may not have landed; the commit id makes re-sending
+/// safe) or Redis asked to be asked again (loading its data after a restart).
 fn is_retryable(e: &StoreError) -> bool {
     match e {
-        StoreError::Redis(r) => r.is_io_error() || r.is_timeout() || r.is_connection_dropped(),
+        StoreError::Redis(r) => {
+            r.is_io_error()
+                || r.is_timeout()
+                || r.is_connection_dropped()
+                || r.is_connection_refusal()
+                || matches!(r.retry_method(), ::redis::RetryMethod::WaitAndRetry)
+        }
         _ => false,
     }
 }
@@ -330,6 +350,40 @@ impl StateStore for ShardStore {
                 .query(c)
         })?;
         Ok(seq.zip(state))
+    }
+
+    fn load_checkpoints(&self, keys: &[(String, String)]) -> Result<Vec<Option<CheckpointImage>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<String> = keys.iter().map(|(t, a)| scoped(t, a)).collect();
+        // One atomic round trip for the whole chunk: both hashes are read at
+        // the same instant, so a seq always pairs with its own state.
+        type Chunk = (Vec<Option<Seq>>, Vec<Option<Vec<u8>>>);
+        let (seqs, states): Chunk = self.redis.with_conn(|c| {
+            ::redis::pipe()
+                .atomic()
+                .cmd("HMGET")
+                .arg(self.key("aseq"))
+                .arg(&fields)
+                .cmd("HMGET")
+                .arg(self.key("astate"))
+                .arg(&fields)
+                .query(c)
+        })?;
+        if seqs.len() != keys.len() || states.len() != keys.len() {
+            return Err(StoreError::Corrupt(format!(
+                "HMGET of {} checkpoints answered {} seqs and {} states",
+                keys.len(),
+                seqs.len(),
+                states.len()
+            )));
+        }
+        Ok(seqs
+            .into_iter()
+            .zip(states)
+            .map(|(seq, state)| seq.zip(state))
+            .collect())
     }
 
     fn checkpoint_index(&self) -> Result<Vec<(String, String, Seq)>> {
