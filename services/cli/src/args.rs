@@ -92,6 +92,11 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Measure ingest, latency, time-driven exits, memory and replay (BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
+    /// The embedding model service.
+    #[command(subcommand)]
+    Model(crate::model_cmd::ModelCommand),
+    /// Embed texts from stdin (one per line) as JSON vectors on stdout (one per line).
+    Embed(crate::model_cmd::EmbedArgs),
 }
 
 /// Parses the process arguments, remembering whether `--data-dir` came from

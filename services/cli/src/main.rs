@@ -13,6 +13,7 @@
 //!   the live API, each with pure rendering functions;
 //! - `generate` (the synthetic workload) and `generate_cmd` (its command);
 //! - `demo`: generate, serve, ingest and explain in one go;
+//! - `model_cmd`: `model serve` (the model service process) and `embed`;
 //! - `client`: the channel and API-key interceptor every networked command
 //!   shares; `output`: table / json / jsonl printing; `exit`: exit codes.
 
@@ -32,6 +33,7 @@ mod generate;
 mod generate_cmd;
 mod ingest;
 mod message_ids;
+mod model_cmd;
 mod output;
 mod query;
 mod replay;
@@ -89,6 +91,10 @@ async fn run_async(global: GlobalArgs, command: Command) -> Result<()> {
         Command::Serve(a) => serve::run(&a, global.data_dir()).await,
         Command::Demo(a) => demo::run(&a, &global).await,
         Command::Bench(a) => bench::run(a).await,
+        Command::Model(model_cmd::ModelCommand::Serve(a)) => {
+            model_cmd::serve(&a, serve::shutdown_signal()?).await
+        }
+        Command::Embed(a) => model_cmd::embed(&a).await,
         Command::Replay(a) => replay::run(&a),
         Command::Generate(a) => generate_cmd::run(&a),
         Command::Segments(c) => segments::run_online(&c, &connect(&global).await?, format).await,

@@ -197,7 +197,7 @@ pub async fn run(args: &ServeArgs, data_dir: PathBuf) -> Result<()> {
 
 /// Completes on SIGTERM or Ctrl-C. Handlers are installed now, not at the
 /// first poll, so a signal that arrives during startup is not lost.
-fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
+pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let ctrl_c = tokio::signal::ctrl_c();

@@ -1,0 +1,77 @@
+//! The embedding model as one plain value: tokenizer + encoder, loaded from
+//! the model directory. `embed` is synchronous and runs on the calling
+//! thread; the service runs it on its inference thread (`queue`).
+
+use crate::bert::{BertConfig, BertEncoder};
+use crate::error::Result;
+use crate::files::ModelFiles;
+use crate::tokenize::{MAX_TOKENS, TextTokenizer, Tokens};
+use candle_core::Device;
+use std::path::Path;
+
+pub const MODEL_NAME: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
+pub struct Embedder {
+    tokenizer: TextTokenizer,
+    encoder: BertEncoder,
+}
+
+impl Embedder {
+    /// Loads the model from `dir`; fails naming the fetch script when files
+    /// are missing.
+    pub fn load(dir: &Path) -> Result<Embedder> {
+        let files = ModelFiles::locate(dir)?;
+        let config = BertConfig::from_file(&files.config)?;
+        let max_tokens = MAX_TOKENS.min(config.max_position_embeddings);
+        let tokenizer = TextTokenizer::from_file(&files.tokenizer, max_tokens)?;
+        let encoder = BertEncoder::load(&files.weights, config, &Device::Cpu)?;
+        Ok(Embedder { tokenizer, encoder })
+    }
+
+    pub fn dims(&self) -> usize {
+        self.encoder.dims()
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        self.tokenizer.max_tokens()
+    }
+
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokens>> {
+        self.tokenizer.encode(texts)
+    }
+
+    /// Embeddings of already tokenized texts, in order.
+    pub fn embed_tokens(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        self.encoder.embed(seqs)
+    }
+
+    /// Tokenizes and embeds, in one call (tests, the CLI's local mode).
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let tokens = self.tokenize(texts)?;
+        let seqs: Vec<&[u32]> = tokens.iter().map(|t| t.ids.as_slice()).collect();
+        self.embed_tokens(&seqs)
+    }
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("dims", &self.dims())
+            .field("max_tokens", &self.max_tokens())
+            .finish()
+    }
+}
+
+/// Cosine similarity of two vectors (0 when either is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        dot += f64::from(*x) * f64::from(*y);
+        na += f64::from(*x) * f64::from(*x);
+        nb += f64::from(*y) * f64::from(*y);
+    }
+    if na == 0.0 || nb == 0.0 {
+        return 0.0;
+    }
+    (dot / (na.sqrt() * nb.sqrt())) as f32
+}

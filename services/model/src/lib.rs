@@ -1,0 +1,15 @@
+//! liveseg's model service: sentence embeddings of all-MiniLM-L6-v2 on
+//! Candle (CPU), served over gRPC with dynamic batching and admission
+//! control. See DESIGN.md section 5.
+
+pub mod bert;
+pub mod embedder;
+pub mod error;
+pub mod files;
+pub mod tokenize;
+
+pub use embedder::{Embedder, MODEL_NAME, cosine};
+pub use error::{ModelError, Result};
+pub mod queue;
+pub mod server;
+pub mod service;
