@@ -1,0 +1,170 @@
+//! Side-by-side embedding benchmark: liveseg's Candle path against ONNX
+//! Runtime (the PyPI `onnxruntime`, through `scripts/model/ort_bench.py`)
+//! on the same weights and texts (`fixtures/bench_texts.json`), in one run,
+//! rounds interleaved (Candle first on even rounds, ORT first on odd).
+//! Tokenization is inside the timed region on both sides.
+//!
+//! ```sh
+//! scripts/fetch-model.sh && scripts/model/setup-python.sh
+//! target/py-model/bin/python scripts/model/build_onnx.py models/all-MiniLM-L6-v2
+//! cargo run --release -p liveseg-model --example embed_bench -- --seconds 2 --rounds 2
+//! ```
+
+use liveseg_model::Embedder;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+type Cell = (String, String, usize);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+/// texts/s, p50 ms, p99 ms of one cell.
+fn candle_cell(e: &Embedder, texts: &[String], batch: usize, secs: f64) -> (f64, f64, f64) {
+    let mut i = 0;
+    let mut next = |n: usize| -> Vec<&str> {
+        (0..n)
+            .map(|_| {
+                i = (i + 1) % texts.len();
+                texts[i].as_str()
+            })
+            .collect()
+    };
+    let warm = Instant::now();
+    while warm.elapsed().as_secs_f64() < 0.5 {
+        e.embed(&next(batch)).expect("embed");
+    }
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < secs {
+        let b = next(batch);
+        let t = Instant::now();
+        e.embed(&b).expect("embed");
+        lat.push(t.elapsed());
+    }
+    let total = start.elapsed().as_secs_f64();
+    lat.sort();
+    (
+        (lat.len() * batch) as f64 / total,
+        quantile(&lat, 0.5),
+        quantile(&lat, 0.99),
+    )
+}
+
+fn ort_round(secs: f64, threads: &str) -> Vec<(Cell, (f64, f64, f64))> {
+    let python = repo().join("target/py-model/bin/python");
+    let out = Command::new(python)
+        .arg(repo().join("scripts/model/ort_bench.py"))
+        .args(["--seconds", &secs.to_string(), "--threads", threads])
+        .output()
+        .expect("running scripts/model/ort_bench.py (run scripts/model/setup-python.sh)");
+    assert!(
+        out.status.success(),
+        "ort_bench.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| {
+            let cell = (
+                format!("ort-{}", v["backend"].as_str().unwrap_or("?")),
+                v["bucket"].as_str().unwrap_or("?").to_string(),
+                v["batch"].as_u64().unwrap_or(0) as usize,
+            );
+            let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+            (cell, (f("texts_per_s"), f("p50_ms"), f("p99_ms")))
+        })
+        .collect()
+}
+
+fn main() {
+    let secs: f64 = arg("--seconds", "2").parse().expect("--seconds");
+    let rounds: usize = arg("--rounds", "2").parse().expect("--rounds");
+    let threads = arg("--threads", "2");
+    let dir = repo().join("models/all-MiniLM-L6-v2");
+    let e = Embedder::load(&dir).unwrap_or_else(|err| panic!("{err}"));
+    let texts: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("services/model/fixtures/bench_texts.json"))
+            .expect("bench texts"),
+    )
+    .expect("bench texts parse");
+    let buckets = ["short", "medium", "long"];
+    let batches = [1usize, 8, 32];
+    let mut results: BTreeMap<Cell, Vec<(f64, f64, f64)>> = BTreeMap::new();
+    for round in 0..rounds {
+        let candle_first = round % 2 == 0;
+        for step in 0..2 {
+            if (step == 0) == candle_first {
+                for b in buckets {
+                    let list: Vec<String> = texts[b]
+                        .as_array()
+                        .expect("bucket")
+                        .iter()
+                        .filter_map(|t| t.as_str().map(String::from))
+                        .collect();
+                    for n in batches {
+                        let r = candle_cell(&e, &list, n, secs);
+                        eprintln!("round {round} candle {b} bs{n}: {:.1} texts/s", r.0);
+                        results
+                            .entry(("candle-f32".into(), b.into(), n))
+                            .or_default()
+                            .push(r);
+                    }
+                }
+            } else {
+                for (cell, r) in ort_round(secs, &threads) {
+                    eprintln!(
+                        "round {round} {} {} bs{}: {:.1} texts/s",
+                        cell.0, cell.1, cell.2, r.0
+                    );
+                    results.entry(cell).or_default().push(r);
+                }
+            }
+        }
+    }
+    let median = |v: &[(f64, f64, f64)], f: fn(&(f64, f64, f64)) -> f64| -> f64 {
+        let mut xs: Vec<f64> = v.iter().map(f).collect();
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
+    println!(
+        "| bucket | batch | candle f32 texts/s (p50 / p99 ms) | ORT f32 texts/s (p50 / p99 ms) | candle / ORT f32 | ORT int8 texts/s |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for b in buckets {
+        for n in batches {
+            let get = |k: &str| results.get(&(k.to_string(), b.to_string(), n));
+            let (Some(c), Some(o)) = (get("candle-f32"), get("ort-f32")) else {
+                continue;
+            };
+            let q = get("ort-int8").map_or(0.0, |v| median(v, |x| x.0));
+            let (ct, ot) = (median(c, |x| x.0), median(o, |x| x.0));
+            println!(
+                "| {b} | {n} | {ct:.1} ({:.1} / {:.1}) | {ot:.1} ({:.1} / {:.1}) | {:.2} | {q:.1} |",
+                median(c, |x| x.1),
+                median(c, |x| x.2),
+                median(o, |x| x.1),
+                median(o, |x| x.2),
+                ct / ot
+            );
+        }
+    }
+}
