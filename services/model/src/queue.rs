@@ -15,6 +15,7 @@
 
 use crate::embedder::Embedder;
 use crate::error::{ModelError, Result};
+use liveseg_telemetry::names;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -112,7 +113,7 @@ impl InferenceQueue {
         let before = self.queued_tokens.fetch_add(tokens, Ordering::AcqRel);
         if before > 0 && before + tokens > limit {
             self.queued_tokens.fetch_sub(tokens, Ordering::AcqRel);
-            metrics::counter!(liveseg_names::REJECTED).increment(1);
+            metrics::counter!(names::MODEL_REJECTED_TOTAL).increment(1);
             return Err(ModelError::Overloaded {
                 queued_tokens: before,
                 limit,
@@ -130,7 +131,7 @@ impl InferenceQueue {
             self.queued_tokens.fetch_sub(tokens, Ordering::AcqRel);
             return Err(match e {
                 mpsc::error::TrySendError::Full(_) => {
-                    metrics::counter!(liveseg_names::REJECTED).increment(1);
+                    metrics::counter!(names::MODEL_REJECTED_TOTAL).increment(1);
                     ModelError::Overloaded {
                         queued_tokens: before,
                         limit,
@@ -141,15 +142,6 @@ impl InferenceQueue {
         }
         answer.await.map_err(|_| ModelError::Stopped)?
     }
-}
-
-/// Metric names of the queue.
-pub mod liveseg_names {
-    pub const REJECTED: &str = "liveseg_model_rejected_total";
-    pub const QUEUE_WAIT: &str = "liveseg_model_queue_wait_seconds";
-    pub const FORWARD: &str = "liveseg_model_forward_seconds";
-    pub const BATCH_TOKENS: &str = "liveseg_model_batch_tokens";
-    pub const TEXTS: &str = "liveseg_model_texts_total";
 }
 
 struct Worker {
@@ -188,7 +180,7 @@ impl Worker {
         let span = tracing::info_span!("embed_batch", jobs = jobs.len());
         for job in &jobs {
             span.follows_from(job.span.id());
-            metrics::histogram!(liveseg_names::QUEUE_WAIT)
+            metrics::histogram!(names::MODEL_QUEUE_WAIT_SECONDS)
                 .record(job.queued_at.elapsed().as_secs_f64());
         }
         let _entered = span.enter();
@@ -222,9 +214,9 @@ impl Worker {
             let t0 = Instant::now();
             let out = self.embedder.embed_tokens(&seqs);
             self.forwards.fetch_add(1, Ordering::AcqRel);
-            metrics::histogram!(liveseg_names::FORWARD).record(t0.elapsed().as_secs_f64());
-            metrics::histogram!(liveseg_names::BATCH_TOKENS).record(batch_tokens as f64);
-            metrics::counter!(liveseg_names::TEXTS).increment(seqs.len() as u64);
+            metrics::histogram!(names::MODEL_FORWARD_SECONDS).record(t0.elapsed().as_secs_f64());
+            metrics::histogram!(names::MODEL_BATCH_TOKENS).record(batch_tokens as f64);
+            metrics::counter!(names::MODEL_TEXTS_TOTAL).increment(seqs.len() as u64);
             match out {
                 Ok(vectors) => {
                     // Slots are in job order, so each job's vectors arrive

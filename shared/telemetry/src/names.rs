@@ -48,6 +48,18 @@ pub const CHECKPOINT_DURATION_SECONDS: &str = "liveseg_checkpoint_duration_secon
 /// (checkpoints loaded, stream tail replayed), in cluster mode.
 pub const SHARD_LOAD_SECONDS: &str = "liveseg_shard_load_seconds";
 
+/// Counter: embedding requests refused by the model service's admission
+/// control (RESOURCE_EXHAUSTED).
+pub const MODEL_REJECTED_TOTAL: &str = "liveseg_model_rejected_total";
+/// Histogram: time an embedding request waited for the inference thread.
+pub const MODEL_QUEUE_WAIT_SECONDS: &str = "liveseg_model_queue_wait_seconds";
+/// Histogram: duration of one forward pass of the embedding model.
+pub const MODEL_FORWARD_SECONDS: &str = "liveseg_model_forward_seconds";
+/// Histogram: tokens in one forward pass.
+pub const MODEL_BATCH_TOKENS: &str = "liveseg_model_batch_tokens";
+/// Counter: texts embedded.
+pub const MODEL_TEXTS_TOTAL: &str = "liveseg_model_texts_total";
+
 /// Histogram: server-side duration of one gRPC call, by [`label::METHOD`] and
 /// [`label::CODE`].
 pub const GRPC_REQUEST_DURATION_SECONDS: &str = "liveseg_grpc_request_duration_seconds";
@@ -65,6 +77,11 @@ pub const ALL: &[&str] = &[
     MEMBERSHIP_CHANGES_TOTAL,
     CHECKPOINT_DURATION_SECONDS,
     SHARD_LOAD_SECONDS,
+    MODEL_REJECTED_TOTAL,
+    MODEL_QUEUE_WAIT_SECONDS,
+    MODEL_FORWARD_SECONDS,
+    MODEL_BATCH_TOKENS,
+    MODEL_TEXTS_TOTAL,
     GRPC_REQUEST_DURATION_SECONDS,
 ];
 

@@ -157,6 +157,27 @@ pub fn describe_metrics() {
         Unit::Seconds,
         "Time from acquiring a shard lease to serving the shard (checkpoints loaded, tail replayed)."
     );
+    describe_counter!(
+        names::MODEL_REJECTED_TOTAL,
+        Unit::Count,
+        "Embedding requests refused by admission control (RESOURCE_EXHAUSTED)."
+    );
+    describe_histogram!(
+        names::MODEL_QUEUE_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time an embedding request waited for the inference thread."
+    );
+    describe_histogram!(
+        names::MODEL_FORWARD_SECONDS,
+        Unit::Seconds,
+        "Duration of one forward pass of the embedding model."
+    );
+    describe_histogram!(
+        names::MODEL_BATCH_TOKENS,
+        Unit::Count,
+        "Tokens in one forward pass of the embedding model."
+    );
+    describe_counter!(names::MODEL_TEXTS_TOTAL, Unit::Count, "Texts embedded.");
     describe_histogram!(
         names::GRPC_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
