@@ -7,8 +7,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY-free: build scripts are single-threaded; prost-build reads PROTOC.
     unsafe_set_protoc(&protoc);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["ingest", "segments", "membership", "admin", "model"]
-        .map(|name| root.join(format!("liveseg/v1/{name}.proto")));
+    let files = [
+        "ingest",
+        "segments",
+        "membership",
+        "admin",
+        "model",
+        "content",
+    ]
+    .map(|name| root.join(format!("liveseg/v1/{name}.proto")));
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }

@@ -197,6 +197,18 @@ impl Node {
         )
     }
 
+    pub async fn content(
+        &self,
+    ) -> Result<pb::content_service_client::ContentServiceClient<InterceptedService<Channel, Auth>>>
+    {
+        Ok(
+            pb::content_service_client::ContentServiceClient::with_interceptor(
+                self.channel().await?,
+                Auth(self.api_key.clone()),
+            ),
+        )
+    }
+
     pub async fn membership_with(&self, key: &str) -> Result<MembershipClient> {
         membership_at(&self.url(), key).await
     }
@@ -270,6 +282,20 @@ impl tonic::service::Interceptor for Auth {
         req.metadata_mut().insert("authorization", v);
         Ok(req)
     }
+}
+
+/// A plain HTTP/1.1 GET of `path` at `addr` (`host:port`): status line,
+/// headers and body as one string.
+pub async fn http_get(addr: &str, path: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out)
 }
 
 /// A raw JSON message for the ingest API.

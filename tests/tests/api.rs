@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use liveseg_proto::pb;
-use liveseg_tests::{Node, all_members, json_msg, poll};
+use liveseg_tests::{Node, all_members, http_get, json_msg, poll};
 use serde_json::json;
 use std::time::Duration;
 
@@ -282,16 +282,4 @@ async fn reflection_and_metrics_are_served() -> Result<()> {
     let body = http_get(&node.addr, "/metrics").await?;
     assert!(body.contains("liveseg_ingest_events_total"), "{body}");
     Ok(())
-}
-
-async fn http_get(addr: &str, path: &str) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out)
 }

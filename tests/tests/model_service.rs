@@ -196,6 +196,17 @@ async fn overload_is_refused_with_resource_exhausted_and_admitted_work_is_answer
         exhausted >= 1,
         "overload is refused, not queued without bound"
     );
+    // The process exports what happened on /metrics, on the same port.
+    let addr = p.url.trim_start_matches("http://");
+    let metrics = liveseg_tests::http_get(addr, "/metrics").await?;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for name in [
+        "liveseg_model_rejected_total",
+        "liveseg_model_forward_seconds",
+        "liveseg_model_batch_tokens",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
     Ok(())
 }
 

@@ -97,6 +97,11 @@ pub enum Command {
     Model(crate::model_cmd::ModelCommand),
     /// Embed texts from stdin (one per line) as JSON vectors on stdout (one per line).
     Embed(crate::model_cmd::EmbedArgs),
+    /// Register and list content for matching (embedded once by the node's model).
+    #[command(subcommand)]
+    Content(crate::content_cmd::ContentCommand),
+    /// Rank content for a contact's interests (or for a text).
+    Match(crate::content_cmd::MatchArgs),
 }
 
 /// Parses the process arguments, remembering whether `--data-dir` came from

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use liveseg_proto::pb::admin_service_client::AdminServiceClient;
+use liveseg_proto::pb::content_service_client::ContentServiceClient;
 use liveseg_proto::pb::ingest_service_client::IngestServiceClient;
 use liveseg_proto::pb::membership_service_client::MembershipServiceClient;
 use liveseg_proto::pb::segment_service_client::SegmentServiceClient;
@@ -87,6 +88,10 @@ impl Api {
 
     pub fn admin(&self) -> AdminServiceClient<Authed> {
         AdminServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    pub fn content(&self) -> ContentServiceClient<Authed> {
+        ContentServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 }
 

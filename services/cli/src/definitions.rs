@@ -10,7 +10,10 @@ use liveseg_core::definition::parse_definitions;
 use liveseg_core::presets::presets;
 use liveseg_core::{SegmentDefinition, SegmentSet, ValidationError};
 
-use crate::exit::Reported;
+use crate::exit::{Reported, usage};
+use liveseg_core::compile::affinity_topics;
+use liveseg_core::content::ContentLibrary;
+use std::sync::Arc;
 
 /// The presets with `extra` (JSON/YAML definitions) added; a definition
 /// with a preset's key replaces that preset in place. A key defined twice
@@ -36,18 +39,93 @@ pub fn with_presets(extra: &str) -> Result<Vec<SegmentDefinition>, Vec<Validatio
     }
 }
 
-/// The compiled presets plus the definitions in `file`; every problem is
-/// printed to stderr as `FILE: path: reason`.
-pub fn compile_with_presets(file: Option<&Path>) -> Result<SegmentSet> {
-    let (label, defs) = match file {
+/// Content for affinity conditions offline: JSON lines of items
+/// (`{"id","text","url"}`), embedded here with the model in `model_dir`,
+/// as a node would at registration; topic texts are embedded too.
+pub struct OfflineContent<'a> {
+    pub items: Option<&'a Path>,
+    pub model_dir: &'a Path,
+}
+
+/// The compiled presets plus the definitions in `file`, with affinity
+/// conditions resolved against `content`; every problem is printed to
+/// stderr as `FILE: path: reason`.
+pub fn compile_with_content(
+    file: Option<&Path>,
+    content: &OfflineContent<'_>,
+) -> Result<SegmentSet> {
+    let (label, defs) = read_definitions(file)?;
+    let library = match &defs {
+        Ok(d) => offline_library(d, content)?,
+        Err(_) => ContentLibrary::default(),
+    };
+    report(
+        &label,
+        defs.and_then(|d| SegmentSet::compile_with(&d, Arc::new(library))),
+    )
+}
+
+/// Embeds the content file's texts and the definitions' topic texts; loads
+/// the model only when there is something to embed.
+fn offline_library(
+    defs: &[SegmentDefinition],
+    content: &OfflineContent<'_>,
+) -> Result<ContentLibrary> {
+    #[derive(serde::Deserialize)]
+    struct Item {
+        id: String,
+        text: String,
+        #[serde(default)]
+        url: String,
+    }
+    let mut items = Vec::new();
+    if let Some(path) = content.items {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let item: Item = serde_json::from_str(line)
+                .map_err(|e| usage(format!("{}: line {}: {e}", path.display(), n + 1)))?;
+            items.push(item);
+        }
+    }
+    let topics = affinity_topics(defs);
+    let mut lib = ContentLibrary::default();
+    if items.is_empty() && topics.is_empty() {
+        return Ok(lib);
+    }
+    let model = liveseg_model::Embedder::load(content.model_dir)?;
+    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+    for (item, v) in items.iter().zip(model.embed(&texts)?) {
+        lib.insert_content(&item.id, Some(item.url.as_str()), &v)
+            .map_err(|e| usage(format!("content {}: {e}", item.id)))?;
+    }
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    for (t, v) in topics.iter().zip(model.embed(&topic_refs)?) {
+        lib.insert_topic(t, &v)
+            .map_err(|e| usage(format!("topic {t:?}: {e}")))?;
+    }
+    Ok(lib)
+}
+
+type Definitions = Result<Vec<SegmentDefinition>, Vec<ValidationError>>;
+
+fn read_definitions(file: Option<&Path>) -> Result<(String, Definitions)> {
+    Ok(match file {
         None => (String::new(), Ok(presets())),
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             (format!("{}: ", path.display()), with_presets(&text))
         }
-    };
-    match defs.and_then(|d| SegmentSet::compile(&d)) {
+    })
+}
+
+fn report(label: &str, compiled: Result<SegmentSet, Vec<ValidationError>>) -> Result<SegmentSet> {
+    match compiled {
         Ok(set) => Ok(set),
         Err(errors) => {
             let mut diag = io::stderr().lock();

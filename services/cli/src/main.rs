@@ -14,6 +14,7 @@
 //! - `generate` (the synthetic workload) and `generate_cmd` (its command);
 //! - `demo`: generate, serve, ingest and explain in one go;
 //! - `model_cmd`: `model serve` (the model service process) and `embed`;
+//! - `content_cmd`: `content add|list` and `match` (content matching);
 //! - `client`: the channel and API-key interceptor every networked command
 //!   shares; `output`: table / json / jsonl printing; `exit`: exit codes.
 
@@ -23,6 +24,7 @@ mod bench;
 mod client;
 mod cluster_args;
 mod config_file;
+mod content_cmd;
 mod definitions;
 mod demo;
 mod event_log;
@@ -105,6 +107,8 @@ async fn run_async(global: GlobalArgs, command: Command) -> Result<()> {
         Command::Account(a) => query::account(&a, &connect(&global).await?, format).await,
         Command::Watch(a) => watch::run(&a, &connect(&global).await?, format).await,
         Command::Clock(a) => admin::clock(&a, &connect(&global).await?, format).await,
+        Command::Content(c) => content_cmd::run(&c, &connect(&global).await?, format).await,
+        Command::Match(a) => content_cmd::matches(&a, &connect(&global).await?, format).await,
     }
 }
 

@@ -2,6 +2,8 @@
 //! simulated clock (DESIGN.md section 4, an exact contract):
 //!
 //! - definitions: the presets, plus `--segments FILE` adding or replacing by key;
+//!   affinity conditions resolve against `--content FILE.jsonl` (embedded here
+//!   with the model of `--model-dir`, as a node does at registration);
 //! - every line is validated (no future check); invalid lines are reported on
 //!   stderr as `line N: field: reason` and skipped; a messageId is applied
 //!   once (its first valid line wins); events after `--at` are ignored;
@@ -26,7 +28,7 @@ use liveseg_core::{Change, Engine, Millis, SegmentSet};
 use serde::Serialize;
 
 use crate::args::parse_instant;
-use crate::definitions::compile_with_presets;
+use crate::definitions::{OfflineContent, compile_with_content};
 use crate::event_reader::{ReadCounts, read_events};
 use crate::exit::Reported;
 use crate::output::rate;
@@ -50,6 +52,13 @@ pub struct ReplayArgs {
     /// Fail (exit 1, nothing on stdout) if any line is invalid.
     #[arg(long)]
     pub strict: bool,
+    /// Registered content for affinity conditions: JSON lines
+    /// `{"id","text","url"}`, embedded with the model of --model-dir (as a
+    /// node embeds at registration).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub content: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: crate::model_cmd::ModelDir,
 }
 
 /// What a replay did, for the summary.
@@ -83,7 +92,13 @@ struct TransitionLine<'a> {
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
     let started = Instant::now();
-    let set = compile_with_presets(args.segments.as_deref())?;
+    let set = compile_with_content(
+        args.segments.as_deref(),
+        &OfflineContent {
+            items: args.content.as_deref(),
+            model_dir: &args.model.model_dir,
+        },
+    )?;
     let input: Box<dyn BufRead + Send> = if args.events.as_os_str() == "-" {
         Box::new(BufReader::with_capacity(1 << 20, io::stdin()))
     } else {

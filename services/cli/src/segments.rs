@@ -77,7 +77,12 @@ pub fn run_offline(cmd: &SegmentsCommand, format: OutputFormat) -> Result<()> {
 
 /// Checks `text` with the presets; returns validity and what to print.
 pub fn validate(text: &str, format: OutputFormat) -> (bool, String) {
-    let result = with_presets(text).and_then(|defs| SegmentSet::compile(&defs).map(|_| defs));
+    // Offline, topics and content ids cannot be resolved: a node checks them
+    // when the definition is applied.
+    let result = with_presets(text).and_then(|defs| {
+        let lib = liveseg_core::compile::placeholder_library(&defs);
+        SegmentSet::compile_with(&defs, std::sync::Arc::new(lib)).map(|_| defs)
+    });
     let parsed = liveseg_core::definition::parse_definitions(text).unwrap_or_default();
     let keys: Vec<&str> = parsed.iter().map(|d| d.key.as_str()).collect();
     let errors = result.err().unwrap_or_default();

@@ -69,6 +69,19 @@ pub struct ServeArgs {
     /// How far in the future an event timestamp may be [default: 5m].
     #[arg(long, env = "LIVESEG_MAX_FUTURE_SKEW", value_parser = parse_duration, value_name = "DURATION")]
     pub max_future_skew: Option<Duration>,
+    /// Load the embedding model from this directory into the node (content
+    /// registration, affinity segments, matching); see scripts/fetch-model.sh.
+    #[arg(
+        long,
+        env = "LIVESEG_MODEL_DIR",
+        value_name = "DIR",
+        conflicts_with = "model_server"
+    )]
+    pub model_dir: Option<PathBuf>,
+    /// Use a `liveseg model serve` process for embeddings instead, e.g.
+    /// http://127.0.0.1:7090 (cluster mode).
+    #[arg(long, env = "LIVESEG_MODEL_SERVER", value_name = "URL")]
+    pub model_server: Option<String>,
     /// Log line format on stderr.
     #[arg(long, env = "LIVESEG_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Pretty)]
     pub log_format: LogFormatArg,
@@ -104,6 +117,11 @@ impl ServeArgs {
         }
         if let Some(v) = self.checkpoint_interval {
             c.checkpoint_interval = v;
+        }
+        if let Some(dir) = &self.model_dir {
+            c.model = liveseg_node::embedding::ModelSource::Local(dir.clone());
+        } else if let Some(url) = &self.model_server {
+            c.model = liveseg_node::embedding::ModelSource::Remote(url.clone());
         }
         if let Some(v) = self.passivate_after {
             c.passivate_after = v;

@@ -1,6 +1,7 @@
 //! The model service as a process of its own (cluster mode): gRPC with
-//! health and reflection on one port. The port is bound before the model
-//! loads, so health can answer NOT_SERVING meanwhile.
+//! health and reflection, and Prometheus `GET /metrics` (queue wait,
+//! forward time, batch sizes, rejections), on one port. The port is bound
+//! before the model loads, so health can answer NOT_SERVING meanwhile.
 
 use crate::error::{ModelError, Result};
 use crate::service::{ModelConfig, ModelGrpc, ModelHandle, load_in_background};
@@ -39,12 +40,35 @@ pub async fn serve(
             .map_err(|e| ModelError::Load(format!("writing {}: {e}", path.display())))?;
     }
     tracing::info!(%addr, "liveseg model service listening (health NOT_SERVING until the model is warm)");
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_service(health_service)
+    let metrics = liveseg_telemetry::install_metrics_recorder()
+        .map_err(|e| tracing::warn!(error = %e, "metrics are not exported"))
+        .ok();
+    let router = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(ModelGrpc::server(model))
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .into_axum_router()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = metrics.as_ref().map(|m| m.render());
+                async move {
+                    match text {
+                        Some(t) => (http::StatusCode::OK, t),
+                        None => (
+                            http::StatusCode::NOT_FOUND,
+                            "metrics are not enabled\n".to_string(),
+                        ),
+                    }
+                }
+            }),
+        );
+    // Small gRPC frames would otherwise wait on delayed ACKs.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| ModelError::Load(format!("serving: {e}")))
 }

@@ -99,6 +99,46 @@ pub fn load_in_background(
     handle
 }
 
+/// Embeds `texts` through the inference queue, in order. A text over
+/// [`MAX_TEXT_BYTES`] is refused on its own (`Embedding.error`) while its
+/// neighbours are embedded; overload refuses the whole call.
+pub async fn embed_texts(
+    ready: &Ready,
+    texts: &[String],
+) -> Result<Vec<pb::Embedding>, ModelError> {
+    let mut answers: Vec<pb::Embedding> = vec![pb::Embedding::default(); texts.len()];
+    let mut valid: Vec<(usize, &str)> = Vec::with_capacity(texts.len());
+    for (i, t) in texts.iter().enumerate() {
+        if t.len() > MAX_TEXT_BYTES {
+            answers[i].error = format!("texts[{i}]: {} bytes; at most {MAX_TEXT_BYTES}", t.len());
+        } else {
+            valid.push((i, t.as_str()));
+        }
+    }
+    if valid.is_empty() {
+        return Ok(answers);
+    }
+    let refs: Vec<&str> = valid.iter().map(|(_, t)| *t).collect();
+    let tokens = ready.embedder.tokenize(&refs)?;
+    let meta: Vec<(u32, bool)> = tokens
+        .iter()
+        .map(|t| (t.ids.len() as u32, t.truncated))
+        .collect();
+    let vectors = ready
+        .queue
+        .embed(tokens.into_iter().map(|t| t.ids).collect())
+        .await?;
+    for (((i, _), v), (n, cut)) in valid.iter().zip(vectors).zip(meta) {
+        answers[*i] = pb::Embedding {
+            values: v,
+            tokens: n,
+            truncated: cut,
+            error: String::new(),
+        };
+    }
+    Ok(answers)
+}
+
 pub struct ModelGrpc {
     model: Arc<ModelHandle>,
 }
@@ -138,38 +178,8 @@ impl ModelService for ModelGrpc {
                 texts.len()
             )));
         }
-        let mut answers: Vec<pb::Embedding> = vec![pb::Embedding::default(); texts.len()];
-        let mut valid: Vec<(usize, &str)> = Vec::with_capacity(texts.len());
-        for (i, t) in texts.iter().enumerate() {
-            if t.len() > MAX_TEXT_BYTES {
-                answers[i].error =
-                    format!("texts[{i}]: {} bytes; at most {MAX_TEXT_BYTES}", t.len());
-            } else {
-                valid.push((i, t.as_str()));
-            }
-        }
-        let refs: Vec<&str> = valid.iter().map(|(_, t)| *t).collect();
-        let tokens = ready.embedder.tokenize(&refs).map_err(status_of)?;
-        let meta: Vec<(u32, bool)> = tokens
-            .iter()
-            .map(|t| (t.ids.len() as u32, t.truncated))
-            .collect();
-        let vectors = ready
-            .queue
-            .embed(tokens.into_iter().map(|t| t.ids).collect())
-            .await
-            .map_err(status_of)?;
-        for (((i, _), v), (n, cut)) in valid.iter().zip(vectors).zip(meta) {
-            answers[*i] = pb::Embedding {
-                values: v,
-                tokens: n,
-                truncated: cut,
-                error: String::new(),
-            };
-        }
-        Ok(Response::new(pb::EmbedResponse {
-            embeddings: answers,
-        }))
+        let embeddings = embed_texts(ready, &texts).await.map_err(status_of)?;
+        Ok(Response::new(pb::EmbedResponse { embeddings }))
     }
 
     async fn info(&self, _: Request<pb::InfoRequest>) -> Result<Response<pb::ModelInfo>, Status> {

@@ -36,6 +36,8 @@ pub struct NodeConfig {
     /// Memory of the embedded store (page cache, dedupe filter and buffer);
     /// `dedupe_window_ms` here is ignored in favour of `dedupe_window`.
     pub store: liveseg_store::StoreOptions,
+    /// The embedding model for content matching (none by default).
+    pub model: crate::embedding::ModelSource,
 }
 
 impl Default for NodeConfig {
@@ -54,6 +56,7 @@ impl Default for NodeConfig {
                 .clamp(1, 8),
             ingest_queue: 1024,
             store: liveseg_store::StoreOptions::default(),
+            model: crate::embedding::ModelSource::None,
         }
     }
 }

@@ -25,6 +25,7 @@ pub const FORWARDED_HEADER: &str = "x-liveseg-forwarded";
 const ROUTED: &[&str] = &[
     "/liveseg.v1.MembershipService/",
     "/liveseg.v1.SegmentService/",
+    "/liveseg.v1.ContentService/",
 ];
 
 /// Lazily connected channels to peer nodes, by address.

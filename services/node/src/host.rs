@@ -155,6 +155,9 @@ impl AccountHost {
                 contacts: self.account.contacts.len(),
                 applied_seq: self.applied_seq,
             },
+            Query::Interest(id) => {
+                Answer::Interest(self.account.contact(id).map(|c| c.interest.clone()))
+            }
         }
     }
 }
@@ -171,6 +174,8 @@ pub enum Query {
     /// Every (segment key, contact id or None for the account) membership.
     Members,
     Stats,
+    /// A contact's interest profile (content matching).
+    Interest(String),
 }
 
 #[derive(Debug)]
@@ -180,6 +185,7 @@ pub enum Answer {
     Explained(Option<Explained>),
     Members(Vec<(String, Option<String>)>),
     Stats { contacts: usize, applied_seq: Seq },
+    Interest(Option<liveseg_core::content::Interest>),
 }
 
 #[derive(Debug, Clone)]

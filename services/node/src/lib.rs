@@ -8,6 +8,8 @@
 //! membership index, live feed) -> `grpc::membership` (queries, explain,
 //! watch). `periodic` checkpoints and passivates; `rebuild` re-derives a
 //! tenant's state when its definitions change; `server` starts and stops.
+//! `content` and `embedding` keep registered content and its vectors (from
+//! the in-process or remote model) for affinity conditions and matching.
 
 pub mod actor;
 pub mod actors;
@@ -15,7 +17,9 @@ pub mod auth;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod content;
 pub mod dispatch;
+pub mod embedding;
 pub mod error;
 pub mod forward;
 pub mod grpc;

@@ -3,7 +3,8 @@
 
 use crate::error::{NodeError, Result};
 use crate::grpc::{
-    admin::AdminApi, ingest::IngestApi, membership::MembershipApi, segments::SegmentsApi,
+    admin::AdminApi, content::ContentApi, ingest::IngestApi, membership::MembershipApi,
+    segments::SegmentsApi,
 };
 use crate::server::NodeInner;
 use liveseg_proto::pb;
@@ -49,6 +50,9 @@ where
         .add_service(pb::admin_service_server::AdminServiceServer::new(AdminApi(
             node.clone(),
         )))
+        .add_service(pb::content_service_server::ContentServiceServer::new(
+            ContentApi(node.clone()),
+        ))
         .into_axum_router();
     let routed = axum::middleware::from_fn_with_state(node.clone(), crate::forward::route);
     Ok(grpc.merge(crate::http::router(node)).layer(routed))

@@ -87,7 +87,8 @@ pub fn load_tenant(catalog: &dyn Catalog, state: &dyn StateStore, id: &str) -> R
                 .map_err(|e| NodeError::Internal(format!("stored definition {key}: {e}")))?,
         );
     }
-    let set = SegmentSet::compile(&defs)
+    let content = crate::content::library(catalog, id)?;
+    let set = SegmentSet::compile_with(&defs, Arc::new(content))
         .map_err(|e| NodeError::Internal(format!("stored definitions do not compile: {e:?}")))?;
     let directory = Directory::from_entries(state.directory_all(id)?);
     Ok(TenantState::new(id, set, directory))

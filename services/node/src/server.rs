@@ -32,6 +32,8 @@ pub struct NodeInner {
     pub ingestor: Ingestor,
     pub units: Units,
     pub metrics: Option<liveseg_telemetry::MetricsHandle>,
+    /// Embeds content and topic texts (in-process model, remote, or none).
+    pub models: crate::embedding::Embeddings,
 }
 
 /// Where tenants' live state is.
@@ -143,6 +145,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
             store: store.clone(),
         },
         metrics: liveseg_telemetry::install_metrics_recorder().ok(),
+        models: crate::embedding::Embeddings::start(&config.model)?,
     });
     let background = vec![prune_dedupe(store, clock, config.dedupe_window)];
     let serving = serve(&inner).await?;

@@ -3,6 +3,7 @@
 //! of the incremental engine. Property tests require the two to agree.
 
 use crate::compile::filter_matches;
+use crate::content::{ContentLibrary, INTEREST_HALF_LIFE, interest_of};
 use crate::definition::*;
 use crate::engine::{Directory, Membership};
 use crate::event::{Event, EventKind};
@@ -12,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 struct World<'a> {
     defs: HashMap<&'a str, &'a SegmentDefinition>,
+    library: &'a ContentLibrary,
     /// Events of each contact (log order), wherever they were routed.
     by_contact: BTreeMap<String, Vec<&'a Event>>,
     /// Events routed to each account (log order).
@@ -26,8 +28,19 @@ pub fn memberships(
     events: &[Event],
     t: Millis,
 ) -> BTreeSet<Membership> {
+    memberships_with(defs, &ContentLibrary::default(), events, t)
+}
+
+/// Memberships at `t` with affinity judged against `library`.
+pub fn memberships_with(
+    defs: &[SegmentDefinition],
+    library: &ContentLibrary,
+    events: &[Event],
+    t: Millis,
+) -> BTreeSet<Membership> {
     let mut dir = Directory::default();
     let mut w = World {
+        library,
         defs: defs.iter().map(|d| (d.key.as_str(), d)).collect(),
         by_contact: BTreeMap::new(),
         by_account: BTreeMap::new(),
@@ -234,5 +247,50 @@ fn cond(w: &World, c: &Condition, u: Option<&str>, a: &str, t: Millis, account_c
                 None => false,
             }
         }
+        Condition::Affinity(af) => {
+            let target = match (&af.topic, &af.content) {
+                (Some(text), _) => w.library.topic(text).map(|v| v.to_vec()),
+                (None, Some(id)) => w.library.content(id).map(|i| i.vector.clone()),
+                _ => None,
+            };
+            target
+                .and_then(|tv| affinity(w.library, contact_events, &tv, t))
+                .is_some_and(|v| v >= af.at_least)
+        }
     }
+}
+
+/// Affinity straight from the definition of the profile: every engagement
+/// at or before `t` on known content, weighted by `2^(-(latest - ts) / H)`,
+/// summed in f64, cosine with `target`. Unlike the engine's profile it keeps
+/// every item, so it agrees only while a contact engaged with at most
+/// `MAX_INTEREST_ITEMS` distinct items.
+pub fn affinity(lib: &ContentLibrary, events: &[&Event], target: &[f32], t: Millis) -> Option<f64> {
+    let seen: Vec<(&[f32], f64, Millis)> = events
+        .iter()
+        .filter(|e| e.ts <= t)
+        .filter_map(|e| {
+            let (key, w) = interest_of(e)?;
+            Some((lib.get(key)?.vector.as_slice(), f64::from(w), e.ts))
+        })
+        .collect();
+    let latest = seen.iter().map(|s| s.2).max()?;
+    let mut sum = vec![0.0f64; target.len()];
+    for (v, w, ts) in &seen {
+        let w = w * (-((latest - ts) as f64) / INTEREST_HALF_LIFE as f64).exp2();
+        sum.iter_mut()
+            .zip(v.iter())
+            .for_each(|(s, x)| *s += w * f64::from(*x));
+    }
+    let n = sum.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let tn = target
+        .iter()
+        .map(|x| f64::from(*x).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    if n == 0.0 || tn == 0.0 {
+        return None;
+    }
+    let d: f64 = sum.iter().zip(target).map(|(s, x)| s * f64::from(*x)).sum();
+    Some(d / (n * tn))
 }

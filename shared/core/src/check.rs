@@ -189,8 +189,37 @@ fn check_condition(
                 err(format!("{path}.in_segment"), "must name a segment");
             }
         }
+        Condition::Affinity(a) => {
+            let p = format!("{path}.affinity");
+            if !contact_ctx {
+                err(
+                    p.clone(),
+                    "affinity is a contact condition: use it in a contact segment or inside contacts",
+                );
+            }
+            match (&a.topic, &a.content) {
+                (Some(_), Some(_)) | (None, None) => {
+                    err(p.clone(), "set exactly one of topic and content")
+                }
+                (Some(t), None) if t.trim().is_empty() || t.len() > MAX_TOPIC_BYTES => err(
+                    format!("{p}.topic"),
+                    "must be 1-1000 bytes of text, not only whitespace",
+                ),
+                (None, Some(c)) if c.is_empty() || c.len() > 256 => err(
+                    format!("{p}.content"),
+                    "must be a content id of 1-256 bytes",
+                ),
+                _ => {}
+            }
+            if !a.at_least.is_finite() || !(-1.0..=1.0).contains(&a.at_least) {
+                err(format!("{p}.at_least"), "must be a cosine in [-1, 1]");
+            }
+        }
     }
 }
+
+/// Longest topic text of an affinity condition.
+pub const MAX_TOPIC_BYTES: usize = 1000;
 
 fn check_filter(f: &EventFilter, path: &str, errors: &mut Vec<ValidationError>) {
     if f.kind.kinds().is_empty() {

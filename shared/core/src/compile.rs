@@ -4,7 +4,9 @@
 //! re-evaluate only the segments it can affect, and a topological order so a
 //! segment is judged after the segments it names.
 
+use crate::content::ContentLibrary;
 use crate::definition::*;
+use std::sync::Arc;
 
 use crate::time::Millis;
 use std::collections::HashMap;
@@ -76,6 +78,13 @@ pub enum Cond {
     InSegment(usize),
     /// The system segment.
     Suppressed,
+    /// Interest-profile cosine with a unit `target` >= `at_least`.
+    Affinity {
+        target: Arc<[f32]>,
+        /// What the target is, for explain: `topic "..."` or `content ...`.
+        label: String,
+        at_least: f32,
+    },
 }
 
 /// Which state features a segment reads, as bit masks (bit 63 stands for
@@ -103,6 +112,8 @@ impl Deps {
 /// Contact feature bits beyond matchers and traits.
 pub const FEAT_SENDS: u64 = 1 << 62;
 pub const FEAT_SUPPRESS: u64 = 1 << 61;
+/// The contact's interest profile (bit 63 is free of trait bits, which stop at 60).
+pub const FEAT_INTEREST: u64 = 1 << 63;
 /// Account feature bit: the set of contacts changed (enter/leave).
 pub const FEAT_CONTACT_SET: u64 = 1 << 62;
 
@@ -132,6 +143,10 @@ pub struct SegmentSet {
     pub account_traits: Vec<String>,
     /// Most sends any last_sends condition looks at.
     pub max_sends: usize,
+    /// Whether any condition reads interest profiles (else none is kept).
+    pub tracks_interest: bool,
+    /// Embeddings of registered content and topic texts (affinity).
+    pub content: Arc<ContentLibrary>,
     by_key: HashMap<String, usize>,
     fingerprint: u64,
     /// Segment indices per entity, in evaluation order.
@@ -140,8 +155,19 @@ pub struct SegmentSet {
 }
 
 impl SegmentSet {
-    /// Compiles definitions; the system `suppressed` segment is always first.
+    /// Compiles definitions with an empty content library (no affinity
+    /// condition can resolve); the system `suppressed` segment is first.
     pub fn compile(defs: &[SegmentDefinition]) -> Result<SegmentSet, Vec<ValidationError>> {
+        SegmentSet::compile_with(defs, Arc::new(ContentLibrary::default()))
+    }
+
+    /// Compiles definitions whose affinity conditions resolve in `content`:
+    /// every content id they name must be registered and every topic text
+    /// embedded.
+    pub fn compile_with(
+        defs: &[SegmentDefinition],
+        content: Arc<ContentLibrary>,
+    ) -> Result<SegmentSet, Vec<ValidationError>> {
         let mut errors = Vec::new();
         let mut by_def: HashMap<&str, usize> = HashMap::new();
         for (i, d) in defs.iter().enumerate() {
@@ -166,6 +192,7 @@ impl SegmentSet {
             return Err(errors);
         }
         let mut set = SegmentSet::empty();
+        set.content = content;
         for i in order {
             let def = &defs[i];
             let mut b = Builder {
@@ -194,6 +221,9 @@ impl SegmentSet {
                 deps,
             });
         }
+        // Contacts keep interest profiles once the tenant has content, so
+        // Match can rank for them, or once a definition reads them.
+        set.tracks_interest |= !set.content.is_empty();
         if errors.is_empty() {
             Ok(set)
         } else {
@@ -230,6 +260,8 @@ impl SegmentSet {
             contact_traits: vec![],
             account_traits: vec![],
             max_sends: 0,
+            tracks_interest: false,
+            content: Arc::new(ContentLibrary::default()),
             by_key,
             fingerprint: 0,
             contact_segs: vec![0],
@@ -325,6 +357,52 @@ fn topo_order(
         }
     }
     Ok(order)
+}
+
+/// The topic texts of every affinity condition, deduplicated: what must be
+/// embedded before `compile_with` can resolve them.
+pub fn affinity_topics(defs: &[SegmentDefinition]) -> Vec<String> {
+    fn walk(c: &Condition, out: &mut Vec<String>) {
+        match c {
+            Condition::All(cs) | Condition::Any(cs) => cs.iter().for_each(|c| walk(c, out)),
+            Condition::Not(c) => walk(c, out),
+            Condition::Contacts(q) => walk(&q.condition, out),
+            Condition::Affinity(a) => out.extend(a.topic.clone()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    defs.iter().for_each(|d| walk(&d.condition, &mut out));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A library in which every topic text and content id of `defs` resolves
+/// (to a placeholder vector), to check definitions where no content or
+/// model is at hand (offline validation); never to judge with.
+pub fn placeholder_library(defs: &[SegmentDefinition]) -> ContentLibrary {
+    fn walk(c: &Condition, lib: &mut ContentLibrary) {
+        match c {
+            Condition::All(cs) | Condition::Any(cs) => cs.iter().for_each(|c| walk(c, lib)),
+            Condition::Not(c) => walk(c, lib),
+            Condition::Contacts(q) => walk(&q.condition, lib),
+            Condition::Affinity(a) => {
+                // A unit vector cannot be refused.
+                let unit = [1.0f32];
+                if let Some(t) = &a.topic {
+                    let _ = lib.insert_topic(t, &unit);
+                }
+                if let Some(id) = &a.content {
+                    let _ = lib.insert_content(id, None, &unit);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut lib = ContentLibrary::default();
+    defs.iter().for_each(|d| walk(&d.condition, &mut lib));
+    lib
 }
 
 fn collect_refs(c: &Condition, out: &mut Vec<String>) {
@@ -515,6 +593,38 @@ impl Builder<'_> {
                     Cond::Any(vec![])
                 }
             },
+            Condition::Affinity(a) => {
+                self.set.tracks_interest = true;
+                deps.contact = FEAT_INTEREST;
+                let (target, label) = match (&a.topic, &a.content) {
+                    (Some(t), _) => (self.set.content.topic(t), format!("topic {t:?}")),
+                    (None, Some(c)) => (
+                        self.set.content.content(c).map(|i| i.vector.clone().into()),
+                        format!("content {c}"),
+                    ),
+                    (None, None) => (None, String::new()),
+                };
+                match target {
+                    Some(target) => Cond::Affinity {
+                        target,
+                        label,
+                        at_least: a.at_least as f32,
+                    },
+                    None => {
+                        let reason = match &a.content {
+                            Some(c) if a.topic.is_none() => format!(
+                                "content '{c}' is not registered (register it first: liveseg content add)"
+                            ),
+                            _ => "the topic text has not been embedded (the node embeds topics when a definition is applied; it needs a model)".to_string(),
+                        };
+                        self.errors.push(ValidationError::new(
+                            format!("{}.{path}.affinity", self.key),
+                            reason,
+                        ));
+                        Cond::Any(vec![])
+                    }
+                }
+            }
         };
         (cond, deps)
     }

@@ -73,6 +73,28 @@ pub enum Condition {
     /// Member of another segment (a contact segment may name an account
     /// segment: its account must be a member).
     InSegment(String),
+    /// The contact's interest profile (content clicked, pages viewed) is
+    /// similar to a topic text or a registered content item.
+    Affinity(Affinity),
+}
+
+/// Cosine similarity of the contact's interest vector with the embedding
+/// of `topic` (a text, embedded once when the definition is applied) or of
+/// registered content `content`: holds when it is at least `at_least`.
+/// A contact with no engagement on registered content never holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Affinity {
+    /// A topic text, e.g. "cloud data warehouse pricing". Exactly one of
+    /// `topic` and `content`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// A registered content id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Cosine threshold in [-1, 1]; for all-MiniLM-L6-v2, 0.3-0.5 means
+    /// related and above 0.6 close.
+    pub at_least: f64,
 }
 
 /// A comparison on a trait or property.

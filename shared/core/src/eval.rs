@@ -184,6 +184,11 @@ pub(crate) fn holds(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis
             Entity::Contact => member(x, *j, contact, t),
         },
         Cond::Suppressed => contact.is_some_and(|c| c.suppressed(t)),
+        Cond::Affinity {
+            target, at_least, ..
+        } => contact
+            .and_then(|c| c.interest.affinity(&x.set.content, target))
+            .is_some_and(|a| a >= *at_least),
     }
 }
 
@@ -282,6 +287,8 @@ fn next(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis) -> Millis 
                 NEVER
             }
         }),
+        // A cosine is unchanged by the common decay factor: only events move it.
+        Cond::Affinity { .. } => NEVER,
     }
 }
 

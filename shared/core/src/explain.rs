@@ -310,5 +310,36 @@ fn explain_cond(
                 vec![],
             )
         }
+        Cond::Affinity {
+            target,
+            label,
+            at_least,
+        } => {
+            let lib = &x.set.content;
+            let profile = contact.map(|c| &c.interest);
+            let value = profile.and_then(|p| p.affinity(lib, target));
+            // The content behind the profile, heaviest first.
+            let evidence = profile.map_or_else(Vec::new, |p| {
+                p.contributions(lib, target)
+                    .into_iter()
+                    .take(5)
+                    .map(|(id, share, sim)| {
+                        format!(
+                            "content {id}: {:.0}% of interest, similarity {sim:.3}",
+                            share * 100.0
+                        )
+                    })
+                    .collect()
+            });
+            node(
+                format!("interest affinity to {label} >= {at_least}"),
+                value.map_or_else(
+                    || "no engagement with registered content".into(),
+                    |v| format!("affinity {v:.3}"),
+                ),
+                evidence,
+                vec![],
+            )
+        }
     }
 }

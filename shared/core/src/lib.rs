@@ -10,6 +10,7 @@
 //! - `check` and `fields`: per-definition checks and per-field message reading.
 //! - `account`: `Account`, the per-account state machine the actors wrap.
 //! - `engine`: routing (contact directory, moves) and a single-threaded engine for replay.
+//! - `content`: the content library (embeddings) and contact interest profiles.
 //! - `presets`: the six starter segments.
 //! - `brute`: a brute-force reference evaluator over raw events, for tests.
 
@@ -17,6 +18,7 @@ pub mod account;
 pub mod brute;
 mod check;
 pub mod compile;
+pub mod content;
 pub mod definition;
 pub mod engine;
 pub mod eval;

@@ -8,9 +8,10 @@
 //! the definitions change.
 
 use crate::compile::{
-    FEAT_SENDS, FEAT_SUPPRESS, SegmentSet, account_trait_bit, contact_trait_bit, filter_matches,
-    matcher_bit,
+    FEAT_INTEREST, FEAT_SENDS, FEAT_SUPPRESS, SegmentSet, account_trait_bit, contact_trait_bit,
+    filter_matches, matcher_bit,
 };
+use crate::content::{Interest, interest_of};
 use crate::event::{Event, EventKind};
 use crate::time::Millis;
 use crate::value::TraitValue;
@@ -161,6 +162,8 @@ pub struct ContactState {
     pub member: Bits,
     /// Next instant one of its segments may change by time alone.
     pub due: Millis,
+    /// Content it engaged with, kept only when a definition reads it.
+    pub interest: Interest,
 }
 
 impl ContactState {
@@ -174,6 +177,7 @@ impl ContactState {
             suppressed_at: NEVER,
             member: Bits::default(),
             due: NEVER,
+            interest: Interest::default(),
         }
     }
 
@@ -204,6 +208,12 @@ impl ContactState {
                 changed |= set_traits(&mut self.traits, &set.contact_traits, e, contact_trait_bit)
             }
             _ => {}
+        }
+        if set.tracks_interest
+            && let Some((key, weight)) = interest_of(e)
+        {
+            self.interest.add(key, weight, e.ts);
+            changed |= FEAT_INTEREST;
         }
         if e.kind.suppresses() && e.ts < self.suppressed_at {
             self.suppressed_at = e.ts;

@@ -237,6 +237,16 @@ pub trait Catalog: Send + Sync {
 
     /// `(key, json, revision)` of the tenant's segments, sorted by key.
     fn segments(&self, tenant: &str) -> Result<Vec<(String, String, u64)>>;
+
+    /// Create or replace content records (`(id, json)`: the text, metadata
+    /// and embedding), all in one write.
+    fn put_contents(&self, tenant: &str, items: &[(String, String)]) -> Result<()>;
+
+    /// `(id, json)` of the tenant's content records, sorted by id.
+    fn contents(&self, tenant: &str) -> Result<Vec<(String, String)>>;
+
+    /// Delete a content record; returns whether it existed.
+    fn delete_content(&self, tenant: &str, id: &str) -> Result<bool>;
 }
 
 /// Ownership of the node's shards. Writes are only valid while the lease is
@@ -248,4 +258,47 @@ pub trait Lease: Send + Sync {
     fn epoch(&self) -> u64;
     /// Whether the lease is currently held.
     fn is_held(&self) -> bool;
+}
+
+/// The content-record contract every [`Catalog`] keeps; `tenant` must exist
+/// and `other` must exist and be another tenant.
+#[cfg(test)]
+pub(crate) fn check_content_catalog(c: &dyn Catalog, tenant: &str, other: &str) {
+    use crate::error::StoreError;
+    let items = vec![
+        ("b".to_string(), "{\"text\":\"B\"}".to_string()),
+        ("a".to_string(), "{\"text\":\"A\"}".to_string()),
+    ];
+    c.put_contents(tenant, &items).unwrap();
+    c.put_contents(tenant, &[("a".into(), "{\"text\":\"A2\"}".into())])
+        .unwrap();
+    assert_eq!(
+        c.contents(tenant).unwrap(),
+        vec![
+            ("a".to_string(), "{\"text\":\"A2\"}".to_string()),
+            ("b".to_string(), "{\"text\":\"B\"}".to_string()),
+        ],
+        "replaced in place, sorted by id"
+    );
+    assert!(
+        c.contents(other).unwrap().is_empty(),
+        "tenants are isolated"
+    );
+    // A bad record refuses the whole write: nothing of it lands.
+    let bad = vec![
+        ("c".to_string(), "{}".to_string()),
+        ("d".to_string(), "not json".to_string()),
+    ];
+    assert!(matches!(
+        c.put_contents(tenant, &bad),
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        c.put_contents("no-such-tenant", &items),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(c.contents(tenant).unwrap().len(), 2);
+    assert!(c.delete_content(tenant, "b").unwrap());
+    assert!(!c.delete_content(tenant, "b").unwrap());
+    assert_eq!(c.contents(tenant).unwrap().len(), 1);
 }

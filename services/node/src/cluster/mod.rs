@@ -248,6 +248,7 @@ pub async fn start(config: crate::NodeConfig, cluster: ClusterConfig) -> Result<
         auth: crate::auth::Auth::new(catalog),
         units: Units::Cluster(state.clone()),
         metrics: liveseg_telemetry::install_metrics_recorder().ok(),
+        models: crate::embedding::Embeddings::start(&config.model)?,
     });
     let serving = crate::server::serve(&inner).await?;
     let addr = cluster

@@ -33,6 +33,25 @@ impl MembershipApi {
         account: &str,
         q: Query,
     ) -> Result<Answer, Status> {
+        ask(rt, tenant, account, q).await
+    }
+
+    fn contact_account(&self, tenant: &TenantState, contact: &str) -> Result<String, Status> {
+        tenant
+            .account_of(contact)
+            .ok_or_else(|| Status::not_found(format!("contact '{contact}' not found")))
+    }
+}
+
+/// Asks an account's actor a question (loading it if passivated); retries
+/// once when the actor was stopping.
+pub(crate) async fn ask(
+    rt: &Runtime,
+    tenant: &TenantState,
+    account: &str,
+    q: Query,
+) -> Result<Answer, Status> {
+    {
         for _ in 0..2 {
             let actor: AccountRef = match rt.registry.get(tenant, account, false)? {
                 Loaded::Actor(a) => a,
@@ -46,12 +65,6 @@ impl MembershipApi {
             }
         }
         Err(NodeError::Overloaded("the account was reloading; retry".into()).into())
-    }
-
-    fn contact_account(&self, tenant: &TenantState, contact: &str) -> Result<String, Status> {
-        tenant
-            .account_of(contact)
-            .ok_or_else(|| Status::not_found(format!("contact '{contact}' not found")))
     }
 }
 

@@ -2,6 +2,7 @@
 //! the helpers they share (authentication from metadata, struct <-> JSON).
 
 pub mod admin;
+pub mod content;
 pub mod ingest;
 pub mod membership;
 pub mod segments;

@@ -2,10 +2,9 @@
 //! tenant's whole set (so references and cycles are checked) and rebuilds
 //! the tenant's state from the log in-band in the dispatcher.
 
+use super::content::{compile_for_tenant, install, library_for_checks};
 use super::{Scope, tenant_of};
-use crate::dispatch::Command;
 use crate::error::NodeError;
-use crate::runtime::Runtime;
 use crate::server::NodeInner;
 use crate::tenant::TenantState;
 use liveseg_core::definition::{SegmentDefinition, ValidationError, parse_definitions};
@@ -17,7 +16,7 @@ use tonic::{Request, Response, Status};
 
 pub struct SegmentsApi(pub Arc<NodeInner>);
 
-fn invalid(errors: &[ValidationError]) -> Status {
+pub(crate) fn invalid(errors: &[ValidationError]) -> Status {
     let text = errors
         .iter()
         .map(|e| {
@@ -65,21 +64,13 @@ impl SegmentsApi {
         Ok(out)
     }
 
-    /// Compiles `defs`, stores the change, and rebuilds the tenant's state.
-    async fn redefine(
+    /// Compiles `defs` against the tenant's content, embedding new topic texts.
+    async fn compile(
         &self,
-        rt: &Runtime,
-        tenant: &Arc<TenantState>,
-        defs: Vec<SegmentDefinition>,
-    ) -> Result<(), Status> {
-        let set = SegmentSet::compile(&defs).map_err(|e| invalid(&e))?;
-        rt.ask(|reply| Command::Redefine {
-            tenant: tenant.clone(),
-            set: Box::new(set),
-            reply,
-        })
-        .await?;
-        Ok(())
+        tenant: &TenantState,
+        defs: &[SegmentDefinition],
+    ) -> Result<SegmentSet, Status> {
+        compile_for_tenant(&self.0, &tenant.id, defs).await
     }
 }
 
@@ -101,14 +92,14 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
             .collect();
         defs.push(def.clone());
         // Check before storing anything: a definition that breaks the set is rejected whole.
-        SegmentSet::compile(&defs).map_err(|e| invalid(&e))?;
+        let set = self.compile(&tenant, &defs).await?;
         let json = serde_json::to_string(&def).map_err(|e| NodeError::Internal(e.to_string()))?;
         let revision = self
             .0
             .catalog
             .put_segment(&tenant.id, &def.key, &json)
             .map_err(NodeError::from)?;
-        self.redefine(&rt, &tenant, defs).await?;
+        install(&rt, &tenant, set).await?;
         Ok(Response::new(to_pb(&def, revision)))
     }
 
@@ -144,21 +135,18 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
             return Ok(Response::new(pb::DeleteSegmentResponse { deleted: false }));
         }
         let rest: Vec<SegmentDefinition> = all.into_iter().filter(|d| d.key != key).collect();
-        if let Err(e) = SegmentSet::compile(&rest) {
-            return Err(Status::failed_precondition(format!(
+        let set = self.compile(&tenant, &rest).await.map_err(|e| {
+            Status::failed_precondition(format!(
                 "other segments still use '{key}': {}",
-                e.iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )));
-        }
+                e.message()
+            ))
+        })?;
         let deleted = self
             .0
             .catalog
             .delete_segment(&tenant.id, &key)
             .map_err(NodeError::from)?;
-        self.redefine(&rt, &tenant, rest).await?;
+        install(&rt, &tenant, set).await?;
         Ok(Response::new(pb::DeleteSegmentResponse { deleted }))
     }
 
@@ -196,7 +184,8 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
                     .filter(|d| d.key != def.key)
                     .collect();
                 all.push(def.clone());
-                match SegmentSet::compile(&all) {
+                let lib = library_for_checks(&self.0, &tenant.id, &all)?;
+                match SegmentSet::compile_with(&all, Arc::new(lib)) {
                     Ok(_) => {
                         out.normalized_json =
                             serde_json::to_string_pretty(&def).unwrap_or_default();

@@ -3,7 +3,7 @@
 use redb::ReadableTable;
 use sha2::{Digest, Sha256};
 
-use super::{API_KEYS, EmbeddedStore, SEGMENT_REVISIONS, SEGMENTS, TENANTS, next_counter};
+use super::{API_KEYS, CONTENT, EmbeddedStore, SEGMENT_REVISIONS, SEGMENTS, TENANTS, next_counter};
 use crate::error::{Result, StoreError};
 use crate::traits::{Catalog, Tenant};
 
@@ -157,5 +157,52 @@ impl Catalog for EmbeddedStore {
             out.push((key.to_owned(), json.to_owned(), revision));
         }
         Ok(out)
+    }
+
+    fn put_contents(&self, tenant: &str, items: &[(String, String)]) -> Result<()> {
+        for (id, json) in items {
+            require_non_empty("content id", id)?;
+            serde_json::from_str::<serde_json::Value>(json).map_err(|e| {
+                StoreError::InvalidInput(format!("content {id:?} record is not valid JSON: {e}"))
+            })?;
+        }
+        let txn = self.write_txn()?;
+        {
+            if txn.open_table(TENANTS)?.get(tenant)?.is_none() {
+                return Err(tenant_not_found(tenant));
+            }
+            let mut table = txn.open_table(CONTENT)?;
+            for (id, json) in items {
+                table.insert((tenant, id.as_str()), json.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn contents(&self, tenant: &str) -> Result<Vec<(String, String)>> {
+        let txn = self.read_txn()?;
+        let table = txn.open_table(CONTENT)?;
+        let mut out = Vec::new();
+        for row in table.range((tenant, "")..)? {
+            let (k, v) = row?;
+            let (t, id) = k.value();
+            if t != tenant {
+                break;
+            }
+            out.push((id.to_owned(), v.value().to_owned()));
+        }
+        Ok(out)
+    }
+
+    fn delete_content(&self, tenant: &str, id: &str) -> Result<bool> {
+        let txn = self.write_txn()?;
+        let existed = txn.open_table(CONTENT)?.remove((tenant, id))?.is_some();
+        if existed {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(existed)
     }
 }

@@ -108,6 +108,9 @@ pub(crate) const SEGMENTS: TableDefinition<(&str, &str), (&str, u64)> =
 pub(crate) const SEGMENT_REVISIONS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("segment_revisions");
 
+/// (tenant, content id) -> content record json (text, metadata, embedding).
+pub(crate) const CONTENT: TableDefinition<(&str, &str), &str> = TableDefinition::new("content");
+
 /// Default dedupe window: 7 days.
 pub const DEFAULT_DEDUPE_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
@@ -292,6 +295,7 @@ impl EmbeddedStore {
             txn.open_table(API_KEYS)?;
             txn.open_table(SEGMENTS)?;
             txn.open_table(SEGMENT_REVISIONS)?;
+            txn.open_table(CONTENT)?;
         }
         txn.commit()?;
         Ok(())

@@ -479,6 +479,7 @@ fn catalog_tenants_and_segments() {
         s.put_segment("acme", "a", "not json").unwrap_err(),
         StoreError::InvalidInput(_)
     ));
+    crate::traits::check_content_catalog(&s, "acme", "beta");
 }
 
 #[test]

@@ -40,6 +40,10 @@ fn segrev_key(tenant: &str) -> String {
     key(&format!("segrev:{}", scoped(tenant, "")))
 }
 
+fn content_key(tenant: &str) -> String {
+    key(&format!("content:{}", scoped(tenant, "")))
+}
+
 fn require_non_empty(what: &str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(StoreError::InvalidInput(format!(
@@ -162,5 +166,57 @@ impl Catalog for RedisCatalog {
         }
         out.sort();
         Ok(out)
+    }
+
+    fn put_contents(&self, tenant: &str, items: &[(String, String)]) -> Result<()> {
+        for (id, json) in items {
+            require_non_empty("content id", id)?;
+            serde_json::from_str::<serde_json::Value>(json).map_err(|e| {
+                StoreError::InvalidInput(format!("content {id:?} record is not valid JSON: {e}"))
+            })?;
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        let exists: bool = self.redis.with_conn(|c| {
+            ::redis::cmd("HEXISTS")
+                .arg(key("tenants"))
+                .arg(tenant)
+                .query(c)
+        })?;
+        if !exists {
+            return Err(StoreError::NotFound {
+                kind: "tenant",
+                id: tenant.to_owned(),
+            });
+        }
+        // One HSET writes every field atomically.
+        self.redis.with_conn(|c| {
+            let mut cmd = ::redis::cmd("HSET");
+            cmd.arg(content_key(tenant));
+            for (id, json) in items {
+                cmd.arg(id).arg(json);
+            }
+            cmd.query::<i64>(c)
+        })?;
+        Ok(())
+    }
+
+    fn contents(&self, tenant: &str) -> Result<Vec<(String, String)>> {
+        let mut all: Vec<(String, String)> = self
+            .redis
+            .with_conn(|c| ::redis::cmd("HGETALL").arg(content_key(tenant)).query(c))?;
+        all.sort();
+        Ok(all)
+    }
+
+    fn delete_content(&self, tenant: &str, id: &str) -> Result<bool> {
+        let n: i64 = self.redis.with_conn(|c| {
+            ::redis::cmd("HDEL")
+                .arg(content_key(tenant))
+                .arg(id)
+                .query(c)
+        })?;
+        Ok(n == 1)
     }
 }

@@ -451,6 +451,8 @@ fn catalog_tenants_keys_and_segment_revisions() {
         c.put_segment("t1", "s", "not json"),
         Err(StoreError::InvalidInput(_))
     ));
+    c.create_tenant("t2", "T2", 1).unwrap();
+    crate::traits::check_content_catalog(&c, "t1", "t2");
 }
 
 #[test]

@@ -1,0 +1,319 @@
+//! ContentService: register content (embedded once, stored with its
+//! vector), list it, and rank it for a contact or a text. Also
+//! `compile_for_tenant`, which every definition change goes through, since
+//! affinity conditions resolve against the tenant's content.
+//!
+//! Registering content changes what affinity conditions see, so when the
+//! tenant has any, its state is rebuilt in-band (as for a definition
+//! change), and the memberships that change are emitted as usual.
+
+use super::{Scope, tenant_of};
+use crate::content::{self, ContentRecord, RecordKind};
+use crate::dispatch::Command;
+use crate::error::NodeError;
+use crate::host::{Answer, Query};
+use crate::runtime::Runtime;
+use crate::server::NodeInner;
+use crate::tenant::TenantState;
+use liveseg_core::SegmentSet;
+use liveseg_core::compile::affinity_topics;
+use liveseg_core::content::ContentLibrary;
+use liveseg_core::definition::SegmentDefinition;
+use liveseg_core::time::format_rfc3339;
+use liveseg_proto::pb;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct ContentApi(pub Arc<NodeInner>);
+
+/// Items in one RegisterContent call.
+pub const MAX_ITEMS: usize = 256;
+/// Default and largest number of matches returned.
+const DEFAULT_LIMIT: usize = 10;
+const MAX_LIMIT: usize = 1000;
+
+/// Compiles `defs` against the tenant's stored content, first embedding
+/// (and storing) every topic text not embedded before.
+pub async fn compile_for_tenant(
+    node: &NodeInner,
+    tenant: &str,
+    defs: &[SegmentDefinition],
+) -> Result<SegmentSet, Status> {
+    let records = content::records(node.catalog.as_ref(), tenant)?;
+    let mut lib = content::library_of(&records)?;
+    let missing: Vec<String> = affinity_topics(defs)
+        .into_iter()
+        .filter(|t| lib.topic(t).is_none())
+        .collect();
+    if !missing.is_empty() {
+        let vectors = node.models.embed(&missing).await?;
+        let now = node.clock.now();
+        let mut stored = Vec::new();
+        for (text, v) in missing.iter().zip(vectors) {
+            let v =
+                v.map_err(|e| Status::invalid_argument(format!("affinity topic {text:?}: {e}")))?;
+            lib.insert_topic(text, &v.values)
+                .map_err(|e| NodeError::Internal(format!("topic vector: {e}")))?;
+            let record = ContentRecord {
+                id: content::topic_id(text),
+                kind: RecordKind::Topic,
+                text: text.clone(),
+                url: String::new(),
+                metadata: BTreeMap::new(),
+                model: node.models.model_name().into(),
+                registered_ms: now,
+                vector: ContentRecord::encode_vector(&v.values),
+            };
+            let json =
+                serde_json::to_string(&record).map_err(|e| NodeError::Internal(e.to_string()))?;
+            stored.push((record.id, json));
+        }
+        node.catalog
+            .put_contents(tenant, &stored)
+            .map_err(NodeError::from)?;
+    }
+    SegmentSet::compile_with(defs, Arc::new(lib)).map_err(|e| super::segments::invalid(&e))
+}
+
+/// The tenant's content library, with a placeholder vector for every topic
+/// text of `defs` not embedded yet: for checking definitions without
+/// writing anything (a topic is embedded when its definition is applied).
+pub fn library_for_checks(
+    node: &NodeInner,
+    tenant: &str,
+    defs: &[SegmentDefinition],
+) -> Result<ContentLibrary, NodeError> {
+    let mut lib = content::library(node.catalog.as_ref(), tenant)?;
+    let dims = lib.contents().next().map_or(384, |i| i.vector.len());
+    let mut unit = vec![0.0; dims];
+    unit[0] = 1.0;
+    for t in affinity_topics(defs) {
+        if lib.topic(&t).is_none() {
+            lib.insert_topic(&t, &unit)
+                .map_err(|e| NodeError::Internal(format!("placeholder: {e}")))?;
+        }
+    }
+    Ok(lib)
+}
+
+/// The tenant's stored definitions.
+pub fn stored_definitions(
+    node: &NodeInner,
+    tenant: &str,
+) -> Result<Vec<SegmentDefinition>, NodeError> {
+    node.catalog
+        .segments(tenant)?
+        .into_iter()
+        .map(|(key, json, _)| {
+            serde_json::from_str(&json)
+                .map_err(|e| NodeError::Internal(format!("stored definition {key}: {e}")))
+        })
+        .collect()
+}
+
+/// Installs `set` for the tenant: a rebuild from the log when state must
+/// change, else a swap of the set the API reads.
+pub async fn install(
+    rt: &Runtime,
+    tenant: &Arc<TenantState>,
+    set: SegmentSet,
+) -> Result<(), Status> {
+    rt.ask(|reply| Command::Redefine {
+        tenant: tenant.clone(),
+        set: Box::new(set),
+        reply,
+    })
+    .await?;
+    Ok(())
+}
+
+impl ContentApi {
+    async fn contact_interest(
+        &self,
+        rt: &Runtime,
+        tenant: &TenantState,
+        contact: &str,
+    ) -> Result<liveseg_core::content::Interest, Status> {
+        let account = tenant
+            .account_of(contact)
+            .ok_or_else(|| Status::not_found(format!("contact '{contact}' not found")))?;
+        match super::membership::ask(rt, tenant, &account, Query::Interest(contact.to_string()))
+            .await?
+        {
+            Answer::Interest(Some(i)) => Ok(i),
+            _ => Err(Status::not_found(format!("contact '{contact}' not found"))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::content_service_server::ContentService for ContentApi {
+    #[tracing::instrument(skip_all, fields(tenant, items))]
+    async fn register_content(
+        &self,
+        req: Request<pb::RegisterContentRequest>,
+    ) -> Result<Response<pb::RegisterContentResponse>, Status> {
+        let Scope { rt, tenant } = tenant_of(&self.0, &req)?;
+        let items = req.into_inner().items;
+        tracing::Span::current().record("items", items.len());
+        if items.is_empty() || items.len() > MAX_ITEMS {
+            return Err(Status::invalid_argument(format!(
+                "items: {} given; must be 1..={MAX_ITEMS}",
+                items.len()
+            )));
+        }
+        let mut results: Vec<pb::ContentResult> = items
+            .iter()
+            .map(|i| pb::ContentResult {
+                id: i.id.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let mut valid = Vec::new();
+        for (n, item) in items.iter().enumerate() {
+            let at = format!("items[{n}]");
+            let metadata: BTreeMap<String, String> = item.metadata.clone().into_iter().collect();
+            let checked = content::check_item(&at, &item.id, &item.text, &item.url, &metadata)
+                .and_then(|()| match items[..n].iter().position(|p| p.id == item.id) {
+                    Some(first) => Err(format!("{at}.id: repeats items[{first}].id")),
+                    None => Ok(()),
+                });
+            match checked {
+                Ok(()) => valid.push((n, metadata)),
+                Err(e) => results[n].error = e,
+            }
+        }
+        let texts: Vec<String> = valid.iter().map(|(n, _)| items[*n].text.clone()).collect();
+        let vectors = if texts.is_empty() {
+            Vec::new()
+        } else {
+            self.0.models.embed(&texts).await?
+        };
+        let now = self.0.clock.now();
+        let mut records = Vec::new();
+        for ((n, metadata), v) in valid.into_iter().zip(vectors) {
+            let item = &items[n];
+            match v {
+                Ok(v) => {
+                    results[n].tokens = v.tokens;
+                    results[n].truncated = v.truncated;
+                    let record = ContentRecord {
+                        id: item.id.clone(),
+                        kind: RecordKind::Content,
+                        text: item.text.clone(),
+                        url: item.url.clone(),
+                        metadata,
+                        model: self.0.models.model_name().into(),
+                        registered_ms: now,
+                        vector: ContentRecord::encode_vector(&v.values),
+                    };
+                    let json = serde_json::to_string(&record)
+                        .map_err(|e| NodeError::Internal(e.to_string()))?;
+                    records.push((record.id, json));
+                }
+                Err(e) => results[n].error = format!("items[{n}].text: {e}"),
+            }
+        }
+        if records.is_empty() {
+            return Ok(Response::new(pb::RegisterContentResponse { results }));
+        }
+        // Definitions and content change the tenant's set under one lock.
+        let _guard = rt.definitions_lock.lock().await;
+        self.0
+            .catalog
+            .put_contents(&tenant.id, &records)
+            .map_err(NodeError::from)?;
+        let defs = stored_definitions(&self.0, &tenant.id)?;
+        let set = compile_for_tenant(&self.0, &tenant.id, &defs).await?;
+        install(&rt, &tenant, set).await?;
+        Ok(Response::new(pb::RegisterContentResponse { results }))
+    }
+
+    async fn list_content(
+        &self,
+        req: Request<pb::ListContentRequest>,
+    ) -> Result<Response<pb::ListContentResponse>, Status> {
+        let Scope { tenant, .. } = tenant_of(&self.0, &req)?;
+        let with_vectors = req.get_ref().with_vectors;
+        let mut items = Vec::new();
+        for r in content::records(self.0.catalog.as_ref(), &tenant.id)? {
+            if r.kind != RecordKind::Content {
+                continue;
+            }
+            let vector = if with_vectors {
+                r.vector().map_err(NodeError::Internal)?
+            } else {
+                Vec::new()
+            };
+            items.push(pb::ContentRecord {
+                item: Some(pb::ContentItem {
+                    id: r.id,
+                    text: r.text,
+                    url: r.url,
+                    metadata: r.metadata.into_iter().collect(),
+                }),
+                model: r.model,
+                registered_at: format_rfc3339(r.registered_ms),
+                vector,
+            });
+        }
+        Ok(Response::new(pb::ListContentResponse { items }))
+    }
+
+    async fn match_content(
+        &self,
+        req: Request<pb::MatchContentRequest>,
+    ) -> Result<Response<pb::MatchContentResponse>, Status> {
+        let Scope { rt, tenant } = tenant_of(&self.0, &req)?;
+        let r = req.into_inner();
+        let limit = match r.limit as usize {
+            0 => DEFAULT_LIMIT,
+            n => n.min(MAX_LIMIT),
+        };
+        let lib = tenant.set().content.clone();
+        let (query, profile) = match (r.contact_id.is_empty(), r.text.is_empty()) {
+            (false, true) => {
+                let interest = self.contact_interest(&rt, &tenant, &r.contact_id).await?;
+                let profile = interest
+                    .contributions(&lib, &[])
+                    .into_iter()
+                    .map(|(id, share, _)| format!("{id} ({:.0}%)", share * 100.0))
+                    .collect();
+                (interest.vector(&lib), profile)
+            }
+            (true, false) => {
+                let v = self.0.models.embed(std::slice::from_ref(&r.text)).await?;
+                let v = v
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| NodeError::Internal("no embedding".into()))?
+                    .map_err(|e| Status::invalid_argument(format!("text: {e}")))?;
+                (Some(v.values), Vec::new())
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "contact_id, text: set exactly one of them",
+                ));
+            }
+        };
+        let Some(query) = query else {
+            // No engagement with registered content yet: nothing to rank by.
+            return Ok(Response::new(pb::MatchContentResponse {
+                matches: vec![],
+                unknown: vec![],
+                profile,
+            }));
+        };
+        let (ranked, unknown) = lib.rank(&query, &r.candidates);
+        Ok(Response::new(pb::MatchContentResponse {
+            matches: ranked
+                .into_iter()
+                .take(limit)
+                .map(|(id, score)| pb::ContentMatch { id, score })
+                .collect(),
+            unknown: unknown.into_iter().map(str::to_string).collect(),
+            profile,
+        }))
+    }
+}
