@@ -66,7 +66,7 @@ fn affinity_segment() -> String {
 
 async fn register(node: &Node, items: Vec<pb::ContentItem>) -> Result<Vec<pb::ContentResult>> {
     let c = node.content().await?;
-    // The model loads in the background: RESOURCE_EXHAUSTED until ready.
+    // The model loads in the background: UNAVAILABLE until ready.
     poll(Duration::from_secs(120), "content registered", || {
         let (mut c, items) = (c.clone(), items.clone());
         async move {
@@ -75,7 +75,7 @@ async fn register(node: &Node, items: Vec<pb::ContentItem>) -> Result<Vec<pb::Co
                 .await
             {
                 Ok(r) => Some(Ok(r.into_inner().results)),
-                Err(s) if s.code() == tonic::Code::ResourceExhausted => None,
+                Err(s) if s.code() == tonic::Code::Unavailable => None,
                 Err(s) => Some(Err(anyhow::anyhow!("register: {s:?}"))),
             }
         }

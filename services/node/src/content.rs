@@ -96,17 +96,24 @@ pub fn library(catalog: &dyn Catalog, tenant: &str) -> Result<ContentLibrary> {
     library_of(&records(catalog, tenant)?)
 }
 
+/// The library of `records`. A record that cannot be used (its vector is
+/// unreadable, degenerate or of other dimensions; registration checks this,
+/// so only a damaged store has one) is left out with an error in the log,
+/// rather than failing the tenant's load: a definition naming it then fails
+/// to compile with a message naming the content.
 pub fn library_of(records: &[ContentRecord]) -> Result<ContentLibrary> {
     let mut lib = ContentLibrary::default();
     for r in records {
-        let v = r
-            .vector()
-            .map_err(|e| NodeError::Internal(format!("stored content {}: {e}", r.id)))?;
-        let added = match r.kind {
-            RecordKind::Content => lib.insert_content(&r.id, Some(r.url.as_str()), &v),
-            RecordKind::Topic => lib.insert_topic(&r.text, &v),
-        };
-        added.map_err(|e| NodeError::Internal(format!("stored content {}: {e}", r.id)))?;
+        let added = r.vector().and_then(|v| {
+            match r.kind {
+                RecordKind::Content => lib.insert_content(&r.id, Some(r.url.as_str()), &v),
+                RecordKind::Topic => lib.insert_topic(&r.text, &v),
+            }
+            .map_err(|e| e.to_string())
+        });
+        if let Err(e) = added {
+            tracing::error!(content = %r.id, error = %e, "stored content record left out of the library");
+        }
     }
     Ok(lib)
 }
@@ -198,11 +205,14 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_vectors_are_named() {
-        let mut r = record("a", RecordKind::Content, "A", "", &[1.0]);
-        r.vector = "AAA".into();
-        let e = library_of(&[r]).unwrap_err().to_string();
-        assert!(e.contains("stored content a"), "{e}");
+    fn unusable_records_are_left_out_not_fatal() {
+        let mut bad = record("a", RecordKind::Content, "A", "", &[1.0, 0.0]);
+        bad.vector = "AAA".into();
+        let other_dims = record("b", RecordKind::Content, "B", "", &[1.0]);
+        let good = record("c", RecordKind::Content, "C", "", &[0.0, 1.0]);
+        let lib = library_of(&[good, bad, other_dims]).unwrap();
+        let ids: Vec<&str> = lib.contents().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, vec!["c"]);
     }
 
     #[test]

@@ -64,6 +64,8 @@ impl Embeddings {
                 let channel = Endpoint::from_shared(url.clone())
                     .map_err(|e| NodeError::Config(format!("--model-server {url}: {e}")))?
                     .connect_timeout(std::time::Duration::from_secs(2))
+                    // A hung model must not hold a tenant's definitions lock.
+                    .timeout(std::time::Duration::from_secs(30))
                     .tcp_nodelay(true)
                     .connect_lazy();
                 Ok(Embeddings::Remote {
@@ -96,7 +98,9 @@ impl Embeddings {
                         Some(e) => {
                             NodeError::FailedPrecondition(format!("the model failed to load: {e}"))
                         }
-                        None => NodeError::Overloaded("the model is still loading".into()),
+                        None => NodeError::Unavailable(
+                            "the model is still loading; retry shortly".into(),
+                        ),
                     });
                 };
                 embed_texts(ready, texts).await.map_err(from_status)?
@@ -147,8 +151,11 @@ fn from_status(e: liveseg_model::ModelError) -> NodeError {
 
 fn remote_error(who: &str, s: tonic::Status) -> NodeError {
     match s.code() {
-        tonic::Code::ResourceExhausted | tonic::Code::Unavailable => {
+        tonic::Code::ResourceExhausted => {
             NodeError::Overloaded(format!("model at {who}: {}", s.message()))
+        }
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+            NodeError::Unavailable(format!("model at {who}: {}", s.message()))
         }
         tonic::Code::InvalidArgument => NodeError::InvalidArgument(s.message().to_string()),
         tonic::Code::FailedPrecondition => {

@@ -22,6 +22,9 @@ pub enum NodeError {
     StaleShape(String),
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// A dependency (the model) is not ready yet; retry shortly.
+    #[error("{0}")]
+    Unavailable(String),
     /// This node stopped serving the data (a shard moved or is moving).
     #[error("{}", moved_text(*.0))]
     Moved(Option<u32>),
@@ -52,6 +55,7 @@ impl From<NodeError> for tonic::Status {
             NodeError::FailedPrecondition(_) => Code::FailedPrecondition,
             NodeError::StaleShape(_) => Code::Unavailable,
             NodeError::ShuttingDown => Code::Unavailable,
+            NodeError::Unavailable(_) => Code::Unavailable,
             NodeError::Moved(_) | NodeError::NotHere { .. } => Code::Unavailable,
             NodeError::Config(_) => Code::Internal,
             NodeError::Internal(_) => Code::Internal,

@@ -38,7 +38,9 @@ fn node_error(e: NodeError) -> Response {
         NodeError::PermissionDenied(_) => StatusCode::FORBIDDEN,
         NodeError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
         NodeError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
-        NodeError::ShuttingDown | NodeError::StaleShape(_) => StatusCode::SERVICE_UNAVAILABLE,
+        NodeError::ShuttingDown | NodeError::StaleShape(_) | NodeError::Unavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, &e.to_string())

@@ -133,10 +133,17 @@ impl Registry {
         let set = tenant.set();
         let host = match image {
             Some((_, bytes)) => {
-                let image = Checkpoint::decode(&bytes).map_err(NodeError::Internal)?;
-                if image.fingerprint != set.fingerprint() {
-                    return Err(NodeError::StaleShape(tenant.id.to_string()));
-                }
+                // State is a function of the log and the definitions: an
+                // image this build cannot read (another state format) or
+                // shaped by other definitions is rebuilt from the log.
+                let image = match Checkpoint::decode(&bytes) {
+                    Ok(image) if image.fingerprint == set.fingerprint() => image,
+                    Ok(_) => return Err(NodeError::StaleShape(tenant.id.to_string())),
+                    Err(e) => {
+                        tracing::warn!(account = %key.1, error = %e, "checkpoint unreadable; rebuilding the tenant from the log");
+                        return Err(NodeError::StaleShape(tenant.id.to_string()));
+                    }
+                };
                 AccountHost::new(
                     tenant.id.clone(),
                     set,

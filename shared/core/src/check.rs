@@ -191,28 +191,34 @@ fn check_condition(
         }
         Condition::Affinity(a) => {
             let p = format!("{path}.affinity");
+            let mut add =
+                |at: String, reason: String| errors.push(ValidationError::new(at, reason));
             if !contact_ctx {
-                err(
+                add(
                     p.clone(),
-                    "affinity is a contact condition: use it in a contact segment or inside contacts",
+                    "affinity is a contact condition: use it in a contact segment or inside contacts"
+                        .into(),
                 );
             }
             match (&a.topic, &a.content) {
                 (Some(_), Some(_)) | (None, None) => {
-                    err(p.clone(), "set exactly one of topic and content")
+                    add(p.clone(), "set exactly one of topic and content".into())
                 }
-                (Some(t), None) if t.trim().is_empty() || t.len() > MAX_TOPIC_BYTES => err(
+                (Some(t), None) if t.trim().is_empty() || t.len() > MAX_TOPIC_BYTES => add(
                     format!("{p}.topic"),
-                    "must be 1-1000 bytes of text, not only whitespace",
+                    format!("must be 1-{MAX_TOPIC_BYTES} bytes of text, not only whitespace"),
                 ),
-                (None, Some(c)) if c.is_empty() || c.len() > 256 => err(
+                (None, Some(c)) if c.is_empty() || c.len() > 256 => add(
                     format!("{p}.content"),
-                    "must be a content id of 1-256 bytes",
+                    "must be a content id of 1-256 bytes".into(),
                 ),
                 _ => {}
             }
             if !a.at_least.is_finite() || !(-1.0..=1.0).contains(&a.at_least) {
-                err(format!("{p}.at_least"), "must be a cosine in [-1, 1]");
+                add(
+                    format!("{p}.at_least"),
+                    "must be a cosine in [-1, 1]".into(),
+                );
             }
         }
     }

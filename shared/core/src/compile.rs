@@ -87,8 +87,10 @@ pub enum Cond {
     },
 }
 
-/// Which state features a segment reads, as bit masks (bit 63 stands for
-/// every feature past 62, so the masks stay conservative, never wrong).
+/// Which state features a segment reads, as bit masks: matchers 0-31
+/// (past 31 share bit 31), traits 32-60 (past 60 share bit 60), then
+/// suppression, sends and interest; shared bits keep the masks
+/// conservative, never wrong.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Deps {
     /// Features of the contact being judged.
@@ -224,6 +226,7 @@ impl SegmentSet {
         // Contacts keep interest profiles once the tenant has content, so
         // Match can rank for them, or once a definition reads them.
         set.tracks_interest |= !set.content.is_empty();
+        set.fingerprint = shape_fingerprint(defs, set.tracks_interest);
         if errors.is_empty() {
             Ok(set)
         } else {
@@ -299,6 +302,20 @@ impl SegmentSet {
             .map(|s| s.def.clone())
             .collect()
     }
+}
+
+/// Version of the state layout (`state.rs`); bump it when `ContactState`
+/// or `AccountCore` change, so older checkpoints are rebuilt from the log.
+pub const STATE_FORMAT: u32 = 2;
+
+/// The shape of state: the layout version, whether profiles are kept, and
+/// the definitions in key order (so the order they were stored or applied
+/// in does not matter).
+fn shape_fingerprint(defs: &[SegmentDefinition], tracks_interest: bool) -> u64 {
+    let mut sorted: Vec<&SegmentDefinition> = defs.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    let text = serde_json::to_string(&sorted).unwrap_or_default();
+    crate::event::stable_hash(&format!("{STATE_FORMAT}|{tracks_interest}|{text}"))
 }
 
 fn topo_order(

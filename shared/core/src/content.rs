@@ -8,7 +8,8 @@
 //! embeddings, looked up in the library when a condition is judged. So:
 //! - content and page texts are embedded once, at registration, never per
 //!   recipient; the state of a contact is ~16 x 12 bytes, not 384 floats;
-//! - a click on content registered later still counts once it is registered;
+//! - a click on content registered later counts once it is registered (the
+//!   registration rebuilds state from the log);
 //! - explain can name the content behind an affinity.
 //!
 //! Decay: an engagement at event time `ts` weighs `w * 2^(-(at - ts) / H)`
@@ -64,25 +65,31 @@ pub fn normalize_path(url_or_path: &str) -> String {
     }
 }
 
-/// What an event says about a contact's interests: the content key it
-/// engaged with and how much that weighs.
-pub fn interest_of(e: &Event) -> Option<(u64, f32)> {
-    let prop = |name: &str| e.properties.get(name).and_then(|v| v.as_str());
-    let non_empty = |s: &&str| !s.trim().is_empty();
-    match e.kind {
-        EventKind::Click { .. } => {
-            if let Some(id) = prop("content_id").filter(non_empty) {
-                Some((content_key(id), CLICK_WEIGHT))
-            } else {
-                prop("url")
-                    .filter(non_empty)
-                    .map(|u| (url_key(u), CLICK_WEIGHT))
-            }
+/// What an event says about a contact's interests: the registered item it
+/// engaged with (its key) and how much that weighs. A click counts for its
+/// `content_id` if registered, else for its `url` if that is a registered
+/// page; a page view for its `path` (or `url`). Engagement with anything the
+/// library does not know is not kept: registering content rebuilds state
+/// from the log, so earlier engagement with it counts from then on, and
+/// unknown pages never crowd registered content out of the bounded profile.
+pub fn interest_of(e: &Event, lib: &ContentLibrary) -> Option<(u64, f32)> {
+    let prop = |name: &str| -> Option<String> {
+        match e.properties.get(name)? {
+            serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
         }
+    };
+    let known = |key: u64| lib.get(key).map(|item| item.key);
+    match e.kind {
+        EventKind::Click { .. } => prop("content_id")
+            .and_then(|id| known(content_key(&id)))
+            .or_else(|| prop("url").and_then(|u| known(url_key(&u))))
+            .map(|k| (k, CLICK_WEIGHT)),
         EventKind::Page { .. } => prop("path")
-            .filter(non_empty)
-            .or_else(|| prop("url").filter(non_empty))
-            .map(|p| (url_key(p), PAGE_WEIGHT)),
+            .and_then(|p| known(url_key(&p)))
+            .or_else(|| prop("url").and_then(|u| known(url_key(&u))))
+            .map(|k| (k, PAGE_WEIGHT)),
         _ => None,
     }
 }
@@ -165,14 +172,9 @@ impl Interest {
             .filter_map(|(k, w)| Some((lib.get(*k)?, *w)))
             .collect();
         let total: f32 = known.iter().map(|(_, w)| w).sum();
-        // An item reached by id and by URL is one item.
-        let mut by_id: BTreeMap<&str, (f32, &LibraryItem)> = BTreeMap::new();
-        for (item, w) in known {
-            by_id.entry(item.id.as_str()).or_insert((0.0, item)).0 += w;
-        }
-        let mut out: Vec<(String, f32, f32)> = by_id
-            .into_values()
-            .map(|(w, item)| {
+        let mut out: Vec<(String, f32, f32)> = known
+            .into_iter()
+            .map(|(item, w)| {
                 let share = if total > 0.0 { w / total } else { 0.0 };
                 (item.id.clone(), share, dot(&item.vector, target))
             })
@@ -203,6 +205,9 @@ fn cosine_unit(v: &[f32], unit: &[f32]) -> f32 {
 /// One registered content item's embedding (unit norm).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LibraryItem {
+    /// `content_key(id)`: the key profiles keep, whichever way (id or URL)
+    /// the engagement named the item.
+    pub key: u64,
     pub id: String,
     pub vector: Vec<f32>,
 }
@@ -246,6 +251,7 @@ impl ContentLibrary {
     ) -> Result<(), LibraryError> {
         let vector = self.unit(vector)?;
         let item = Arc::new(LibraryItem {
+            key: content_key(id),
             id: id.to_string(),
             vector,
         });
@@ -412,13 +418,77 @@ mod tests {
     }
 
     #[test]
-    fn unknown_content_counts_once_registered() {
+    fn keys_the_library_lacks_add_nothing_until_registered() {
         let mut p = Interest::default();
         p.add(content_key("later"), 1.0, 10);
         let mut l = lib();
         assert_eq!(p.affinity(&l, &[1.0, 0.0, 0.0]), None);
         l.insert_content("later", None, &[0.0, 0.0, 1.0]).unwrap();
         assert_eq!(p.affinity(&l, &[0.0, 0.0, 1.0]), Some(1.0));
+    }
+
+    #[test]
+    fn events_name_registered_items_by_id_or_url() {
+        use crate::event::{Limits, parse_message};
+        let l = lib();
+        let ev =
+            |v: serde_json::Value| parse_message(&v, i64::MAX / 2, &Limits::default()).unwrap();
+        let click = |props: serde_json::Value| {
+            ev(
+                serde_json::json!({"type":"track","messageId":"m","userId":"u",
+                "event":"Email Link Clicked","timestamp":"2026-01-01T00:00:00Z","properties":props}),
+            )
+        };
+        let page = |path: &str| {
+            ev(
+                serde_json::json!({"type":"page","messageId":"m","userId":"u",
+                "timestamp":"2026-01-01T00:00:00Z","properties":{"path":path}}),
+            )
+        };
+        let w = content_key("warehouse");
+        // An unregistered content_id falls back to a registered URL.
+        assert_eq!(
+            interest_of(
+                &click(
+                    serde_json::json!({"email_id":"e","content_id":"email-7","url":"https://x.io/blog/warehouse"})
+                ),
+                &l
+            ),
+            Some((w, CLICK_WEIGHT))
+        );
+        assert_eq!(
+            interest_of(
+                &click(serde_json::json!({"email_id":"e","content_id":"pricing"})),
+                &l
+            ),
+            Some((content_key("pricing"), CLICK_WEIGHT))
+        );
+        assert_eq!(
+            interest_of(
+                &click(serde_json::json!({"email_id":"e","content_id":7})),
+                &l
+            ),
+            None
+        );
+        assert_eq!(
+            interest_of(&page("/blog/warehouse/"), &l),
+            Some((w, PAGE_WEIGHT))
+        );
+        assert_eq!(
+            interest_of(&page("/careers"), &l),
+            None,
+            "unknown pages are not kept"
+        );
+        let mut numeric = ContentLibrary::default();
+        numeric.insert_content("7", None, &[1.0]).unwrap();
+        assert_eq!(
+            interest_of(
+                &click(serde_json::json!({"email_id":"e","content_id":7})),
+                &numeric
+            ),
+            Some((content_key("7"), CLICK_WEIGHT)),
+            "numeric ids are read as text"
+        );
     }
 
     #[test]

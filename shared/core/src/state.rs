@@ -210,7 +210,7 @@ impl ContactState {
             _ => {}
         }
         if set.tracks_interest
-            && let Some((key, weight)) = interest_of(e)
+            && let Some((key, weight)) = interest_of(e, &set.content)
         {
             self.interest.add(key, weight, e.ts);
             changed |= FEAT_INTEREST;

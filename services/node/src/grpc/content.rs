@@ -3,9 +3,11 @@
 //! `compile_for_tenant`, which every definition change goes through, since
 //! affinity conditions resolve against the tenant's content.
 //!
-//! Registering content changes what affinity conditions see, so when the
-//! tenant has any, its state is rebuilt in-band (as for a definition
-//! change), and the memberships that change are emitted as usual.
+//! Registering content changes what profiles keep and what affinity
+//! conditions see, so the tenant's state is rebuilt from its log in-band
+//! (as for a definition change: the runtime applies no event meanwhile),
+//! and the memberships that change are emitted as usual. Register in
+//! batches: each call costs one replay of the tenant's log.
 
 use super::{Scope, tenant_of};
 use crate::content::{self, ContentRecord, RecordKind};
@@ -40,8 +42,18 @@ pub async fn compile_for_tenant(
     tenant: &str,
     defs: &[SegmentDefinition],
 ) -> Result<SegmentSet, Status> {
-    let records = content::records(node.catalog.as_ref(), tenant)?;
-    let mut lib = content::library_of(&records)?;
+    let lib = content::library(node.catalog.as_ref(), tenant)?;
+    compile_with_library(node, tenant, defs, lib).await
+}
+
+/// Compiles `defs` against `lib`, first embedding (and storing) every
+/// topic text it lacks.
+async fn compile_with_library(
+    node: &NodeInner,
+    tenant: &str,
+    defs: &[SegmentDefinition],
+    mut lib: ContentLibrary,
+) -> Result<SegmentSet, Status> {
     let missing: Vec<String> = affinity_topics(defs)
         .into_iter()
         .filter(|t| lib.topic(t).is_none())
@@ -112,8 +124,9 @@ pub fn stored_definitions(
         .collect()
 }
 
-/// Installs `set` for the tenant: a rebuild from the log when state must
-/// change, else a swap of the set the API reads.
+/// Installs `set` for the tenant by rebuilding its state from the log
+/// in-band in the dispatcher (no event is applied meanwhile), then
+/// announcing the membership differences.
 pub async fn install(
     rt: &Runtime,
     tenant: &Arc<TenantState>,
@@ -192,8 +205,18 @@ impl pb::content_service_server::ContentService for ContentApi {
         };
         let now = self.0.clock.now();
         let mut records = Vec::new();
+        // Definitions and content change the tenant's set under one lock.
+        let _guard = rt.definitions_lock.lock().await;
+        // Each vector must fit the library (same model and dimensions, not
+        // degenerate) before anything is stored.
+        let mut lib = content::library(self.0.catalog.as_ref(), &tenant.id)?;
         for ((n, metadata), v) in valid.into_iter().zip(vectors) {
             let item = &items[n];
+            let v = v.and_then(|v| {
+                lib.insert_content(&item.id, Some(item.url.as_str()), &v.values)
+                    .map(|()| v)
+                    .map_err(|e| format!("its embedding was refused: {e}"))
+            });
             match v {
                 Ok(v) => {
                     results[n].tokens = v.tokens;
@@ -218,14 +241,13 @@ impl pb::content_service_server::ContentService for ContentApi {
         if records.is_empty() {
             return Ok(Response::new(pb::RegisterContentResponse { results }));
         }
-        // Definitions and content change the tenant's set under one lock.
-        let _guard = rt.definitions_lock.lock().await;
+        // Compile first: a set that would not compile stores nothing.
+        let defs = stored_definitions(&self.0, &tenant.id)?;
+        let set = compile_with_library(&self.0, &tenant.id, &defs, lib).await?;
         self.0
             .catalog
             .put_contents(&tenant.id, &records)
             .map_err(NodeError::from)?;
-        let defs = stored_definitions(&self.0, &tenant.id)?;
-        let set = compile_for_tenant(&self.0, &tenant.id, &defs).await?;
         install(&rt, &tenant, set).await?;
         Ok(Response::new(pb::RegisterContentResponse { results }))
     }

@@ -135,12 +135,17 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
             return Ok(Response::new(pb::DeleteSegmentResponse { deleted: false }));
         }
         let rest: Vec<SegmentDefinition> = all.into_iter().filter(|d| d.key != key).collect();
-        let set = self.compile(&tenant, &rest).await.map_err(|e| {
-            Status::failed_precondition(format!(
-                "other segments still use '{key}': {}",
-                e.message()
-            ))
-        })?;
+        let set = self
+            .compile(&tenant, &rest)
+            .await
+            .map_err(|e| match e.code() {
+                // Only a definition problem means another segment needs this one.
+                tonic::Code::InvalidArgument => Status::failed_precondition(format!(
+                    "other segments still use '{key}': {}",
+                    e.message()
+                )),
+                _ => e,
+            })?;
         let deleted = self
             .0
             .catalog
