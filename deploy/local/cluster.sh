@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# A local liveseg cluster on loopback: one redis-server on 127.0.0.1 and three
+# A local liveseg cluster on loopback: one redis-server on 127.0.0.1, the
+# model service (`liveseg model serve`) on 127.0.0.5 and three
 # `liveseg serve --cluster` nodes on 127.0.0.2, 127.0.0.3 and 127.0.0.4.
 #
 #   deploy/local/cluster.sh [up]         start whatever is not running (default)
-#   deploy/local/cluster.sh down         SIGTERM the nodes (graceful handoff), then Redis
+#   deploy/local/cluster.sh down         SIGTERM the nodes (graceful handoff), then the model, then Redis
 #   deploy/local/cluster.sh status       pids, addresses, liveness, shards held, API key
-#   deploy/local/cluster.sh logs [NAME]  follow the logs (NAME: n1 n2 n3 redis; default all)
+#   deploy/local/cluster.sh logs [NAME]  follow the logs (NAME: n1 n2 n3 model redis; default all)
 #
 # Settings (environment):
 #   LIVESEG_BIN                  liveseg binary [target/release/liveseg, built if missing]
@@ -13,13 +14,17 @@
 #   LIVESEG_LOCAL_REDIS_PORT     Redis port on 127.0.0.1 [6390]
 #   LIVESEG_LOCAL_PORT           node port on each loopback address [7070]
 #   LIVESEG_LOCAL_SHARDS         shard count, fixed for the life of the state dir [16]
+#   LIVESEG_LOCAL_MODEL          'on' runs the model service, 'off' does not [on]
+#   LIVESEG_LOCAL_MODEL_PORT     model service port on 127.0.0.5 [7080]
+#   LIVESEG_LOCAL_MODEL_DIR      model files [models/all-MiniLM-L6-v2, fetched if missing]
 #   LIVESEG_LOCAL_START_TIMEOUT  seconds to wait for a process to come up [60]
 #   LIVESEG_LOCAL_STOP_TIMEOUT   seconds to wait for a node to drain and exit [60]
 #   LIVESEG_LOCAL_LOG_LINES      lines `logs` shows before following [40]
 # Any other LIVESEG_* variable (LIVESEG_LEASE_TTL, LIVESEG_LOG_FORMAT,
 # LIVESEG_CONFIG=file, ...) and RUST_LOG reach the nodes unchanged; the flags
 # this script passes (cluster, Redis URL, shards, listen, data dir, node name,
-# ownership journal) take precedence over them.
+# ownership journal) take precedence over them. The nodes also get
+# LIVESEG_MODEL_SERVER=http://127.0.0.5:PORT, the model service's address.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -42,6 +47,23 @@ case $bin in
 esac
 redis_dir=$state/redis
 nodes=(n1 n2 n3)
+model_mode=${LIVESEG_LOCAL_MODEL:-on}
+case $model_mode in
+    on | off) ;;
+    *)
+        printf 'cluster.sh: LIVESEG_LOCAL_MODEL must be on or off, not %s\n' "$model_mode" >&2
+        exit 2
+        ;;
+esac
+model_host=127.0.0.5
+model_port=${LIVESEG_LOCAL_MODEL_PORT:-7080}
+model_addr=$model_host:$model_port
+model_files=${LIVESEG_LOCAL_MODEL_DIR:-$root/models/all-MiniLM-L6-v2}
+case $model_files in
+    /*) ;;
+    *) model_files=$PWD/$model_files ;;
+esac
+model_dir=$state/model
 
 say() { printf '%s\n' "$*" >&2; }
 starting=0
@@ -80,6 +102,7 @@ live_pid() {
 
 node_pid() { live_pid "$state/$1/node.pid" "$state/$1"; }
 redis_pid() { live_pid "$redis_dir/redis.pid" "redis-server"; }
+model_pid() { live_pid "$model_dir/model.pid" "$model_dir"; }
 
 # Whether Redis answers PING on its port (bash /dev/tcp; no redis-cli needed).
 redis_ping() {
@@ -213,6 +236,72 @@ start_redis() {
     say "redis  127.0.0.1:$redis_port up (pid $(redis_pid))"
 }
 
+# Whether the model service answers an Embed call: a real gRPC round trip
+# through the model, so it holds only once health is SERVING (before that
+# the service refuses calls with UNAVAILABLE).
+model_answers() {
+    printf 'ready check\n' | "$bin" embed --model-server "http://$model_addr" >/dev/null 2>&1
+}
+
+ensure_model_files() {
+    local f missing=
+    for f in model.safetensors tokenizer.json config.json; do
+        [ -s "$model_files/$f" ] || missing="$missing $f"
+    done
+    [ -z "$missing" ] && return 0
+    if [ -n "${LIVESEG_LOCAL_MODEL_DIR:-}" ]; then
+        die "LIVESEG_LOCAL_MODEL_DIR=$LIVESEG_LOCAL_MODEL_DIR lacks$missing"
+    fi
+    say "model files missing ($missing ); fetching them: scripts/fetch-model.sh"
+    "$root/scripts/fetch-model.sh" "$model_files" ||
+        die "scripts/fetch-model.sh failed; run it by hand, or start without the model: LIVESEG_LOCAL_MODEL=off $0 up"
+}
+
+# Starts the model service and waits until it answers (the model loads and
+# warms up after the port is bound).
+start_model() {
+    local pid deadline launched launcher=(nohup)
+    if pid=$(model_pid); then
+        say "model  $model_addr already running (pid $pid)"
+        return 0
+    fi
+    ensure_model_files
+    mkdir -p "$model_dir"
+    rm -f "$model_dir/model.addr" "$model_dir/model.pid"
+    if command -v setsid >/dev/null 2>&1; then
+        launcher=(setsid nohup)
+    fi
+    printf '\n=== %s starting the model service\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$model_dir/model.log"
+    # --addr-file doubles as the process's mark: model_pid() matches the
+    # state dir in its command line.
+    # RUST_LOG=info unless set: "model ready" or the load error in its log.
+    RUST_LOG=${RUST_LOG:-info} "${launcher[@]}" "$bin" model serve --listen "$model_addr" --model-dir "$model_files" \
+        --addr-file "$model_dir/model.addr" \
+        </dev/null >>"$model_dir/model.log" 2>&1 &
+    launched=$!
+    echo "$launched" >"$model_dir/model.pid"
+    deadline=$((SECONDS + start_timeout))
+    until [ -s "$model_dir/model.addr" ] && model_answers; do
+        # kill -0, not model_pid: until the launcher has exec'd the binary,
+        # the command line is still this script's.
+        if ! kill -0 "$launched" 2>/dev/null; then
+            tail_log "$model_dir/model.log"
+            die "the model service exited during startup (log: $model_dir/model.log)"
+        fi
+        # A model that fails to load leaves the service up, NOT_SERVING.
+        if grep -q "the model failed to load" "$model_dir/model.log" 2>/dev/null; then
+            tail_log "$model_dir/model.log"
+            die "the model service could not load $model_files (log: $model_dir/model.log)"
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            tail_log "$model_dir/model.log"
+            die "the model service did not answer on $model_addr within ${start_timeout}s"
+        fi
+        sleep 0.2
+    done
+    say "model  $model_addr up (pid $(model_pid))"
+}
+
 # Starts node NAME in the background unless it is running.
 launch_node() {
     local name=$1 dir=$state/$1 pid launcher=(nohup)
@@ -228,6 +317,12 @@ launch_node() {
         launcher=(setsid nohup)
     fi
     printf '\n=== %s starting %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" >>"$dir/node.log"
+    # Only with the model service running. A variable the node does not know
+    # yet is ignored (clap reads just the variables of its flags); only a
+    # config file (LIVESEG_CONFIG) rejects unknown names, and this is not one.
+    if [ "$model_mode" = on ]; then
+        launcher=(env "LIVESEG_MODEL_SERVER=http://$model_addr" "${launcher[@]}")
+    fi
     "${launcher[@]}" "$bin" serve --cluster \
         --redis-url "redis://127.0.0.1:$redis_port/" \
         --shards "$shards" \
@@ -294,6 +389,9 @@ cmd_up() {
     ensure_bin
     mkdir -p "$state"
     start_redis
+    if [ "$model_mode" = on ]; then
+        start_model
+    fi
     # The first node bootstraps the catalog and writes credentials.json.
     launch_node n1
     await_files n1 node.addr credentials.json
@@ -307,10 +405,15 @@ cmd_up() {
     for name in "${nodes[@]}"; do
         say "$name     $(node_addr "$name") up (pid $(node_pid "$name"))"
     done
+    local model_line="model service: off (LIVESEG_LOCAL_MODEL=off)"
+    if [ "$model_mode" = on ]; then
+        model_line="model service on $model_addr (the nodes get LIVESEG_MODEL_SERVER=http://$model_addr)"
+    fi
     cat <<EOF
 
 liveseg local cluster is up: Redis on 127.0.0.1:$redis_port, nodes n1 n2 n3 on
-$(node_addr n1), $(node_addr n2), $(node_addr n3) ($shards shards). State: $state
+$(node_addr n1), $(node_addr n2), $(node_addr n3) ($shards shards), $model_line.
+State: $state
 
 API key: field api_key of $state/n1/credentials.json
 (admin_key is beside it). Any node answers; it forwards to the shard owner:
@@ -354,6 +457,14 @@ cmd_down() {
         fi
         rm -f "$state/$name/node.pid"
     done
+    # After the nodes: they may call it while they drain.
+    if pid=$(model_pid); then
+        stop_pid model "$pid" "$stop_timeout"
+        say "model stopped"
+    else
+        say "model not running"
+    fi
+    rm -f "$model_dir/model.pid"
     if pid=$(redis_pid); then
         stop_pid redis "$pid" "$stop_timeout"
         say "redis stopped"
@@ -401,6 +512,18 @@ cmd_status() {
             all_up=1
         fi
     done
+    if pid=$(model_pid); then
+        if model_answers; then health="up (answers Embed)"; else
+            health="NOT SERVING (loading, or failed: see its log)"
+            all_up=1
+        fi
+        printf '%-6s %-16s pid %-8s %s\n' model "$model_addr" "$pid" "$health"
+    elif [ "$model_mode" = on ]; then
+        printf '%-6s %-16s %-12s %s\n' model "$model_addr" "-" down
+        all_up=1
+    else
+        printf '%-6s %-16s %-12s %s\n' model "$model_addr" "-" "off (LIVESEG_LOCAL_MODEL=off)"
+    fi
     if [ "$any_held" -eq 1 ]; then
         echo "shards held: $total of $shards"
     fi
@@ -412,25 +535,29 @@ cmd_status() {
     else
         echo "API key: none yet ($state/n1/credentials.json appears on the first 'up')"
     fi
-    echo "logs: $state/{n1,n2,n3}/node.log, $redis_dir/redis.log"
+    echo "logs: $state/{n1,n2,n3}/node.log, $model_dir/model.log, $redis_dir/redis.log"
     return "$all_up"
 }
 
 cmd_logs() {
     local files=() name
-    [ $# -gt 0 ] || set -- "${nodes[@]}" redis
+    if [ $# -eq 0 ]; then
+        set -- "${nodes[@]}" redis
+        [ "$model_mode" = off ] || set -- "$@" model
+    fi
     for name in "$@"; do
         case $name in
             n1 | n2 | n3) files+=("$state/$name/node.log") ;;
+            model) files+=("$model_dir/model.log") ;;
             redis) files+=("$redis_dir/redis.log") ;;
-            *) die "logs: unknown name '$name' (n1, n2, n3, redis)" ;;
+            *) die "logs: unknown name '$name' (n1, n2, n3, model, redis)" ;;
         esac
     done
     exec tail -n "${LIVESEG_LOCAL_LOG_LINES:-40}" -F "${files[@]}"
 }
 
 usage() {
-    sed -n '2,8s/^# \{0,1\}//p' "$0"
+    sed -n '2,9s/^# \{0,1\}//p' "$0"
 }
 
 main() {

@@ -91,17 +91,27 @@ impl Report {
     }
 }
 
-/// All members of `segment` for one tenant, through any live node.
+/// All members of `segment` for one tenant, through any live node. Retried
+/// with a deadline, as a client retries `UNAVAILABLE`: the tenant's shard
+/// may be moving while the checker reads (placement's settle rule can make
+/// a rebalance land after the cluster looked settled).
 async fn members(cluster: &Cluster, key: &str, segment: &str) -> Result<BTreeSet<String>> {
     let urls = cluster.live_urls();
-    let mut last = None;
-    for url in urls {
-        match members_at(&url, key, segment).await {
-            Ok(m) => return Ok(m),
-            Err(e) => last = Some(e),
+    let last = std::sync::Mutex::new(None);
+    let read = poll(Duration::from_secs(30), "a membership read", || async {
+        for url in &urls {
+            match members_at(url, key, segment).await {
+                Ok(m) => return Some(m),
+                Err(e) => *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
+            }
         }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no live node")))
+        None
+    })
+    .await;
+    read.map_err(|timeout| {
+        let last = last.lock().unwrap_or_else(|p| p.into_inner()).take();
+        last.unwrap_or(timeout)
+    })
 }
 
 async fn members_at(url: &str, key: &str, segment: &str) -> Result<BTreeSet<String>> {

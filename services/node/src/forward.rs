@@ -6,8 +6,10 @@
 //! A forwarded call carries `x-liveseg-forwarded`, and a node never
 //! forwards such a call again: if ownership moved meanwhile it answers
 //! `UNAVAILABLE` with `x-liveseg-owner` (the handler's `NotHere` error), and
-//! the client retries. Ingest is never forwarded: every node appends to the
-//! shard's stream itself.
+//! the client retries. A call that a shard's move interrupts here (the
+//! handler's `Moved`: the shard started draining, or its lease lapsed) gets
+//! the same metadata, naming the owner the assignment gives now. Ingest is
+//! never forwarded: every node appends to the shard's stream itself.
 
 use crate::error::{NodeError, OWNER_HEADER};
 use crate::server::{NodeInner, Units};
@@ -99,6 +101,78 @@ pub async fn route(State(node): State<Arc<NodeInner>>, req: Request, next: Next)
         }) if owner != own => cluster.peers.forward(&owner, req).await,
         // Served here; or assigned here and still loading, or owned by
         // nobody yet: the handler answers (UNAVAILABLE while not served).
-        _ => next.run(req).await,
+        _ => {
+            let mut resp = next.run(req).await;
+            name_new_owner(&mut resp, || {
+                cluster.owner_of(&tenant).filter(|owner| *owner != own)
+            });
+            resp
+        }
+    }
+}
+
+/// Adds `x-liveseg-owner` to an `UNAVAILABLE` answer that lacks it (a
+/// `Moved`: the shard began moving while the call ran here), naming the
+/// owner from `owner()` when that is another node. Only errors sent before
+/// any message are touched: their status is in the response headers
+/// (gRPC "trailers-only"); a stream cut by a move already sent its headers.
+fn name_new_owner(resp: &mut Response, owner: impl FnOnce() -> Option<String>) {
+    let unavailable = resp
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"14");
+    if !unavailable || resp.headers().contains_key(OWNER_HEADER) {
+        return;
+    }
+    if let Some(v) = owner().and_then(|o| http::HeaderValue::from_str(&o).ok()) {
+        resp.headers_mut().insert(OWNER_HEADER, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: tonic::Status) -> Response {
+        status.into_http::<axum::body::Body>()
+    }
+
+    fn owner_header(resp: &Response) -> Option<&str> {
+        resp.headers()
+            .get(OWNER_HEADER)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn a_moved_answer_names_the_new_owner() {
+        let mut resp = answer(NodeError::Moved(Some(5)).into());
+        name_new_owner(&mut resp, || Some("127.0.0.3:7070".into()));
+        assert_eq!(owner_header(&resp), Some("127.0.0.3:7070"));
+    }
+
+    #[test]
+    fn other_answers_are_left_alone() {
+        // The handler already named an owner (NotHere).
+        let mut resp = answer(
+            NodeError::NotHere {
+                shard: 5,
+                owner: Some("127.0.0.4:7070".into()),
+            }
+            .into(),
+        );
+        name_new_owner(&mut resp, || Some("127.0.0.3:7070".into()));
+        assert_eq!(owner_header(&resp), Some("127.0.0.4:7070"));
+        // Not UNAVAILABLE.
+        let mut resp = answer(tonic::Status::not_found("no such account"));
+        name_new_owner(&mut resp, || Some("127.0.0.3:7070".into()));
+        assert_eq!(owner_header(&resp), None);
+        // No other owner known (still this node, or nobody).
+        let mut resp = answer(NodeError::Moved(Some(5)).into());
+        name_new_owner(&mut resp, || None);
+        assert_eq!(owner_header(&resp), None);
+        // A success.
+        let mut resp = Response::new(axum::body::Body::empty());
+        name_new_owner(&mut resp, || Some("127.0.0.3:7070".into()));
+        assert_eq!(owner_header(&resp), None);
     }
 }

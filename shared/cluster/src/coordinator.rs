@@ -40,18 +40,23 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')
 "#;
 
-/// Write assignment changes if the caller is the leader under its epoch.
-/// KEYS: 1 leader lease, 2 assignment hash, 3 version. ARGV: 1
-/// `leader#epoch`, then (shard, node or "") pairs. Returns the new version,
-/// or -1 when the caller is not (or no longer) the leader.
+/// Write assignment changes if the caller is the leader under its epoch,
+/// stamping each changed shard with Redis's time (placement's settle rule
+/// reads it back, whichever node leads then).
+/// KEYS: 1 leader lease, 2 assignment hash, 3 version, 4 move times hash.
+/// ARGV: 1 `leader#epoch`, then (shard, node or "") pairs. Returns the new
+/// version, or -1 when the caller is not (or no longer) the leader.
 const ASSIGN: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 2, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', KEYS[2], ARGV[i])
   else
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   end
+  redis.call('HSET', KEYS[4], ARGV[i], now)
 end
 return redis.call('INCR', KEYS[3])
 "#;
@@ -72,6 +77,15 @@ pub struct Assignment {
     pub version: u64,
     /// Owner per shard; absent shards are unassigned.
     pub owners: BTreeMap<u32, String>,
+}
+
+/// When shards last moved, read for a placement round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MoveTimes {
+    /// Redis's time at the read (ms).
+    pub now_ms: i64,
+    /// Shard → the time of its last assignment change (ms).
+    pub moved_at: BTreeMap<u32, i64>,
 }
 
 /// Access to the coordinator keys.
@@ -166,6 +180,23 @@ impl Coordinator {
         })
     }
 
+    /// Redis's time now and when each shard last changed owner, both in ms
+    /// on Redis's clock (so a new leader judges settling as its predecessor
+    /// would, whatever the nodes' own clocks say).
+    pub fn move_times(&self) -> Result<MoveTimes> {
+        let ((secs, micros), moved): ((i64, i64), Vec<(u32, i64)>) = self.redis.with_conn(|c| {
+            ::redis::pipe()
+                .cmd("TIME")
+                .cmd("HGETALL")
+                .arg(key("moved"))
+                .query(c)
+        })?;
+        Ok(MoveTimes {
+            now_ms: secs * 1000 + micros / 1000,
+            moved_at: moved.into_iter().collect(),
+        })
+    }
+
     /// Just the version, to skip re-reading an unchanged table.
     pub fn assignment_version(&self) -> Result<u64> {
         let v: Option<u64> = self
@@ -187,6 +218,7 @@ impl Coordinator {
         inv.key(key("lease"))
             .key(key("assign"))
             .key(key("ver"))
+            .key(key("moved"))
             .arg(format!("{leader}#{epoch}"));
         for (shard, owner) in changes {
             inv.arg(*shard).arg(owner.as_deref().unwrap_or(""));

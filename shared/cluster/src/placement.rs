@@ -14,12 +14,20 @@
 //!   better-ranked node has room; those rebalance moves are limited to
 //!   `max_moves` per round. Shards without a live owner are unavailable, so they
 //!   are always placed at once.
+//! - **Settle time**: a shard that moved recently (its last move is input data,
+//!   [`Settling`], stamped on Redis's clock by the leader's write) is left
+//!   where it is by load balancing until the settle period has passed. A move
+//!   costs a handoff, and right after a failover the new owner may still be
+//!   loading it: moving it again at once (say because a restarted node just
+//!   joined) would pay a second handoff for nothing.
 //!
 //! Convergence: with a fixed live set, after the first round every shard has a
 //! live owner, and every later move either removes one unit of over-capacity
 //! excess (shedding never lands on a full node) or, leaving the excess alone,
 //! strictly improves its shard's HRW rank. That potential is finite, so repeated
-//! rounds with `max_moves >= 1` reach a fixed point: no oscillation.
+//! rounds with `max_moves >= 1` reach a fixed point: no oscillation. Settling
+//! only delays moves, so the same fixed point is reached once the settle
+//! periods have passed.
 
 use std::cmp::Ordering;
 
@@ -86,6 +94,39 @@ pub struct PlacementInput<'a> {
     pub max_moves: usize,
     /// Capacity slack over the fair share, e.g. 1.1; values below 1 (or NaN) act as 1.
     pub load_factor: f64,
+    /// Which shards moved too recently to be moved for load balancing.
+    pub settling: Settling<'a>,
+}
+
+/// When each shard last moved, and how long a moved shard stays put unless it
+/// loses its owner. All instants are ms on one clock (the leader uses Redis's
+/// `TIME`, as for liveness), passed in so `plan` stays pure.
+#[derive(Debug, Clone, Copy)]
+pub struct Settling<'a> {
+    /// The round's current instant.
+    pub now_ms: i64,
+    /// Last move per shard; missing entries and `None` never moved (or long ago).
+    pub moved_at: &'a [Option<i64>],
+    /// A shard that moved less than this long ago is not moved for balance.
+    pub period_ms: i64,
+}
+
+impl Settling<'_> {
+    /// Nothing is settling: every shard may move.
+    pub const NONE: Settling<'static> = Settling {
+        now_ms: 0,
+        moved_at: &[],
+        period_ms: 0,
+    };
+
+    /// Whether `shard` moved within the settle period before `now_ms`.
+    pub fn holds(&self, shard: usize) -> bool {
+        self.moved_at
+            .get(shard)
+            .copied()
+            .flatten()
+            .is_some_and(|t| self.now_ms.saturating_sub(t) < self.period_ms)
+    }
 }
 
 /// The new assignment and how it differs from `current`.
@@ -208,9 +249,11 @@ pub fn plan(input: &PlacementInput<'_>) -> Plan {
     //    moves onto the shard's HRW top (final: such a shard never moves
     //    again), then sheds, then the fullest source, then the largest rank
     //    gain (so an owner sheds the shards it ranks worst on first). A shard
-    //    moves at most once per round.
+    //    moves at most once per round, and not while it settles.
+    let settling: Vec<bool> = (0..count).map(|s| input.settling.holds(s)).collect();
     while budget > 0 {
-        let candidates = (0..count).filter(|&s| !moved[s]).filter_map(|s| {
+        let movable = |&s: &usize| !moved[s] && !settling[s];
+        let candidates = (0..count).filter(movable).filter_map(|s| {
             let from = owner[s]?;
             let over = load[from] > caps[from];
             let above = if over { nodes.len() } else { rank[s][from] };
@@ -276,6 +319,7 @@ mod tests {
             current,
             max_moves,
             load_factor: 1.1,
+            settling: Settling::NONE,
         })
     }
 
@@ -391,6 +435,104 @@ mod tests {
         assert!((1.7..=2.3).contains(&ratio), "ratio {ratio}");
     }
 
+    fn settling_round(live: &[Node], current: &[Option<String>], settling: Settling<'_>) -> Plan {
+        plan(&PlacementInput {
+            shards: current.len() as u32,
+            live,
+            current,
+            max_moves: 16,
+            load_factor: 1.1,
+            settling,
+        })
+    }
+
+    #[test]
+    fn recently_moved_shards_are_not_rebalanced_until_they_settle() {
+        let mut live: Vec<Node> = (1..=3).map(|i| node(i, 1)).collect();
+        let (cur, _) = converge(64, &live, vec![], 16);
+        live.push(node(4, 1));
+        let free = round(64, &live, &cur, 16);
+        assert!(!free.moves.is_empty(), "the join must want moves");
+        // Every shard moved 1 s ago, settle period 3.5 s: nothing moves.
+        let moved_at = vec![Some(10_000); 64];
+        let at = |now_ms| Settling {
+            now_ms,
+            moved_at: &moved_at,
+            period_ms: 3_500,
+        };
+        assert!(settling_round(&live, &cur, at(11_000)).moves.is_empty());
+        assert!(settling_round(&live, &cur, at(13_499)).moves.is_empty());
+        // Once settled, the round is the one without settle data.
+        assert_eq!(settling_round(&live, &cur, at(13_500)), free);
+        // Only the settled shards move; the budget goes to them.
+        let wanted: Vec<u32> = free.moves.iter().map(|m| m.shard).collect();
+        let recent = wanted[0] as usize;
+        let mut mixed = vec![None; 64];
+        mixed[recent] = Some(13_000);
+        let p = settling_round(
+            &live,
+            &cur,
+            Settling {
+                now_ms: 13_500,
+                moved_at: &mixed,
+                period_ms: 3_500,
+            },
+        );
+        assert!(p.moves.iter().all(|m| m.shard as usize != recent));
+        assert!(!p.moves.is_empty());
+    }
+
+    /// The case from the leader-kill fault: a shard fails over (an
+    /// `Unowned` move at t), then the dead node's restarted successor joins
+    /// at t + 1.4 s. Without the settle rule the leader moves the shard a
+    /// second time right away, and it pays a second handoff.
+    #[test]
+    fn a_failed_over_shard_stays_put_when_a_node_joins_right_after() {
+        let mut live: Vec<Node> = (1..=4).map(|i| node(i, 1)).collect();
+        let (before, _) = converge(8, &live, vec![], 16);
+        live.remove(0);
+        let t = 50_000;
+        let failover = round(8, &live, &before, 16);
+        assert!(!failover.moves.is_empty());
+        assert!(
+            failover
+                .moves
+                .iter()
+                .all(|m| m.reason == MoveReason::Unowned)
+        );
+        let mut moved_at = vec![None; 8];
+        for m in &failover.moves {
+            moved_at[m.shard as usize] = Some(t);
+        }
+        let settling = |now_ms| Settling {
+            now_ms,
+            moved_at: &moved_at,
+            period_ms: 3_500,
+        };
+        // The restarted process is a new member (new id); pick one that HRW
+        // gives a failed-over shard, as happened in the fault run.
+        let again = |p: &Plan| p.moves.iter().any(|m| moved_at[m.shard as usize].is_some());
+        let joined = (5..64)
+            .map(|i| node(i, 1))
+            .find(|n| {
+                let with: Vec<Node> = live.iter().cloned().chain([n.clone()]).collect();
+                again(&round(8, &with, &failover.assignment, 16))
+            })
+            .expect("some joining id takes a failed-over shard");
+        live.push(joined);
+        let p = settling_round(&live, &failover.assignment, settling(t + 1_400));
+        assert!(!again(&p), "moved a settling shard: {p:?}");
+        let later = settling_round(&live, &failover.assignment, settling(t + 3_500));
+        assert!(again(&later), "the shard moves once settled");
+        // A shard losing its owner moves at once, settling or not.
+        let gone = live.remove(0);
+        let p = settling_round(&live, &failover.assignment, settling(t + 100));
+        let lost = load_of(&failover.assignment, &gone.id);
+        assert!(lost > 0);
+        let placed = p.moves.iter().filter(|m| m.reason == MoveReason::Unowned);
+        assert_eq!(placed.count(), lost);
+    }
+
     /// Regression guard: computed once (and cross-checked with an independent
     /// implementation); a change here would remap every tenant and shard.
     #[test]
@@ -434,6 +576,7 @@ mod tests {
             current: &current,
             max_moves,
             load_factor: lf,
+            settling: Settling::NONE,
         };
         let p = plan(&input);
         let nodes = normalize(&live);
@@ -504,6 +647,32 @@ mod tests {
         #[test]
         fn invariants_hold(case in arb_case()) {
             check(case)?;
+        }
+
+        #[test]
+        fn settling_shards_only_move_when_ownerless(
+            case in arb_case(),
+            ages in prop::collection::vec(prop::option::of(0i64..10_000), 0..300),
+        ) {
+            let (s, live, current, max_moves, lf) = case;
+            let settling = Settling { now_ms: 10_000, moved_at: &ages, period_ms: 5_000 };
+            let input = PlacementInput {
+                shards: s,
+                live: &live,
+                current: &current,
+                max_moves,
+                load_factor: lf,
+                settling,
+            };
+            let p = plan(&input);
+            let free = plan(&PlacementInput { settling: Settling::NONE, ..input });
+            for m in &p.moves {
+                prop_assert!(m.reason == MoveReason::Unowned || !settling.holds(m.shard as usize));
+            }
+            let unowned = |p: &Plan| -> Vec<Move> {
+                p.moves.iter().filter(|m| m.reason == MoveReason::Unowned).cloned().collect()
+            };
+            prop_assert_eq!(unowned(&p), unowned(&free));
         }
 
         #[test]

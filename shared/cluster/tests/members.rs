@@ -22,6 +22,9 @@ struct RecordingHost {
     redis: RedisStore,
     active: Mutex<BTreeMap<u32, Fence>>,
     stops: Mutex<Vec<(u32, StopReason)>>,
+    /// When each shard was last activated, and every drain (shard, instant).
+    activated: Mutex<BTreeMap<u32, Instant>>,
+    drains: Mutex<Vec<(u32, Instant)>>,
 }
 
 impl RecordingHost {
@@ -30,6 +33,8 @@ impl RecordingHost {
             redis,
             active: Mutex::default(),
             stops: Mutex::default(),
+            activated: Mutex::default(),
+            drains: Mutex::default(),
         })
     }
 
@@ -45,6 +50,7 @@ impl RecordingHost {
 impl ShardHost for RecordingHost {
     fn activate(&self, shard: u32, fence: Fence) {
         self.active.lock().unwrap().insert(shard, fence);
+        self.activated.lock().unwrap().insert(shard, Instant::now());
     }
 
     fn deactivate(&self, shard: u32, reason: StopReason) {
@@ -53,6 +59,7 @@ impl ShardHost for RecordingHost {
     }
 
     fn drain(&self, shard: u32, done: DrainDone) {
+        self.drains.lock().unwrap().push((shard, Instant::now()));
         let fence = self.active.lock().unwrap().remove(&shard);
         let committed = fence.is_some_and(|f| {
             self.redis
@@ -432,4 +439,84 @@ fn a_redis_that_lost_everything_cannot_cause_double_ownership() {
             );
         }
     }
+}
+
+/// Placement's settle rule reads when each shard last moved: the leader's
+/// fenced table write stamps every shard it changes with Redis's time, and
+/// leaves the others' stamps alone.
+#[test]
+fn assignment_writes_stamp_move_times_on_redis_time() {
+    use liveseg_cluster::coordinator::Coordinator;
+    use liveseg_store::redis::LeaseOutcome;
+    let c = Cluster::new();
+    let coordinator = Coordinator::new(c.store.clone());
+    let before = coordinator.move_times().unwrap();
+    assert!(before.moved_at.is_empty() && before.now_ms > 0);
+    let leases = c.store.leases();
+    let Ok(LeaseOutcome::Acquired { epoch }) =
+        leases.acquire_at(Coordinator::leader_prefix(), "l", 10_000, None)
+    else {
+        panic!("leader lease");
+    };
+    let v = coordinator.write_assignment("l", epoch, &[(3, Some("x".into())), (5, None)]);
+    assert!(v.unwrap().is_some());
+    let first = coordinator.move_times().unwrap();
+    let t3 = first.moved_at[&3];
+    assert!((before.now_ms..=first.now_ms).contains(&t3), "{first:?}");
+    assert_eq!(
+        first.moved_at.get(&5),
+        Some(&t3),
+        "an unassignment is a move too"
+    );
+    // A later write stamps only what it changes.
+    eventually(Duration::from_secs(5), "redis time advances", || {
+        coordinator.move_times().unwrap().now_ms > t3
+    });
+    coordinator
+        .write_assignment("l", epoch, &[(4, Some("y".into()))])
+        .unwrap();
+    let second = coordinator.move_times().unwrap();
+    assert_eq!(second.moved_at[&3], t3);
+    assert!(second.moved_at[&4] > t3);
+    // A deposed leader's write is fenced off and stamps nothing.
+    let stale = coordinator.write_assignment("l", epoch + 1, &[(3, Some("z".into()))]);
+    assert_eq!(stale.unwrap(), None);
+    assert_eq!(coordinator.move_times().unwrap().moved_at[&3], t3);
+}
+
+/// The leader-kill fault's double handoff: a crashed member's shards fail
+/// over, and a member that joins right after (a restarted process) must not
+/// pull those shards away again before they settle: the survivor may still
+/// be loading them, and a move would throw that load away.
+#[test]
+fn failed_over_shards_settle_before_a_join_moves_them() {
+    let c = Cluster::new();
+    let ((a, ha), (b, hb)) = c.two_converged();
+    let from_a = ha.active();
+    drop(a);
+    eventually(Duration::from_secs(20), "b serves a's shards", || {
+        from_a.iter().all(|s| hb.active().contains(s))
+    });
+    // Joins one lease TTL after it starts: within the settle period.
+    let (d, hd) = c.member("d");
+    let settle = MemberConfig::test("", "", SHARDS).settle();
+    eventually(
+        Duration::from_secs(30),
+        "d gets shards, a's included",
+        || converged(&[(&b, &hb), (&d, &hd)]) && hd.active().iter().any(|s| from_a.contains(s)),
+    );
+    let activated = hb.activated.lock().unwrap().clone();
+    for (shard, at) in hb.drains.lock().unwrap().iter() {
+        if !from_a.contains(shard) {
+            continue;
+        }
+        // Stamped by the leader's write, a tick or two before b activated.
+        let held = at.duration_since(activated[shard]);
+        assert!(
+            held + Duration::from_millis(500) >= settle,
+            "shard {shard} moved on {held:?} after its failover (settle {settle:?})"
+        );
+    }
+    drop(d);
+    c.assert_no_double_ownership();
 }

@@ -212,7 +212,7 @@ pub async fn drive(
 /// every shard is served, which can be before the later nodes got theirs.
 pub async fn settle_placement(cluster: &Cluster, n: usize) -> Result<()> {
     use liveseg_cluster::coordinator::Coordinator;
-    use liveseg_cluster::placement::{Node, PlacementInput, plan};
+    use liveseg_cluster::placement::{Node, PlacementInput, Settling, plan};
     let coordinator = Coordinator::new(cluster.redis_store()?);
     liveseg_tests::poll(Duration::from_secs(60), "placement fixed point", || {
         let done = (|| -> Option<()> {
@@ -234,6 +234,9 @@ pub async fn settle_placement(cluster: &Cluster, n: usize) -> Result<()> {
                 current: &current,
                 max_moves: 16,
                 load_factor: 1.1,
+                // The fixed point the leader reaches once every shard has
+                // settled.
+                settling: Settling::NONE,
             });
             (live.len() == n && p.moves.is_empty()).then_some(())
         })();

@@ -86,6 +86,11 @@ impl ClusterState {
         }
     }
 
+    /// The address of the node the assignment gives the tenant's shard to.
+    pub fn owner_of(&self, tenant: &str) -> Option<String> {
+        self.owner_addr(shard_of(tenant, self.shards.shard_count()))
+    }
+
     /// The address of the node the assignment gives `shard` to.
     pub fn owner_addr(&self, shard: u32) -> Option<String> {
         let owner = self.view()?.assignment.get(&shard).cloned()?;

@@ -186,13 +186,13 @@ impl ShardRuntimes {
             };
             // Recovery makes many blocking Redis calls (checkpoints, the
             // directory, the stream tail): keep them off the async workers.
-            let started = match tokio::runtime::Handle::current().runtime_flavor() {
+            let result = match tokio::runtime::Handle::current().runtime_flavor() {
                 tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| {
                     tokio::runtime::Handle::current().block_on(Runtime::start(parts))
                 }),
                 _ => Runtime::start(parts).await,
             };
-            match started {
+            match result {
                 Ok(rt) => break rt,
                 Err(e) => {
                     tracing::warn!(shard, error = %e, "loading the shard failed; retrying");
@@ -217,7 +217,14 @@ impl ShardRuntimes {
             current
         };
         if !current {
-            // Deactivated or drained while loading: it never served.
+            // Deactivated or drained while loading: it never served. Said
+            // out loud because it is a whole load thrown away: a shard that
+            // moves on while it loads costs a second handoff.
+            tracing::info!(
+                shard,
+                load_ms = started.elapsed().as_millis() as u64,
+                "shard load discarded: the activation ended while it loaded"
+            );
             runtime.abort().await;
             return;
         }
@@ -379,6 +386,9 @@ impl ShardHost for Host {
                     Some((generation, runtime))
                 }
                 other => {
+                    if matches!(other, Some(Slot::Loading { .. })) {
+                        tracing::info!(shard, "shard drained while loading: it served nothing");
+                    }
                     // Loading (never served) or already draining: nothing to write.
                     if let Some(s @ Slot::Draining { .. }) = other {
                         slots.insert(shard, s);

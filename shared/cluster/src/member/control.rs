@@ -6,7 +6,7 @@
 use super::{DrainDone, MemberConfig, ShardHost, StopReason, View};
 use crate::coordinator::Coordinator;
 use crate::journal::{Journal, Kind, Record, mono_ns};
-use crate::placement::{self, Node, PlacementInput};
+use crate::placement::{self, Node, PlacementInput, Settling};
 use liveseg_store::redis::{Fence, LeaseOutcome, RedisStore, ShardLeases};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
@@ -257,12 +257,21 @@ impl Loop {
         let current: Vec<Option<String>> = (0..self.config.shards)
             .map(|s| table.owners.get(&s).cloned())
             .collect();
+        let times = self.coordinator.move_times()?;
+        let moved_at: Vec<Option<i64>> = (0..self.config.shards)
+            .map(|s| times.moved_at.get(&s).copied())
+            .collect();
         let plan = placement::plan(&PlacementInput {
             shards: self.config.shards,
             live: &live,
             current: &current,
             max_moves: self.config.max_moves,
             load_factor: self.config.load_factor,
+            settling: Settling {
+                now_ms: times.now_ms,
+                moved_at: &moved_at,
+                period_ms: i64::try_from(self.config.settle().as_millis()).unwrap_or(i64::MAX),
+            },
         });
         if plan.moves.is_empty() {
             return Ok(());

@@ -97,6 +97,14 @@ impl MemberConfig {
         }
     }
 
+    /// How long a shard that moved stays put unless its owner dies
+    /// (placement's settle rule): a lease TTL plus death detection, about
+    /// what a failover takes, so a shard that just failed over is not moved
+    /// again (a second handoff) by the rebalance a rejoining node triggers.
+    pub fn settle(&self) -> Duration {
+        self.lease_ttl + self.dead_after
+    }
+
     /// Safety margin subtracted from the lease TTL for the local deadline:
     /// 50 ms plus 1% of the TTL (clock-rate differences, scheduling).
     pub fn margin(&self) -> Duration {
