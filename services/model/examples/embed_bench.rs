@@ -11,6 +11,7 @@
 //! cargo run --release -p liveseg-model --example embed_bench -- --seconds 2 --rounds 2
 //! ```
 //!
+//! `--buckets short,medium` and `--batches 1,8` pick cells;
 //! `--onnx-dir DIR` reads the ONNX graphs from DIR instead of the model
 //! directory; `--no-ort` times Candle alone (for quick iterations, not for
 //! recorded figures).
@@ -74,12 +75,13 @@ fn candle_cell(e: &Embedder, texts: &[String], batch: usize, secs: f64) -> (f64,
     )
 }
 
-fn ort_round(secs: f64, threads: &str, onnx_dir: &str) -> Vec<(Cell, (f64, f64, f64))> {
+fn ort_round(secs: f64, threads: &str, onnx_dir: &str, cells: [&str; 2]) -> Vec<(Cell, Stats)> {
     let python = repo().join("target/py-model/bin/python");
     let out = Command::new(python)
         .arg(repo().join("scripts/model/ort_bench.py"))
         .args(["--seconds", &secs.to_string(), "--threads", threads])
         .args(["--model-dir", onnx_dir])
+        .args(["--buckets", cells[0], "--batches", cells[1]])
         .output()
         .expect("running scripts/model/ort_bench.py (run scripts/model/setup-python.sh)");
     assert!(
@@ -145,21 +147,26 @@ fn main() {
             .expect("bench texts"),
     )
     .expect("bench texts parse");
-    let buckets = ["short", "medium", "long"];
-    let batches = [1usize, 8, 32];
+    let bucket_arg = arg("--buckets", "short,medium,long");
+    let buckets: Vec<&str> = bucket_arg.split(',').collect();
+    let batch_arg = arg("--batches", "1,8,32");
+    let batches: Vec<usize> = batch_arg
+        .split(',')
+        .map(|b| b.parse().expect("--batches"))
+        .collect();
     let mut results: BTreeMap<Cell, Vec<Stats>> = BTreeMap::new();
     for round in 0..rounds {
         let candle_first = round % 2 == 0;
         for step in 0..2 {
             if (step == 0) == candle_first {
-                for b in buckets {
+                for &b in &buckets {
                     let list: Vec<String> = texts[b]
                         .as_array()
                         .expect("bucket")
                         .iter()
                         .filter_map(|t| t.as_str().map(String::from))
                         .collect();
-                    for n in batches {
+                    for &n in &batches {
                         for (name, e) in &embedders {
                             let r = candle_cell(e, &list, n, secs);
                             eprintln!("round {round} {name} {b} bs{n}: {:.1} texts/s", r.0);
@@ -171,7 +178,7 @@ fn main() {
                     }
                 }
             } else if !no_ort {
-                for (cell, r) in ort_round(secs, &threads, &onnx_dir) {
+                for (cell, r) in ort_round(secs, &threads, &onnx_dir, [&bucket_arg, &batch_arg]) {
                     eprintln!(
                         "round {round} {} {} bs{}: {:.1} texts/s",
                         cell.0, cell.1, cell.2, r.0
@@ -186,8 +193,8 @@ fn main() {
          | candle int8 | ORT int8 | candle / ORT int8 |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for b in buckets {
-        for n in batches {
+    for &b in &buckets {
+        for &n in &batches {
             let cell = |k: &str| (k.to_string(), b.to_string(), n);
             let (cf, cft) = show(&results, &cell("candle-f32"));
             let (of, oft) = show(&results, &cell("ort-f32"));
