@@ -45,6 +45,7 @@ pub fn with_presets(extra: &str) -> Result<Vec<SegmentDefinition>, Vec<Validatio
 pub struct OfflineContent<'a> {
     pub items: Option<&'a Path>,
     pub model_dir: &'a Path,
+    pub precision: liveseg_model::precision::Precision,
 }
 
 /// The compiled presets plus the definitions in `file`, with affinity
@@ -97,7 +98,7 @@ fn offline_library(
     if items.is_empty() && topics.is_empty() {
         return Ok(lib);
     }
-    let model = liveseg_model::Embedder::load(content.model_dir)?;
+    let model = liveseg_model::Embedder::load_with(content.model_dir, content.precision)?;
     let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
     for (item, v) in items.iter().zip(model.embed(&texts)?) {
         lib.insert_content(&item.id, Some(item.url.as_str()), &v)

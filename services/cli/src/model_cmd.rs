@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
+use liveseg_model::precision::Precision;
 use liveseg_model::queue::QueueConfig;
 use liveseg_model::service::ModelConfig;
 use liveseg_proto::pb;
@@ -25,6 +26,9 @@ pub struct ModelDir {
     /// Directory with model.safetensors, tokenizer.json and config.json (scripts/fetch-model.sh fetches them).
     #[arg(long, env = "LIVESEG_MODEL_DIR", value_name = "DIR", default_value = liveseg_model::files::DEFAULT_DIR)]
     pub model_dir: PathBuf,
+    /// Dense-layer precision: f32 (exact, the default) or int8 (Q8_0 weights: faster, approximate; see BENCHMARKS.md for its accuracy).
+    #[arg(long, env = "LIVESEG_MODEL_PRECISION", value_name = "f32|int8", default_value_t = Precision::F32)]
+    pub precision: Precision,
 }
 
 #[derive(Args, Debug)]
@@ -70,6 +74,7 @@ pub async fn serve(
     }
     let config = ModelConfig {
         model_dir: a.dir.model_dir.clone(),
+        precision: a.dir.precision,
         queue: QueueConfig {
             max_batch_tokens: a.max_batch_tokens,
             max_queued_tokens: a.max_queued_tokens,
@@ -127,7 +132,10 @@ pub async fn embed(a: &EmbedArgs) -> Result<()> {
                 .await
                 .with_context(|| format!("connecting to the model service at {url}"))?,
         ),
-        None => Source::Local(Box::new(liveseg_model::Embedder::load(&a.dir.model_dir)?)),
+        None => Source::Local(Box::new(liveseg_model::Embedder::load_with(
+            &a.dir.model_dir,
+            a.dir.precision,
+        )?)),
     };
     let stdin = std::io::stdin();
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());

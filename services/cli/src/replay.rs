@@ -97,6 +97,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         &OfflineContent {
             items: args.content.as_deref(),
             model_dir: &args.model.model_dir,
+            precision: args.model.precision,
         },
     )?;
     let input: Box<dyn BufRead + Send> = if args.events.as_os_str() == "-" {

@@ -1,16 +1,23 @@
-//! Side-by-side embedding benchmark: liveseg's Candle path against ONNX
-//! Runtime (the PyPI `onnxruntime`, through `scripts/model/ort_bench.py`)
-//! on the same weights and texts (`fixtures/bench_texts.json`), in one run,
-//! rounds interleaved (Candle first on even rounds, ORT first on odd).
-//! Tokenization is inside the timed region on both sides.
+//! Side-by-side embedding benchmark: liveseg's Candle encoder in f32 and
+//! int8 against ONNX Runtime f32 and int8 (the PyPI `onnxruntime`, through
+//! `scripts/model/ort_bench.py`) on the same weights and texts
+//! (`fixtures/bench_texts.json`), in one run, rounds interleaved (Candle
+//! first on even rounds, ORT first on odd). Tokenization is inside the
+//! timed region on both sides.
 //!
 //! ```sh
 //! scripts/fetch-model.sh && scripts/model/setup-python.sh
 //! target/py-model/bin/python scripts/model/build_onnx.py models/all-MiniLM-L6-v2
 //! cargo run --release -p liveseg-model --example embed_bench -- --seconds 2 --rounds 2
 //! ```
+//!
+//! `--buckets short,medium` and `--batches 1,8` pick cells;
+//! `--onnx-dir DIR` reads the ONNX graphs from DIR instead of the model
+//! directory; `--no-ort` times Candle alone (for quick iterations, not for
+//! recorded figures).
 
 use liveseg_model::Embedder;
+use liveseg_model::precision::Precision;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -68,11 +75,13 @@ fn candle_cell(e: &Embedder, texts: &[String], batch: usize, secs: f64) -> (f64,
     )
 }
 
-fn ort_round(secs: f64, threads: &str) -> Vec<(Cell, (f64, f64, f64))> {
+fn ort_round(secs: f64, threads: &str, onnx_dir: &str, cells: [&str; 2]) -> Vec<(Cell, Stats)> {
     let python = repo().join("target/py-model/bin/python");
     let out = Command::new(python)
         .arg(repo().join("scripts/model/ort_bench.py"))
         .args(["--seconds", &secs.to_string(), "--threads", threads])
+        .args(["--model-dir", onnx_dir])
+        .args(["--buckets", cells[0], "--batches", cells[1]])
         .output()
         .expect("running scripts/model/ort_bench.py (run scripts/model/setup-python.sh)");
     assert!(
@@ -95,42 +104,81 @@ fn ort_round(secs: f64, threads: &str) -> Vec<(Cell, (f64, f64, f64))> {
         .collect()
 }
 
+type Stats = (f64, f64, f64);
+
+fn median(v: &[Stats], f: fn(&Stats) -> f64) -> f64 {
+    let mut xs: Vec<f64> = v.iter().map(f).collect();
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// "texts/s (p50 / p99)" of a cell, and its median texts/s.
+fn show(results: &BTreeMap<Cell, Vec<Stats>>, cell: &Cell) -> (String, f64) {
+    match results.get(cell) {
+        Some(v) => {
+            let t = median(v, |x| x.0);
+            let text = format!(
+                "{t:.1} ({:.1} / {:.1})",
+                median(v, |x| x.1),
+                median(v, |x| x.2)
+            );
+            (text, t)
+        }
+        None => ("-".to_string(), f64::NAN),
+    }
+}
+
 fn main() {
     let secs: f64 = arg("--seconds", "2").parse().expect("--seconds");
     let rounds: usize = arg("--rounds", "2").parse().expect("--rounds");
     let threads = arg("--threads", "2");
+    let no_ort = std::env::args().any(|a| a == "--no-ort");
     let dir = repo().join("models/all-MiniLM-L6-v2");
-    let e = Embedder::load(&dir).unwrap_or_else(|err| panic!("{err}"));
+    let onnx_dir = arg("--onnx-dir", &dir.display().to_string());
+    let embedders: Vec<(String, Embedder)> = [Precision::F32, Precision::Int8]
+        .into_iter()
+        .map(|p| {
+            let e = Embedder::load_with(&dir, p).unwrap_or_else(|err| panic!("{err}"));
+            (format!("candle-{p}"), e)
+        })
+        .collect();
     let texts: Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("services/model/fixtures/bench_texts.json"))
             .expect("bench texts"),
     )
     .expect("bench texts parse");
-    let buckets = ["short", "medium", "long"];
-    let batches = [1usize, 8, 32];
-    let mut results: BTreeMap<Cell, Vec<(f64, f64, f64)>> = BTreeMap::new();
+    let bucket_arg = arg("--buckets", "short,medium,long");
+    let buckets: Vec<&str> = bucket_arg.split(',').collect();
+    let batch_arg = arg("--batches", "1,8,32");
+    let batches: Vec<usize> = batch_arg
+        .split(',')
+        .map(|b| b.parse().expect("--batches"))
+        .collect();
+    let mut results: BTreeMap<Cell, Vec<Stats>> = BTreeMap::new();
     for round in 0..rounds {
         let candle_first = round % 2 == 0;
         for step in 0..2 {
             if (step == 0) == candle_first {
-                for b in buckets {
+                for &b in &buckets {
                     let list: Vec<String> = texts[b]
                         .as_array()
                         .expect("bucket")
                         .iter()
                         .filter_map(|t| t.as_str().map(String::from))
                         .collect();
-                    for n in batches {
-                        let r = candle_cell(&e, &list, n, secs);
-                        eprintln!("round {round} candle {b} bs{n}: {:.1} texts/s", r.0);
-                        results
-                            .entry(("candle-f32".into(), b.into(), n))
-                            .or_default()
-                            .push(r);
+                    for &n in &batches {
+                        for (name, e) in &embedders {
+                            let r = candle_cell(e, &list, n, secs);
+                            eprintln!("round {round} {name} {b} bs{n}: {:.1} texts/s", r.0);
+                            results
+                                .entry((name.clone(), b.into(), n))
+                                .or_default()
+                                .push(r);
+                        }
                     }
                 }
-            } else {
-                for (cell, r) in ort_round(secs, &threads) {
+            } else if !no_ort {
+                for (cell, r) in ort_round(secs, &threads, &onnx_dir, [&bucket_arg, &batch_arg]) {
                     eprintln!(
                         "round {round} {} {} bs{}: {:.1} texts/s",
                         cell.0, cell.1, cell.2, r.0
@@ -140,30 +188,22 @@ fn main() {
             }
         }
     }
-    let median = |v: &[(f64, f64, f64)], f: fn(&(f64, f64, f64)) -> f64| -> f64 {
-        let mut xs: Vec<f64> = v.iter().map(f).collect();
-        xs.sort_by(f64::total_cmp);
-        xs[xs.len() / 2]
-    };
     println!(
-        "| bucket | batch | candle f32 texts/s (p50 / p99 ms) | ORT f32 texts/s (p50 / p99 ms) | candle / ORT f32 | ORT int8 texts/s |"
+        "| bucket | batch | candle f32 texts/s (p50 / p99 ms) | ORT f32 | candle / ORT f32 \
+         | candle int8 | ORT int8 | candle / ORT int8 |"
     );
-    println!("|---|---|---|---|---|---|");
-    for b in buckets {
-        for n in batches {
-            let get = |k: &str| results.get(&(k.to_string(), b.to_string(), n));
-            let (Some(c), Some(o)) = (get("candle-f32"), get("ort-f32")) else {
-                continue;
-            };
-            let q = get("ort-int8").map_or(0.0, |v| median(v, |x| x.0));
-            let (ct, ot) = (median(c, |x| x.0), median(o, |x| x.0));
+    println!("|---|---|---|---|---|---|---|---|");
+    for &b in &buckets {
+        for &n in &batches {
+            let cell = |k: &str| (k.to_string(), b.to_string(), n);
+            let (cf, cft) = show(&results, &cell("candle-f32"));
+            let (of, oft) = show(&results, &cell("ort-f32"));
+            let (cq, cqt) = show(&results, &cell("candle-int8"));
+            let (oq, oqt) = show(&results, &cell("ort-int8"));
             println!(
-                "| {b} | {n} | {ct:.1} ({:.1} / {:.1}) | {ot:.1} ({:.1} / {:.1}) | {:.2} | {q:.1} |",
-                median(c, |x| x.1),
-                median(c, |x| x.2),
-                median(o, |x| x.1),
-                median(o, |x| x.2),
-                ct / ot
+                "| {b} | {n} | {cf} | {of} | {:.2} | {cq} | {oq} | {:.2} |",
+                cft / oft,
+                cqt / oqt
             );
         }
     }

@@ -10,14 +10,25 @@
 //!
 //! Load-time rewrites, exact up to float rounding: Q, K and V are one fused
 //! `(hidden, 3*hidden)` matrix; the attention scale `1/sqrt(head_dim)` is
-//! folded into Q's weights and bias; every weight is stored transposed
-//! (input-major) so the matrix products read it contiguously.
+//! folded into Q's weights and bias.
+//!
+//! The forward pass runs over plain f32 buffers owned by the encoder and
+//! reused across layers and calls (no allocation per op): the dense
+//! products go to `gemm` directly (or, for int8, to Candle's quantized
+//! matmul) and everything between them is one fused pass per step
+//! (`kernels`): bias+GELU, bias+residual+layer norm, softmax. Candle is used
+//! to read the safetensors file.
 
+use crate::attention::{self, Heads, Span};
+use crate::dense::Dense;
 use crate::error::{ModelError, Result};
+use crate::kernels;
+use crate::precision::Precision;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// The fields of `config.json` the encoder uses.
 #[derive(Debug, Clone, Deserialize)]
@@ -63,20 +74,8 @@ impl BertConfig {
 }
 
 struct LayerNorm {
-    gamma: Tensor,
-    beta: Tensor,
-}
-
-/// A dense layer with its weight stored `(in, out)`.
-struct Dense {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Dense {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight)?.broadcast_add(&self.bias)
-    }
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
 }
 
 struct Layer {
@@ -88,15 +87,46 @@ struct Layer {
     output_norm: LayerNorm,
 }
 
+/// The forward pass's working memory, sized for the largest batch seen so
+/// far and reused (growing only), so steady-state calls do not allocate.
+#[derive(Default)]
+struct Scratch {
+    /// The hidden state, tokens x hidden.
+    x: Vec<f32>,
+    /// Fused Q|K|V, tokens x 3·hidden.
+    qkv: Vec<f32>,
+    /// Attention output before its dense layer, tokens x hidden.
+    ctx: Vec<f32>,
+    /// Attention per (text, head), head-major, tokens x hidden.
+    per_head: Vec<f32>,
+    /// A dense layer's product before its fused bias/residual/norm pass.
+    delta: Vec<f32>,
+    /// The feed-forward's inner activations, tokens x intermediate.
+    inner: Vec<f32>,
+}
+
+/// `buf[..len]`, growing `buf` first if it is shorter.
+fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
 pub struct BertEncoder {
     config: BertConfig,
-    device: Device,
-    word: Tensor,
-    position: Tensor,
+    precision: Precision,
+    /// vocab x hidden.
+    word: Vec<f32>,
+    /// max positions x hidden.
+    position: Vec<f32>,
     /// Token type 0's embedding (every text is a single segment).
-    token_type: Tensor,
+    token_type: Vec<f32>,
     embed_norm: LayerNorm,
     layers: Vec<Layer>,
+    /// Locked for the whole of a call; the service calls from one thread,
+    /// so the lock is uncontended.
+    scratch: Mutex<Scratch>,
 }
 
 struct Weights {
@@ -106,56 +136,57 @@ struct Weights {
 }
 
 impl Weights {
-    fn get(&self, name: &str) -> Result<Tensor> {
+    /// A weight's values, row-major, after checking its shape.
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let full = format!("{}{name}", self.prefix);
         let t = self
             .tensors
             .get(&full)
             .ok_or_else(|| ModelError::Load(format!("weight {full} is missing")))?;
-        Ok(t.to_dtype(DType::F32)?)
-    }
-
-    fn vector(&self, name: &str, len: usize) -> Result<Tensor> {
-        let t = self.get(name)?;
-        if t.dims() != [len] {
+        if t.dims() != shape {
             return Err(ModelError::Load(format!(
-                "weight {name}: shape {:?}, expected [{len}]",
+                "weight {full}: shape {:?}, expected {shape:?}",
                 t.dims()
             )));
         }
-        Ok(t)
-    }
-
-    /// A PyTorch `(out, in)` weight, checked and stored transposed.
-    fn matrix_t(&self, name: &str, out: usize, inp: usize) -> Result<Tensor> {
-        let t = self.get(name)?;
-        if t.dims() != [out, inp] {
-            return Err(ModelError::Load(format!(
-                "weight {name}: shape {:?}, expected [{out}, {inp}]",
-                t.dims()
-            )));
-        }
-        Ok(t.t()?.contiguous()?)
+        Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
     }
 
     fn norm(&self, name: &str, len: usize) -> Result<LayerNorm> {
         Ok(LayerNorm {
-            gamma: self.vector(&format!("{name}.weight"), len)?,
-            beta: self.vector(&format!("{name}.bias"), len)?,
+            gamma: self.get(&format!("{name}.weight"), &[len])?,
+            beta: self.get(&format!("{name}.bias"), &[len])?,
         })
     }
 
-    fn dense(&self, name: &str, out: usize, inp: usize) -> Result<Dense> {
-        Ok(Dense {
-            weight: self.matrix_t(&format!("{name}.weight"), out, inp)?,
-            bias: self.vector(&format!("{name}.bias"), out)?,
-        })
+    fn dense(&self, name: &str, out: usize, inp: usize, precision: Precision) -> Result<Dense> {
+        Dense::new(
+            &self.get(&format!("{name}.weight"), &[out, inp])?,
+            self.get(&format!("{name}.bias"), &[out])?,
+            out,
+            inp,
+            precision,
+        )
+    }
+
+    /// Q, K and V as one `(3·hidden, hidden)` layer, Q pre-scaled.
+    fn qkv(&self, prefix: &str, h: usize, scale: f32, precision: Precision) -> Result<Dense> {
+        let mut weight = Vec::with_capacity(3 * h * h);
+        let mut bias = Vec::with_capacity(3 * h);
+        for (part, factor) in [("query", scale), ("key", 1.0), ("value", 1.0)] {
+            let name = format!("{prefix}.attention.self.{part}");
+            let w = self.get(&format!("{name}.weight"), &[h, h])?;
+            let b = self.get(&format!("{name}.bias"), &[h])?;
+            weight.extend(w.iter().map(|v| v * factor));
+            bias.extend(b.iter().map(|v| v * factor));
+        }
+        Dense::new(&weight, bias, 3 * h, h, precision)
     }
 }
 
 impl BertEncoder {
-    pub fn load(weights: &Path, config: BertConfig, device: &Device) -> Result<BertEncoder> {
-        let tensors = candle_core::safetensors::load(weights, device)
+    pub fn load(weights: &Path, config: BertConfig, precision: Precision) -> Result<BertEncoder> {
+        let tensors = candle_core::safetensors::load(weights, &Device::Cpu)
             .map_err(|e| ModelError::Load(format!("{}: {e}", weights.display())))?;
         let prefix = if tensors.contains_key("bert.embeddings.word_embeddings.weight") {
             "bert."
@@ -164,52 +195,49 @@ impl BertEncoder {
         };
         let w = Weights { tensors, prefix };
         let h = config.hidden_size;
-        let word = w.get("embeddings.word_embeddings.weight")?;
-        if word.dims() != [config.vocab_size, h] {
-            return Err(ModelError::Load(format!(
-                "word embeddings: shape {:?}, expected [{}, {h}]",
-                word.dims(),
-                config.vocab_size
-            )));
+        let word = w.get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
+        let position = w.get(
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, h],
+        )?;
+        let full = format!("{prefix}embeddings.token_type_embeddings.weight");
+        let types = w
+            .tensors
+            .get(&full)
+            .ok_or_else(|| ModelError::Load(format!("weight {full} is missing")))?
+            .dims()
+            .first()
+            .copied()
+            .unwrap_or(0);
+        let mut token_type = w.get("embeddings.token_type_embeddings.weight", &[types, h])?;
+        token_type.truncate(h);
+        if token_type.len() != h {
+            return Err(ModelError::Load(format!("weight {full} has no rows")));
         }
-        let position = w.get("embeddings.position_embeddings.weight")?;
-        let token_type = w
-            .get("embeddings.token_type_embeddings.weight")?
-            .narrow(0, 0, 1)?
-            .contiguous()?;
         let embed_norm = w.norm("embeddings.LayerNorm", h)?;
-        let scale = 1.0 / (config.head_dim() as f64).sqrt();
+        let scale = 1.0 / (config.head_dim() as f32).sqrt();
+        let inner = config.intermediate_size;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
-            let q = w.dense(&format!("{p}.attention.self.query"), h, h)?;
-            let k = w.dense(&format!("{p}.attention.self.key"), h, h)?;
-            let v = w.dense(&format!("{p}.attention.self.value"), h, h)?;
-            let qkv = Dense {
-                weight: Tensor::cat(&[(q.weight * scale)?, k.weight, v.weight], 1)?,
-                bias: Tensor::cat(&[(q.bias * scale)?, k.bias, v.bias], 0)?,
-            };
             layers.push(Layer {
-                qkv,
-                attention_out: w.dense(&format!("{p}.attention.output.dense"), h, h)?,
+                qkv: w.qkv(&p, h, scale, precision)?,
+                attention_out: w.dense(&format!("{p}.attention.output.dense"), h, h, precision)?,
                 attention_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
-                intermediate: w.dense(
-                    &format!("{p}.intermediate.dense"),
-                    config.intermediate_size,
-                    h,
-                )?,
-                output: w.dense(&format!("{p}.output.dense"), h, config.intermediate_size)?,
+                intermediate: w.dense(&format!("{p}.intermediate.dense"), inner, h, precision)?,
+                output: w.dense(&format!("{p}.output.dense"), h, inner, precision)?,
                 output_norm: w.norm(&format!("{p}.output.LayerNorm"), h)?,
             });
         }
         Ok(BertEncoder {
             config,
-            device: device.clone(),
+            precision,
             word,
             position,
             token_type,
             embed_norm,
             layers,
+            scratch: Mutex::new(Scratch::default()),
         })
     }
 
@@ -219,6 +247,10 @@ impl BertEncoder {
 
     pub fn dims(&self) -> usize {
         self.config.hidden_size
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Unit-norm mean-pooled embeddings of token sequences (each with its
@@ -238,76 +270,104 @@ impl BertEncoder {
                     ),
                 });
             }
-        }
-        let hidden = self.encode(seqs)?;
-        let mut out = Vec::with_capacity(seqs.len());
-        let mut offset = 0;
-        for s in seqs {
-            let mean = hidden.narrow(0, offset, s.len())?.mean(0)?;
-            offset += s.len();
-            let norm = mean.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
-            let mut v = mean.to_vec1::<f32>()?;
-            // A zero vector cannot be normalised; it stays zero (no NaN).
-            if norm > 0.0 {
-                v.iter_mut().for_each(|x| *x /= norm);
+            if let Some(bad) = s.iter().find(|id| **id as usize >= self.config.vocab_size) {
+                return Err(ModelError::Invalid {
+                    field: format!("sequence {i}"),
+                    reason: format!("token id {bad} >= vocab size {}", self.config.vocab_size),
+                });
             }
-            out.push(v);
         }
-        Ok(out)
-    }
-
-    /// The last hidden state of every token of every sequence, packed.
-    fn encode(&self, seqs: &[&[u32]]) -> Result<Tensor> {
-        let total: usize = seqs.iter().map(|s| s.len()).sum();
-        let ids: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
-        let positions: Vec<u32> = seqs.iter().flat_map(|s| 0..s.len() as u32).collect();
-        let ids = Tensor::from_vec(ids, total, &self.device)?;
-        let positions = Tensor::from_vec(positions, total, &self.device)?;
-        let x = (self.word.index_select(&ids, 0)? + self.position.index_select(&positions, 0)?)?
-            .broadcast_add(&self.token_type)?;
-        let mut x = self.norm(&x, &self.embed_norm)?;
-        for layer in &self.layers {
-            x = self.layer(&x, layer, seqs)?;
-        }
-        Ok(x)
-    }
-
-    fn norm(&self, x: &Tensor, n: &LayerNorm) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm(x, &n.gamma, &n.beta, self.config.layer_norm_eps as f32)
-    }
-
-    fn layer(&self, x: &Tensor, l: &Layer, seqs: &[&[u32]]) -> Result<Tensor> {
+        // A panic mid-call leaves only stale numbers behind, which every
+        // call overwrites before reading; the poison flag carries no meaning.
+        let mut scratch = self
+            .scratch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let spans = self.encode(seqs, &mut scratch)?;
         let h = self.config.hidden_size;
-        let heads = self.config.num_attention_heads;
-        let dh = self.config.head_dim();
-        let qkv = l.qkv.forward(x)?;
-        let mut contexts = Vec::with_capacity(seqs.len());
-        let mut offset = 0;
-        for s in seqs {
-            let n = s.len();
-            let rows = qkv.narrow(0, offset, n)?;
-            offset += n;
-            let split = |part: usize| -> candle_core::Result<Tensor> {
-                rows.narrow(1, part * h, h)?
-                    .reshape((n, heads, dh))?
-                    .transpose(0, 1)?
-                    .contiguous()
-            };
-            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-            let scores = q.matmul(&k.t()?)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let context = probs
-                .matmul(&v)?
-                .transpose(0, 1)?
-                .contiguous()?
-                .reshape((n, h))?;
-            contexts.push(context);
-        }
-        let context = Tensor::cat(&contexts, 0)?;
-        let a = (l.attention_out.forward(&context)? + x)?;
-        let a = self.norm(&a, &l.attention_norm)?;
-        let i = l.intermediate.forward(&a)?.gelu_erf()?;
-        let o = (l.output.forward(&i)? + &a)?;
-        Ok(self.norm(&o, &l.output_norm)?)
+        Ok(spans
+            .iter()
+            .map(|span| mean_pool_normalized(&scratch.x[span.start * h..][..span.len * h], h))
+            .collect())
     }
+
+    /// Runs the encoder; on return `scratch.x` holds the last hidden state
+    /// of every token, packed in the order of the returned spans.
+    fn encode(&self, seqs: &[&[u32]], s: &mut Scratch) -> Result<Vec<Span>> {
+        let h = self.config.hidden_size;
+        let mut spans = Vec::with_capacity(seqs.len());
+        let mut start = 0;
+        for seq in seqs {
+            spans.push(Span {
+                start,
+                len: seq.len(),
+            });
+            start += seq.len();
+        }
+        let tokens = start;
+        let x = sized(&mut s.x, tokens * h);
+        for (row, (p, id)) in x
+            .chunks_exact_mut(h)
+            .zip(seqs.iter().flat_map(|seq| seq.iter().enumerate()))
+        {
+            let word = &self.word[*id as usize * h..][..h];
+            let pos = &self.position[p * h..][..h];
+            for (((v, w), p), t) in row.iter_mut().zip(word).zip(pos).zip(&self.token_type) {
+                *v = w + p + t;
+            }
+        }
+        let eps = self.config.layer_norm_eps as f32;
+        kernels::layer_norm(x, &self.embed_norm.gamma, &self.embed_norm.beta, eps);
+        for layer in &self.layers {
+            self.layer(layer, &spans, tokens, s)?;
+        }
+        Ok(spans)
+    }
+
+    fn layer(&self, l: &Layer, spans: &[Span], tokens: usize, s: &mut Scratch) -> Result<()> {
+        let h = self.config.hidden_size;
+        let eps = self.config.layer_norm_eps as f32;
+        let heads = Heads {
+            count: self.config.num_attention_heads,
+            dim: self.config.head_dim(),
+        };
+        let x = &mut s.x[..tokens * h];
+        let qkv = sized(&mut s.qkv, tokens * l.qkv.outputs());
+        l.qkv.product(x, tokens, qkv)?;
+        kernels::add_bias(qkv, l.qkv.bias());
+        let ctx = sized(&mut s.ctx, tokens * h);
+        let per_head = sized(&mut s.per_head, tokens * h);
+        attention::attention(qkv, spans, heads, per_head, ctx)?;
+        let delta = sized(&mut s.delta, tokens * h);
+        l.attention_out.product(ctx, tokens, delta)?;
+        let n = &l.attention_norm;
+        let b = l.attention_out.bias();
+        kernels::add_bias_residual_layer_norm(x, delta, b, &n.gamma, &n.beta, eps);
+        let inner = sized(&mut s.inner, tokens * l.intermediate.outputs());
+        l.intermediate.product(x, tokens, inner)?;
+        kernels::add_bias_gelu(inner, l.intermediate.bias());
+        l.output.product(inner, tokens, delta)?;
+        let n = &l.output_norm;
+        let b = l.output.bias();
+        kernels::add_bias_residual_layer_norm(x, delta, b, &n.gamma, &n.beta, eps);
+        Ok(())
+    }
+}
+
+/// The mean of a text's token rows, scaled to unit length (a zero vector
+/// stays zero rather than becoming NaN).
+fn mean_pool_normalized(rows: &[f32], width: usize) -> Vec<f32> {
+    let mut mean = vec![0.0f32; width];
+    let count = rows.len() / width.max(1);
+    for row in rows.chunks_exact(width) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= count.max(1) as f32);
+    let norm = mean.iter().map(|m| m * m).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        mean.iter_mut().for_each(|m| *m /= norm);
+    }
+    mean
 }

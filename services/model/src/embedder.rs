@@ -5,8 +5,8 @@
 use crate::bert::{BertConfig, BertEncoder};
 use crate::error::Result;
 use crate::files::ModelFiles;
+use crate::precision::Precision;
 use crate::tokenize::{MAX_TOKENS, TextTokenizer, Tokens};
-use candle_core::Device;
 use std::path::Path;
 
 pub const MODEL_NAME: &str = "sentence-transformers/all-MiniLM-L6-v2";
@@ -17,15 +17,32 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// Loads the model from `dir`; fails naming the fetch script when files
-    /// are missing.
+    /// Loads the model from `dir` in f32 (exact); fails naming the fetch
+    /// script when files are missing.
     pub fn load(dir: &Path) -> Result<Embedder> {
+        Embedder::load_with(dir, Precision::F32)
+    }
+
+    /// Loads the model with its dense layers in `precision`.
+    pub fn load_with(dir: &Path, precision: Precision) -> Result<Embedder> {
         let files = ModelFiles::locate(dir)?;
         let config = BertConfig::from_file(&files.config)?;
         let max_tokens = MAX_TOKENS.min(config.max_position_embeddings);
         let tokenizer = TextTokenizer::from_file(&files.tokenizer, max_tokens)?;
-        let encoder = BertEncoder::load(&files.weights, config, &Device::Cpu)?;
+        let encoder = BertEncoder::load(&files.weights, config, precision)?;
         Ok(Embedder { tokenizer, encoder })
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.encoder.precision()
+    }
+
+    /// What computes the embeddings, for the service's Info RPC and logs.
+    pub fn backend(&self) -> String {
+        match self.precision() {
+            Precision::F32 => "candle-cpu f32".to_string(),
+            Precision::Int8 => "candle-cpu int8 (q8_0 weights)".to_string(),
+        }
     }
 
     pub fn dims(&self) -> usize {
@@ -58,6 +75,7 @@ impl std::fmt::Debug for Embedder {
         f.debug_struct("Embedder")
             .field("dims", &self.dims())
             .field("max_tokens", &self.max_tokens())
+            .field("precision", &self.precision())
             .finish()
     }
 }

@@ -2,10 +2,15 @@
 //! Candle (CPU), served over gRPC with dynamic batching and admission
 //! control. See DESIGN.md section 5.
 
+pub mod attention;
 pub mod bert;
+pub mod dense;
 pub mod embedder;
 pub mod error;
 pub mod files;
+pub mod gemm_f32;
+pub mod kernels;
+pub mod precision;
 pub mod tokenize;
 
 pub use embedder::{Embedder, MODEL_NAME, cosine};

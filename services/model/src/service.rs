@@ -22,6 +22,8 @@ pub const MAX_TEXT_BYTES: usize = 100_000;
 pub struct ModelConfig {
     pub model_dir: PathBuf,
     pub queue: QueueConfig,
+    /// Dense-layer weights: f32 (exact, the default) or int8 (Q8_0).
+    pub precision: crate::precision::Precision,
 }
 
 /// The loaded model and its queue, once ready.
@@ -76,7 +78,7 @@ pub fn load_in_background(
     let h = handle.clone();
     tokio::task::spawn_blocking(move || {
         let t0 = std::time::Instant::now();
-        let loaded = Embedder::load(&config.model_dir).and_then(|e| {
+        let loaded = Embedder::load_with(&config.model_dir, config.precision).and_then(|e| {
             e.embed(&WARM_UP)?;
             let e = Arc::new(e);
             let queue = InferenceQueue::start(e.clone(), config.queue.clone())?;
@@ -188,7 +190,7 @@ impl ModelService for ModelGrpc {
             model: MODEL_NAME.to_string(),
             dimensions: ready.embedder.dims() as u32,
             max_tokens: ready.embedder.max_tokens() as u32,
-            backend: "candle-cpu f32".to_string(),
+            backend: ready.embedder.backend(),
             threads: candle_core::utils::get_num_threads() as u32,
         }))
     }

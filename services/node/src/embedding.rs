@@ -54,6 +54,7 @@ impl Embeddings {
                 let (health, _) = tonic_health::server::health_reporter();
                 let config = ModelConfig {
                     model_dir: dir.clone(),
+                    precision: Default::default(),
                     queue: Default::default(),
                 };
                 Ok(Embeddings::Local(

@@ -1,0 +1,159 @@
+//! A dense layer's weights and its matrix product, in f32 or int8.
+//!
+//! The int8 form is Candle's quantized matmul (`k_quants::matmul`, what
+//! `QMatMul` runs on CPU) called on slices: the weights are Q8_0 blocks
+//! (32 int8 values and one f16 scale), and each product quantizes its input
+//! rows to Q8_0 too, so both sides of every dot product are int8. 384 and
+//! 1536 are multiples of the 32-wide block; the 256-wide k-quants are not.
+
+use crate::error::{ModelError, Result};
+use crate::gemm_f32::{self, MatRef, Threads};
+use crate::precision::Precision;
+use candle_core::quantized::GgmlType;
+use candle_core::quantized::k_quants::{self, BlockQ8_0};
+
+enum Weights {
+    /// `(in, out)` row-major, so the product streams it contiguously.
+    F32(Vec<f32>),
+    /// `(out, in)`: each output's weights as `in / 32` blocks, the layout
+    /// Candle's quantized matmul takes.
+    Q8(Vec<BlockQ8_0>),
+}
+
+pub struct Dense {
+    weights: Weights,
+    bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl Dense {
+    /// From a PyTorch-layout `(out, in)` row-major weight and its bias.
+    pub fn new(
+        weight_out_in: &[f32],
+        bias: Vec<f32>,
+        outputs: usize,
+        inputs: usize,
+        precision: Precision,
+    ) -> Result<Dense> {
+        if weight_out_in.len() != outputs * inputs || bias.len() != outputs {
+            return Err(ModelError::Load(format!(
+                "dense layer {inputs}->{outputs}: weight of {} and bias of {} values",
+                weight_out_in.len(),
+                bias.len()
+            )));
+        }
+        let weights = match precision {
+            Precision::F32 => {
+                let mut t = vec![0.0f32; inputs * outputs];
+                for (o, row) in weight_out_in.chunks_exact(inputs).enumerate() {
+                    for (i, w) in row.iter().enumerate() {
+                        t[i * outputs + o] = *w;
+                    }
+                }
+                Weights::F32(t)
+            }
+            Precision::Int8 => {
+                if !inputs.is_multiple_of(BlockQ8_0::BLCK_SIZE) {
+                    return Err(ModelError::Load(format!(
+                        "int8 needs input widths that are multiples of {}; got {inputs}",
+                        BlockQ8_0::BLCK_SIZE
+                    )));
+                }
+                let mut blocks = vec![BlockQ8_0::zeros(); outputs * inputs / BlockQ8_0::BLCK_SIZE];
+                BlockQ8_0::from_float(weight_out_in, &mut blocks);
+                Weights::Q8(blocks)
+            }
+        };
+        Ok(Dense {
+            weights,
+            bias,
+            inputs,
+            outputs,
+        })
+    }
+
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// `dst[..rows * outputs] = x[..rows * inputs] * W`, without the bias
+    /// (the caller fuses it into the next element-wise pass).
+    pub fn product(&self, x: &[f32], rows: usize, dst: &mut [f32]) -> Result<()> {
+        let (k, n) = (self.inputs, self.outputs);
+        let (Some(x), Some(dst)) = (x.get(..rows * k), dst.get_mut(..rows * n)) else {
+            return Err(ModelError::Inference(format!(
+                "dense {k}->{n} over {rows} rows: buffers of {} and {}",
+                x.len(),
+                dst.len()
+            )));
+        };
+        match &self.weights {
+            Weights::F32(w) => gemm_f32::matmul(
+                dst,
+                n,
+                MatRef::row_major(x, rows, k)?,
+                MatRef::row_major(w, k, n)?,
+                Threads::Pool,
+            ),
+            Weights::Q8(blocks) => Ok(k_quants::matmul((rows, k, n), x, blocks, dst)?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case() -> (Vec<f32>, Vec<f32>, usize, usize, usize) {
+        let (rows, inputs, outputs) = (5, 64, 12);
+        let w: Vec<f32> = (0..outputs * inputs)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let x: Vec<f32> = (0..rows * inputs)
+            .map(|i| (i as f32 * 0.11).cos())
+            .collect();
+        (w, x, rows, inputs, outputs)
+    }
+
+    fn reference(w: &[f32], x: &[f32], rows: usize, inputs: usize, outputs: usize) -> Vec<f32> {
+        let mut out = vec![0.0; rows * outputs];
+        for r in 0..rows {
+            for o in 0..outputs {
+                out[r * outputs + o] = (0..inputs)
+                    .map(|i| x[r * inputs + i] * w[o * inputs + i])
+                    .sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn f32_and_int8_products_match_the_definition() {
+        let (w, x, rows, inputs, outputs) = case();
+        let want = reference(&w, &x, rows, inputs, outputs);
+        for (precision, tolerance) in [(Precision::F32, 1e-4), (Precision::Int8, 0.15)] {
+            let d = Dense::new(&w, vec![0.0; outputs], outputs, inputs, precision).unwrap();
+            let mut dst = vec![0.0; rows * outputs];
+            d.product(&x, rows, &mut dst).unwrap();
+            for (a, b) in dst.iter().zip(&want) {
+                assert!((a - b).abs() < tolerance, "{precision}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors_not_panics() {
+        let (w, x, rows, inputs, outputs) = case();
+        assert!(Dense::new(&w[1..], vec![0.0; outputs], outputs, inputs, Precision::F32).is_err());
+        let odd = vec![0.0; 12 * 33];
+        assert!(Dense::new(&odd, vec![0.0; 12], 12, 33, Precision::Int8).is_err());
+        let d = Dense::new(&w, vec![0.0; outputs], outputs, inputs, Precision::Int8).unwrap();
+        let mut dst = vec![0.0; rows * outputs - 1];
+        assert!(d.product(&x, rows, &mut dst).is_err());
+    }
+}
