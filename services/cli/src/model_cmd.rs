@@ -83,7 +83,23 @@ pub async fn serve(
     };
     // Fail fast, before listening, when the files are not there.
     liveseg_model::files::ModelFiles::locate(&config.model_dir)?;
-    liveseg_model::server::serve(a.listen, config, a.addr_file.as_deref(), shutdown).await?;
+    // Logs on stderr (a failed model load is only visible there) and spans.
+    let telemetry = liveseg_telemetry::init(&liveseg_telemetry::TelemetryConfig {
+        service_name: "liveseg-model".into(),
+        log_format: liveseg_telemetry::LogFormat::Pretty,
+        default_filter: "info".into(),
+    })
+    .context("starting telemetry")?;
+    liveseg_telemetry::describe_metrics();
+    let served =
+        liveseg_model::server::serve(a.listen, config, a.addr_file.as_deref(), shutdown).await;
+    if let Err(e) = telemetry.shutdown() {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "span export did not shut down cleanly"
+        );
+    }
+    served?;
     Ok(())
 }
 
