@@ -201,10 +201,18 @@ impl Node {
         &self,
     ) -> Result<pb::content_service_client::ContentServiceClient<InterceptedService<Channel, Auth>>>
     {
+        self.content_with(&self.api_key).await
+    }
+
+    pub async fn content_with(
+        &self,
+        key: &str,
+    ) -> Result<pb::content_service_client::ContentServiceClient<InterceptedService<Channel, Auth>>>
+    {
         Ok(
             pb::content_service_client::ContentServiceClient::with_interceptor(
                 self.channel().await?,
-                Auth(self.api_key.clone()),
+                Auth(key.to_string()),
             ),
         )
     }

@@ -318,6 +318,38 @@ async fn content_affinity_and_matching_over_a_real_node_and_model() -> Result<()
     offline.sort();
     assert_eq!(offline, vec!["u1", "u3", "u4"]);
 
+    // Another tenant sees none of it: no content, no contact, nothing to rank.
+    let beta = node
+        .admin_with(&node.admin_key)
+        .await?
+        .create_tenant(pb::CreateTenantRequest {
+            name: "beta".into(),
+        })
+        .await?
+        .into_inner();
+    let mut cb = node.content_with(&beta.api_key).await?;
+    let listed = cb
+        .list_content(pb::ListContentRequest::default())
+        .await?
+        .into_inner();
+    assert!(listed.items.is_empty());
+    let err = cb
+        .match_content(pb::MatchContentRequest {
+            contact_id: "u1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let r = cb
+        .match_content(pb::MatchContentRequest {
+            text: TOPIC.into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(r.matches.is_empty(), "{r:?}");
+
     // A restart without the model rebuilds the library from the store.
     let mut node = node;
     node.terminate().await?;
