@@ -11,8 +11,8 @@ use liveseg_core::presets::presets;
 use liveseg_core::{SegmentDefinition, SegmentSet, ValidationError};
 
 use crate::exit::{Reported, usage};
-use liveseg_core::compile::affinity_topics;
 use liveseg_core::content::ContentLibrary;
+use liveseg_core::content::affinity_topics;
 use std::sync::Arc;
 
 /// The presets with `extra` (JSON/YAML definitions) added; a definition

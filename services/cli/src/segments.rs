@@ -80,7 +80,7 @@ pub fn validate(text: &str, format: OutputFormat) -> (bool, String) {
     // Offline, topics and content ids cannot be resolved: a node checks them
     // when the definition is applied.
     let result = with_presets(text).and_then(|defs| {
-        let lib = liveseg_core::compile::placeholder_library(&defs);
+        let lib = liveseg_core::content::placeholder_library(&defs);
         SegmentSet::compile_with(&defs, std::sync::Arc::new(lib)).map(|_| defs)
     });
     let parsed = liveseg_core::definition::parse_definitions(text).unwrap_or_default();

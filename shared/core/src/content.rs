@@ -20,6 +20,7 @@
 //! needed. Weights are updated in log order, so a replay reproduces them
 //! bit for bit.
 
+use crate::definition::{Condition, SegmentDefinition};
 use crate::event::{Event, EventKind, stable_hash};
 use crate::time::{DAY, Millis};
 use serde::{Deserialize, Serialize};
@@ -344,6 +345,52 @@ impl ContentLibrary {
         scored.dedup_by(|a, b| a.0 == b.0);
         (scored, unknown)
     }
+}
+
+/// The topic texts of every affinity condition, deduplicated: what must be
+/// embedded before `compile_with` can resolve them.
+pub fn affinity_topics(defs: &[SegmentDefinition]) -> Vec<String> {
+    fn walk(c: &Condition, out: &mut Vec<String>) {
+        match c {
+            Condition::All(cs) | Condition::Any(cs) => cs.iter().for_each(|c| walk(c, out)),
+            Condition::Not(c) => walk(c, out),
+            Condition::Contacts(q) => walk(&q.condition, out),
+            Condition::Affinity(a) => out.extend(a.topic.clone()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    defs.iter().for_each(|d| walk(&d.condition, &mut out));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A library in which every topic text and content id of `defs` resolves
+/// (to a placeholder vector), to check definitions where no content or
+/// model is at hand (offline validation); never to judge with.
+pub fn placeholder_library(defs: &[SegmentDefinition]) -> ContentLibrary {
+    fn walk(c: &Condition, lib: &mut ContentLibrary) {
+        match c {
+            Condition::All(cs) | Condition::Any(cs) => cs.iter().for_each(|c| walk(c, lib)),
+            Condition::Not(c) => walk(c, lib),
+            Condition::Contacts(q) => walk(&q.condition, lib),
+            Condition::Affinity(a) => {
+                // A unit vector cannot be refused.
+                let unit = [1.0f32];
+                if let Some(t) = &a.topic {
+                    let _ = lib.insert_topic(t, &unit);
+                }
+                if let Some(id) = &a.content {
+                    let _ = lib.insert_content(id, None, &unit);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut lib = ContentLibrary::default();
+    defs.iter().for_each(|d| walk(&d.condition, &mut lib));
+    lib
 }
 
 #[cfg(test)]

@@ -260,6 +260,26 @@ pub trait Lease: Send + Sync {
     fn is_held(&self) -> bool;
 }
 
+/// What every backend refuses before writing content records: an empty id
+/// or a record that is not JSON (the store keeps records opaque, but this
+/// catches encoding bugs before they are persisted). One bad record refuses
+/// the whole write.
+pub(crate) fn check_content_records(items: &[(String, String)]) -> Result<()> {
+    for (id, json) in items {
+        if id.is_empty() {
+            return Err(crate::error::StoreError::InvalidInput(
+                "content id must not be empty".into(),
+            ));
+        }
+        serde_json::from_str::<serde_json::Value>(json).map_err(|e| {
+            crate::error::StoreError::InvalidInput(format!(
+                "content {id:?} record is not valid JSON: {e}"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// The content-record contract every [`Catalog`] keeps; `tenant` must exist
 /// and `other` must exist and be another tenant.
 #[cfg(test)]

@@ -169,12 +169,7 @@ impl Catalog for RedisCatalog {
     }
 
     fn put_contents(&self, tenant: &str, items: &[(String, String)]) -> Result<()> {
-        for (id, json) in items {
-            require_non_empty("content id", id)?;
-            serde_json::from_str::<serde_json::Value>(json).map_err(|e| {
-                StoreError::InvalidInput(format!("content {id:?} record is not valid JSON: {e}"))
-            })?;
-        }
+        crate::traits::check_content_records(items)?;
         if items.is_empty() {
             return Ok(());
         }
