@@ -192,7 +192,7 @@ impl ContactState {
         }
         match &e.kind {
             EventKind::Send { email } if set.max_sends > 0 => {
-                self.add_send(*email, e.ts);
+                add_send(&mut self.sends, &mut self.orphans, *email, e.ts);
                 changed |= FEAT_SENDS;
             }
             EventKind::Open { email } if set.max_sends > 0 => {
@@ -222,69 +222,12 @@ impl ContactState {
         changed
     }
 
-    /// A repeated delivery of the same email id is the same send (earliest
-    /// time kept). A repeat of a send already pruned (older than the last N)
-    /// counts as a new send: the only case where history is too short.
-    fn add_send(&mut self, email: u64, ts: Millis) {
-        if let Some(i) = self.sends.iter().position(|s| s.email == email) {
-            if ts < self.sends[i].ts {
-                let mut rec = self.sends.remove(i);
-                rec.ts = ts;
-                let at = self.sends.partition_point(|s| s.ts <= ts);
-                self.sends.insert(at, rec);
-            }
-            return;
-        }
-        let mut rec = SendRecord {
-            email,
-            ts,
-            open: NEVER,
-            click: NEVER,
-            reply: NEVER,
-        };
-        self.orphans.retain(|o| {
-            if o.email != email {
-                return true;
-            }
-            let slot = match o.kind {
-                0 => &mut rec.open,
-                1 => &mut rec.click,
-                _ => &mut rec.reply,
-            };
-            *slot = (*slot).min(o.ts);
-            false
-        });
-        let at = self.sends.partition_point(|s| s.ts <= ts);
-        self.sends.insert(at, rec);
-    }
-
     fn engage(&mut self, email: u64, kind: u8, ts: Millis) -> u64 {
-        if let Some(s) = self.sends.iter_mut().rev().find(|s| s.email == email) {
-            let slot = match kind {
-                0 => &mut s.open,
-                1 => &mut s.click,
-                _ => &mut s.reply,
-            };
-            if ts < *slot {
-                *slot = ts;
-                return FEAT_SENDS;
-            }
-            return 0;
+        if engage(&mut self.sends, &mut self.orphans, email, kind, ts) {
+            FEAT_SENDS
+        } else {
+            0
         }
-        if self.orphans.len() >= MAX_ORPHANS {
-            // Drop the oldest: an engagement whose send is this late is the least likely to matter.
-            if let Some(i) = self
-                .orphans
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, o)| o.ts)
-                .map(|(i, _)| i)
-            {
-                self.orphans.swap_remove(i);
-            }
-        }
-        self.orphans.push(Orphan { email, kind, ts });
-        0
     }
 
     /// Drops what no condition can look at again from instant `now` on.
@@ -302,6 +245,83 @@ impl ContactState {
     pub fn suppressed(&self, t: Millis) -> bool {
         self.suppressed_at <= t
     }
+}
+
+/// Records a send. A repeated delivery of the same email id is the same
+/// send (earliest time kept). A repeat of a send already pruned (older than
+/// the last N) counts as a new send: the only case where history is too short.
+pub(crate) fn add_send(
+    sends: &mut Vec<SendRecord>,
+    orphans: &mut Vec<Orphan>,
+    email: u64,
+    ts: Millis,
+) {
+    if let Some(i) = sends.iter().position(|s| s.email == email) {
+        if ts < sends[i].ts {
+            let mut rec = sends.remove(i);
+            rec.ts = ts;
+            let at = sends.partition_point(|s| s.ts <= ts);
+            sends.insert(at, rec);
+        }
+        return;
+    }
+    let mut rec = SendRecord {
+        email,
+        ts,
+        open: NEVER,
+        click: NEVER,
+        reply: NEVER,
+    };
+    orphans.retain(|o| {
+        if o.email != email {
+            return true;
+        }
+        let slot = match o.kind {
+            0 => &mut rec.open,
+            1 => &mut rec.click,
+            _ => &mut rec.reply,
+        };
+        *slot = (*slot).min(o.ts);
+        false
+    });
+    let at = sends.partition_point(|s| s.ts <= ts);
+    sends.insert(at, rec);
+}
+
+/// Records the open (kind 0), click (1) or reply (2) of a send; one whose
+/// send has not arrived waits as an orphan. Returns whether a send changed.
+pub(crate) fn engage(
+    sends: &mut [SendRecord],
+    orphans: &mut Vec<Orphan>,
+    email: u64,
+    kind: u8,
+    ts: Millis,
+) -> bool {
+    if let Some(s) = sends.iter_mut().rev().find(|s| s.email == email) {
+        let slot = match kind {
+            0 => &mut s.open,
+            1 => &mut s.click,
+            _ => &mut s.reply,
+        };
+        if ts < *slot {
+            *slot = ts;
+            return true;
+        }
+        return false;
+    }
+    if orphans.len() >= MAX_ORPHANS {
+        // Drop the oldest: an engagement whose send is this late is the least likely to matter.
+        if let Some(i) = orphans
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, o)| o.ts)
+            .map(|(i, _)| i)
+        {
+            orphans.swap_remove(i);
+        }
+    }
+    orphans.push(Orphan { email, kind, ts });
+    false
 }
 
 /// The account's own part of the state: traits and account-wide series.
