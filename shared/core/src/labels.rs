@@ -100,24 +100,86 @@ fn any_in(times: &[Millis], from: Millis, window: Millis) -> bool {
     times.iter().any(|t| *t > from && *t <= from + window)
 }
 
+/// Contact and account feature state replayed from a history in time
+/// order, routed like the engine (the contact directory, moves, aliases).
+#[derive(Default)]
+pub struct FeatureReplay {
+    directory: Directory,
+    pub contacts: HashMap<String, FeatureState>,
+    pub accounts: HashMap<String, AccountSignals>,
+    /// When each contact was first suppressed.
+    pub suppressed: HashMap<String, Millis>,
+}
+
+impl FeatureReplay {
+    /// The account a contact's event without a groupId goes to.
+    pub fn account_of(&self, contact: &str) -> String {
+        self.directory
+            .get(contact)
+            .map(str::to_string)
+            .unwrap_or_else(|| crate::engine::personal_account(contact))
+    }
+
+    /// Applies one event; events must come in time order.
+    pub fn apply(&mut self, e: &Event) {
+        let route = self.directory.route(e);
+        self.accounts.entry(route.account).or_default().apply(e);
+        let Some(user) = &e.user_id else { return };
+        if let EventKind::Alias { previous_id } = &e.kind
+            && !self.contacts.contains_key(user)
+            && let Some(state) = self.contacts.remove(previous_id)
+        {
+            // The engine renames the contact, keeping its state.
+            self.contacts.insert(user.clone(), state);
+        }
+        let c = self.contacts.entry(user.clone()).or_default();
+        c.apply(e);
+        c.prune(e.ts);
+        if e.kind.suppresses() {
+            self.suppressed.entry(user.clone()).or_insert(e.ts);
+        }
+    }
+
+    /// Features of `contact` (in its current account) at instant `t`.
+    pub fn features(&self, contact: &str, account: &str, t: Millis) -> Vec<f32> {
+        let empty_c = FeatureState::default();
+        let empty_a = AccountSignals::default();
+        features_at(
+            self.contacts.get(contact).unwrap_or(&empty_c),
+            self.accounts.get(account).unwrap_or(&empty_a),
+            t,
+        )
+    }
+}
+
+/// Sorts by event time (stable) and drops repeated `messageId`s.
+pub fn in_time_order(mut events: Vec<Event>) -> Vec<Event> {
+    events.sort_by_key(|e| e.ts);
+    let mut seen = HashSet::new();
+    events.retain(|e| seen.insert(e.message_id.clone()));
+    events
+}
+
+/// Replays `events` up to and including `at` (any order in).
+pub fn replay_until(events: Vec<Event>, at: Millis) -> FeatureReplay {
+    let mut r = FeatureReplay::default();
+    for e in in_time_order(events).iter().take_while(|e| e.ts <= at) {
+        r.apply(e);
+    }
+    r
+}
+
 /// Builds the rows of every send in `events` (any order; sorted here by
 /// event time, stable), with labels known as of `as_of`. Duplicate
 /// `messageId`s count once, and a repeated delivery of one email id to a
 /// contact is one send, as in the engine.
-pub fn training_rows(mut events: Vec<Event>, as_of: Millis) -> Vec<Row> {
-    events.sort_by_key(|e| e.ts);
-    let mut seen = HashSet::new();
-    events.retain(|e| seen.insert(e.message_id.clone()));
-
-    let mut directory = Directory::default();
-    let mut contacts: HashMap<String, FeatureState> = HashMap::new();
-    let mut accounts: HashMap<String, AccountSignals> = HashMap::new();
-    let mut suppressed: HashMap<String, Millis> = HashMap::new();
+pub fn training_rows(events: Vec<Event>, as_of: Millis) -> Vec<Row> {
+    let events = in_time_order(events);
+    let mut replay = FeatureReplay::default();
     let mut outcomes: HashMap<String, Outcomes> = HashMap::new();
     let mut sent: HashSet<(String, u64)> = HashSet::new();
     let mut rows = Vec::new();
 
-    let empty_account = AccountSignals::default();
     let mut i = 0;
     while i < events.len() {
         // Events at one instant: snapshot the sends first, then apply all of
@@ -128,43 +190,27 @@ pub fn training_rows(mut events: Vec<Event>, as_of: Millis) -> Vec<Row> {
             let (EventKind::Send { email }, Some(user)) = (&e.kind, &e.user_id) else {
                 continue;
             };
-            if !sent.insert((user.clone(), *email)) || suppressed.get(user).is_some_and(|s| *s < ts)
+            if !sent.insert((user.clone(), *email))
+                || replay.suppressed.get(user).is_some_and(|s| *s < ts)
             {
                 continue;
             }
             let account = e
                 .group_id
                 .clone()
-                .or_else(|| directory.get(user).map(str::to_string))
-                .unwrap_or_else(|| crate::engine::personal_account(user));
-            let c = contacts.get(user).cloned().unwrap_or_default();
-            let a = accounts.get(&account).unwrap_or(&empty_account);
+                .unwrap_or_else(|| replay.account_of(user));
             rows.push(Row {
                 contact: user.clone(),
+                features: replay.features(user, &account, ts),
                 account,
                 email: *email,
                 send_ts: ts,
-                features: features_at(&c, a, ts),
                 labels: [None; 4],
             });
         }
         for e in &events[i..end] {
-            let route = directory.route(e);
-            accounts.entry(route.account).or_default().apply(e);
+            replay.apply(e);
             let Some(user) = &e.user_id else { continue };
-            if let EventKind::Alias { previous_id } = &e.kind
-                && !contacts.contains_key(user)
-                && let Some(state) = contacts.remove(previous_id)
-            {
-                // The engine renames the contact, keeping its state.
-                contacts.insert(user.clone(), state);
-            }
-            let c = contacts.entry(user.clone()).or_default();
-            c.apply(e);
-            c.prune(ts);
-            if e.kind.suppresses() {
-                suppressed.entry(user.clone()).or_insert(ts);
-            }
             let o = outcomes.entry(user.clone()).or_default();
             match &e.kind {
                 EventKind::Click { email } => o.click.entry(*email).or_default().push(ts),
