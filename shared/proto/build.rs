@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "admin",
         "model",
         "content",
+        "propensity",
     ]
     .map(|name| root.join(format!("liveseg/v1/{name}.proto")));
     for file in &files {

@@ -32,6 +32,11 @@ impl EventLog {
         self.chunks
     }
 
+    /// Every event, in file order.
+    pub fn into_events(self) -> Vec<Event> {
+        self.chunks.into_iter().flatten().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.chunks.iter().map(Vec::len).sum()
     }

@@ -37,6 +37,7 @@ mod ingest;
 mod message_ids;
 mod model_cmd;
 mod output;
+mod propensity_cmd;
 mod query;
 mod replay;
 mod segments;
@@ -79,6 +80,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Replay(a) => replay::run(&a),
         Command::Generate(a) => generate_cmd::run(&a),
         Command::Segments(c) if c.is_offline() => segments::run_offline(&c, global.output),
+        Command::Model(c) if !matches!(c, model_cmd::ModelCommand::Serve(_)) => {
+            c.run_offline().unwrap_or(Ok(()))
+        }
         command => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -96,6 +100,7 @@ async fn run_async(global: GlobalArgs, command: Command) -> Result<()> {
         Command::Model(model_cmd::ModelCommand::Serve(a)) => {
             model_cmd::serve(&a, serve::shutdown_signal()?).await
         }
+        Command::Model(c) => c.run_offline().unwrap_or(Ok(())),
         Command::Embed(a) => model_cmd::embed(&a).await,
         Command::Replay(a) => replay::run(&a),
         Command::Generate(a) => generate_cmd::run(&a),

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use liveseg_model::precision::Precision;
+use liveseg_model::propensity::PropensityConfig;
 use liveseg_model::queue::QueueConfig;
 use liveseg_model::service::ModelConfig;
 use liveseg_proto::pb;
@@ -17,8 +18,33 @@ use liveseg_proto::pb::model_service_client::ModelServiceClient;
 
 #[derive(Subcommand, Debug)]
 pub enum ModelCommand {
-    /// Serve the embedding model over gRPC (health, reflection) until SIGTERM or Ctrl-C.
+    /// Serve the embedding model (and, with --registry, propensity scoring) over gRPC until SIGTERM or Ctrl-C.
     Serve(ModelServeArgs),
+    /// Train propensity models over an event history into the model registry.
+    Train(crate::propensity_cmd::TrainArgs),
+    /// List the registry's model versions (* marks the active ones).
+    List(crate::propensity_cmd::ListArgs),
+    /// Make a model version the active one of its target.
+    Activate(crate::propensity_cmd::ActivateArgs),
+    /// Go back to the previously active version of a target.
+    Rollback(crate::propensity_cmd::RollbackArgs),
+    /// A model's validation report; with --events, calibration and drift week by week.
+    Report(crate::propensity_cmd::ReportArgs),
+}
+
+impl ModelCommand {
+    /// Everything but `serve` runs on files, without an async runtime.
+    pub fn run_offline(&self) -> Option<Result<()>> {
+        use crate::propensity_cmd as p;
+        Some(match self {
+            ModelCommand::Serve(_) => return None,
+            ModelCommand::Train(a) => p::train(a),
+            ModelCommand::List(a) => p::list(a),
+            ModelCommand::Activate(a) => p::activate(a),
+            ModelCommand::Rollback(a) => p::rollback(a),
+            ModelCommand::Report(a) => p::report(a),
+        })
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -47,6 +73,12 @@ pub struct ModelServeArgs {
     /// Tokens queued before requests are refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "LIVESEG_MODEL_MAX_QUEUED_TOKENS", default_value_t = QueueConfig::default().max_queued_tokens)]
     pub max_queued_tokens: usize,
+    /// Serve propensity scoring from this model registry (`liveseg model train` writes it).
+    #[arg(long, env = "LIVESEG_MODEL_REGISTRY", value_name = "DIR")]
+    pub registry: Option<PathBuf>,
+    /// Raise the drift alert when a scored feature's PSI exceeds this.
+    #[arg(long, env = "LIVESEG_PSI_ALERT", default_value_t = 0.25)]
+    pub psi_alert: f64,
 }
 
 #[derive(Args, Debug)]
@@ -91,8 +123,18 @@ pub async fn serve(
     })
     .context("starting telemetry")?;
     liveseg_telemetry::describe_metrics();
-    let served =
-        liveseg_model::server::serve(a.listen, config, a.addr_file.as_deref(), shutdown).await;
+    let propensity = a.registry.clone().map(|registry| PropensityConfig {
+        registry,
+        psi_alert: a.psi_alert,
+    });
+    let served = liveseg_model::server::serve(
+        a.listen,
+        config,
+        propensity,
+        a.addr_file.as_deref(),
+        shutdown,
+    )
+    .await;
     if let Err(e) = telemetry.shutdown() {
         tracing::warn!(
             error = format!("{e:#}"),

@@ -11,6 +11,7 @@ pub mod files;
 pub mod gemm_f32;
 pub mod kernels;
 pub mod precision;
+pub mod propensity;
 pub mod tokenize;
 
 pub use embedder::{Embedder, MODEL_NAME, cosine};

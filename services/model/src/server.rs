@@ -2,8 +2,11 @@
 //! health and reflection, and Prometheus `GET /metrics` (queue wait,
 //! forward time, batch sizes, rejections), on one port. The port is bound
 //! before the model loads, so health can answer NOT_SERVING meanwhile.
+//! With a model registry, propensity scoring (`PropensityService`) is served
+//! on the same port.
 
 use crate::error::{ModelError, Result};
+use crate::propensity::{Propensity, PropensityConfig};
 use crate::service::{ModelConfig, ModelGrpc, ModelHandle, load_in_background};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +19,7 @@ use std::sync::Arc;
 pub async fn serve(
     listen: SocketAddr,
     config: ModelConfig,
+    propensity: Option<PropensityConfig>,
     addr_file: Option<&Path>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -29,6 +33,13 @@ pub async fn serve(
     health
         .set_not_serving::<liveseg_proto::pb::model_service_server::ModelServiceServer<ModelGrpc>>()
         .await;
+    // Propensity models need no embedding model: they serve from the start.
+    let propensity = match propensity {
+        Some(p) => Some(Arc::new(Propensity::open(&p).map_err(|e| {
+            ModelError::Load(format!("model registry {}: {e}", p.registry.display()))
+        })?)),
+        None => None,
+    };
     let model: Arc<ModelHandle> = load_in_background(config, health.clone());
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(liveseg_proto::FILE_DESCRIPTOR_SET)
@@ -45,23 +56,26 @@ pub async fn serve(
         .ok();
     let router = tonic::service::Routes::new(health_service)
         .add_service(reflection)
-        .add_service(ModelGrpc::server(model))
-        .into_axum_router()
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let text = metrics.as_ref().map(|m| m.render());
-                async move {
-                    match text {
-                        Some(t) => (http::StatusCode::OK, t),
-                        None => (
-                            http::StatusCode::NOT_FOUND,
-                            "metrics are not enabled\n".to_string(),
-                        ),
-                    }
+        .add_service(ModelGrpc::server(model));
+    let router = match propensity {
+        Some(p) => router.add_service(p.server()),
+        None => router,
+    };
+    let router = router.into_axum_router().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = metrics.as_ref().map(|m| m.render());
+            async move {
+                match text {
+                    Some(t) => (http::StatusCode::OK, t),
+                    None => (
+                        http::StatusCode::NOT_FOUND,
+                        "metrics are not enabled\n".to_string(),
+                    ),
                 }
-            }),
-        );
+            }
+        }),
+    );
     // Small gRPC frames would otherwise wait on delayed ACKs.
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
