@@ -3,9 +3,13 @@
 //! validation report), and its on-disk form.
 //!
 //! On disk a model is a directory with `model.safetensors` (the tensors
-//! `weights`, `bias`, `mean`, `scale`, f32) and `model.json` (metadata,
-//! calibrator, drift reference). Tensors go to safetensors so other tools
-//! (Python, the model service) read them without our JSON schema.
+//! `weights`, `bias`, `mean`, `scale`, f32, and for a Platt calibrator
+//! `platt` = [a, b], f64) and `model.json` (metadata, calibrator, drift
+//! reference). Tensors go to safetensors so other tools (Python, the model
+//! service) read them without our JSON schema, and because they round-trip
+//! bit for bit: serde_json's default float parser can be off by one ulp, so
+//! Platt's f64 parameters are read from the tensor (the JSON copy is for
+//! people), and a loaded model scores exactly as the one that was saved.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,6 +31,7 @@ pub const META_FILE: &str = "model.json";
 const FORMAT: u32 = 1;
 /// Bins of the validation report and of the drift reference.
 const BINS: usize = 10;
+const PLATT_TENSOR: &str = "platt";
 
 /// Rows (and positives) in each part of the split.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +218,9 @@ impl ModelArtifact {
         tensors.insert("bias", Tensor::from_slice(&[self.model.bias], 1, &dev)?);
         tensors.insert("mean", Tensor::from_slice(&self.model.mean, d, &dev)?);
         tensors.insert("scale", Tensor::from_slice(&self.model.scale, d, &dev)?);
+        if let Calibrator::Platt { a, b } = self.calibrator {
+            tensors.insert(PLATT_TENSOR, Tensor::from_slice(&[a, b], 2, &dev)?);
+        }
         let tmp = dir.join(format!("{TENSORS_FILE}.tmp"));
         candle_core::safetensors::save(&tensors, &tmp).map_err(|e| LearnError::Artifact {
             path: tmp.clone(),
@@ -240,7 +248,7 @@ impl ModelArtifact {
         let MetaFile {
             format,
             meta,
-            calibrator,
+            mut calibrator,
             drift,
         } = read_meta_file(&dir.join(META_FILE))?;
         let bad = |path: &Path, reason: String| LearnError::Artifact {
@@ -289,6 +297,20 @@ impl ModelArtifact {
             mean: take("mean", d)?,
             scale: take("scale", d)?,
         };
+        if let Calibrator::Platt { a, b } = &mut calibrator {
+            let t = tensors
+                .remove(PLATT_TENSOR)
+                .ok_or_else(|| bad(&path, format!("missing tensor `{PLATT_TENSOR}`")))?;
+            match t.to_vec1::<f64>().ok().as_deref() {
+                Some(&[pa, pb]) if pa.is_finite() && pb.is_finite() => (*a, *b) = (pa, pb),
+                _ => {
+                    return Err(bad(
+                        &path,
+                        format!("tensor `{PLATT_TENSOR}` must be 2 finite F64 values"),
+                    ));
+                }
+            }
+        }
         Ok(ModelArtifact {
             meta,
             model,
