@@ -40,6 +40,7 @@ mod output;
 mod propensity_cmd;
 mod query;
 mod replay;
+mod score_cmd;
 mod segments;
 mod serve;
 mod watch;
@@ -80,7 +81,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Replay(a) => replay::run(&a),
         Command::Generate(a) => generate_cmd::run(&a),
         Command::Segments(c) if c.is_offline() => segments::run_offline(&c, global.output),
-        Command::Model(c) if !matches!(c, model_cmd::ModelCommand::Serve(_)) => {
+        Command::Model(c)
+            if !matches!(
+                c,
+                model_cmd::ModelCommand::Serve(_) | model_cmd::ModelCommand::Score(_)
+            ) =>
+        {
             c.run_offline().unwrap_or(Ok(()))
         }
         command => tokio::runtime::Builder::new_multi_thread()
@@ -100,6 +106,7 @@ async fn run_async(global: GlobalArgs, command: Command) -> Result<()> {
         Command::Model(model_cmd::ModelCommand::Serve(a)) => {
             model_cmd::serve(&a, serve::shutdown_signal()?).await
         }
+        Command::Model(model_cmd::ModelCommand::Score(a)) => score_cmd::run(&a).await,
         Command::Model(c) => c.run_offline().unwrap_or(Ok(())),
         Command::Embed(a) => model_cmd::embed(&a).await,
         Command::Replay(a) => replay::run(&a),

@@ -30,6 +30,8 @@ pub enum ModelCommand {
     Rollback(crate::propensity_cmd::RollbackArgs),
     /// A model's validation report; with --events, calibration and drift week by week.
     Report(crate::propensity_cmd::ReportArgs),
+    /// Score every contact of a history as of an instant (JSON lines), with send hour and fatigue.
+    Score(crate::score_cmd::ScoreArgs),
 }
 
 impl ModelCommand {
@@ -37,7 +39,7 @@ impl ModelCommand {
     pub fn run_offline(&self) -> Option<Result<()>> {
         use crate::propensity_cmd as p;
         Some(match self {
-            ModelCommand::Serve(_) => return None,
+            ModelCommand::Serve(_) | ModelCommand::Score(_) => return None,
             ModelCommand::Train(a) => p::train(a),
             ModelCommand::List(a) => p::list(a),
             ModelCommand::Activate(a) => p::activate(a),

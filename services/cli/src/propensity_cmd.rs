@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use liveseg_core::event::Event;
 use liveseg_core::features::{FEATURE_SET, feature_names};
 use liveseg_core::labels::{Row, Target, training_rows};
 use liveseg_core::time::{DAY, Millis, format_rfc3339, parse_rfc3339};
@@ -83,7 +84,8 @@ pub struct ListArgs {
 #[derive(Args, Debug)]
 pub struct ActivateArgs {
     pub target: String,
-    pub version: String,
+    #[arg(value_name = "VERSION")]
+    pub model_version: String,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -126,7 +128,7 @@ fn parse_instant(text: &str) -> Result<Millis, String> {
 }
 
 /// The targets named by `--target`.
-fn targets(text: &str) -> Result<Vec<Target>> {
+pub fn targets(text: &str) -> Result<Vec<Target>> {
     if text == "all" {
         return Ok(Target::ALL.to_vec());
     }
@@ -135,9 +137,9 @@ fn targets(text: &str) -> Result<Vec<Target>> {
         .collect()
 }
 
-/// Reads a history and builds its rows, labelled as of `as_of` (default:
-/// the latest event time). Invalid lines are reported on stderr and skipped.
-pub fn history_rows(path: &Path, as_of: Option<Millis>) -> Result<(Vec<Row>, Millis)> {
+/// Reads a history (invalid lines reported on stderr and skipped); returns
+/// its events and the latest event time.
+pub fn read_history(path: &Path) -> Result<(Vec<Event>, Millis)> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut diag = io::stderr().lock();
     let (log, counts) = read_events(
@@ -147,16 +149,22 @@ pub fn history_rows(path: &Path, as_of: Option<Millis>) -> Result<(Vec<Row>, Mil
     )?;
     let events = log.into_events();
     let latest = events.iter().map(|e| e.ts).max().unwrap_or(0);
-    let as_of = as_of.unwrap_or(latest);
     writeln!(
         diag,
-        "read {} lines: {} events, {} invalid, {} duplicates; labels as of {}",
+        "read {} lines: {} events, {} invalid, {} duplicates",
         counts.lines,
         events.len(),
         counts.invalid,
         counts.duplicates,
-        format_rfc3339(as_of)
     )?;
+    Ok((events, latest))
+}
+
+/// A history's rows, labelled as of `as_of` (default: the latest event time).
+pub fn history_rows(path: &Path, as_of: Option<Millis>) -> Result<(Vec<Row>, Millis)> {
+    let (events, latest) = read_history(path)?;
+    let as_of = as_of.unwrap_or(latest);
+    eprintln!("labels as of {}", format_rfc3339(as_of));
     Ok((training_rows(events, as_of), as_of))
 }
 
@@ -285,8 +293,8 @@ pub fn list(a: &ListArgs) -> Result<()> {
 }
 
 pub fn activate(a: &ActivateArgs) -> Result<()> {
-    Registry::open(&a.registry.registry)?.activate(&a.target, &a.version)?;
-    println!("{}: {} is active", a.target, a.version);
+    Registry::open(&a.registry.registry)?.activate(&a.target, &a.model_version)?;
+    println!("{}: {} is active", a.target, a.model_version);
     Ok(())
 }
 

@@ -1,0 +1,296 @@
+//! `liveseg model score`: every contact of a history scored as of an
+//! instant, by the registry's active models, in this process or through a
+//! model service (`--model-server`), with each score's top feature
+//! contributions, the contact's best send hour and a fatigue signal from
+//! the unsubscribe model. JSON lines on stdout; throughput on stderr.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use liveseg_core::features::FEATURE_SET;
+use liveseg_core::labels::{Target, replay_until};
+use liveseg_core::send_time::{SendHour, best_hour};
+use liveseg_core::time::{Millis, format_rfc3339};
+use liveseg_learn::ModelArtifact;
+use liveseg_learn::registry::Registry;
+use liveseg_proto::pb;
+use liveseg_proto::pb::propensity_service_client::PropensityServiceClient;
+use serde::Serialize;
+
+use crate::propensity_cmd::{RegistryArgs, read_history};
+
+/// Rows per Score call.
+const BATCH: usize = 2_000;
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// Segment-Spec JSONL history.
+    #[arg(long, value_name = "FILE")]
+    pub events: PathBuf,
+    /// Score as of this instant (RFC 3339; events at or before it count); default: the latest event.
+    #[arg(long, value_parser = liveseg_core::time::parse_rfc3339)]
+    pub at: Option<Millis>,
+    /// Targets to score (comma-separated, or all): those with an active model.
+    #[arg(long, default_value = "all")]
+    pub target: String,
+    /// Only these contacts (repeat the flag).
+    #[arg(long = "contact", value_name = "ID")]
+    pub contacts: Vec<String>,
+    /// Feature contributions per score.
+    #[arg(long, default_value_t = 3)]
+    pub top: u32,
+    /// Score through this model service (its --registry) instead of loading models here.
+    #[arg(long, env = "LIVESEG_MODEL_SERVER", value_name = "URL")]
+    pub model_server: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Serialize)]
+struct TargetScore {
+    probability: f32,
+    version: String,
+    top: Vec<Contribution>,
+}
+
+/// A feature's value and its share of the score's log-odds.
+#[derive(Serialize)]
+struct Contribution {
+    feature: String,
+    value: f32,
+    contribution: f32,
+}
+
+#[derive(Serialize)]
+struct Fatigue {
+    /// normal, elevated (>= 1.25x the model's base rate) or high (>= 2x).
+    level: &'static str,
+    p_unsubscribe_7d: f32,
+    ratio_to_base_rate: f64,
+}
+
+#[derive(Serialize)]
+struct ContactScores<'a> {
+    contact: &'a str,
+    account: &'a str,
+    at: &'a str,
+    scores: BTreeMap<&'static str, TargetScore>,
+    send_hour: SendHour,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fatigue: Option<Fatigue>,
+}
+
+fn fatigue(p: f32, base_rate: f64) -> Fatigue {
+    let ratio = if base_rate > 0.0 {
+        f64::from(p) / base_rate
+    } else {
+        0.0
+    };
+    Fatigue {
+        level: if ratio >= 2.0 {
+            "high"
+        } else if ratio >= 1.25 {
+            "elevated"
+        } else {
+            "normal"
+        },
+        p_unsubscribe_7d: p,
+        ratio_to_base_rate: ratio,
+    }
+}
+
+/// Scores `rows` with one target: locally or through the model service.
+async fn score_rows(
+    remote: Option<&mut PropensityServiceClient<tonic::transport::Channel>>,
+    local: Option<&ModelArtifact>,
+    target: Target,
+    rows: &[(String, Vec<f32>)],
+    top: u32,
+) -> Result<Vec<TargetScore>> {
+    if let Some(client) = remote {
+        let mut out = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(BATCH) {
+            let reply = client
+                .score(pb::ScoreRequest {
+                    target: target.name().into(),
+                    version: String::new(),
+                    feature_set: FEATURE_SET.into(),
+                    rows: chunk
+                        .iter()
+                        .map(|(id, f)| pb::FeatureRow {
+                            id: id.clone(),
+                            features: f.clone(),
+                        })
+                        .collect(),
+                    top_contributions: top,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("model service, {}: {}", target.name(), s.message()))?
+                .into_inner();
+            for s in reply.scores {
+                if !s.error.is_empty() {
+                    bail!("model service refused contact {}: {}", s.id, s.error);
+                }
+                out.push(TargetScore {
+                    probability: s.probability,
+                    version: reply.version.clone(),
+                    top: s
+                        .top
+                        .into_iter()
+                        .map(|c| Contribution {
+                            feature: c.feature,
+                            value: c.value,
+                            contribution: c.contribution,
+                        })
+                        .collect(),
+                });
+            }
+        }
+        return Ok(out);
+    }
+    let Some(model) = local else {
+        bail!("no model for {}", target.name())
+    };
+    Ok(rows
+        .iter()
+        .map(|(_, f)| {
+            let s = model.score(f);
+            let mut order: Vec<usize> = (0..f.len()).collect();
+            order.sort_by(|a, b| {
+                s.contributions[*b]
+                    .abs()
+                    .total_cmp(&s.contributions[*a].abs())
+            });
+            TargetScore {
+                probability: s.probability,
+                version: model.meta.version.clone(),
+                top: order
+                    .into_iter()
+                    .take(top as usize)
+                    .map(|j| Contribution {
+                        feature: model.meta.feature_names[j].clone(),
+                        value: f[j],
+                        contribution: s.contributions[j],
+                    })
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+pub async fn run(a: &ScoreArgs) -> Result<()> {
+    let (events, latest) = read_history(&a.events)?;
+    let at = a.at.unwrap_or(latest);
+    let replay = replay_until(events, at);
+    let registry = Registry::open(&a.registry.registry)?;
+    let wanted = crate::propensity_cmd::targets(&a.target)?;
+    // Which targets have an active model, and each one's validation base rate.
+    let mut models: Vec<(Target, Option<ModelArtifact>)> = Vec::new();
+    let mut base_rates = HashMap::new();
+    for t in wanted {
+        if let Some(m) = registry.active(t.name())? {
+            base_rates.insert(t, m.meta.validation.base_rate);
+            let local = a.model_server.is_none().then_some(m);
+            models.push((t, local));
+        }
+    }
+    if models.is_empty() {
+        bail!(
+            "no active models in {}: `liveseg model train --activate` first",
+            a.registry.registry.display()
+        );
+    }
+    let mut remote = match &a.model_server {
+        Some(url) => Some(
+            PropensityServiceClient::connect(url.clone())
+                .await
+                .with_context(|| format!("connecting to the model service at {url}"))?,
+        ),
+        None => None,
+    };
+
+    let mut ids: Vec<&String> = if a.contacts.is_empty() {
+        replay
+            .contacts
+            .keys()
+            .filter(|c| !replay.suppressed.contains_key(*c))
+            .collect()
+    } else {
+        a.contacts.iter().collect()
+    };
+    ids.sort();
+    let t = at.saturating_add(1); // features see events strictly before t: at inclusive
+    let rows: Vec<(String, Vec<f32>)> = ids
+        .iter()
+        .map(|c| ((*c).clone(), replay.features(c, &replay.account_of(c), t)))
+        .collect();
+
+    let started = Instant::now();
+    let mut by_target = Vec::new();
+    for (target, local) in &models {
+        let scores = score_rows(remote.as_mut(), local.as_ref(), *target, &rows, a.top).await?;
+        by_target.push((*target, scores));
+    }
+    let secs = started.elapsed().as_secs_f64();
+
+    let mut tenant = [0u32; 24];
+    for s in replay.accounts.values() {
+        for (h, n) in s.hours.iter().enumerate() {
+            tenant[h] += n;
+        }
+    }
+    let at_text = format_rfc3339(at);
+    let mut out = BufWriter::new(io::stdout().lock());
+    let empty = [0u32; 24];
+    for (i, id) in ids.iter().enumerate() {
+        let account = replay.account_of(id);
+        let contact_hours = replay.contacts.get(*id).map_or(&empty, |c| &c.hours);
+        let account_hours = replay.accounts.get(&account).map_or(&empty, |s| &s.hours);
+        let mut scores = BTreeMap::new();
+        let mut fatigue_signal = None;
+        for (target, list) in &mut by_target {
+            let s = std::mem::replace(
+                &mut list[i],
+                TargetScore {
+                    probability: 0.0,
+                    version: String::new(),
+                    top: Vec::new(),
+                },
+            );
+            if *target == Target::Unsubscribe7d {
+                fatigue_signal = Some(fatigue(s.probability, base_rates[target]));
+            }
+            scores.insert(target.name(), s);
+        }
+        let line = ContactScores {
+            contact: id,
+            account: &account,
+            at: &at_text,
+            scores,
+            send_hour: best_hour(contact_hours, account_hours, &tenant),
+            fatigue: fatigue_signal,
+        };
+        let mut text = serde_json::to_vec(&line)?;
+        text.push(b'\n');
+        out.write_all(&text)?;
+    }
+    out.flush()?;
+    let n = rows.len() * models.len();
+    eprintln!(
+        "scored {} contacts x {} targets ({n} scores) in {secs:.3} s: {:.0} contacts/s, {:.0} scores/s {}",
+        rows.len(),
+        models.len(),
+        rows.len() as f64 / secs.max(1e-9),
+        n as f64 / secs.max(1e-9),
+        if a.model_server.is_some() {
+            "through the model service"
+        } else {
+            "in process"
+        }
+    );
+    Ok(())
+}
