@@ -27,6 +27,7 @@ mod config_file;
 mod content_cmd;
 mod definitions;
 mod demo;
+mod discover_cmd;
 mod event_log;
 mod event_reader;
 mod exit;

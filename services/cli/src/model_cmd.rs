@@ -32,6 +32,10 @@ pub enum ModelCommand {
     Report(crate::propensity_cmd::ReportArgs),
     /// Score every contact of a history as of an instant (JSON lines), with send hour and fatigue.
     Score(crate::score_cmd::ScoreArgs),
+    /// Discover segments: k-means over contact features, each cluster described.
+    Cluster(crate::discover_cmd::ClusterArgs),
+    /// The non-members most like a seed segment's members.
+    Lookalike(crate::discover_cmd::LookalikeArgs),
 }
 
 impl ModelCommand {
@@ -45,6 +49,8 @@ impl ModelCommand {
             ModelCommand::Activate(a) => p::activate(a),
             ModelCommand::Rollback(a) => p::rollback(a),
             ModelCommand::Report(a) => p::report(a),
+            ModelCommand::Cluster(a) => crate::discover_cmd::cluster(a),
+            ModelCommand::Lookalike(a) => crate::discover_cmd::lookalike(a),
         })
     }
 }
