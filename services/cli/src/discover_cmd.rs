@@ -87,7 +87,7 @@ fn contact_matrix(replay: &FeatureReplay, at: Millis) -> (Vec<String>, Vec<f32>)
     (ids, x)
 }
 
-fn load(events: &PathBuf, at: Option<Millis>) -> Result<(Vec<Event>, Millis)> {
+fn load(events: &std::path::Path, at: Option<Millis>) -> Result<(Vec<Event>, Millis)> {
     let (events, latest) = read_history(events)?;
     Ok((events, at.unwrap_or(latest)))
 }
