@@ -162,10 +162,18 @@ pub fn read_history(path: &Path) -> Result<(Vec<Event>, Millis)> {
 
 /// A history's rows, labelled as of `as_of` (default: the latest event time).
 pub fn history_rows(path: &Path, as_of: Option<Millis>) -> Result<(Vec<Row>, Millis)> {
+    let started = std::time::Instant::now();
     let (events, latest) = read_history(path)?;
+    let read_secs = started.elapsed().as_secs_f64();
     let as_of = as_of.unwrap_or(latest);
-    eprintln!("labels as of {}", format_rfc3339(as_of));
-    Ok((training_rows(events, as_of), as_of))
+    let rows = training_rows(events, as_of);
+    eprintln!(
+        "{} sends with point-in-time features, labels as of {} (read {read_secs:.1} s, rows {:.1} s)",
+        rows.len(),
+        format_rfc3339(as_of),
+        started.elapsed().as_secs_f64() - read_secs
+    );
+    Ok((rows, as_of))
 }
 
 /// The labelled rows of one target as a dataset (censored rows left out).
