@@ -465,3 +465,65 @@ fn clusters_are_described_and_lookalikes_exclude_the_seed() -> Result<()> {
     assert!(sims.windows(2).all(|w| w[0] >= w[1]), "{sims:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_log_exports_to_a_history_that_trains() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let events = dir.path().join("events.jsonl").display().to_string();
+    ok(&[
+        "generate",
+        "--accounts",
+        "40",
+        "--days",
+        "90",
+        "--seed",
+        "2",
+        "-O",
+        &events,
+    ])?;
+    let data = dir.path().join("node");
+    let mut node = liveseg_tests::Node::start(&data, &[]).await?;
+    ok(&[
+        "ingest",
+        &events,
+        "--server",
+        &node.url(),
+        "--api-key",
+        &node.api_key,
+    ])?;
+    node.terminate().await?;
+
+    let exported = dir.path().join("exported.jsonl").display().to_string();
+    let data_dir = data.display().to_string();
+    ok(&["export", "--data-dir", &data_dir, "-O", &exported])?;
+    let ids = |path: &str| -> Result<std::collections::BTreeSet<String>> {
+        std::fs::read_to_string(path)?
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l)?;
+                Ok(v["messageId"].as_str().unwrap_or_default().to_string())
+            })
+            .collect()
+    };
+    let (sent, logged) = (ids(&events)?, ids(&exported)?);
+    assert_eq!(sent.len(), logged.len());
+    assert!(sent == logged, "every accepted event is exported once");
+
+    // The export is a history like any other: it trains.
+    let registry = dir.path().join("models").display().to_string();
+    let trained = ok(&[
+        "model",
+        "train",
+        "--events",
+        &exported,
+        "--target",
+        "click_7d",
+        "--registry",
+        &registry,
+    ])?;
+    assert!(figure(&trained, "AUC") > 0.6, "{trained}");
+    // A tenant with nothing in the log exports nothing.
+    let none = liveseg(&["export", "--data-dir", &data_dir, "--tenant", "nobody"])?;
+    assert!(none.status.success() && none.stdout.is_empty());
+    Ok(())
+}

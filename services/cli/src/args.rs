@@ -102,6 +102,8 @@ pub enum Command {
     Content(crate::content_cmd::ContentCommand),
     /// Rank content for a contact's interests (or for a text).
     Match(crate::content_cmd::MatchArgs),
+    /// Write a stopped node's event log (one tenant) as Segment-Spec JSON lines.
+    Export(crate::export_cmd::ExportArgs),
 }
 
 /// Parses the process arguments, remembering whether `--data-dir` came from

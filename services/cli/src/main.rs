@@ -32,6 +32,7 @@ mod event_log;
 mod event_reader;
 mod exit;
 mod explain;
+mod export_cmd;
 mod generate;
 mod generate_cmd;
 mod ingest;
@@ -81,6 +82,7 @@ fn run(cli: Cli) -> Result<()> {
     match command {
         Command::Replay(a) => replay::run(&a),
         Command::Generate(a) => generate_cmd::run(&a),
+        Command::Export(a) => export_cmd::run(&a, &global.data_dir()),
         Command::Segments(c) if c.is_offline() => segments::run_offline(&c, global.output),
         Command::Model(c)
             if !matches!(
@@ -112,6 +114,7 @@ async fn run_async(global: GlobalArgs, command: Command) -> Result<()> {
         Command::Embed(a) => model_cmd::embed(&a).await,
         Command::Replay(a) => replay::run(&a),
         Command::Generate(a) => generate_cmd::run(&a),
+        Command::Export(a) => export_cmd::run(&a, &global.data_dir()),
         Command::Segments(c) => segments::run_online(&c, &connect(&global).await?, format).await,
         Command::Ingest(a) => ingest::run(&a, &connect(&global).await?, format).await,
         Command::Members(a) => query::members(&a, &connect(&global).await?, format).await,
