@@ -527,3 +527,42 @@ async fn a_nodes_log_exports_to_a_history_that_trains() -> Result<()> {
     assert!(none.status.success() && none.stdout.is_empty());
     Ok(())
 }
+
+#[test]
+fn a_target_without_matured_labels_is_reported_and_the_others_train() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let events = dir.path().join("events.jsonl").display().to_string();
+    // 20 days of history: no send's 30-day meeting window has closed.
+    ok(&[
+        "generate",
+        "--accounts",
+        "40",
+        "--days",
+        "20",
+        "--seed",
+        "4",
+        "-O",
+        &events,
+    ])?;
+    let registry = dir.path().join("models").display().to_string();
+    let out = liveseg(&[
+        "model",
+        "train",
+        "--events",
+        &events,
+        "--registry",
+        &registry,
+    ])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("meeting_30d"),
+        "{stdout}"
+    );
+    let listed = ok(&["model", "list", "--registry", &registry])?;
+    assert!(
+        listed.contains("click_7d") && !listed.contains("meeting_30d"),
+        "{listed}"
+    );
+    Ok(())
+}

@@ -203,6 +203,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     let (rows, _) = history_rows(&a.events, a.as_of)?;
     let registry = Registry::open(&a.registry.registry)?;
     let mut out = io::stdout().lock();
+    let mut failed = 0;
     for target in targets {
         let data = dataset(&rows, target)?;
         writeln!(
@@ -213,15 +214,23 @@ pub fn train(a: &TrainArgs) -> Result<()> {
             data.positives()
         )?;
         let started = std::time::Instant::now();
-        let artifact = train_propensity(
+        let artifact = match train_propensity(
             &data,
             target.name(),
             FEATURE_SET,
             &options,
             method,
             (a.train_fraction, a.calibration_fraction),
-        )
-        .with_context(|| format!("training {}", target.name()))?;
+        ) {
+            Ok(a) => a,
+            Err(e) => {
+                // One target without enough data does not stop the others.
+                writeln!(out, "not trained: {e}")?;
+                eprintln!("error: {}: {e}", target.name());
+                failed += 1;
+                continue;
+            }
+        };
         let version = registry.install(&artifact)?;
         if a.activate {
             registry.activate(target.name(), &version)?;
@@ -233,6 +242,9 @@ pub fn train(a: &TrainArgs) -> Result<()> {
             started.elapsed().as_secs_f64()
         )?;
         write_meta(&mut out, &artifact)?;
+    }
+    if failed > 0 {
+        return Err(crate::exit::Reported { code: 1 }.into());
     }
     Ok(())
 }
