@@ -247,6 +247,24 @@ fn cond(w: &World, c: &Condition, u: Option<&str>, a: &str, t: Millis, account_c
                 None => false,
             }
         }
+        Condition::Score(s) => {
+            let Ok(target) = crate::labels::Target::parse(&s.target) else {
+                return false;
+            };
+            let scores =
+                contact_events
+                    .iter()
+                    .filter(|e| e.ts <= t)
+                    .filter_map(|e| match &e.kind {
+                        crate::event::EventKind::Scored(sc) => Some((e.ts, &**sc)),
+                        _ => None,
+                    });
+            crate::scores::current(scores, target).is_some_and(|cur| {
+                let p = f64::from(cur.scored.probability);
+                s.at_least.is_none_or(|lo| p >= f64::from(lo as f32))
+                    && s.at_most.is_none_or(|hi| p <= f64::from(hi as f32))
+            })
+        }
         Condition::Affinity(af) => {
             let target = match (&af.topic, &af.content) {
                 (Some(text), _) => w.library.topic(text).map(|v| v.to_vec()),

@@ -189,6 +189,37 @@ fn check_condition(
                 err(format!("{path}.in_segment"), "must name a segment");
             }
         }
+        Condition::Score(s) => {
+            let p = format!("{path}.score");
+            if !contact_ctx {
+                errors.push(ValidationError::new(
+                    p.clone(),
+                    "score is a contact condition: use it in a contact segment or inside contacts",
+                ));
+            }
+            if let Err(e) = crate::labels::Target::parse(&s.target) {
+                errors.push(ValidationError::new(format!("{p}.target"), e));
+            }
+            for (name, bound) in [("at_least", s.at_least), ("at_most", s.at_most)] {
+                if bound.is_some_and(|b| !b.is_finite() || !(0.0..=1.0).contains(&b)) {
+                    errors.push(ValidationError::new(
+                        format!("{p}.{name}"),
+                        "must be a probability in [0, 1]",
+                    ));
+                }
+            }
+            match (s.at_least, s.at_most) {
+                (None, None) => errors.push(ValidationError::new(
+                    p.clone(),
+                    "set at_least, at_most or both",
+                )),
+                (Some(lo), Some(hi)) if lo > hi => errors.push(ValidationError::new(
+                    format!("{p}.at_most"),
+                    format!("{hi} is below at_least {lo}"),
+                )),
+                _ => {}
+            }
+        }
         Condition::Affinity(a) => {
             let p = format!("{path}.affinity");
             let mut add =

@@ -78,6 +78,12 @@ pub enum Cond {
     InSegment(usize),
     /// The system segment.
     Suppressed,
+    /// The contact's current score of `target` is within `[at_least, at_most]`.
+    Score {
+        target: crate::labels::Target,
+        at_least: f32,
+        at_most: f32,
+    },
     /// Interest-profile cosine with a unit `target` >= `at_least`.
     Affinity {
         target: Arc<[f32]>,
@@ -116,6 +122,9 @@ pub const FEAT_SENDS: u64 = 1 << 62;
 pub const FEAT_SUPPRESS: u64 = 1 << 61;
 /// The contact's interest profile (bit 63 is free of trait bits, which stop at 60).
 pub const FEAT_INTEREST: u64 = 1 << 63;
+/// The contact's current scores: model outputs share the interest bit (a
+/// shared bit only re-judges a little more, never less).
+pub const FEAT_SCORES: u64 = FEAT_INTEREST;
 /// Account feature bit: the set of contacts changed (enter/leave).
 pub const FEAT_CONTACT_SET: u64 = 1 << 62;
 
@@ -147,6 +156,9 @@ pub struct SegmentSet {
     pub max_sends: usize,
     /// Whether any condition reads interest profiles (else none is kept).
     pub tracks_interest: bool,
+    /// Whether contacts keep their current propensity scores (some
+    /// definition has a score condition).
+    pub tracks_scores: bool,
     /// Embeddings of registered content and topic texts (affinity).
     pub content: Arc<ContentLibrary>,
     by_key: HashMap<String, usize>,
@@ -264,6 +276,7 @@ impl SegmentSet {
             account_traits: vec![],
             max_sends: 0,
             tracks_interest: false,
+            tracks_scores: false,
             content: Arc::new(ContentLibrary::default()),
             by_key,
             fingerprint: 0,
@@ -306,7 +319,7 @@ impl SegmentSet {
 
 /// Version of the state layout (`state.rs`); bump it when `ContactState`
 /// or `AccountCore` change, so older checkpoints are rebuilt from the log.
-pub const STATE_FORMAT: u32 = 2;
+pub const STATE_FORMAT: u32 = 3;
 
 /// The shape of state: the layout version, whether profiles are kept, and
 /// the definitions in key order (so the order they were stored or applied
@@ -564,6 +577,24 @@ impl Builder<'_> {
                     Cond::Any(vec![])
                 }
             },
+            Condition::Score(s) => {
+                self.set.tracks_scores = true;
+                deps.contact = FEAT_SCORES;
+                match crate::labels::Target::parse(&s.target) {
+                    Ok(target) => Cond::Score {
+                        target,
+                        at_least: s.at_least.map_or(f32::NEG_INFINITY, |v| v as f32),
+                        at_most: s.at_most.map_or(f32::INFINITY, |v| v as f32),
+                    },
+                    Err(e) => {
+                        self.errors.push(ValidationError::new(
+                            format!("{}.{path}.score.target", self.key),
+                            e,
+                        ));
+                        Cond::Any(vec![])
+                    }
+                }
+            }
             Condition::Affinity(a) => {
                 self.set.tracks_interest = true;
                 deps.contact = FEAT_INTEREST;

@@ -76,6 +76,25 @@ pub enum Condition {
     /// The contact's interest profile (content clicked, pages viewed) is
     /// similar to a topic text or a registered content item.
     Affinity(Affinity),
+    /// The contact's current propensity score of a target (a derived
+    /// `Propensity Scored` record) is within bounds.
+    Score(ScoreTest),
+}
+
+/// Holds when the contact's current score of `target` is at least
+/// `at_least` and at most `at_most` (either may be left out, not both). A
+/// contact never scored for the target does not hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreTest {
+    /// click_7d, reply, meeting_30d or unsubscribe_7d.
+    pub target: String,
+    /// Lowest probability, in [0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_least: Option<f64>,
+    /// Highest probability, in [0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_most: Option<f64>,
 }
 
 /// Cosine similarity of the contact's interest vector with the embedding

@@ -184,6 +184,13 @@ pub(crate) fn holds(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis
             Entity::Contact => member(x, *j, contact, t),
         },
         Cond::Suppressed => contact.is_some_and(|c| c.suppressed(t)),
+        Cond::Score {
+            target,
+            at_least,
+            at_most,
+        } => contact
+            .and_then(|c| c.scores.as_ref()?.get(*target))
+            .is_some_and(|s| (*at_least..=*at_most).contains(&s.scored.probability)),
         Cond::Affinity {
             target, at_least, ..
         } => contact
@@ -288,7 +295,7 @@ fn next(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis) -> Millis 
             }
         }),
         // A cosine is unchanged by the common decay factor: only events move it.
-        Cond::Affinity { .. } => NEVER,
+        Cond::Affinity { .. } | Cond::Score { .. } => NEVER,
     }
 }
 

@@ -74,20 +74,43 @@ pub struct Event {
 /// What an event means to the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventKind {
-    Send { email: u64 },
-    Open { email: u64 },
-    Click { email: u64 },
-    Reply { email: u64 },
-    Bounce { email: u64, hard: bool },
-    Complaint { email: u64 },
+    Send {
+        email: u64,
+    },
+    Open {
+        email: u64,
+    },
+    Click {
+        email: u64,
+    },
+    Reply {
+        email: u64,
+    },
+    Bounce {
+        email: u64,
+        hard: bool,
+    },
+    Complaint {
+        email: u64,
+    },
     Unsubscribe,
     Meeting,
-    Intent { first_party: bool, pricing: bool },
+    Intent {
+        first_party: bool,
+        pricing: bool,
+    },
     ProductUsage,
-    Page { pricing: bool },
+    Page {
+        pricing: bool,
+    },
     Identify,
     Group,
-    Alias { previous_id: String },
+    Alias {
+        previous_id: String,
+    },
+    /// `Propensity Scored`: a model's score of the contact, a derived record
+    /// (see `crate::scores`).
+    Scored(Box<crate::scores::Scored>),
     Custom,
 }
 
@@ -264,6 +287,12 @@ fn parse_inner(
     if matches!(kind, EventKind::Identify) && user_id.is_none() {
         return Err(FieldError::new("userId", "identify needs a userId"));
     }
+    if matches!(kind, EventKind::Scored(_)) && user_id.is_none() {
+        return Err(FieldError::new(
+            "userId",
+            "a score is of a contact: userId is required",
+        ));
+    }
     Ok(Event {
         message_id,
         ts,
@@ -314,6 +343,7 @@ fn track_kind(event: &str, props: &Map<String, Value>) -> Result<EventKind, Fiel
         "Meeting Booked" => EventKind::Meeting,
         "Product Used" | "Logged In" => EventKind::ProductUsage,
         "Intent Signal" => intent_kind(props)?,
+        crate::scores::SCORED_EVENT => EventKind::Scored(Box::new(crate::scores::parse(props)?)),
         _ => EventKind::Custom,
     })
 }

@@ -310,6 +310,27 @@ fn explain_cond(
                 vec![],
             )
         }
+        Cond::Score {
+            target,
+            at_least,
+            at_most,
+        } => {
+            let slot = contact.and_then(|c| c.scores.as_ref()?.get(*target));
+            let bounds = match (at_least.is_finite(), at_most.is_finite()) {
+                (true, true) => format!("in [{at_least}, {at_most}]"),
+                (true, false) => format!(">= {at_least}"),
+                _ => format!("<= {at_most}"),
+            };
+            node(
+                format!("P({}) {bounds}", target.name()),
+                slot.map_or_else(
+                    || "not scored".into(),
+                    |s| format!("score {:.3}", s.scored.probability),
+                ),
+                slot.map(crate::scores::describe).into_iter().collect(),
+                vec![],
+            )
+        }
         Cond::Affinity {
             target,
             label,

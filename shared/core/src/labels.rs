@@ -12,10 +12,12 @@ use crate::engine::Directory;
 use crate::event::{Event, EventKind};
 use crate::features::{AccountSignals, FeatureState, features_at};
 use crate::time::{DAY, Millis};
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
 /// What a propensity model predicts for a send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     /// A click on this send within 7 days.
     Click7d,

@@ -29,6 +29,7 @@ mod fields;
 mod filter;
 pub mod labels;
 pub mod presets;
+pub mod scores;
 pub mod send_time;
 pub mod state;
 pub mod time;

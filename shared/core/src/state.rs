@@ -8,11 +8,12 @@
 //! the definitions change.
 
 use crate::compile::{
-    FEAT_INTEREST, FEAT_SENDS, FEAT_SUPPRESS, SegmentSet, account_trait_bit, contact_trait_bit,
-    filter_matches, matcher_bit,
+    FEAT_INTEREST, FEAT_SCORES, FEAT_SENDS, FEAT_SUPPRESS, SegmentSet, account_trait_bit,
+    contact_trait_bit, filter_matches, matcher_bit,
 };
 use crate::content::{Interest, interest_of};
 use crate::event::{Event, EventKind};
+use crate::scores::ContactScores;
 use crate::time::Millis;
 use crate::value::TraitValue;
 use serde::{Deserialize, Serialize};
@@ -164,6 +165,8 @@ pub struct ContactState {
     pub due: Millis,
     /// Content it engaged with, kept only when a definition reads it.
     pub interest: Interest,
+    /// Its current propensity scores, kept only when a definition reads them.
+    pub scores: Option<Box<ContactScores>>,
 }
 
 impl ContactState {
@@ -178,6 +181,7 @@ impl ContactState {
             member: Bits::default(),
             due: NEVER,
             interest: Interest::default(),
+            scores: None,
         }
     }
 
@@ -208,6 +212,12 @@ impl ContactState {
                 changed |= set_traits(&mut self.traits, &set.contact_traits, e, contact_trait_bit)
             }
             _ => {}
+        }
+        if let EventKind::Scored(s) = &e.kind
+            && set.tracks_scores
+            && self.scores.get_or_insert_default().apply(e.ts, s)
+        {
+            changed |= FEAT_SCORES;
         }
         if set.tracks_interest
             && let Some((key, weight)) = interest_of(e, &set.content)
