@@ -109,7 +109,7 @@ async fn run_async(global: GlobalArgs, command: Command) -> Result<()> {
         Command::Model(model_cmd::ModelCommand::Serve(a)) => {
             model_cmd::serve(&a, serve::shutdown_signal()?).await
         }
-        Command::Model(model_cmd::ModelCommand::Score(a)) => score_cmd::run(&a).await,
+        Command::Model(model_cmd::ModelCommand::Score(a)) => score_cmd::run(&a, &global).await,
         Command::Model(c) => c.run_offline().unwrap_or(Ok(())),
         Command::Embed(a) => model_cmd::embed(&a).await,
         Command::Replay(a) => replay::run(&a),

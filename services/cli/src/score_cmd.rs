@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use liveseg_core::features::FEATURE_SET;
 use liveseg_core::labels::{Target, replay_until};
+use liveseg_core::scores::{Scored, TOP_KEPT, scored_message};
 use liveseg_core::send_time::{SendHour, best_hour};
 use liveseg_core::time::{Millis, format_rfc3339};
 use liveseg_learn::ModelArtifact;
@@ -46,6 +47,12 @@ pub struct ScoreArgs {
     /// Score through this model service (its --registry) instead of loading models here.
     #[arg(long, env = "LIVESEG_MODEL_SERVER", value_name = "URL")]
     pub model_server: Option<String>,
+    /// Also write each score as a derived `Propensity Scored` record (Segment-Spec JSONL) here.
+    #[arg(long, value_name = "FILE")]
+    pub records: Option<PathBuf>,
+    /// Send those records to the node (--server, --api-key), where score conditions read them.
+    #[arg(long)]
+    pub ingest: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -182,7 +189,38 @@ async fn score_rows(
         .collect())
 }
 
-pub async fn run(a: &ScoreArgs) -> Result<()> {
+/// The derived records of every score: one `Propensity Scored` per
+/// contact and target, stamped at the scoring instant.
+fn derived_records(
+    ids: &[&String],
+    accounts: &[String],
+    at: Millis,
+    by_target: &[(Target, Vec<TargetScore>)],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        for (target, scores) in by_target {
+            let s = &scores[i];
+            let scored = Scored {
+                target: *target,
+                probability: s.probability,
+                version: s.version.as_str().into(),
+                top: s
+                    .top
+                    .iter()
+                    .take(TOP_KEPT)
+                    .map(|c| (c.feature.as_str().into(), c.contribution))
+                    .collect(),
+            };
+            let line = scored_message(id, Some(&accounts[i]), at, &scored);
+            out.extend(line.to_string().into_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+pub async fn run(a: &ScoreArgs, global: &crate::args::GlobalArgs) -> Result<()> {
     let (events, latest) = read_history(&a.events)?;
     let at = a.at.unwrap_or(latest);
     let replay = replay_until(events, at);
@@ -241,6 +279,30 @@ pub async fn run(a: &ScoreArgs) -> Result<()> {
     for s in replay.accounts.values() {
         for (h, n) in s.hours.iter().enumerate() {
             tenant[h] += n;
+        }
+    }
+    let accounts: Vec<String> = ids.iter().map(|c| replay.account_of(c)).collect();
+    if a.records.is_some() || a.ingest {
+        let records = derived_records(&ids, &accounts, at, &by_target);
+        let tmp;
+        let path = match &a.records {
+            Some(p) => p.clone(),
+            None => {
+                tmp = tempfile::NamedTempFile::new().context("a temporary records file")?;
+                tmp.path().to_path_buf()
+            }
+        };
+        std::fs::write(&path, records).with_context(|| format!("writing {}", path.display()))?;
+        if a.ingest {
+            let api = crate::client::Api::from_args(global).await?;
+            let summary = crate::ingest::ingest_file(&api, &path, 500, 4, false).await?;
+            eprintln!(
+                "sent the scores to the node: {} accepted, {} duplicates, {} invalid",
+                summary.accepted, summary.duplicates, summary.invalid
+            );
+            if summary.invalid > 0 {
+                bail!("the node refused {} score records", summary.invalid);
+            }
         }
     }
     let at_text = format_rfc3339(at);
