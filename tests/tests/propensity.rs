@@ -671,3 +671,107 @@ async fn scores_ingested_as_records_feed_segments_explain_and_replay() -> Result
     assert_eq!(summary["accepted"], 0, "{summary}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
+    let f = Fixture::new()?;
+    f.train(&["--target", "click_7d", "--activate"])?;
+    let model = serve(&f.registry(), f.dir.path()).await?;
+    let defs = f.dir.path().join("defs.yaml");
+    std::fs::write(&defs, SCORE_SEGMENT)?;
+    let defs = defs.display().to_string();
+    let data = f.dir.path().join("node");
+    // The node's clock stands at the end of the history, where the model
+    // was trained, so contacts score as they would have then.
+    let scoring = [
+        "--score-every",
+        "1s",
+        "--scoring-server",
+        model.url.as_str(),
+        "--clock",
+        "manual:2026-11-01T00:00:00Z",
+    ];
+    let mut node = liveseg_tests::Node::start(&data, &scoring).await?;
+    let (url, key) = (node.url(), node.api_key.clone());
+    let remote = |args: &[&str]| -> Result<String> {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", &url, "--api-key", &key]);
+        ok(&all)
+    };
+    remote(&["segments", "apply", "--file", &defs])?;
+    remote(&["ingest", &f.events()])?;
+    node.settle().await?;
+    // Scores made while the history streamed in are stamped at the clock's
+    // instant; once the clock moves, every contact is scored again on its
+    // whole history (one score per contact and instant).
+    node.admin()
+        .await?
+        .advance_clock(pb::AdvanceClockRequest {
+            to: "2026-11-01T00:00:01Z".into(),
+        })
+        .await?;
+
+    // The scorer asks the actors for features, the model service scores
+    // them, and the scores come back as logged records: members appear.
+    let members = liveseg_tests::poll(Duration::from_secs(90), "likely clickers", || {
+        let node = &node;
+        async move {
+            let m = liveseg_tests::all_members(node, "likely_clickers")
+                .await
+                .ok()?;
+            (m.len() > 5).then_some(m)
+        }
+    })
+    .await
+    .with_context(|| node.log_tail())?;
+    let someone = &members[0].1;
+    let why = remote(&["explain", someone, "likely_clickers"])?;
+    assert!(
+        why.contains("model click_7d-") && why.contains("largest contributions"),
+        "{why}"
+    );
+    node.terminate().await?;
+
+    // The scores are in the log: an export replays to the members a
+    // restarted node (without the scorer) serves.
+    let exported = f.dir.path().join("exported.jsonl").display().to_string();
+    ok(&[
+        "export",
+        "--data-dir",
+        &data.display().to_string(),
+        "-O",
+        &exported,
+    ])?;
+    let log = std::fs::read_to_string(&exported)?;
+    let scores = log
+        .lines()
+        .filter(|l| l.contains("\"Propensity Scored\""))
+        .count();
+    assert!(scores >= members.len(), "{scores} score records");
+    let replayed = ok(&[
+        "replay",
+        "--events",
+        &exported,
+        "--segments",
+        &defs,
+        "--at",
+        "2030-01-01T00:00:00Z",
+    ])?;
+    let from_replay: std::collections::BTreeSet<String> = replayed
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["segment"] == "likely_clickers")
+        .filter_map(|m| m["id"].as_str().map(str::to_string))
+        .collect();
+    let node = liveseg_tests::Node::start(&data, &[]).await?;
+    node.settle().await?;
+    let restarted: std::collections::BTreeSet<String> =
+        liveseg_tests::all_members(&node, "likely_clickers")
+            .await?
+            .into_iter()
+            .map(|(_, id, _)| id)
+            .collect();
+    assert_eq!(restarted, from_replay);
+    assert!(restarted.len() >= members.len());
+    Ok(())
+}

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 use liveseg_core::Millis;
 use liveseg_node::{ClockMode, NodeConfig, NodeError};
@@ -82,6 +82,17 @@ pub struct ServeArgs {
     /// http://127.0.0.1:7090 (cluster mode).
     #[arg(long, env = "LIVESEG_MODEL_SERVER", value_name = "URL")]
     pub model_server: Option<String>,
+    /// Keep propensity scores live: every DURATION, score changed contacts
+    /// of tenants whose segments read scores (e.g. 30s; off by default).
+    #[arg(long, env = "LIVESEG_SCORE_EVERY", value_parser = parse_duration, value_name = "DURATION")]
+    pub score_every: Option<Duration>,
+    /// The model service with the propensity models (`liveseg model serve
+    /// --registry`) [default: --model-server].
+    #[arg(long, env = "LIVESEG_SCORING_SERVER", value_name = "URL")]
+    pub scoring_server: Option<String>,
+    /// Write a new score only when the probability moved at least this much.
+    #[arg(long, env = "LIVESEG_SCORE_MIN_CHANGE", default_value_t = 0.01)]
+    pub score_min_change: f32,
     /// Log line format on stderr.
     #[arg(long, env = "LIVESEG_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Pretty)]
     pub log_format: LogFormatArg,
@@ -122,6 +133,25 @@ impl ServeArgs {
             c.model = liveseg_node::embedding::ModelSource::Local(dir.clone());
         } else if let Some(url) = &self.model_server {
             c.model = liveseg_node::embedding::ModelSource::Remote(url.clone());
+        }
+        if let Some(every) = self.score_every {
+            let Some(server) = self
+                .scoring_server
+                .clone()
+                .or_else(|| self.model_server.clone())
+            else {
+                bail!(usage(
+                    "--score-every needs a model service: --scoring-server URL (or --model-server URL)"
+                ));
+            };
+            if !(0.0..1.0).contains(&self.score_min_change) {
+                bail!(usage("--score-min-change: must be in [0, 1)"));
+            }
+            c.scoring = Some(liveseg_node::scorer::ScoringConfig {
+                server,
+                every,
+                min_change: self.score_min_change,
+            });
         }
         if let Some(v) = self.passivate_after {
             c.passivate_after = v;

@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub store: liveseg_store::StoreOptions,
     /// The embedding model for content matching (none by default).
     pub model: crate::embedding::ModelSource,
+    /// Live propensity scoring through a model service, when set.
+    pub scoring: Option<crate::scorer::ScoringConfig>,
 }
 
 impl Default for NodeConfig {
@@ -57,6 +59,7 @@ impl Default for NodeConfig {
             ingest_queue: 1024,
             store: liveseg_store::StoreOptions::default(),
             model: crate::embedding::ModelSource::None,
+            scoring: None,
         }
     }
 }

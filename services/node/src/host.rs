@@ -158,6 +158,9 @@ impl AccountHost {
             Query::Interest(id) => {
                 Answer::Interest(self.account.contact(id).map(|c| c.interest.clone()))
             }
+            // Features see events strictly before their instant: `now + 1`
+            // counts everything applied so far.
+            Query::FeatureRows => Answer::FeatureRows(self.account.feature_rows(now + 1)),
         }
     }
 }
@@ -176,6 +179,8 @@ pub enum Query {
     Stats,
     /// A contact's interest profile (content matching).
     Interest(String),
+    /// Model features of every unsuppressed contact now (the live scorer).
+    FeatureRows,
 }
 
 #[derive(Debug)]
@@ -186,6 +191,7 @@ pub enum Answer {
     Members(Vec<(String, Option<String>)>),
     Stats { contacts: usize, applied_seq: Seq },
     Interest(Option<liveseg_core::content::Interest>),
+    FeatureRows(Vec<(String, Vec<f32>)>),
 }
 
 #[derive(Debug, Clone)]

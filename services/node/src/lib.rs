@@ -9,7 +9,8 @@
 //! watch). `periodic` checkpoints and passivates; `rebuild` re-derives a
 //! tenant's state when its definitions change; `server` starts and stops.
 //! `content` and `embedding` keep registered content and its vectors (from
-//! the in-process or remote model) for affinity conditions and matching.
+//! the in-process or remote model) for affinity conditions and matching;
+//! `scorer` keeps propensity scores live through the model service.
 
 pub mod actor;
 pub mod actors;
@@ -32,6 +33,7 @@ pub mod rebuild;
 pub mod registry;
 pub mod routes;
 pub mod runtime;
+pub mod scorer;
 pub mod server;
 pub mod tenant;
 

@@ -254,8 +254,12 @@ impl NodeHandle {
         pool: Arc<ActorPool>,
         serving: Serving,
         credentials: Option<Credentials>,
-        background: Vec<JoinHandle<()>>,
+        mut background: Vec<JoinHandle<()>>,
     ) -> Self {
+        if let Some(scoring) = inner.config.scoring.clone() {
+            tracing::info!(server = %scoring.server, every = ?scoring.every, "live scoring on");
+            background.push(crate::scorer::spawn(Arc::downgrade(&inner), scoring));
+        }
         NodeHandle {
             addr: serving.addr,
             credentials,

@@ -463,6 +463,25 @@ impl Account {
             .collect()
     }
 
+    /// The model features (`crate::features`) at instant `t` of every
+    /// contact not suppressed by then, for a live scorer; empty unless the
+    /// set keeps features (a definition reads scores).
+    pub fn feature_rows(&self, t: Millis) -> Vec<(String, Vec<f32>)> {
+        let empty = crate::features::AccountSignals::default();
+        let signals = self.core.signals.as_deref().unwrap_or(&empty);
+        self.contacts
+            .iter()
+            .filter(|c| !c.suppressed(t))
+            .filter_map(|c| {
+                let f = c.features.as_deref()?;
+                Some((
+                    c.id.to_string(),
+                    crate::features::features_at(f, signals, t),
+                ))
+            })
+            .collect()
+    }
+
     /// Explains `seg` for the account (contact None) or one of its contacts at instant `t`.
     pub fn explain(
         &self,

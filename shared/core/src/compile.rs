@@ -159,6 +159,8 @@ pub struct SegmentSet {
     /// Whether contacts keep their current propensity scores (some
     /// definition has a score condition).
     pub tracks_scores: bool,
+    /// The targets score conditions read (what a live scorer must score).
+    pub score_targets: Vec<crate::labels::Target>,
     /// Embeddings of registered content and topic texts (affinity).
     pub content: Arc<ContentLibrary>,
     by_key: HashMap<String, usize>,
@@ -182,6 +184,14 @@ impl SegmentSet {
         defs: &[SegmentDefinition],
         content: Arc<ContentLibrary>,
     ) -> Result<SegmentSet, Vec<ValidationError>> {
+        // State is laid out by segment, matcher and trait positions: compile
+        // in key order so the same definitions give the same layout however
+        // they were stored or applied (the fingerprint hashes them in key
+        // order, and a checkpoint is trusted on it).
+        let mut sorted: Vec<&SegmentDefinition> = defs.iter().collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        let defs: Vec<SegmentDefinition> = sorted.into_iter().cloned().collect();
+        let defs = &defs[..];
         let mut errors = Vec::new();
         let mut by_def: HashMap<&str, usize> = HashMap::new();
         for (i, d) in defs.iter().enumerate() {
@@ -277,6 +287,7 @@ impl SegmentSet {
             max_sends: 0,
             tracks_interest: false,
             tracks_scores: false,
+            score_targets: Vec::new(),
             content: Arc::new(ContentLibrary::default()),
             by_key,
             fingerprint: 0,
@@ -319,7 +330,7 @@ impl SegmentSet {
 
 /// Version of the state layout (`state.rs`); bump it when `ContactState`
 /// or `AccountCore` change, so older checkpoints are rebuilt from the log.
-pub const STATE_FORMAT: u32 = 3;
+pub const STATE_FORMAT: u32 = 4;
 
 /// The shape of state: the layout version, whether profiles are kept, and
 /// the definitions in key order (so the order they were stored or applied
@@ -582,7 +593,13 @@ impl Builder<'_> {
                 deps.contact = FEAT_SCORES;
                 match crate::labels::Target::parse(&s.target) {
                     Ok(target) => Cond::Score {
-                        target,
+                        target: {
+                            if !self.set.score_targets.contains(&target) {
+                                self.set.score_targets.push(target);
+                                self.set.score_targets.sort();
+                            }
+                            target
+                        },
                         at_least: s.at_least.map_or(f32::NEG_INFINITY, |v| v as f32),
                         at_most: s.at_most.map_or(f32::INFINITY, |v| v as f32),
                     },

@@ -189,7 +189,7 @@ pub(crate) fn holds(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis
             at_least,
             at_most,
         } => contact
-            .and_then(|c| c.scores.as_ref()?.get(*target))
+            .and_then(|c| c.scores.as_ref()?.get(*target, t))
             .is_some_and(|s| (*at_least..=*at_most).contains(&s.scored.probability)),
         Cond::Affinity {
             target, at_least, ..
@@ -295,7 +295,11 @@ fn next(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis) -> Millis 
             }
         }),
         // A cosine is unchanged by the common decay factor: only events move it.
-        Cond::Affinity { .. } | Cond::Score { .. } => NEVER,
+        Cond::Affinity { .. } => NEVER,
+        // A score stamped after `t` takes effect at its own instant.
+        Cond::Score { target, .. } => contact
+            .and_then(|c| c.scores.as_ref()?.next_after(*target, t))
+            .unwrap_or(NEVER),
     }
 }
 

@@ -315,7 +315,7 @@ fn explain_cond(
             at_least,
             at_most,
         } => {
-            let slot = contact.and_then(|c| c.scores.as_ref()?.get(*target));
+            let slot = contact.and_then(|c| c.scores.as_ref()?.get(*target, t));
             let bounds = match (at_least.is_finite(), at_most.is_finite()) {
                 (true, true) => format!("in [{at_least}, {at_most}]"),
                 (true, false) => format!(">= {at_least}"),

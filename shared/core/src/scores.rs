@@ -119,21 +119,25 @@ impl ScoreSlot {
     }
 }
 
-/// The current score of each target of one contact.
+/// The scores of one contact that can still be current: per target, the
+/// latest at or before the last prune instant and any later ones (a score
+/// stamped ahead of the processing clock takes effect at its own instant,
+/// like every event).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContactScores {
     pub slots: Vec<ScoreSlot>,
 }
 
 impl ContactScores {
-    /// Keeps `s` if it is newer than the target's current score; returns
-    /// whether the current score changed.
+    /// Adds a score; returns whether it can change what is current (false
+    /// for an exact repeat or one ranked below a score at the same instant).
     pub fn apply(&mut self, ts: Millis, s: &Scored) -> bool {
         let slot = ScoreSlot {
             ts,
             scored: s.clone(),
         };
-        match self.slots.iter_mut().find(|x| x.scored.target == s.target) {
+        let same = |x: &ScoreSlot| x.scored.target == s.target && x.ts == ts;
+        match self.slots.iter_mut().find(|x| same(x)) {
             Some(cur) if slot.rank() > cur.rank() => {
                 *cur = slot;
                 true
@@ -146,23 +150,56 @@ impl ContactScores {
         }
     }
 
-    pub fn get(&self, target: Target) -> Option<&ScoreSlot> {
-        self.slots.iter().find(|x| x.scored.target == target)
+    /// The current score of `target` at instant `t`: the latest at or before `t`.
+    pub fn get(&self, target: Target, t: Millis) -> Option<&ScoreSlot> {
+        self.slots
+            .iter()
+            .filter(|x| x.scored.target == target && x.ts <= t)
+            .max_by(|a, b| a.rank().cmp(&b.rank()))
+    }
+
+    /// The next instant after `t` at which a later score of `target` takes effect.
+    pub fn next_after(&self, target: Target, t: Millis) -> Option<Millis> {
+        self.slots
+            .iter()
+            .filter(|x| x.scored.target == target && x.ts > t)
+            .map(|x| x.ts)
+            .min()
+    }
+
+    /// Drops the scores that can no longer be current from `now` on.
+    pub fn prune(&mut self, now: Millis) {
+        let mut keep: Vec<ScoreSlot> = Vec::with_capacity(self.slots.len());
+        for x in self.slots.drain(..) {
+            let current = |k: &ScoreSlot| k.scored.target == x.scored.target && k.ts <= now;
+            if x.ts > now {
+                keep.push(x);
+            } else if let Some(i) = keep.iter().position(current) {
+                if x.rank() > keep[i].rank() {
+                    keep[i] = x;
+                }
+            } else {
+                keep.push(x);
+            }
+        }
+        self.slots = keep;
     }
 }
 
-/// The current score of `target` among `scores` (event time, score): the
-/// same choice `ContactScores` makes, over raw events (the brute-force
-/// reference uses it).
+/// The current score of `target` among `scores` (event time, score), all
+/// at or before the judging instant: the same choice `ContactScores::get`
+/// makes, straight over raw events (the brute-force reference uses it).
 pub fn current<'a>(
     scores: impl Iterator<Item = (Millis, &'a Scored)>,
     target: Target,
 ) -> Option<ScoreSlot> {
-    let mut best = ContactScores::default();
-    for (ts, s) in scores.filter(|(_, s)| s.target == target) {
-        best.apply(ts, s);
-    }
-    best.slots.pop()
+    scores
+        .filter(|(_, s)| s.target == target)
+        .map(|(ts, s)| ScoreSlot {
+            ts,
+            scored: s.clone(),
+        })
+        .max_by(|a, b| a.rank().cmp(&b.rank()))
 }
 
 /// One line of explain: the score, its model and why.

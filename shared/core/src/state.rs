@@ -13,6 +13,7 @@ use crate::compile::{
 };
 use crate::content::{Interest, interest_of};
 use crate::event::{Event, EventKind};
+use crate::features::{AccountSignals, FeatureState};
 use crate::scores::ContactScores;
 use crate::time::Millis;
 use crate::value::TraitValue;
@@ -167,6 +168,9 @@ pub struct ContactState {
     pub interest: Interest,
     /// Its current propensity scores, kept only when a definition reads them.
     pub scores: Option<Box<ContactScores>>,
+    /// What the propensity models read, kept with the scores: the live
+    /// scorer computes feature rows from it (`crate::features`).
+    pub features: Option<Box<FeatureState>>,
 }
 
 impl ContactState {
@@ -182,6 +186,7 @@ impl ContactState {
             due: NEVER,
             interest: Interest::default(),
             scores: None,
+            features: None,
         }
     }
 
@@ -213,11 +218,15 @@ impl ContactState {
             }
             _ => {}
         }
-        if let EventKind::Scored(s) = &e.kind
-            && set.tracks_scores
-            && self.scores.get_or_insert_default().apply(e.ts, s)
-        {
-            changed |= FEAT_SCORES;
+        if set.tracks_scores {
+            match &e.kind {
+                EventKind::Scored(s) => {
+                    if self.scores.get_or_insert_default().apply(e.ts, s) {
+                        changed |= FEAT_SCORES;
+                    }
+                }
+                _ => self.features.get_or_insert_default().apply(e),
+            }
         }
         if set.tracks_interest
             && let Some((key, weight)) = interest_of(e, &set.content)
@@ -244,6 +253,12 @@ impl ContactState {
     pub fn prune(&mut self, set: &SegmentSet, now: Millis) {
         for (s, h) in self.series.iter_mut().zip(&set.contact_horizon) {
             s.prune(now.saturating_sub(*h));
+        }
+        if let Some(f) = &mut self.features {
+            f.prune(now);
+        }
+        if let Some(s) = &mut self.scores {
+            s.prune(now);
         }
         let settled = self.sends.partition_point(|s| s.ts <= now);
         if settled > set.max_sends {
@@ -342,6 +357,8 @@ pub struct AccountCore {
     pub series: Vec<Series>,
     pub member: Bits,
     pub due: Millis,
+    /// Account-wide model features, kept when a definition reads scores.
+    pub signals: Option<Box<AccountSignals>>,
 }
 
 impl AccountCore {
@@ -352,6 +369,7 @@ impl AccountCore {
             series: vec![Series::default(); set.account_matchers.len()],
             member: Bits::default(),
             due: NEVER,
+            signals: None,
         }
     }
 
@@ -367,12 +385,18 @@ impl AccountCore {
         if matches!(e.kind, EventKind::Group) {
             changed |= set_traits(&mut self.traits, &set.account_traits, e, account_trait_bit);
         }
+        if set.tracks_scores && !matches!(e.kind, EventKind::Scored(_)) {
+            self.signals.get_or_insert_default().apply(e);
+        }
         changed
     }
 
     pub fn prune(&mut self, set: &SegmentSet, now: Millis) {
         for (s, h) in self.series.iter_mut().zip(&set.account_horizon) {
             s.prune(now.saturating_sub(*h));
+        }
+        if let Some(s) = &mut self.signals {
+            s.prune(now);
         }
     }
 }

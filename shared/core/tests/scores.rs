@@ -237,3 +237,30 @@ fn bad_score_conditions_are_refused_with_a_path() {
     );
     assert!(has("condition.score.at_most", "below at_least"), "{got:?}");
 }
+
+#[test]
+fn a_score_stamped_ahead_of_the_clock_takes_effect_at_its_instant() {
+    let set = set();
+    let mut s = Script::new();
+    score(&mut s, "u1", "click_7d", 0.5, "click_7d-v1", 1.0);
+    score(&mut s, "u1", "click_7d", 0.01, "click_7d-v2", 2.0);
+    // Both arrive while the processing clock reads day 1.
+    let mut engine = liveseg_core::Engine::new(set.clone());
+    let mut changes = Vec::new();
+    for e in &s.events {
+        engine.apply(e, at(1.0), &mut changes);
+    }
+    assert_eq!(
+        flips(&changes, "likely_clickers", "u1"),
+        vec![("enter".into(), at(1.0))]
+    );
+    // The account's timer fires at day 2, when the lower score becomes current.
+    engine.advance_all(at(3.0), &mut changes);
+    assert_eq!(
+        flips(&changes, "likely_clickers", "u1"),
+        vec![("enter".into(), at(1.0)), ("exit".into(), at(2.0))]
+    );
+    let defs = parse_definitions(DEFS).expect("fixture");
+    let got: BTreeSet<_> = engine.memberships().into_iter().collect();
+    assert_eq!(got, brute::memberships(&defs, &s.events, at(3.0)));
+}

@@ -1,0 +1,209 @@
+//! The live scorer: keeps the propensity scores that segment conditions
+//! read up to date, without ever blocking an account actor.
+//!
+//! Every `every`, for each tenant whose definitions read scores, it asks
+//! each resident account actor for its contacts' feature rows (a read-only
+//! query answered from the actor's own state by the shared feature code),
+//! sends them in batches to the model service's `PropensityService`, and
+//! ingests each new score as a derived `Propensity Scored` record through
+//! the ordinary ingest path. The record is logged before any actor applies
+//! it, so a replay, a restart or a new shard owner reproduces exactly the
+//! scores members were judged on, whichever model is active later.
+//!
+//! A score is written when it is new or moved by at least `min_change`
+//! since the last one this node wrote, so time passing (days-since
+//! features) does not flood the log. Accounts that are passivated are
+//! scored again when they next receive events and wake.
+
+use crate::host::{Answer, Query};
+use crate::ingest::Input;
+use crate::runtime::Runtime;
+use crate::server::{NodeInner, Units};
+use crate::tenant::TenantState;
+use liveseg_core::Millis;
+use liveseg_core::features::FEATURE_SET;
+use liveseg_core::labels::Target;
+use liveseg_core::scores::{Scored, TOP_KEPT, scored_message};
+use liveseg_proto::pb;
+use liveseg_proto::pb::propensity_service_client::PropensityServiceClient;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// Rows per Score call.
+const BATCH: usize = 2_000;
+
+#[derive(Clone, Debug)]
+pub struct ScoringConfig {
+    /// The model service serving `PropensityService` (`liveseg model serve --registry`).
+    pub server: String,
+    pub every: Duration,
+    /// Smallest change of a probability worth a new record.
+    pub min_change: f32,
+}
+
+/// (tenant, target, contact) -> the probability last written and its instant.
+type Written = HashMap<(Arc<str>, Target, String), (f32, Millis)>;
+
+pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut client: Option<PropensityServiceClient<Channel>> = None;
+        let mut written = Written::new();
+        let mut tick = tokio::time::interval(config.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = inner.upgrade() else { return };
+            if client.is_none() {
+                match PropensityServiceClient::connect(config.server.clone()).await {
+                    Ok(c) => client = Some(c),
+                    Err(e) => {
+                        tracing::warn!(server = %config.server, error = %e, "scorer cannot reach the model service");
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = client.as_mut() else { continue };
+            let started = std::time::Instant::now();
+            let mut failed = false;
+            for rt in runtimes(&inner) {
+                for tenant in rt.tenants.all() {
+                    let targets = tenant.set().score_targets.clone();
+                    if targets.is_empty() {
+                        continue;
+                    }
+                    if let Err(e) =
+                        score_tenant(&inner, &rt, &tenant, &targets, &config, c, &mut written).await
+                    {
+                        tracing::warn!(tenant = %tenant.id, error = %e, "scoring round failed");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                // Reconnect next round: the service may have restarted.
+                client = None;
+            }
+            metrics::histogram!("liveseg_scorer_round_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+    })
+}
+
+fn runtimes(inner: &NodeInner) -> Vec<Arc<Runtime>> {
+    match &inner.units {
+        Units::Standalone { runtime, .. } => vec![runtime.clone()],
+        Units::Cluster(c) => c.shards.local(),
+    }
+}
+
+async fn score_tenant(
+    inner: &NodeInner,
+    rt: &Runtime,
+    tenant: &TenantState,
+    targets: &[Target],
+    config: &ScoringConfig,
+    client: &mut PropensityServiceClient<Channel>,
+    written: &mut Written,
+) -> Result<(), String> {
+    // (contact, account, features) of every resident account.
+    let mut rows: Vec<(String, String, Vec<f32>)> = Vec::new();
+    for (key, actor) in rt.registry.resident(Some(&tenant.id)) {
+        if let Ok(Answer::FeatureRows(r)) = actor.ask(Query::FeatureRows).await {
+            rows.extend(r.into_iter().map(|(c, f)| (c, key.1.clone(), f)));
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let now = inner.clock.now();
+    let mut records = Vec::new();
+    let mut pending = Vec::new();
+    for target in targets {
+        for chunk in rows.chunks(BATCH) {
+            let reply = client
+                .score(pb::ScoreRequest {
+                    target: target.name().into(),
+                    version: String::new(),
+                    feature_set: FEATURE_SET.into(),
+                    rows: chunk
+                        .iter()
+                        .map(|(c, _, f)| pb::FeatureRow {
+                            id: c.clone(),
+                            features: f.clone(),
+                        })
+                        .collect(),
+                    top_contributions: TOP_KEPT as u32,
+                })
+                .await
+                .map_err(|s| format!("{}: {}", target.name(), s.message()))?
+                .into_inner();
+            for (s, (contact, account, _)) in reply.scores.into_iter().zip(chunk) {
+                if !s.error.is_empty() {
+                    tracing::warn!(contact = %contact, error = %s.error, "score refused");
+                    continue;
+                }
+                let key = (tenant.id.clone(), *target, contact.clone());
+                let last = written.get(&key).copied();
+                // One score per contact and clock instant, never stamped
+                // ahead of the clock: a manual or coarse clock that has not
+                // moved waits for the next instant.
+                if last
+                    .is_some_and(|(p, t)| t >= now || (p - s.probability).abs() < config.min_change)
+                {
+                    continue;
+                }
+                let scored = Scored {
+                    target: *target,
+                    probability: s.probability,
+                    version: reply.version.as_str().into(),
+                    top: s
+                        .top
+                        .into_iter()
+                        .map(|c| (c.feature.into(), c.contribution))
+                        .collect(),
+                };
+                let at = now;
+                records.push(Input::from(scored_message(
+                    contact,
+                    Some(account),
+                    at,
+                    &scored,
+                )));
+                pending.push((key, (s.probability, at)));
+            }
+        }
+    }
+    if records.is_empty() {
+        return Ok(());
+    }
+    let n = records.len();
+    // In batches the ingest limits accept, like any client's.
+    let per_batch = inner.ingestor.limits.max_batch_items.max(1);
+    let mut results = Vec::with_capacity(n);
+    let mut records = records.into_iter().peekable();
+    while records.peek().is_some() {
+        let batch: Vec<_> = records.by_ref().take(per_batch).map(Ok).collect();
+        results.extend(
+            inner
+                .ingestor
+                .ingest(&tenant.id, batch)
+                .await
+                .map_err(|e| format!("ingesting scores: {e}"))?,
+        );
+    }
+    for (r, (key, p)) in results.iter().zip(pending) {
+        match r.status {
+            crate::ingest::Status::Invalid => {
+                tracing::warn!(field = %r.field, reason = %r.reason, "a score record was refused")
+            }
+            _ => {
+                written.insert(key, p);
+            }
+        }
+    }
+    metrics::counter!("liveseg_scorer_records_total").increment(n as u64);
+    tracing::debug!(tenant = %tenant.id, records = n, "scores written");
+    Ok(())
+}
