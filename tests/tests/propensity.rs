@@ -572,6 +572,10 @@ const SCORE_SEGMENT: &str = r#"
   name: Likely clickers
   entity: contact
   condition: {score: {target: click_7d, at_least: 0.1}}
+- key: top_decile_clickers
+  name: Top decile clickers
+  entity: contact
+  condition: {score: {target: click_7d, top_percent: 10}}
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -625,6 +629,31 @@ async fn scores_ingested_as_records_feed_segments_explain_and_replay() -> Result
             .map(|(_, id, _)| id)
             .collect();
     assert_eq!(got, want);
+
+    // The top decile: the percentile the scorer stamped is at least 90.
+    let mut top: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for line in scored.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        if v["scores"]["click_7d"]["percentile"]
+            .as_f64()
+            .is_some_and(|p| p >= 90.0)
+        {
+            top.insert(v["contact"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    let top_members: std::collections::BTreeSet<String> =
+        liveseg_tests::all_members(&node, "top_decile_clickers")
+            .await?
+            .into_iter()
+            .map(|(_, id, _)| id)
+            .collect();
+    assert_eq!(top_members, top);
+    let n = scored.lines().count();
+    assert!(
+        top.len() * 100 <= n * 11 && top.len() * 100 >= n * 9,
+        "{} of {n}",
+        top.len()
+    );
 
     // Explain shows the score, the model version and its contributions.
     let someone = want.iter().next().context("a member")?;

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use liveseg_core::features::FEATURE_SET;
 use liveseg_core::labels::{Target, replay_until};
-use liveseg_core::scores::{Scored, TOP_KEPT, scored_message};
+use liveseg_core::scores::{Scored, TOP_KEPT, percentiles, scored_message};
 use liveseg_core::send_time::{SendHour, best_hour};
 use liveseg_core::time::{Millis, format_rfc3339};
 use liveseg_learn::ModelArtifact;
@@ -60,6 +60,8 @@ pub struct ScoreArgs {
 #[derive(Serialize)]
 struct TargetScore {
     probability: f32,
+    /// Rank among the contacts scored here (0-100, the share scored lower).
+    percentile: f32,
     version: String,
     top: Vec<Contribution>,
 }
@@ -143,6 +145,7 @@ async fn score_rows(
                     bail!("model service refused contact {}: {}", s.id, s.error);
                 }
                 out.push(TargetScore {
+                    percentile: 0.0,
                     probability: s.probability,
                     version: reply.version.clone(),
                     top: s
@@ -173,6 +176,7 @@ async fn score_rows(
                     .total_cmp(&s.contributions[*a].abs())
             });
             TargetScore {
+                percentile: 0.0,
                 probability: s.probability,
                 version: model.meta.version.clone(),
                 top: order
@@ -211,6 +215,7 @@ fn derived_records(
                     .take(TOP_KEPT)
                     .map(|c| (c.feature.as_str().into(), c.contribution))
                     .collect(),
+                percentile: Some(s.percentile),
             };
             let line = scored_message(id, Some(&accounts[i]), at, &scored);
             out.extend(line.to_string().into_bytes());
@@ -270,7 +275,11 @@ pub async fn run(a: &ScoreArgs, global: &crate::args::GlobalArgs) -> Result<()> 
     let started = Instant::now();
     let mut by_target = Vec::new();
     for (target, local) in &models {
-        let scores = score_rows(remote.as_mut(), local.as_ref(), *target, &rows, a.top).await?;
+        let mut scores = score_rows(remote.as_mut(), local.as_ref(), *target, &rows, a.top).await?;
+        let probabilities: Vec<f32> = scores.iter().map(|s| s.probability).collect();
+        for (s, p) in scores.iter_mut().zip(percentiles(&probabilities)) {
+            s.percentile = p;
+        }
         by_target.push((*target, scores));
     }
     let secs = started.elapsed().as_secs_f64();
@@ -319,6 +328,7 @@ pub async fn run(a: &ScoreArgs, global: &crate::args::GlobalArgs) -> Result<()> 
                 &mut list[i],
                 TargetScore {
                     probability: 0.0,
+                    percentile: 0.0,
                     version: String::new(),
                     top: Vec::new(),
                 },

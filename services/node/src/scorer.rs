@@ -23,7 +23,7 @@ use crate::tenant::TenantState;
 use liveseg_core::Millis;
 use liveseg_core::features::FEATURE_SET;
 use liveseg_core::labels::Target;
-use liveseg_core::scores::{Scored, TOP_KEPT, scored_message};
+use liveseg_core::scores::{Scored, TOP_KEPT, percentiles, scored_message};
 use liveseg_proto::pb;
 use liveseg_proto::pb::propensity_service_client::PropensityServiceClient;
 use std::collections::HashMap;
@@ -43,8 +43,19 @@ pub struct ScoringConfig {
     pub min_change: f32,
 }
 
-/// (tenant, target, contact) -> the probability last written and its instant.
-type Written = HashMap<(Arc<str>, Target, String), (f32, Millis)>;
+/// A percentile rank that moved this much is worth a new record.
+const MIN_PERCENTILE_CHANGE: f32 = 1.0;
+
+/// What this node last wrote for a contact and target.
+#[derive(Clone, Copy)]
+struct WrittenScore {
+    probability: f32,
+    percentile: f32,
+    at: Millis,
+}
+
+/// (tenant, target, contact) -> the score last written.
+type Written = HashMap<(Arc<str>, Target, String), WrittenScore>;
 
 pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -121,7 +132,9 @@ async fn score_tenant(
     let mut records = Vec::new();
     let mut pending = Vec::new();
     for target in targets {
-        for chunk in rows.chunks(BATCH) {
+        // (row, score, version) of every contact the model service scored.
+        let mut scored_rows = Vec::with_capacity(rows.len());
+        for (first, chunk) in rows.chunks(BATCH).enumerate().map(|(i, c)| (i * BATCH, c)) {
             let reply = client
                 .score(pb::ScoreRequest {
                     target: target.name().into(),
@@ -139,40 +152,55 @@ async fn score_tenant(
                 .await
                 .map_err(|s| format!("{}: {}", target.name(), s.message()))?
                 .into_inner();
-            for (s, (contact, account, _)) in reply.scores.into_iter().zip(chunk) {
-                if !s.error.is_empty() {
-                    tracing::warn!(contact = %contact, error = %s.error, "score refused");
-                    continue;
+            for (i, s) in reply.scores.into_iter().enumerate() {
+                if s.error.is_empty() {
+                    scored_rows.push((first + i, s, reply.version.clone()));
+                } else {
+                    tracing::warn!(contact = %chunk[i].0, error = %s.error, "score refused");
                 }
-                let key = (tenant.id.clone(), *target, contact.clone());
-                let last = written.get(&key).copied();
-                // One score per contact and clock instant, never stamped
-                // ahead of the clock: a manual or coarse clock that has not
-                // moved waits for the next instant.
-                if last
-                    .is_some_and(|(p, t)| t >= now || (p - s.probability).abs() < config.min_change)
-                {
-                    continue;
-                }
-                let scored = Scored {
-                    target: *target,
-                    probability: s.probability,
-                    version: reply.version.as_str().into(),
-                    top: s
-                        .top
-                        .into_iter()
-                        .map(|c| (c.feature.into(), c.contribution))
-                        .collect(),
-                };
-                let at = now;
-                records.push(Input::from(scored_message(
-                    contact,
-                    Some(account),
-                    at,
-                    &scored,
-                )));
-                pending.push((key, (s.probability, at)));
             }
+        }
+        // Percentile ranks among everyone scored this round (top_percent).
+        let probabilities: Vec<f32> = scored_rows.iter().map(|(_, s, _)| s.probability).collect();
+        let ranks = percentiles(&probabilities);
+        for ((row, s, version), percentile) in scored_rows.into_iter().zip(ranks) {
+            let (contact, account, _) = &rows[row];
+            let key = (tenant.id.clone(), *target, contact.clone());
+            // One score per contact and clock instant, never stamped ahead
+            // of the clock (a manual or coarse clock that has not moved
+            // waits for the next instant), and only when it moved.
+            if written.get(&key).is_some_and(|w| {
+                w.at >= now
+                    || ((w.probability - s.probability).abs() < config.min_change
+                        && (w.percentile - percentile).abs() < MIN_PERCENTILE_CHANGE)
+            }) {
+                continue;
+            }
+            let scored = Scored {
+                target: *target,
+                probability: s.probability,
+                version: version.as_str().into(),
+                top: s
+                    .top
+                    .into_iter()
+                    .map(|c| (c.feature.into(), c.contribution))
+                    .collect(),
+                percentile: Some(percentile),
+            };
+            records.push(Input::from(scored_message(
+                contact,
+                Some(account),
+                now,
+                &scored,
+            )));
+            pending.push((
+                key,
+                WrittenScore {
+                    probability: s.probability,
+                    percentile,
+                    at: now,
+                },
+            ));
         }
     }
     if records.is_empty() {

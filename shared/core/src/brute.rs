@@ -261,8 +261,11 @@ fn cond(w: &World, c: &Condition, u: Option<&str>, a: &str, t: Millis, account_c
                     });
             crate::scores::current(scores, target).is_some_and(|cur| {
                 let p = f64::from(cur.scored.probability);
+                let pct = cur.scored.percentile;
                 s.at_least.is_none_or(|lo| p >= f64::from(lo as f32))
                     && s.at_most.is_none_or(|hi| p <= f64::from(hi as f32))
+                    && s.top_percent
+                        .is_none_or(|top| pct.is_some_and(|x| x >= (100.0 - top) as f32))
             })
         }
         Condition::Affinity(af) => {

@@ -208,10 +208,18 @@ fn check_condition(
                     ));
                 }
             }
+            if s.top_percent
+                .is_some_and(|t| !t.is_finite() || t <= 0.0 || t > 100.0)
+            {
+                errors.push(ValidationError::new(
+                    format!("{p}.top_percent"),
+                    "must be a percentage in (0, 100]",
+                ));
+            }
             match (s.at_least, s.at_most) {
-                (None, None) => errors.push(ValidationError::new(
+                (None, None) if s.top_percent.is_none() => errors.push(ValidationError::new(
                     p.clone(),
-                    "set at_least, at_most or both",
+                    "set at_least, at_most or top_percent",
                 )),
                 (Some(lo), Some(hi)) if lo > hi => errors.push(ValidationError::new(
                     format!("{p}.at_most"),

@@ -83,6 +83,8 @@ pub enum Cond {
         target: crate::labels::Target,
         at_least: f32,
         at_most: f32,
+        /// Lowest percentile rank (100 - top_percent), when set.
+        min_percentile: Option<f32>,
     },
     /// Interest-profile cosine with a unit `target` >= `at_least`.
     Affinity {
@@ -602,6 +604,7 @@ impl Builder<'_> {
                         },
                         at_least: s.at_least.map_or(f32::NEG_INFINITY, |v| v as f32),
                         at_most: s.at_most.map_or(f32::INFINITY, |v| v as f32),
+                        min_percentile: s.top_percent.map(|p| (100.0 - p) as f32),
                     },
                     Err(e) => {
                         self.errors.push(ValidationError::new(

@@ -95,6 +95,11 @@ pub struct ScoreTest {
     /// Highest probability, in [0, 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_most: Option<f64>,
+    /// Only the top this-many percent of the tenant's scored contacts, in
+    /// (0, 100]: the percentile the scorer stamped on the contact's score
+    /// is at least 100 - top_percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_percent: Option<f64>,
 }
 
 /// Cosine similarity of the contact's interest vector with the embedding

@@ -188,9 +188,13 @@ pub(crate) fn holds(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis
             target,
             at_least,
             at_most,
+            min_percentile,
         } => contact
             .and_then(|c| c.scores.as_ref()?.get(*target, t))
-            .is_some_and(|s| (*at_least..=*at_most).contains(&s.scored.probability)),
+            .is_some_and(|s| {
+                (*at_least..=*at_most).contains(&s.scored.probability)
+                    && min_percentile.is_none_or(|m| s.scored.percentile.is_some_and(|p| p >= m))
+            }),
         Cond::Affinity {
             target, at_least, ..
         } => contact

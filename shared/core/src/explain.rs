@@ -314,15 +314,20 @@ fn explain_cond(
             target,
             at_least,
             at_most,
+            min_percentile,
         } => {
             let slot = contact.and_then(|c| c.scores.as_ref()?.get(*target, t));
-            let bounds = match (at_least.is_finite(), at_most.is_finite()) {
-                (true, true) => format!("in [{at_least}, {at_most}]"),
-                (true, false) => format!(">= {at_least}"),
-                _ => format!("<= {at_most}"),
+            let mut bounds = match (at_least.is_finite(), at_most.is_finite()) {
+                (true, true) => format!(" in [{at_least}, {at_most}]"),
+                (true, false) => format!(" >= {at_least}"),
+                (false, true) => format!(" <= {at_most}"),
+                (false, false) => String::new(),
             };
+            if let Some(m) = min_percentile {
+                bounds.push_str(&format!(" in the top {}%", 100.0 - m));
+            }
             node(
-                format!("P({}) {bounds}", target.name()),
+                format!("P({}){bounds}", target.name()),
                 slot.map_or_else(
                     || "not scored".into(),
                     |s| format!("score {:.3}", s.scored.probability),

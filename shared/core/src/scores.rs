@@ -31,6 +31,9 @@ pub struct Scored {
     pub version: Box<str>,
     /// Largest contributions first: (feature, share of the log-odds).
     pub top: Vec<(Box<str>, f32)>,
+    /// Percentile rank among the tenant's contacts scored in the same
+    /// round (0-100: the share scored lower), when the scorer knows it.
+    pub percentile: Option<f32>,
 }
 
 /// Validates the properties of a `Propensity Scored` event.
@@ -93,11 +96,24 @@ pub fn parse(props: &Map<String, Value>) -> Result<Scored, FieldError> {
             ));
         }
     }
+    let percentile = match props.get("percentile") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_f64() {
+            Some(p) if (0.0..=100.0).contains(&p) => Some(p as f32),
+            _ => {
+                return Err(FieldError::new(
+                    "properties.percentile",
+                    "must be a number in [0, 100]",
+                ));
+            }
+        },
+    };
     Ok(Scored {
         target,
         probability,
         version,
         top,
+        percentile,
     })
 }
 
@@ -211,9 +227,12 @@ pub fn describe(slot: &ScoreSlot) -> String {
         .map(|(f, c)| format!("{f} {c:+.2}"))
         .collect();
     format!(
-        "model {}, scored {}{}",
+        "model {}, scored {}{}{}",
         slot.scored.version,
         format_rfc3339(slot.ts),
+        slot.scored
+            .percentile
+            .map_or(String::new(), |p| format!(", percentile {p:.0}")),
         if top.is_empty() {
             String::new()
         } else {
@@ -239,9 +258,24 @@ pub fn scored_message(contact: &str, account: Option<&str>, at: Millis, scored: 
             "top": scored.top.iter().map(|(f, c)| json!({"feature": &**f, "contribution": c})).collect::<Vec<_>>(),
         },
     });
+    if let Some(p) = scored.percentile {
+        v["properties"]["percentile"] = json!(p);
+    }
     // A personal account is the engine's own; it is not a groupId.
     if let Some(a) = account.filter(|a| !a.starts_with(crate::engine::PERSONAL_PREFIX)) {
         v["context"] = json!({ "groupId": a });
     }
     v
+}
+
+/// Percentile ranks (0-100, the share of `probabilities` strictly lower)
+/// of each probability, in input order: what `top_percent` conditions read.
+pub fn percentiles(probabilities: &[f32]) -> Vec<f32> {
+    let mut sorted: Vec<f32> = probabilities.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let n = sorted.len().max(1) as f32;
+    probabilities
+        .iter()
+        .map(|p| 100.0 * sorted.partition_point(|x| x < p) as f32 / n)
+        .collect()
 }

@@ -191,6 +191,7 @@ fn the_derived_message_of_a_score_parses_back_to_it() {
         probability: 0.125,
         version: "meeting_30d-v3".into(),
         top: vec![("account_tier".into(), 0.75)],
+        percentile: Some(87.5),
     };
     let v = scored_message("u9", Some("acme"), at(3.0), &scored);
     let e = parse_message(&v, Millis::MAX / 2, &Limits::default()).expect("valid");
@@ -214,7 +215,8 @@ fn bad_score_conditions_are_refused_with_a_path() {
       {"key":"a","name":"A","entity":"account","condition":{"score":{"target":"click_7d","at_least":0.2}}},
       {"key":"b","name":"B","entity":"contact","condition":{"score":{"target":"opens","at_least":2}}},
       {"key":"c","name":"C","entity":"contact","condition":{"score":{"target":"reply"}}},
-      {"key":"d","name":"D","entity":"contact","condition":{"score":{"target":"reply","at_least":0.5,"at_most":0.1}}}
+      {"key":"d","name":"D","entity":"contact","condition":{"score":{"target":"reply","at_least":0.5,"at_most":0.1}}},
+      {"key":"e","name":"E","entity":"contact","condition":{"score":{"target":"reply","top_percent":0}}}
     ]"#;
     let errs = parse_definitions(bad).expect_err("refused");
     let got: Vec<(String, &str)> = errs
@@ -232,10 +234,11 @@ fn bad_score_conditions_are_refused_with_a_path() {
     );
     assert!(has("condition.score.at_least", "[0, 1]"), "{got:?}");
     assert!(
-        has("condition.score", "set at_least, at_most or both"),
+        has("condition.score", "set at_least, at_most or top_percent"),
         "{got:?}"
     );
     assert!(has("condition.score.at_most", "below at_least"), "{got:?}");
+    assert!(has("condition.score.top_percent", "(0, 100]"), "{got:?}");
 }
 
 #[test]
@@ -263,4 +266,52 @@ fn a_score_stamped_ahead_of_the_clock_takes_effect_at_its_instant() {
     let defs = parse_definitions(DEFS).expect("fixture");
     let got: BTreeSet<_> = engine.memberships().into_iter().collect();
     assert_eq!(got, brute::memberships(&defs, &s.events, at(3.0)));
+}
+
+#[test]
+fn top_percent_reads_the_percentile_the_scorer_stamped() {
+    let defs = parse_definitions(
+        "[{key: top10, name: Top 10%, entity: contact, condition: {score: {target: reply, top_percent: 10}}}]",
+    )
+    .expect("fixture");
+    let set = SegmentSet::compile(&defs).expect("fixture");
+    let mut s = Script::new();
+    for (user, pct) in [("u1", 95.0), ("u2", 89.0)] {
+        s.track(
+            user,
+            Some("acme"),
+            "Propensity Scored",
+            json!({"target": "reply", "probability": 0.02, "version": "reply-v1", "percentile": pct}),
+            at(1.0),
+        );
+    }
+    // u3's score has no percentile: it cannot be in a top-k segment.
+    score(&mut s, "u3", "reply", 0.9, "reply-v1", 1.0);
+    let (engine, _) = replay(&set, &s.events, at(2.0));
+    let members: Vec<String> = engine
+        .memberships()
+        .into_iter()
+        .filter(|m| m.segment == "top10")
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(members, vec!["u1".to_string()]);
+    let got: BTreeSet<_> = engine.memberships().into_iter().collect();
+    assert_eq!(got, brute::memberships(&defs, &s.events, at(2.0)));
+    let seg = set.index_of("top10").expect("segment");
+    let ex = engine.accounts["acme"]
+        .explain(&set, seg, Some("u1"), at(2.0))
+        .expect("explain");
+    assert_eq!(ex.condition.description, "P(reply) in the top 10%");
+    assert!(
+        ex.condition.evidence[0].contains("percentile 95"),
+        "{:?}",
+        ex.condition.evidence
+    );
+    let bad =
+        parse(json!({"target": "reply", "probability": 0.5, "version": "v", "percentile": 101}));
+    assert_eq!(bad.expect_err("refused").field, "properties.percentile");
+    assert_eq!(
+        liveseg_core::scores::percentiles(&[0.3, 0.1, 0.2, 0.2]),
+        vec![75.0, 0.0, 25.0, 25.0]
+    );
 }
