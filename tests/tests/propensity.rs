@@ -636,7 +636,7 @@ async fn scores_ingested_as_records_feed_segments_explain_and_replay() -> Result
         let v: serde_json::Value = serde_json::from_str(line)?;
         if v["scores"]["click_7d"]["percentile"]
             .as_f64()
-            .is_some_and(|p| p >= 90.0)
+            .is_some_and(|p| p > f64::from(90.0f32))
         {
             top.insert(v["contact"].as_str().unwrap_or_default().to_string());
         }

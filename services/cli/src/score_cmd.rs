@@ -197,7 +197,6 @@ async fn score_rows(
 /// contact and target, stamped at the scoring instant.
 fn derived_records(
     ids: &[&String],
-    accounts: &[String],
     at: Millis,
     by_target: &[(Target, Vec<TargetScore>)],
 ) -> Vec<u8> {
@@ -217,7 +216,7 @@ fn derived_records(
                     .collect(),
                 percentile: Some(s.percentile),
             };
-            let line = scored_message(id, Some(&accounts[i]), at, &scored);
+            let line = scored_message(id, at, &scored);
             out.extend(line.to_string().into_bytes());
             out.push(b'\n');
         }
@@ -290,9 +289,8 @@ pub async fn run(a: &ScoreArgs, global: &crate::args::GlobalArgs) -> Result<()> 
             tenant[h] += n;
         }
     }
-    let accounts: Vec<String> = ids.iter().map(|c| replay.account_of(c)).collect();
     if a.records.is_some() || a.ingest {
-        let records = derived_records(&ids, &accounts, at, &by_target);
+        let records = derived_records(&ids, at, &by_target);
         let tmp;
         let path = match &a.records {
             Some(p) => p.clone(),

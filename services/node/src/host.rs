@@ -160,7 +160,9 @@ impl AccountHost {
             }
             // Features see events strictly before their instant: `now + 1`
             // counts everything applied so far.
-            Query::FeatureRows => Answer::FeatureRows(self.account.feature_rows(now + 1)),
+            Query::FeatureRows => {
+                Answer::FeatureRows(self.account.feature_rows(now.saturating_add(1)))
+            }
         }
     }
 }

@@ -134,11 +134,14 @@ async fn score_tenant(
     for target in targets {
         // (row, score, version) of every contact the model service scored.
         let mut scored_rows = Vec::with_capacity(rows.len());
+        // The first reply's version is pinned for the rest of the round, so
+        // an activation mid-round cannot mix models in one ranking.
+        let mut version = String::new();
         for (first, chunk) in rows.chunks(BATCH).enumerate().map(|(i, c)| (i * BATCH, c)) {
             let reply = client
                 .score(pb::ScoreRequest {
                     target: target.name().into(),
-                    version: String::new(),
+                    version: version.clone(),
                     feature_set: FEATURE_SET.into(),
                     rows: chunk
                         .iter()
@@ -152,6 +155,15 @@ async fn score_tenant(
                 .await
                 .map_err(|s| format!("{}: {}", target.name(), s.message()))?
                 .into_inner();
+            if reply.scores.len() != chunk.len() {
+                return Err(format!(
+                    "{}: {} scores for {} rows",
+                    target.name(),
+                    reply.scores.len(),
+                    chunk.len()
+                ));
+            }
+            version.clone_from(&reply.version);
             for (i, s) in reply.scores.into_iter().enumerate() {
                 if s.error.is_empty() {
                     scored_rows.push((first + i, s, reply.version.clone()));
@@ -164,7 +176,7 @@ async fn score_tenant(
         let probabilities: Vec<f32> = scored_rows.iter().map(|(_, s, _)| s.probability).collect();
         let ranks = percentiles(&probabilities);
         for ((row, s, version), percentile) in scored_rows.into_iter().zip(ranks) {
-            let (contact, account, _) = &rows[row];
+            let (contact, _, _) = &rows[row];
             let key = (tenant.id.clone(), *target, contact.clone());
             // One score per contact and clock instant, never stamped ahead
             // of the clock (a manual or coarse clock that has not moved
@@ -187,12 +199,7 @@ async fn score_tenant(
                     .collect(),
                 percentile: Some(percentile),
             };
-            records.push(Input::from(scored_message(
-                contact,
-                Some(account),
-                now,
-                &scored,
-            )));
+            records.push(Input::from(scored_message(contact, now, &scored)));
             pending.push((
                 key,
                 WrittenScore {

@@ -265,7 +265,7 @@ fn cond(w: &World, c: &Condition, u: Option<&str>, a: &str, t: Millis, account_c
                 s.at_least.is_none_or(|lo| p >= f64::from(lo as f32))
                     && s.at_most.is_none_or(|hi| p <= f64::from(hi as f32))
                     && s.top_percent
-                        .is_none_or(|top| pct.is_some_and(|x| x >= (100.0 - top) as f32))
+                        .is_none_or(|top| pct.is_some_and(|x| x > (100.0 - top) as f32))
             })
         }
         Condition::Affinity(af) => {

@@ -97,7 +97,7 @@ pub struct ScoreTest {
     pub at_most: Option<f64>,
     /// Only the top this-many percent of the tenant's scored contacts, in
     /// (0, 100]: the percentile the scorer stamped on the contact's score
-    /// is at least 100 - top_percent.
+    /// (the share not scored higher) is above 100 - top_percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_percent: Option<f64>,
 }

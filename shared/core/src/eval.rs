@@ -193,7 +193,7 @@ pub(crate) fn holds(c: &Cond, x: &Ctx, contact: Option<&ContactState>, t: Millis
             .and_then(|c| c.scores.as_ref()?.get(*target, t))
             .is_some_and(|s| {
                 (*at_least..=*at_most).contains(&s.scored.probability)
-                    && min_percentile.is_none_or(|m| s.scored.percentile.is_some_and(|p| p >= m))
+                    && min_percentile.is_none_or(|m| s.scored.percentile.is_some_and(|p| p > m))
             }),
         Cond::Affinity {
             target, at_least, ..

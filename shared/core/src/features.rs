@@ -105,7 +105,7 @@ impl Times {
     /// Events in `[t - window, t)`.
     fn count_before(&self, t: Millis, window: Millis) -> usize {
         let hi = self.ts.partition_point(|x| *x < t);
-        let lo = self.ts.partition_point(|x| *x < t - window);
+        let lo = self.ts.partition_point(|x| *x < t.saturating_sub(window));
         hi.saturating_sub(lo)
     }
 
@@ -130,29 +130,35 @@ impl Times {
     }
 }
 
-/// A trait value with the event time that set it; the latest event time wins.
+/// A trait value with the event time that set it. The latest event time
+/// wins, a null included; at one instant the larger value wins, so the
+/// order events arrive in never matters.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stamped {
     pub value: Option<String>,
-    pub at: Millis,
+    /// When it was last set (None: never).
+    pub at: Option<Millis>,
 }
 
 impl Stamped {
     fn set(&mut self, v: Option<&Value>, at: Millis) {
         let Some(v) = v else { return };
-        if self.value.is_some() && at < self.at {
-            return;
-        }
-        self.at = at;
-        self.value = match v {
+        let value = match v {
             Value::Null => None,
             Value::String(s) => Some(s.trim().to_ascii_lowercase()),
             other => Some(other.to_string()),
         };
+        if self.at.is_none_or(|cur| (at, &value) > (cur, &self.value)) {
+            self.at = Some(at);
+            self.value = value;
+        }
     }
 
     fn number(&self) -> Option<f32> {
-        self.value.as_deref().and_then(|s| s.parse().ok())
+        self.value
+            .as_deref()
+            .and_then(|s| s.parse::<f32>().ok())
+            .filter(|v| v.is_finite())
     }
 }
 

@@ -244,3 +244,29 @@ fn account_signals_read_traits_and_intent() {
     assert_eq!(value(&names, &v, "account_pricing_intent_30d"), 1.0);
     assert_eq!(value(&names, &v, "account_engagement_30d"), 1.0);
 }
+
+#[test]
+fn a_later_null_trait_wins_in_any_arrival_order() {
+    let identify = |n, ts, seniority: serde_json::Value| {
+        ev(
+            n,
+            ts,
+            json!({"type":"identify","userId":"u","traits":{"seniority": seniority}}),
+        )
+    };
+    let cleared = identify(1, T0 + 10 * DAY, serde_json::Value::Null);
+    let older = identify(2, T0 + 5 * DAY, json!("VP"));
+    let names = feature_names();
+    for order in [[&cleared, &older], [&older, &cleared]] {
+        let mut c = FeatureState::default();
+        for e in order {
+            c.apply(e);
+        }
+        let v = features_at(&c, &AccountSignals::default(), T0 + 20 * DAY);
+        assert_eq!(
+            value(&names, &v, "seniority_level"),
+            0.0,
+            "cleared at day 10"
+        );
+    }
+}

@@ -44,12 +44,14 @@ fn kind_matches(k: EventKindName, e: &EventKind) -> bool {
         N::Identify => matches!(e, EventKind::Identify),
         N::Group => matches!(e, EventKind::Group),
         N::Custom => matches!(e, EventKind::Custom),
+        // Derived score records are the system's output, not the contact's activity.
         N::Track => !matches!(
             e,
             EventKind::Page { .. }
                 | EventKind::Identify
                 | EventKind::Group
                 | EventKind::Alias { .. }
+                | EventKind::Scored(_)
         ),
     }
 }

@@ -243,8 +243,11 @@ pub fn describe(slot: &ScoreSlot) -> String {
 
 /// The derived record of a score, as the Segment-Spec message a scorer
 /// sends. Its messageId is determined by (target, version, contact,
-/// instant), so sending it again is a duplicate, not a second score.
-pub fn scored_message(contact: &str, account: Option<&str>, at: Millis, scored: &Scored) -> Value {
+/// instant), so sending it again is a duplicate, not a second score. It
+/// carries no groupId: it goes to wherever the contact lives when it is
+/// applied, and can never move the contact (a groupId other than the
+/// contact's current account would).
+pub fn scored_message(contact: &str, at: Millis, scored: &Scored) -> Value {
     let mut v = json!({
         "type": "track",
         "event": SCORED_EVENT,
@@ -261,21 +264,22 @@ pub fn scored_message(contact: &str, account: Option<&str>, at: Millis, scored: 
     if let Some(p) = scored.percentile {
         v["properties"]["percentile"] = json!(p);
     }
-    // A personal account is the engine's own; it is not a groupId.
-    if let Some(a) = account.filter(|a| !a.starts_with(crate::engine::PERSONAL_PREFIX)) {
-        v["context"] = json!({ "groupId": a });
-    }
     v
 }
 
-/// Percentile ranks (0-100, the share of `probabilities` strictly lower)
-/// of each probability, in input order: what `top_percent` conditions read.
+/// Percentile ranks (0-100) of each probability, in input order: 100 times
+/// the share of `probabilities` NOT strictly higher, so tied contacts share
+/// the higher rank. `top_percent: k` holds above `100 - k`: the top k% with
+/// ties included.
 pub fn percentiles(probabilities: &[f32]) -> Vec<f32> {
     let mut sorted: Vec<f32> = probabilities.to_vec();
     sorted.sort_by(f32::total_cmp);
     let n = sorted.len().max(1) as f32;
     probabilities
         .iter()
-        .map(|p| 100.0 * sorted.partition_point(|x| x < p) as f32 / n)
+        .map(|p| {
+            let higher = sorted.len() - sorted.partition_point(|x| x <= p);
+            100.0 * (1.0 - higher as f32 / n)
+        })
         .collect()
 }

@@ -193,20 +193,20 @@ fn the_derived_message_of_a_score_parses_back_to_it() {
         top: vec![("account_tier".into(), 0.75)],
         percentile: Some(87.5),
     };
-    let v = scored_message("u9", Some("acme"), at(3.0), &scored);
+    let v = scored_message("u9", at(3.0), &scored);
     let e = parse_message(&v, Millis::MAX / 2, &Limits::default()).expect("valid");
     assert_eq!(
         e.kind,
         liveseg_core::EventKind::Scored(Box::new(scored.clone()))
     );
-    assert_eq!(e.group_id.as_deref(), Some("acme"));
+    assert_eq!(
+        e.group_id, None,
+        "a score never names (or moves to) an account"
+    );
     assert_eq!(
         v["messageId"],
         "score:meeting_30d:meeting_30d-v3:u9:1767484800000"
     );
-    // A personal account is not sent as a groupId.
-    let personal = scored_message("u9", Some("~u9"), at(3.0), &scored);
-    assert!(personal.get("context").is_none());
 }
 
 #[test]
@@ -312,6 +312,6 @@ fn top_percent_reads_the_percentile_the_scorer_stamped() {
     assert_eq!(bad.expect_err("refused").field, "properties.percentile");
     assert_eq!(
         liveseg_core::scores::percentiles(&[0.3, 0.1, 0.2, 0.2]),
-        vec![75.0, 0.0, 25.0, 25.0]
+        vec![100.0, 25.0, 75.0, 75.0]
     );
 }
