@@ -5,6 +5,7 @@
 pub mod checker;
 pub mod cluster;
 pub mod load;
+pub mod models;
 pub mod scenario;
 
 use anyhow::{Context, Result, bail};

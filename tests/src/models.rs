@@ -1,0 +1,152 @@
+//! Helpers for the propensity-model tests: run the `liveseg` command, a
+//! generated workload with a model registry, and a model service process.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn liveseg(args: &[&str]) -> Result<Output> {
+    Command::new(crate::liveseg_bin())
+        .args(args)
+        .output()
+        .with_context(|| format!("running liveseg {args:?}"))
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn ok(args: &[&str]) -> Result<String> {
+    let out = liveseg(args)?;
+    if !out.status.success() {
+        bail!(
+            "liveseg {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// A generated workload and a registry with an active click_7d model.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn events(&self) -> String {
+        self.dir.path().join("events.jsonl").display().to_string()
+    }
+    pub fn registry(&self) -> String {
+        self.dir.path().join("models").display().to_string()
+    }
+
+    pub fn new() -> Result<Fixture> {
+        let f = Fixture {
+            dir: tempfile::tempdir()?,
+        };
+        ok(&[
+            "generate",
+            "--accounts",
+            "120",
+            "--days",
+            "150",
+            "--seed",
+            "11",
+            "-O",
+            &f.events(),
+        ])?;
+        Ok(f)
+    }
+
+    pub fn train(&self, extra: &[&str]) -> Result<String> {
+        let (events, reg) = (self.events(), self.registry());
+        let mut args = vec!["model", "train", "--events", &events, "--registry", &reg];
+        args.extend_from_slice(extra);
+        ok(&args)
+    }
+}
+
+/// The first number after `label` in `text`.
+pub fn figure(text: &str, label: &str) -> f64 {
+    text.split(label)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+pub struct ModelProc {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for ModelProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn serve_models(registry: &str, dir: &Path) -> Result<ModelProc> {
+    let addr_file = dir.join("model.addr");
+    let child = Command::new(crate::liveseg_bin())
+        .args([
+            "model",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--registry",
+            registry,
+            "--addr-file",
+        ])
+        .arg(&addr_file)
+        .arg("--model-dir")
+        .arg(repo().join("models/all-MiniLM-L6-v2"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("model.log"))?)
+        .spawn()?;
+    let mut proc = ModelProc {
+        child,
+        url: String::new(),
+    };
+    let addr = crate::poll(Duration::from_secs(30), "the address file", || {
+        let a = std::fs::read_to_string(&addr_file).ok();
+        async move { a.filter(|a| !a.is_empty()) }
+    })
+    .await?;
+    proc.url = format!("http://{addr}");
+    Ok(proc)
+}
+
+/// The ids in `segment` among `liveseg replay` output lines.
+pub fn replayed_members(output: &str, segment: &str) -> std::collections::BTreeSet<String> {
+    output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["segment"] == segment)
+        .filter_map(|m| m["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The ids of a node's members of `segment`.
+pub async fn member_ids(
+    node: &crate::Node,
+    segment: &str,
+) -> Result<std::collections::BTreeSet<String>> {
+    Ok(crate::all_members(node, segment)
+        .await?
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .collect())
+}
+
+/// Runs a `liveseg` command against `node` (its address and API key).
+pub fn on_node(node: &crate::Node, args: &[&str]) -> Result<String> {
+    let url = node.url();
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--server", &url, "--api-key", &node.api_key]);
+    ok(&all)
+}
