@@ -206,6 +206,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     let mut failed = 0;
     for target in targets {
         let data = dataset(&rows, target)?;
+        options.label_window_ms = target.window();
         writeln!(
             out,
             "== {}: {} labelled sends, {} positive",

@@ -124,7 +124,7 @@ pub fn train_propensity_at(
 ) -> Result<ModelArtifact, LearnError> {
     crate::registry::check_name("target", target)?;
     data.validate()?;
-    let parts = data.split_by_time(split.0, split.1)?;
+    let parts = data.split_by_time_with_gap(split.0, split.1, opts.label_window_ms)?;
     let (model, stats) = LogisticModel::fit(&parts.train, opts)?;
     let cal_logits = model.logits(&parts.calibration)?;
     let fitted = Calibrator::fit(method, &cal_logits, &parts.calibration.y)?;

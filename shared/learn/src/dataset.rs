@@ -222,6 +222,21 @@ impl Dataset {
     /// row (rows with equal t may straddle a boundary). Errors when a part
     /// would be empty or lack one of the classes.
     pub fn split_by_time(&self, train: f64, calibration: f64) -> Result<TimeSplit, LearnError> {
+        self.split_by_time_with_gap(train, calibration, 0)
+    }
+
+    /// [`split_by_time`](Self::split_by_time), then drops the training rows
+    /// whose label window (`t`, `t + label_window`] reaches the start of the
+    /// calibration fold: their outcomes happened inside it, so the model
+    /// would be fitted on the period it is then judged on. (Calibration rows
+    /// are kept: dropping a 30-day window there would leave a one-month
+    /// calibration fold almost empty, and the calibrator has two parameters.)
+    pub fn split_by_time_with_gap(
+        &self,
+        train: f64,
+        calibration: f64,
+        label_window: i64,
+    ) -> Result<TimeSplit, LearnError> {
         let valid = |f: f64| f.is_finite() && f > 0.0 && f < 1.0;
         if !valid(train) || !valid(calibration) || train + calibration >= 1.0 {
             return Err(LearnError::Invalid(format!(
@@ -236,8 +251,19 @@ impl Dataset {
         let n_train = ((n as f64) * train).round() as usize;
         let n_cal = ((n as f64) * calibration).round() as usize;
         let n_cal_end = (n_train + n_cal).min(n);
+        // Each fold keeps the rows whose label closed before the next fold starts.
+        let closed_before = |idx: &[usize], next: Option<&usize>| -> Vec<usize> {
+            let start = next.map_or(i64::MAX, |&j| self.t[j]);
+            idx.iter()
+                .copied()
+                .filter(|&i| {
+                    self.t[i].saturating_add(label_window.max(0)) < start || label_window <= 0
+                })
+                .collect()
+        };
+        let train_idx = closed_before(&order[..n_train], order.get(n_train));
         let parts = [
-            ("training fold", &order[..n_train]),
+            ("training fold", &train_idx[..]),
             ("calibration fold", &order[n_train..n_cal_end]),
             ("validation fold", &order[n_cal_end..]),
         ];

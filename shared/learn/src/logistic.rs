@@ -33,6 +33,12 @@ pub struct TrainOptions {
     /// Stop when an iteration lowers the objective by less than this
     /// fraction of it.
     pub tolerance: f64,
+    /// How long after its time a row's label stays open (e.g. 7 days for a
+    /// click within 7 days). `train_propensity`'s time split drops the
+    /// training rows whose label window reaches into the calibration fold,
+    /// so the model is not fitted on outcomes of the period it is judged
+    /// on. 0: no gap.
+    pub label_window_ms: i64,
 }
 
 impl Default for TrainOptions {
@@ -42,6 +48,7 @@ impl Default for TrainOptions {
             max_iterations: 50,
             learning_rate: 1.0,
             tolerance: 1e-9,
+            label_window_ms: 0,
         }
     }
 }

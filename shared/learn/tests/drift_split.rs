@@ -115,3 +115,21 @@ fn psi_of_scores_and_levels() {
     assert_eq!(DriftLevel::of(0.1), DriftLevel::Moderate);
     assert_eq!(DriftLevel::of(0.25), DriftLevel::Significant);
 }
+
+#[test]
+fn a_label_window_keeps_each_fold_clear_of_the_next() {
+    let mut data = Dataset::new(vec!["x".into()]);
+    for i in 0..1000i64 {
+        data.push(&[i as f32], i % 3 == 0, i * 10).unwrap();
+    }
+    let plain = data.split_by_time(0.6, 0.2).unwrap();
+    let gapped = data.split_by_time_with_gap(0.6, 0.2, 55).unwrap();
+    let cal_start = plain.calibration_window.start_ms;
+    let val_start = plain.validation_window.start_ms;
+    assert!(gapped.train.t.iter().all(|t| t + 55 < cal_start));
+    assert!(gapped.calibration.t.iter().any(|t| t + 55 >= val_start));
+    assert_eq!(gapped.calibration.len(), plain.calibration.len());
+    // Rows 595-599 (t 5950-5990) close at or after 6000 and are dropped.
+    assert_eq!(plain.train.len() - gapped.train.len(), 5);
+    assert_eq!(gapped.validation.len(), plain.validation.len());
+}
