@@ -286,29 +286,11 @@ fn version_of(m: &ModelMeta, active: bool) -> pb::ModelVersion {
     }
 }
 
+/// RFC 3339 UTC, to the second (the training windows in ListModels).
 fn rfc3339(ms: i64) -> String {
-    chrono_free_rfc3339(ms)
-}
-
-/// RFC 3339 UTC without pulling a date crate into the model service: civil
-/// date from days since the epoch (Howard Hinnant's algorithm).
-fn chrono_free_rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || format!("@{ms}ms"),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     )
 }
 
@@ -366,14 +348,8 @@ mod tests {
 
     #[test]
     fn rfc3339_of_known_instants() {
-        assert_eq!(chrono_free_rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            chrono_free_rfc3339(1_767_225_600_000),
-            "2026-01-01T00:00:00Z"
-        );
-        assert_eq!(
-            chrono_free_rfc3339(951_782_400_000 + 3_661_000),
-            "2000-02-29T01:01:01Z"
-        );
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_767_225_600_000), "2026-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400_000 + 3_661_000), "2000-02-29T01:01:01Z");
     }
 }
