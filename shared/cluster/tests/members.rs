@@ -294,9 +294,7 @@ fn graceful_leave_hands_off_without_waiting_for_expiry() {
     eprintln!("graceful handoff took {took:?}");
     // c handed its shards off gracefully: it released each lease (no
     // deadline stop, no loss), and each new owner acquired only after that
-    // release. (When c was also the leader, the handoff waits for the
-    // leader lease and the new leader's hold, ~L + dead_after, so comparing
-    // with c's own lease deadline would only hold when it was not.)
+    // release. (A leaving leader is covered by the test below.)
     let records = all_records(&c);
     let c_shards: BTreeSet<u32> = records
         .iter()
@@ -325,6 +323,61 @@ fn graceful_leave_hands_off_without_waiting_for_expiry() {
             "nobody took shard {s} after c released it"
         );
     }
+    c.assert_no_double_ownership();
+}
+
+#[test]
+fn a_leaving_leader_hands_its_shards_off_without_a_takeover_hold() {
+    let c = Cluster::new();
+    let (a, b, m3) = c.three_spread();
+    let mut members = vec![("a", a), ("b", b), ("c", m3)];
+    eventually(Duration::from_secs(20), "one member leads", || {
+        members.iter().filter(|(_, (m, _))| m.view().leader).count() == 1
+    });
+    let Some(at) = members.iter().position(|(_, (m, _))| m.view().leader) else {
+        panic!("no leader");
+    };
+    let (leader, (m, h)) = members.remove(at);
+    let config = MemberConfig::test(leader, "", SHARDS);
+    m.leave();
+    assert!(
+        h.active().is_empty(),
+        "{leader} drained before leave returned"
+    );
+    let rest: Vec<(&Member, &RecordingHost)> =
+        members.iter().map(|(_, (m, h))| (m, h.as_ref())).collect();
+    eventually(Duration::from_secs(20), "the others own everything", || {
+        converged(&rest)
+    });
+    // Each shard the leader released is acquired elsewhere sooner than
+    // `dead_after` later: the new leader reads the live set from Redis and
+    // places at once. (It used to wait `dead_after` on every takeover, so
+    // each of these gaps was at least that.)
+    let records = all_records(&c);
+    let released: BTreeMap<u32, i64> = records
+        .iter()
+        .filter(|r| r.node == leader && r.kind == journal::Kind::Release)
+        .map(|r| (r.shard, r.mono_ns))
+        .collect();
+    assert!(!released.is_empty());
+    let hold = i64::try_from(config.dead_after.as_nanos()).unwrap();
+    let mut worst_ms = 0;
+    for (shard, at) in &released {
+        let taken = records
+            .iter()
+            .filter(|r| r.node != leader && r.shard == *shard && r.kind == journal::Kind::Acquire)
+            .map(|r| r.mono_ns)
+            .filter(|t| t > at)
+            .min()
+            .unwrap_or_else(|| panic!("nobody took shard {shard}"));
+        let gap_ms = (taken - at) / 1_000_000;
+        worst_ms = worst_ms.max(gap_ms);
+        assert!(
+            taken - at < hold,
+            "shard {shard} sat unowned {gap_ms} ms after {leader} released it"
+        );
+    }
+    eprintln!("the leader's shards were unowned for at most {worst_ms} ms");
     c.assert_no_double_ownership();
 }
 

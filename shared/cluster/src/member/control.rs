@@ -44,6 +44,9 @@ pub(super) struct Loop {
     leader_epoch: Option<u64>,
     assignment: crate::coordinator::Assignment,
     last_heartbeat_ns: i64,
+    /// When this process's first heartbeat landed (it is in the live set
+    /// since then); `None` before.
+    live_since_ns: Option<i64>,
     view: Arc<Mutex<View>>,
 }
 
@@ -80,6 +83,7 @@ impl Loop {
             leader_epoch: None,
             assignment: Default::default(),
             last_heartbeat_ns: 0,
+            live_since_ns: None,
             view,
         }
     }
@@ -112,7 +116,10 @@ impl Loop {
                 &self.config.addr,
                 forget.as_millis() as u64,
             ) {
-                Ok(_) => self.last_heartbeat_ns = now,
+                Ok(_) => {
+                    self.last_heartbeat_ns = now;
+                    self.live_since_ns.get_or_insert(now);
+                }
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
             }
         }
@@ -225,7 +232,7 @@ impl Loop {
             }
         };
         if self.leader_epoch.is_some() && !was_leader {
-            self.hold_placement();
+            self.hold_placement_after_takeover();
         }
         if mono_ns() < self.placement_hold_until_ns {
             return;
@@ -237,12 +244,25 @@ impl Loop {
         }
     }
 
-    /// A leader that just took over, or that just saw Redis restart, has
-    /// not seen heartbeats for long enough to call anyone dead: without a
-    /// pause it would move every shard to the few nodes it heard from
-    /// first, and back again a moment later.
+    /// A leader that just saw Redis restart cannot trust the live set (the
+    /// heartbeats may be lost): without a pause it would move every shard
+    /// to the few nodes it heard from first, and back again a moment later.
     fn hold_placement(&mut self) {
         self.placement_hold_until_ns = mono_ns() + ns(self.config.dead_after);
+    }
+
+    /// A new leader reads the same heartbeats its predecessor did (they are
+    /// in Redis), so taking over needs no pause of its own, except while
+    /// this node itself has been live for less than `dead_after`: then the
+    /// cluster may be starting and its peers not registered yet. Holding
+    /// on every takeover would stall every shard a leaving or crashed
+    /// leader owned for `dead_after` more.
+    fn hold_placement_after_takeover(&mut self) {
+        let until = match self.live_since_ns {
+            Some(t) => t + ns(self.config.dead_after),
+            None => mono_ns() + ns(self.config.dead_after),
+        };
+        self.placement_hold_until_ns = self.placement_hold_until_ns.max(until);
     }
 
     /// One leader round: live nodes + current table -> plan -> fenced write.
