@@ -246,6 +246,32 @@ pub fn takeover_ms(cluster: &Cluster, victim_prefix: &str, fault_ns: i64) -> Res
     Ok(out)
 }
 
+/// Graceful handoffs, from the journals: for every lease release, the time
+/// until another node acquired that shard (ms), in release order. A gap is
+/// how long the shard had no owner; the drain before it is not included.
+pub fn handoff_gaps_ms(cluster: &Cluster) -> Result<Vec<f64>> {
+    use liveseg_cluster::journal::Kind;
+    let records = read_journals(&cluster.journals())?;
+    let mut releases: Vec<_> = records.iter().filter(|r| r.kind == Kind::Release).collect();
+    releases.sort_by_key(|r| r.mono_ns);
+    Ok(releases
+        .iter()
+        .filter_map(|rel| {
+            records
+                .iter()
+                .filter(|r| {
+                    r.shard == rel.shard
+                        && r.kind == Kind::Acquire
+                        && r.mono_ns > rel.mono_ns
+                        && r.node != rel.node
+                })
+                .map(|r| r.mono_ns)
+                .min()
+                .map(|t| (t - rel.mono_ns) as f64 / 1e6)
+        })
+        .collect())
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

@@ -47,6 +47,8 @@ pub(super) struct Loop {
     /// When this process's first heartbeat landed (it is in the live set
     /// since then); `None` before.
     live_since_ns: Option<i64>,
+    /// Set once a graceful leave has removed this node from the live set.
+    left_live_set: bool,
     view: Arc<Mutex<View>>,
 }
 
@@ -84,6 +86,7 @@ impl Loop {
             assignment: Default::default(),
             last_heartbeat_ns: 0,
             live_since_ns: None,
+            left_live_set: false,
             view,
         }
     }
@@ -192,8 +195,19 @@ impl Loop {
         mono_ns() < self.quarantine_until_ns
     }
 
-    /// Leaving: stop leading, drain everything, release; true when done.
+    /// Leaving: leave the live set, stop leading, drain everything,
+    /// release; true when done. The live set is left here, on the loop's
+    /// own thread, because a step already under way when the owner asked
+    /// to leave would heartbeat again after a removal made from outside,
+    /// and the leader would then wait `dead_after` to move what this node
+    /// drained.
     fn leave_step(&mut self) -> bool {
+        if !self.left_live_set {
+            match self.coordinator.leave(&self.config.node_id) {
+                Ok(()) => self.left_live_set = true,
+                Err(e) => tracing::warn!(error = %e, "leaving the live set failed; retrying"),
+            }
+        }
         if let Some(e) = self.leader_epoch.take() {
             let _ = self
                 .leases

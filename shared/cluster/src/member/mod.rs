@@ -178,8 +178,6 @@ pub struct Member {
     stop: Arc<AtomicU8>,
     paused: Arc<AtomicBool>,
     view: Arc<Mutex<View>>,
-    coordinator: Coordinator,
-    node_id: String,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -202,7 +200,7 @@ impl Member {
             config.clone(),
             host,
             journal,
-            coordinator.clone(),
+            coordinator,
             view.clone(),
         );
         let (s, p) = (stop.clone(), paused.clone());
@@ -214,8 +212,6 @@ impl Member {
             stop,
             paused,
             view,
-            coordinator,
-            node_id: config.node_id,
             thread: Some(thread),
         })
     }
@@ -235,7 +231,6 @@ impl Member {
     /// shard away, drain and release each one, then stop. Returns when done
     /// (or when every drain timed out).
     pub fn leave(mut self) {
-        let _ = self.coordinator.leave(&self.node_id);
         self.stop.store(LEAVE, Ordering::Release);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
