@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "model",
         "content",
         "propensity",
+        "insight",
     ]
     .map(|name| root.join(format!("liveseg/v1/{name}.proto")));
     for file in &files {

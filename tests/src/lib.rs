@@ -218,6 +218,18 @@ impl Node {
         )
     }
 
+    pub async fn insight(
+        &self,
+    ) -> Result<pb::insight_service_client::InsightServiceClient<InterceptedService<Channel, Auth>>>
+    {
+        Ok(
+            pb::insight_service_client::InsightServiceClient::with_interceptor(
+                self.channel().await?,
+                Auth(self.api_key.clone()),
+            ),
+        )
+    }
+
     pub async fn membership_with(&self, key: &str) -> Result<MembershipClient> {
         membership_at(&self.url(), key).await
     }

@@ -104,6 +104,9 @@ pub enum Command {
     Match(crate::content_cmd::MatchArgs),
     /// Write a stopped node's event log (one tenant) as Segment-Spec JSON lines.
     Export(crate::export_cmd::ExportArgs),
+    /// Lookalikes, clusters and send timing from a node's live state.
+    #[command(subcommand)]
+    Insight(crate::insight_cmd::InsightCommand),
 }
 
 /// Parses the process arguments, remembering whether `--data-dir` came from

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use liveseg_proto::pb::admin_service_client::AdminServiceClient;
 use liveseg_proto::pb::content_service_client::ContentServiceClient;
 use liveseg_proto::pb::ingest_service_client::IngestServiceClient;
+use liveseg_proto::pb::insight_service_client::InsightServiceClient;
 use liveseg_proto::pb::membership_service_client::MembershipServiceClient;
 use liveseg_proto::pb::segment_service_client::SegmentServiceClient;
 use serde::Deserialize;
@@ -92,6 +93,10 @@ impl Api {
 
     pub fn content(&self) -> ContentServiceClient<Authed> {
         ContentServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    pub fn insight(&self) -> InsightServiceClient<Authed> {
+        InsightServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 }
 

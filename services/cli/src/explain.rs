@@ -67,6 +67,9 @@ pub fn render(x: &pb::Explanation, evidence: usize) -> String {
         let _ = write!(text, " (account {})", x.account_id);
     }
     text.push('\n');
+    if let Some(t) = &x.send_timing {
+        let _ = writeln!(text, "{}", crate::insight_cmd::TimingLine(t));
+    }
     if x.segments.is_empty() {
         text.push_str("no segments to explain\n");
     }
@@ -139,6 +142,22 @@ pub fn explanation_json(x: &pb::Explanation) -> Value {
         "id": x.id,
         "account_id": x.account_id,
         "segments": segments,
+        "send_timing": x.send_timing.as_ref().map_or(Value::Null, timing_json),
+    })
+}
+
+fn timing_json(t: &pb::SendTiming) -> Value {
+    json!({
+        "best_hour_utc": t.best_hour_utc,
+        "confidence": t.confidence,
+        "contact_events": t.contact_events,
+        "basis": t.basis,
+        "fatigue": t.fatigue.as_ref().map_or(Value::Null, |f| json!({
+            "level": f.level,
+            "p_unsubscribe_7d": f.p_unsubscribe_7d,
+            "ratio_to_base_rate": f.ratio_to_base_rate,
+            "model_version": f.model_version,
+        })),
     })
 }
 
@@ -208,6 +227,7 @@ mod tests {
             entity: "contact".into(),
             id: "u1".into(),
             account_id: "acme".into(),
+            send_timing: None,
             segments: vec![pb::SegmentExplanation {
                 segment: "engaged_target_contacts".into(),
                 member: false,

@@ -36,6 +36,7 @@ mod export_cmd;
 mod generate;
 mod generate_cmd;
 mod ingest;
+mod insight_cmd;
 mod message_ids;
 mod model_cmd;
 mod output;
@@ -125,6 +126,7 @@ async fn run_async(global: GlobalArgs, command: Command) -> Result<()> {
         Command::Clock(a) => admin::clock(&a, &connect(&global).await?, format).await,
         Command::Content(c) => content_cmd::run(&c, &connect(&global).await?, format).await,
         Command::Match(a) => content_cmd::matches(&a, &connect(&global).await?, format).await,
+        Command::Insight(c) => insight_cmd::run(&c, &connect(&global).await?, format).await,
     }
 }
 

@@ -14,7 +14,7 @@ use clap::Args;
 use liveseg_core::features::FEATURE_SET;
 use liveseg_core::labels::{Target, replay_until};
 use liveseg_core::scores::{Scored, TOP_KEPT, percentiles, scored_message};
-use liveseg_core::send_time::{SendHour, best_hour};
+use liveseg_core::send_time::{Fatigue, SendHour, best_hour, fatigue};
 use liveseg_core::time::{Millis, format_rfc3339};
 use liveseg_learn::ModelArtifact;
 use liveseg_learn::registry::Registry;
@@ -75,14 +75,6 @@ struct Contribution {
 }
 
 #[derive(Serialize)]
-struct Fatigue {
-    /// normal, elevated (>= 1.25x the model's base rate) or high (>= 2x).
-    level: &'static str,
-    p_unsubscribe_7d: f32,
-    ratio_to_base_rate: f64,
-}
-
-#[derive(Serialize)]
 struct ContactScores<'a> {
     contact: &'a str,
     account: &'a str,
@@ -91,25 +83,6 @@ struct ContactScores<'a> {
     send_hour: SendHour,
     #[serde(skip_serializing_if = "Option::is_none")]
     fatigue: Option<Fatigue>,
-}
-
-fn fatigue(p: f32, base_rate: f64) -> Fatigue {
-    let ratio = if base_rate > 0.0 {
-        f64::from(p) / base_rate
-    } else {
-        0.0
-    };
-    Fatigue {
-        level: if ratio >= 2.0 {
-            "high"
-        } else if ratio >= 1.25 {
-            "elevated"
-        } else {
-            "normal"
-        },
-        p_unsubscribe_7d: p,
-        ratio_to_base_rate: ratio,
-    }
 }
 
 /// Scores `rows` with one target: locally or through the model service.

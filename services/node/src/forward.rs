@@ -28,6 +28,7 @@ const ROUTED: &[&str] = &[
     "/liveseg.v1.MembershipService/",
     "/liveseg.v1.SegmentService/",
     "/liveseg.v1.ContentService/",
+    "/liveseg.v1.InsightService/",
 ];
 
 /// Lazily connected channels to peer nodes, by address.

@@ -2,6 +2,7 @@
 //! unit tests drive without actix. The actor shell (`actor.rs`) only
 //! forwards messages here and keeps the timer armed.
 
+use crate::insight;
 use liveseg_core::state::ContactState;
 use liveseg_core::{Account, Change, Event, Explained, Millis, SegmentSet};
 use liveseg_store::Seq;
@@ -163,6 +164,19 @@ impl AccountHost {
             Query::FeatureRows => {
                 Answer::FeatureRows(self.account.feature_rows(now.saturating_add(1)))
             }
+            Query::InsightSummary { seed } => Answer::InsightSummary(Box::new(insight::summarize(
+                &self.account,
+                set,
+                *seed,
+                now.saturating_add(1),
+            ))),
+            Query::Lookalikes(probe) => {
+                Answer::Lookalikes(probe.scan(&self.account, set, now.saturating_add(1)))
+            }
+            Query::SendTiming(contact) => Answer::SendTiming(
+                insight::contact_timing(&self.account, contact, now.saturating_add(1))
+                    .map(Box::new),
+            ),
         }
     }
 }
@@ -183,6 +197,15 @@ pub enum Query {
     Interest(String),
     /// Model features of every unsuppressed contact now (the live scorer).
     FeatureRows,
+    /// This account's share of tenant-wide insight figures; `seed` is a
+    /// lookalike seed segment's index.
+    InsightSummary {
+        seed: Option<usize>,
+    },
+    /// The best lookalikes among this account's contacts.
+    Lookalikes(Arc<insight::LookalikeProbe>),
+    /// A contact's send-timing inputs.
+    SendTiming(String),
 }
 
 #[derive(Debug)]
@@ -194,6 +217,9 @@ pub enum Answer {
     Stats { contacts: usize, applied_seq: Seq },
     Interest(Option<liveseg_core::content::Interest>),
     FeatureRows(Vec<(String, Vec<f32>)>),
+    InsightSummary(Box<insight::Summary>),
+    Lookalikes(Vec<insight::LookalikeHit>),
+    SendTiming(Option<Box<insight::ContactTiming>>),
 }
 
 #[derive(Debug, Clone)]

@@ -27,6 +27,7 @@ pub mod grpc;
 pub mod host;
 pub mod http;
 pub mod ingest;
+pub mod insight;
 pub mod outbox;
 pub mod periodic;
 pub mod rebuild;

@@ -3,8 +3,8 @@
 
 use crate::error::{NodeError, Result};
 use crate::grpc::{
-    admin::AdminApi, content::ContentApi, ingest::IngestApi, membership::MembershipApi,
-    segments::SegmentsApi,
+    admin::AdminApi, content::ContentApi, ingest::IngestApi, insight::InsightApi,
+    membership::MembershipApi, segments::SegmentsApi,
 };
 use crate::server::NodeInner;
 use liveseg_proto::pb;
@@ -52,6 +52,9 @@ where
         )))
         .add_service(pb::content_service_server::ContentServiceServer::new(
             ContentApi(node.clone()),
+        ))
+        .add_service(pb::insight_service_server::InsightServiceServer::new(
+            InsightApi(node.clone()),
         ))
         .into_axum_router();
     let routed = axum::middleware::from_fn_with_state(node.clone(), crate::forward::route);

@@ -7,7 +7,8 @@
 
 use liveseg_core::{Change, Directory, Entity, SegmentSet};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 use tokio::sync::broadcast;
 
 /// A membership change with its durable cursor.
@@ -29,6 +30,9 @@ pub struct TenantState {
     pub index: RwLock<BTreeSet<IndexKey>>,
     /// Live changes for Watch; a lagging watcher falls back to the durable log.
     pub feed: broadcast::Sender<Arc<FeedItem>>,
+    /// Send timing's tenant-wide baseline and when it was computed
+    /// (`grpc::insight`).
+    pub insight_baseline: Mutex<Option<(Instant, Arc<crate::insight::Summary>)>>,
 }
 
 impl TenantState {
@@ -39,6 +43,7 @@ impl TenantState {
             directory: RwLock::new(directory),
             index: RwLock::new(BTreeSet::new()),
             feed: broadcast::channel(4096).0,
+            insight_baseline: Mutex::new(None),
         }
     }
 

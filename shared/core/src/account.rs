@@ -467,19 +467,27 @@ impl Account {
     /// contact not suppressed by then, for a live scorer; empty unless the
     /// set keeps features (a definition reads scores).
     pub fn feature_rows(&self, t: Millis) -> Vec<(String, Vec<f32>)> {
-        let empty = crate::features::AccountSignals::default();
-        let signals = self.core.signals.as_deref().unwrap_or(&empty);
+        self.contact_features(t)
+            .map(|(c, f)| (c.id.to_string(), f))
+            .collect()
+    }
+
+    /// `feature_rows` with each contact's state (lookalikes read its
+    /// memberships and interest profile too).
+    pub fn contact_features(
+        &self,
+        t: Millis,
+    ) -> impl Iterator<Item = (&ContactState, Vec<f32>)> + '_ {
+        static EMPTY: std::sync::LazyLock<crate::features::AccountSignals> =
+            std::sync::LazyLock::new(Default::default);
+        let signals = self.core.signals.as_deref().unwrap_or(&EMPTY);
         self.contacts
             .iter()
-            .filter(|c| !c.suppressed(t))
-            .filter_map(|c| {
+            .filter(move |c| !c.suppressed(t))
+            .filter_map(move |c| {
                 let f = c.features.as_deref()?;
-                Some((
-                    c.id.to_string(),
-                    crate::features::features_at(f, signals, t),
-                ))
+                Some((c, crate::features::features_at(f, signals, t)))
             })
-            .collect()
     }
 
     /// Explains `seg` for the account (contact None) or one of its contacts at instant `t`.

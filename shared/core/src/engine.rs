@@ -48,6 +48,12 @@ impl Directory {
         self.map.len()
     }
 
+    /// Every account that has a contact, sorted.
+    pub fn accounts(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<&str> = self.map.values().map(String::as_str).collect();
+        set.into_iter().map(str::to_owned).collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

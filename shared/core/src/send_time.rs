@@ -97,6 +97,43 @@ pub fn best_hour(contact: &[u32; 24], account: &[u32; 24], tenant: &[u32; 24]) -
     }
 }
 
+/// Sending pressure from the unsubscribe model: the contact's current
+/// P(unsubscribe or complaint within 7 days) against a base rate (the
+/// model's training rate offline, the tenant's mean score live).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Fatigue {
+    /// `high` (at least twice the base rate), `elevated` (1.25x) or `normal`.
+    pub level: &'static str,
+    pub p_unsubscribe_7d: f32,
+    pub ratio_to_base_rate: f64,
+}
+
+/// Ratio at or above which fatigue is `high`.
+pub const FATIGUE_HIGH: f64 = 2.0;
+/// Ratio at or above which fatigue is `elevated`.
+pub const FATIGUE_ELEVATED: f64 = 1.25;
+
+/// The fatigue signal of probability `p` against `base_rate` (a base rate
+/// of 0 gives ratio 0: nothing to compare with).
+pub fn fatigue(p: f32, base_rate: f64) -> Fatigue {
+    let ratio = if base_rate > 0.0 {
+        f64::from(p) / base_rate
+    } else {
+        0.0
+    };
+    Fatigue {
+        level: if ratio >= FATIGUE_HIGH {
+            "high"
+        } else if ratio >= FATIGUE_ELEVATED {
+            "elevated"
+        } else {
+            "normal"
+        },
+        p_unsubscribe_7d: p,
+        ratio_to_base_rate: ratio,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +165,14 @@ mod tests {
         assert_eq!((none.hour, none.basis), (16, Basis::Tenant));
         let nothing = best_hour(&[0; 24], &[0; 24], &[0; 24]);
         assert_eq!(nothing.basis, Basis::None);
+    }
+
+    #[test]
+    fn fatigue_levels_follow_the_ratio_to_the_base_rate() {
+        assert_eq!(fatigue(0.10, 0.05).level, "high");
+        assert_eq!(fatigue(0.07, 0.05).level, "elevated");
+        assert_eq!(fatigue(0.05, 0.05).level, "normal");
+        assert_eq!(fatigue(0.5, 0.0).ratio_to_base_rate, 0.0);
     }
 
     #[test]

@@ -215,6 +215,7 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
             id: r.id.clone(),
             account_id: account.clone(),
             segments: vec![],
+            send_timing: None,
         };
         for key in keys {
             let contact = (ent == Entity::Contact).then(|| r.id.clone());
@@ -232,6 +233,9 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
                 ent.as_str(),
                 r.id
             )));
+        }
+        if ent == Entity::Contact {
+            out.send_timing = super::insight::explain_timing(&rt, &tenant, &r.id).await;
         }
         Ok(Response::new(out))
     }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod content;
 pub mod ingest;
+pub mod insight;
 pub mod membership;
 pub mod segments;
 

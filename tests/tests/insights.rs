@@ -1,0 +1,249 @@
+//! InsightService end to end over a real node: lookalikes, clusters and
+//! send timing come from the live actors and agree with the offline
+//! commands over the same history (`liveseg model lookalike | cluster |
+//! score`); bad requests are refused naming the field; explain carries the
+//! send timing and the fatigue from ingested unsubscribe scores.
+
+use anyhow::{Context, Result};
+use liveseg_proto::pb;
+use liveseg_tests::models::{Fixture, member_ids, ok, on_node};
+use std::collections::BTreeMap;
+
+const AT: &str = "2026-11-01T00:00:00Z";
+const SEED: &str = "engaged_target_contacts";
+
+/// A score condition keeps contact features (what insights read).
+const KEEP_FEATURES: &str = r#"
+- key: unsubscribe_risk
+  name: Unsubscribe risk
+  entity: contact
+  condition: {score: {target: unsubscribe_7d, top_percent: 10}}
+"#;
+
+fn code_and_message(r: Result<impl std::fmt::Debug, tonic::Status>) -> (tonic::Code, String) {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(s) => (s.code(), s.message().to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookalikes_clusters_and_send_timing_come_from_the_live_actors() -> Result<()> {
+    let f = Fixture::new()?;
+    f.train(&["--target", "unsubscribe_7d", "--activate"])?;
+    let defs = f.dir.path().join("defs.yaml");
+    std::fs::write(&defs, KEEP_FEATURES)?;
+    let defs = defs.display().to_string();
+    let data = f.dir.path().join("node");
+    let clock = format!("manual:{AT}");
+    let node = liveseg_tests::Node::start(&data, &["--clock", &clock]).await?;
+    on_node(&node, &["ingest", &f.events()])?;
+    node.settle().await?;
+    let mut insight = node.insight().await?;
+
+    // Without a score condition no features are kept: the call says so.
+    let (code, msg) = code_and_message(
+        insight
+            .find_lookalikes(pb::FindLookalikesRequest {
+                seed_segment: SEED.into(),
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(code, tonic::Code::FailedPrecondition, "{msg}");
+    assert!(msg.contains("score"), "{msg}");
+
+    // Applying one rebuilds the tenant with features.
+    on_node(&node, &["segments", "apply", "--file", &defs])?;
+    node.settle().await?;
+
+    // Lookalikes: the offline command over the same history at the same
+    // instant ranks the same contacts with the same similarities.
+    let found = insight
+        .find_lookalikes(pb::FindLookalikesRequest {
+            seed_segment: SEED.into(),
+            limit: 15,
+            interest_weight: Some(0.0),
+        })
+        .await?
+        .into_inner();
+    let seed = member_ids(&node, SEED).await?;
+    assert_eq!(found.seed_members as usize, seed.len());
+    assert_eq!(found.lookalikes.len(), 15);
+    let offline = ok(&[
+        "model",
+        "lookalike",
+        "--events",
+        &f.events(),
+        "--segments",
+        &defs,
+        "--seed-segment",
+        SEED,
+        "-n",
+        "15",
+        "--at",
+        AT,
+    ])?;
+    let offline: Vec<serde_json::Value> = offline
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(offline.len(), 15);
+    for (live, off) in found.lookalikes.iter().zip(&offline) {
+        assert!(
+            !seed.contains(&live.contact_id),
+            "{} is a seed",
+            live.contact_id
+        );
+        let sim = off["similarity"].as_f64().context("similarity")?;
+        assert!(
+            (f64::from(live.score) - sim).abs() < 1e-4,
+            "{} {} vs offline {off}",
+            live.contact_id,
+            live.score
+        );
+        assert_eq!(live.contact_id, off["contact"].as_str().unwrap_or_default());
+        assert_eq!(live.account_id, off["account"].as_str().unwrap_or_default());
+        assert!(!live.shared_features.is_empty(), "{live:?}");
+    }
+
+    // Bad requests name the field.
+    let bad = [
+        (SEED, 5000, None, tonic::Code::InvalidArgument, "limit"),
+        (
+            SEED,
+            5,
+            Some(1.5),
+            tonic::Code::InvalidArgument,
+            "interest_weight",
+        ),
+        ("nope", 5, None, tonic::Code::NotFound, "seed_segment"),
+        (
+            "dormant_high_fit_accounts",
+            5,
+            None,
+            tonic::Code::InvalidArgument,
+            "account segment",
+        ),
+    ];
+    for (segment, limit, weight, want, text) in bad {
+        let (code, msg) = code_and_message(
+            insight
+                .find_lookalikes(pb::FindLookalikesRequest {
+                    seed_segment: segment.into(),
+                    limit,
+                    interest_weight: weight,
+                })
+                .await,
+        );
+        assert_eq!(code, want, "{msg}");
+        assert!(msg.contains(text), "{msg}");
+    }
+
+    // Clusters: the same sizes and descriptions as `model cluster`.
+    let live = insight
+        .discover_clusters(pb::DiscoverClustersRequest {
+            k: 4,
+            seed: Some(7),
+            examples: 3,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let offline = ok(&[
+        "model",
+        "cluster",
+        "--events",
+        &f.events(),
+        "--k",
+        "4",
+        "--at",
+        AT,
+    ])?;
+    let offline_sizes: Vec<(u64, String)> = offline
+        .lines()
+        .filter(|l| l.starts_with("cluster "))
+        .filter_map(|l| {
+            // `cluster 0    123 contacts ( 45.2%)  name`
+            let size = l.split_whitespace().nth(2)?.parse().ok()?;
+            let name = l.split_once("%)")?.1.trim().to_string();
+            Some((size, name))
+        })
+        .collect();
+    let live_sizes: Vec<(u64, String)> = live
+        .clusters
+        .iter()
+        .map(|c| (c.size, c.name.clone()))
+        .collect();
+    assert_eq!(live_sizes, offline_sizes, "{offline}");
+    assert_eq!(
+        live.contacts,
+        live.clusters.iter().map(|c| c.size).sum::<u64>()
+    );
+    assert!(live.clusters.iter().all(|c| c.example_contacts.len() == 3));
+    let (code, msg) = code_and_message(
+        insight
+            .discover_clusters(pb::DiscoverClustersRequest {
+                k: 1,
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(code, tonic::Code::InvalidArgument, "{msg}");
+    assert!(msg.starts_with("k:"), "{msg}");
+
+    // Send timing and fatigue: unsubscribe scores ingested as records.
+    let scored = on_node(
+        &node,
+        &[
+            "model",
+            "score",
+            "--events",
+            &f.events(),
+            "--registry",
+            &f.registry(),
+            "--at",
+            AT,
+            "--ingest",
+        ],
+    )?;
+    node.settle().await?;
+    let mut offline_hours = BTreeMap::new();
+    for line in scored.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let contact = v["contact"].as_str().unwrap_or_default().to_string();
+        offline_hours.insert(contact, v["send_hour"]["hour"].as_u64());
+    }
+    let ids: Vec<String> = seed.iter().take(20).cloned().collect();
+    let mut asked = ids.clone();
+    asked.push("nobody".into());
+    let timings = insight
+        .get_send_timing(pb::GetSendTimingRequest {
+            contact_ids: asked.clone(),
+        })
+        .await?
+        .into_inner()
+        .timings;
+    assert_eq!(timings.len(), asked.len());
+    for (t, id) in timings.iter().zip(&ids) {
+        assert!(t.error.is_empty(), "{t:?}");
+        assert_eq!(&t.contact_id, id);
+        assert_eq!(Some(u64::from(t.best_hour_utc)), offline_hours[id], "{t:?}");
+        let fatigue = t.fatigue.as_ref().context("fatigue")?;
+        assert!(["normal", "elevated", "high"].contains(&fatigue.level.as_str()));
+        assert!(
+            fatigue.model_version.starts_with("unsubscribe_7d-"),
+            "{fatigue:?}"
+        );
+    }
+    let last = timings.last().context("nobody")?;
+    assert_eq!(last.error, "contact_ids[20]: contact 'nobody' not found");
+
+    // Explain shows them too.
+    let why = on_node(&node, &["explain", &ids[0]])?;
+    assert!(
+        why.contains("best send hour") && why.contains("fatigue "),
+        "{why}"
+    );
+    Ok(())
+}
