@@ -109,6 +109,54 @@ fn train_list_activate_rollback_and_report() -> Result<()> {
     assert!(report.contains("by week:"), "{report}");
     let weeks = report.lines().filter(|l| l.starts_with("2026-")).count();
     assert!(weeks >= 3, "{report}");
+    assert!(report.contains("no served scores"), "{report}");
+
+    // Scores served at an instant (as a node logs them), then the sends
+    // after it: the report matches each served score to its outcome.
+    let records = f.dir.path().join("served.jsonl");
+    ok(&[
+        "model",
+        "score",
+        "--events",
+        &f.events(),
+        "--registry",
+        &f.registry(),
+        "--target",
+        "click_7d",
+        "--at",
+        "2026-09-15T00:00:00Z",
+        "--records",
+        &records.display().to_string(),
+    ])?;
+    let log = f.dir.path().join("log.jsonl");
+    let mut text = std::fs::read_to_string(f.events())?;
+    text.push_str(&std::fs::read_to_string(&records)?);
+    std::fs::write(&log, text)?;
+    let report = ok(&[
+        "model",
+        "report",
+        "click_7d",
+        "--registry",
+        &f.registry(),
+        "--events",
+        &log.display().to_string(),
+    ])?;
+    let version = report
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().last())
+        .context("version")?;
+    let all: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with(version) && l.split_whitespace().nth(1) == Some("all"))
+        .collect();
+    assert_eq!(all.len(), 1, "one served version: {report}");
+    let sends: usize = all[0]
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .context("sends")?;
+    assert!(sends > 100, "{report}");
     Ok(())
 }
 

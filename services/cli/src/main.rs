@@ -46,6 +46,7 @@ mod replay;
 mod score_cmd;
 mod segments;
 mod serve;
+mod served_report;
 mod watch;
 
 use std::process::ExitCode;

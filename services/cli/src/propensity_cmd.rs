@@ -18,6 +18,7 @@ use clap::Args;
 use liveseg_core::event::Event;
 use liveseg_core::features::{FEATURE_SET, feature_names};
 use liveseg_core::labels::{Row, Target, training_rows};
+use liveseg_core::served::{ServedRow, score_records, served_rows};
 use liveseg_core::time::{DAY, Millis, format_rfc3339, parse_rfc3339};
 use liveseg_learn::artifact::{ModelArtifact, train_propensity};
 use liveseg_learn::calibrate::CalibrationMethod;
@@ -162,18 +163,35 @@ pub fn read_history(path: &Path) -> Result<(Vec<Event>, Millis)> {
 
 /// A history's rows, labelled as of `as_of` (default: the latest event time).
 pub fn history_rows(path: &Path, as_of: Option<Millis>) -> Result<(Vec<Row>, Millis)> {
-    let started = std::time::Instant::now();
     let (events, latest) = read_history(path)?;
-    let read_secs = started.elapsed().as_secs_f64();
+    Ok(rows_of(events, latest, as_of))
+}
+
+/// `history_rows`, plus the sends whose served `target` score (a logged
+/// record) matured into an outcome.
+fn served_history(
+    path: &Path,
+    as_of: Option<Millis>,
+    target: Target,
+) -> Result<(Vec<Row>, Vec<ServedRow>)> {
+    let (events, latest) = read_history(path)?;
+    let records = score_records(&events, target);
+    let (rows, _) = rows_of(events, latest, as_of);
+    let served = served_rows(&rows, &records, target);
+    Ok((rows, served))
+}
+
+fn rows_of(events: Vec<Event>, latest: Millis, as_of: Option<Millis>) -> (Vec<Row>, Millis) {
+    let started = std::time::Instant::now();
     let as_of = as_of.unwrap_or(latest);
     let rows = training_rows(events, as_of);
     eprintln!(
-        "{} sends with point-in-time features, labels as of {} (read {read_secs:.1} s, rows {:.1} s)",
+        "{} sends with point-in-time features, labels as of {} ({:.1} s)",
         rows.len(),
         format_rfc3339(as_of),
-        started.elapsed().as_secs_f64() - read_secs
+        started.elapsed().as_secs_f64()
     );
-    Ok((rows, as_of))
+    (rows, as_of)
 }
 
 /// The labelled rows of one target as a dataset (censored rows left out).
@@ -348,7 +366,7 @@ pub fn report(a: &ReportArgs) -> Result<()> {
     let Some(events) = &a.events else {
         return Ok(());
     };
-    let (rows, _) = history_rows(events, a.as_of)?;
+    let (rows, served) = served_history(events, a.as_of, target)?;
     let after = artifact.meta.validation_window.end_ms;
     let mut alerts = Vec::new();
     writeln!(
@@ -438,6 +456,7 @@ pub fn report(a: &ReportArgs) -> Result<()> {
             )?,
         }
     }
+    crate::served_report::write_served(&mut out, &served, a.calibration_alert, &mut alerts)?;
     if alerts.is_empty() {
         writeln!(
             out,

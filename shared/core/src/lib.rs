@@ -31,6 +31,7 @@ pub mod labels;
 pub mod presets;
 pub mod scores;
 pub mod send_time;
+pub mod served;
 pub mod state;
 pub mod time;
 pub mod value;
