@@ -176,6 +176,49 @@ async fn lookalikes_clusters_and_send_timing_come_from_the_live_actors() -> Resu
         .map(|c| (c.size, c.name.clone()))
         .collect();
     assert_eq!(live_sizes, offline_sizes, "{offline}");
+    // Each cluster comes with a rule; saved, it is a live segment whose
+    // members are the contacts the rule matches.
+    let ruled = live
+        .clusters
+        .iter()
+        .find(|c| !c.rule_condition_json.is_empty())
+        .context("a cluster with a rule")?;
+    assert!(
+        (0.0..=1.0).contains(&ruled.rule_precision) && ruled.rule_recall > 0.0,
+        "{ruled:?}"
+    );
+    let n = ruled.cluster.to_string();
+    let saved = on_node(
+        &node,
+        &[
+            "insight",
+            "clusters",
+            "--k",
+            "4",
+            "--save",
+            &n,
+            "--key",
+            "discovered",
+        ],
+    )?;
+    assert!(saved.contains("RULE P/R"), "{saved}");
+    node.settle().await?;
+    let members = member_ids(&node, "discovered").await?;
+    // The segment matches about as many contacts as the rule did on the
+    // feature rows (window edges differ by an instant: a small tolerance).
+    let matched = ruled.rule_recall * ruled.size as f64 / ruled.rule_precision;
+    let diff = (members.len() as f64 - matched).abs();
+    assert!(
+        !members.is_empty() && diff <= (0.05 * matched).max(2.0),
+        "{} members, the rule matched {matched:.0}",
+        members.len()
+    );
+    let someone = members.iter().next().context("a member")?;
+    let why = on_node(&node, &["explain", someone, "discovered"])?;
+    assert!(
+        why.contains("discovered") && why.contains("within"),
+        "{why}"
+    );
     assert_eq!(
         live.contacts,
         live.clusters.iter().map(|c| c.size).sum::<u64>()

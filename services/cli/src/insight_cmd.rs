@@ -4,12 +4,13 @@
 
 use std::io::{self, Write};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use liveseg_proto::pb;
 use serde::Serialize;
 
 use crate::client::{Api, rpc_error};
+use crate::exit::usage;
 use crate::output::{Column, OutputFormat, col, print_items};
 
 #[derive(Subcommand, Debug)]
@@ -52,6 +53,15 @@ pub struct ClustersArgs {
     /// Example members per cluster.
     #[arg(long, default_value_t = 5)]
     pub examples: u32,
+    /// Save this cluster's rule as a live contact segment (with --key).
+    #[arg(long, value_name = "CLUSTER", requires = "key")]
+    pub save: Option<u32>,
+    /// The saved segment's key.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// The saved segment's name (default: the cluster's).
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -74,9 +84,9 @@ struct LookalikeRow {
     rank: usize,
     contact: String,
     account: String,
-    score: f32,
-    feature_similarity: f32,
-    interest_similarity: Option<f32>,
+    score: f64,
+    feature_similarity: f64,
+    interest_similarity: Option<f64>,
     shared: String,
 }
 
@@ -89,8 +99,9 @@ const LOOKALIKE_COLUMNS: [Column; 6] = [
     col("CLOSEST ON", "shared"),
 ];
 
-fn round4(x: f32) -> f32 {
-    (x * 10_000.0).round() / 10_000.0
+/// Four decimals are all a cosine says; JSON keeps them stable.
+fn round4(x: f32) -> f64 {
+    (f64::from(x) * 10_000.0).round() / 10_000.0
 }
 
 async fn lookalikes(a: &LookalikesArgs, api: &Api, format: OutputFormat) -> Result<()> {
@@ -143,13 +154,18 @@ struct ClusterRow {
     share: f64,
     summary: String,
     examples: Vec<String>,
+    /// The rule's precision/recall against the cluster, e.g. "0.82/0.75".
+    rule: String,
+    rule_condition: Option<serde_json::Value>,
+    rule_skipped: Vec<String>,
 }
 
-const CLUSTER_COLUMNS: [Column; 5] = [
+const CLUSTER_COLUMNS: [Column; 6] = [
     col("CLUSTER", "cluster"),
     col("SIZE", "size"),
     col("NAME", "name"),
     col("WHAT SETS IT APART", "summary"),
+    col("RULE P/R", "rule"),
     col("EXAMPLES", "examples"),
 ];
 
@@ -177,6 +193,13 @@ async fn clusters(a: &ClustersArgs, api: &Api, format: OutputFormat) -> Result<(
             share: (c.share * 1000.0).round() / 1000.0,
             summary: c.summary,
             examples: c.example_contacts,
+            rule: if c.rule_condition_json.is_empty() {
+                "-".into()
+            } else {
+                format!("{:.2}/{:.2}", c.rule_precision, c.rule_recall)
+            },
+            rule_condition: serde_json::from_str(&c.rule_condition_json).ok(),
+            rule_skipped: c.rule_skipped,
         })
         .collect();
     let mut out = io::stdout().lock();
@@ -194,6 +217,43 @@ async fn clusters(a: &ClustersArgs, api: &Api, format: OutputFormat) -> Result<(
         )?;
     }
     print_items(&mut out, format, &CLUSTER_COLUMNS, &rows, "no clusters")?;
+    if let (Some(n), Some(key)) = (a.save, &a.key) {
+        let Some(c) = rows.iter().find(|c| c.cluster == n) else {
+            bail!(usage(format!(
+                "--save: no cluster {n} (0 to {})",
+                rows.len().saturating_sub(1)
+            )));
+        };
+        let Some(condition) = &c.rule_condition else {
+            bail!(
+                "cluster {n} cannot be saved: none of its distinguishing features ({}) has a condition",
+                c.rule_skipped.join(", ")
+            );
+        };
+        let definition = serde_json::json!({
+            "key": key,
+            "name": a.name.clone().unwrap_or_else(|| c.name.clone()),
+            "description": format!(
+                "Cluster {n} of k-means (k = {}, seed {}): {}. As a rule: precision {}, recall {}.",
+                a.k, a.seed, c.summary, c.rule.split('/').next().unwrap_or(""),
+                c.rule.split('/').nth(1).unwrap_or("")
+            ),
+            "entity": "contact",
+            "condition": condition,
+        });
+        let saved = api
+            .segments()
+            .apply_segment(pb::ApplySegmentRequest {
+                definition: definition.to_string(),
+            })
+            .await
+            .map_err(|s| rpc_error("saving the cluster as a segment", &s))?
+            .into_inner();
+        eprintln!(
+            "saved cluster {n} as segment `{}` (revision {}); rule precision/recall {}",
+            saved.key, saved.revision, c.rule
+        );
+    }
     Ok(())
 }
 
@@ -205,7 +265,7 @@ struct TimingRow {
     confidence: Option<f64>,
     basis: String,
     fatigue: String,
-    p_unsubscribe_7d: Option<f32>,
+    p_unsubscribe_7d: Option<f64>,
     error: String,
 }
 
@@ -264,7 +324,7 @@ async fn send_time(a: &SendTimeArgs, api: &Api, format: OutputFormat) -> Result<
                     .fatigue
                     .as_ref()
                     .map_or(String::new(), |f| f.level.clone()),
-                p_unsubscribe_7d: t.fatigue.as_ref().map(|f| f.p_unsubscribe_7d),
+                p_unsubscribe_7d: t.fatigue.as_ref().map(|f| round4(f.p_unsubscribe_7d)),
                 error: t.error,
             }
         })

@@ -17,6 +17,7 @@
 pub mod account;
 pub mod brute;
 mod check;
+pub mod cluster_rules;
 pub mod compile;
 pub mod content;
 pub mod definition;

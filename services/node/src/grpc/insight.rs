@@ -12,6 +12,7 @@ use crate::runtime::Runtime;
 use crate::server::NodeInner;
 use crate::tenant::TenantState;
 use futures::StreamExt;
+use liveseg_core::cluster_rules::{RuleTest, Split, cluster_rule};
 use liveseg_core::features::feature_names;
 use liveseg_core::send_time::{best_hour, fatigue};
 use liveseg_core::time::format_rfc3339;
@@ -383,6 +384,55 @@ fn cluster_options(r: &pb::DiscoverClustersRequest) -> Result<KMeansOptions, Sta
     })
 }
 
+/// The rule fields of a cluster (`liveseg_core::cluster_rules`), with its
+/// precision and recall over the clustered rows.
+fn cluster_as_rule(
+    d: &kmeans::ClusterDescription,
+    rows: &[(String, Vec<f32>)],
+    assignments: &[usize],
+    names: &[String],
+) -> pb::Cluster {
+    let splits: Vec<Split<'_>> = d
+        .features
+        .iter()
+        .map(|f| Split {
+            feature: &f.feature,
+            high: f.direction == kmeans::Direction::High,
+            cluster_mean: f.cluster_mean,
+            overall_mean: f.overall_mean,
+        })
+        .collect();
+    let Some(rule) = cluster_rule(&splits) else {
+        return pb::Cluster {
+            rule_skipped: d.features.iter().map(|f| f.feature.clone()).collect(),
+            ..Default::default()
+        };
+    };
+    let columns: Vec<(usize, &RuleTest)> = rule
+        .tests
+        .iter()
+        .filter_map(|t| Some((names.iter().position(|n| *n == t.feature)?, t)))
+        .collect();
+    let (mut matched, mut both) = (0usize, 0usize);
+    for ((_, row), a) in rows.iter().zip(assignments) {
+        if columns
+            .iter()
+            .all(|(j, t)| row.get(*j).is_some_and(|v| t.holds(*v)))
+        {
+            matched += 1;
+            both += usize::from(*a == d.cluster);
+        }
+    }
+    let share = |n: usize, of: usize| if of == 0 { 0.0 } else { n as f64 / of as f64 };
+    pb::Cluster {
+        rule_condition_json: rule.condition.to_string(),
+        rule_precision: share(both, matched),
+        rule_recall: share(both, d.size),
+        rule_skipped: rule.skipped,
+        ..Default::default()
+    }
+}
+
 /// k-means over `rows` (sorted by contact id), described as the offline
 /// `liveseg model cluster` describes it.
 fn clusters(
@@ -401,30 +451,34 @@ fn clusters(
     let silhouette = kmeans::silhouette_sample(&fitted, &x, 2_000, opts.seed).ok();
     let clusters = described
         .into_iter()
-        .map(|d| pb::Cluster {
-            cluster: d.cluster as u32,
-            name: d.name,
-            summary: d.summary,
-            size: d.size as u64,
-            share: d.share,
-            features: d
-                .features
-                .into_iter()
-                .map(|f| pb::ClusterFeature {
-                    feature: f.feature,
-                    direction: format!("{:?}", f.direction).to_lowercase(),
-                    cluster_mean: f.cluster_mean,
-                    overall_mean: f.overall_mean,
-                    standardized_difference: f.standardized_difference,
-                })
-                .collect(),
-            example_contacts: rows
-                .iter()
-                .zip(&fitted.assignments)
-                .filter(|(_, a)| **a == d.cluster)
-                .take(examples)
-                .map(|((id, _), _)| id.clone())
-                .collect(),
+        .map(|d| {
+            let rule = cluster_as_rule(&d, &rows, &fitted.assignments, &names);
+            pb::Cluster {
+                cluster: d.cluster as u32,
+                name: d.name,
+                summary: d.summary,
+                size: d.size as u64,
+                share: d.share,
+                features: d
+                    .features
+                    .into_iter()
+                    .map(|f| pb::ClusterFeature {
+                        feature: f.feature,
+                        direction: format!("{:?}", f.direction).to_lowercase(),
+                        cluster_mean: f.cluster_mean,
+                        overall_mean: f.overall_mean,
+                        standardized_difference: f.standardized_difference,
+                    })
+                    .collect(),
+                example_contacts: rows
+                    .iter()
+                    .zip(&fitted.assignments)
+                    .filter(|(_, a)| **a == d.cluster)
+                    .take(examples)
+                    .map(|((id, _), _)| id.clone())
+                    .collect(),
+                ..rule
+            }
         })
         .collect();
     Ok(pb::DiscoverClustersResponse {
