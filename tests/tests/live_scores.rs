@@ -331,6 +331,47 @@ async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
     );
     node.terminate().await?;
 
+    // Restarted, the scorer compares with the scores in the actors' state:
+    // nothing moved, so nothing is rewritten, also once every account has
+    // passivated and is read from its checkpoint instead of an actor.
+    let mut restarted = [&scoring[..], &["--passivate-after", "1s"]].concat();
+    restarted[5] = "manual:2026-11-01T00:00:02Z";
+    let mut node = liveseg_tests::Node::start(&data, &restarted).await?;
+    node.settle().await?;
+    node.admin()
+        .await?
+        .advance_clock(pb::AdvanceClockRequest {
+            to: "2026-11-01T00:00:05Z".into(),
+        })
+        .await?;
+    let figure_of = |metrics: &str, name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let metrics = liveseg_tests::poll(
+        Duration::from_secs(60),
+        "rounds over passive accounts",
+        || {
+            let addr = node.addr.clone();
+            async move {
+                let m = liveseg_tests::http_get(&addr, "/metrics").await.ok()?;
+                let passive = figure_of(&m, "liveseg_scorer_passive_contacts");
+                (passive > 0.0 && figure_of(&m, "liveseg_scorer_rounds_total") >= 3.0).then_some(m)
+            }
+        },
+    )
+    .await
+    .with_context(|| node.log_tail())?;
+    assert_eq!(
+        figure_of(&metrics, "liveseg_scorer_records_total"),
+        0.0,
+        "no score moved, none rewritten"
+    );
+    node.terminate().await?;
+
     // The scores are in the log: an export replays to the members a
     // restarted node (without the scorer) serves.
     let exported = f.dir.path().join("exported.jsonl").display().to_string();

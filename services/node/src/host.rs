@@ -173,6 +173,11 @@ impl AccountHost {
             Query::Lookalikes(probe) => {
                 Answer::Lookalikes(probe.scan(&self.account, set, now.saturating_add(1)))
             }
+            Query::ScoringRows(targets) => Answer::ScoringRows(crate::scorer::scoring_rows(
+                &self.account,
+                targets,
+                now.saturating_add(1),
+            )),
             Query::SendTiming(contact) => Answer::SendTiming(
                 insight::contact_timing(&self.account, contact, now.saturating_add(1))
                     .map(Box::new),
@@ -206,6 +211,8 @@ pub enum Query {
     Lookalikes(Arc<insight::LookalikeProbe>),
     /// A contact's send-timing inputs.
     SendTiming(String),
+    /// Features and the latest score of these targets (the live scorer).
+    ScoringRows(Arc<[liveseg_core::labels::Target]>),
 }
 
 #[derive(Debug)]
@@ -220,6 +227,7 @@ pub enum Answer {
     InsightSummary(Box<insight::Summary>),
     Lookalikes(Vec<insight::LookalikeHit>),
     SendTiming(Option<Box<insight::ContactTiming>>),
+    ScoringRows(Vec<crate::scorer::ScoringRow>),
 }
 
 #[derive(Debug, Clone)]

@@ -13,6 +13,9 @@ use crate::tenant::TenantState;
 use liveseg_core::event::stable_hash;
 use liveseg_core::{Account, Millis};
 use liveseg_store::{CheckpointImage, StateStore};
+
+/// Checkpoints read per store call by `passive_accounts`.
+const PASSIVE_CHUNK: usize = 1000;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -190,6 +193,41 @@ impl Registry {
             .filter(|(k, _)| tenant.is_none_or(|t| k.0.as_ref() == t))
             .map(|(k, s)| (k.clone(), s.actor.clone()))
             .collect()
+    }
+
+    /// The state of those `accounts` of `tenant` that are not resident,
+    /// read from their checkpoints (a passivated account's final image)
+    /// without spawning actors; images of another shape are skipped (the
+    /// account is rebuilt when it wakes).
+    pub fn passive_accounts(
+        &self,
+        tenant: &TenantState,
+        accounts: &[String],
+    ) -> Result<Vec<Account>, NodeError> {
+        let keys: Vec<(String, String)> = {
+            let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            accounts
+                .iter()
+                .filter(|a| {
+                    !slots
+                        .get(&(tenant.id.clone(), (*a).clone()))
+                        .is_some_and(|s| s.actor.connected())
+                })
+                .map(|a| (tenant.id.to_string(), a.clone()))
+                .collect()
+        };
+        let fingerprint = tenant.set().fingerprint();
+        let mut out = Vec::new();
+        for chunk in keys.chunks(PASSIVE_CHUNK) {
+            for (_, bytes) in self.store.load_checkpoints(chunk)?.into_iter().flatten() {
+                if let Ok(image) = Checkpoint::decode(&bytes)
+                    && image.fingerprint == fingerprint
+                {
+                    out.push(image.account.restore());
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Accounts not used since `cutoff`.

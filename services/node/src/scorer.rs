@@ -2,31 +2,36 @@
 //! read up to date, without ever blocking an account actor.
 //!
 //! Every `every`, for each tenant whose definitions read scores, it asks
-//! each resident account actor for its contacts' feature rows (a read-only
-//! query answered from the actor's own state by the shared feature code),
-//! sends them in batches to the model service's `PropensityService`, and
-//! ingests each new score as a derived `Propensity Scored` record through
-//! the ordinary ingest path. The record is logged before any actor applies
-//! it, so a replay, a restart or a new shard owner reproduces exactly the
-//! scores members were judged on, whichever model is active later.
+//! each resident account actor for its contacts' feature rows and latest
+//! scores (a read-only query answered from the actor's own state by the
+//! shared feature code), reads the same from the checkpoints of passivated
+//! accounts (without waking them), sends the rows in batches to the model
+//! service's `PropensityService`, and ingests each new score as a derived
+//! `Propensity Scored` record through the ordinary ingest path. The record
+//! is logged before any actor applies it, so a replay, a restart or a new
+//! shard owner reproduces exactly the scores members were judged on,
+//! whichever model is active later.
 //!
-//! A score is written when it is new or moved by at least `min_change`
-//! since the last one this node wrote, so time passing (days-since
-//! features) does not flood the log. Accounts that are passivated are
-//! scored again when they next receive events and wake.
+//! A score is written when the contact has none yet, or when it moved by at
+//! least `min_change` (or its rank by a point) from the latest score in the
+//! contact's state, so time passing (days-since features) does not flood
+//! the log, and a restarted node or a new shard owner does not rewrite
+//! scores that did not change. Percentile ranks cover every contact of the
+//! tenant (a tenant lives on one shard, so on one node).
 
 use crate::host::{Answer, Query};
 use crate::ingest::Input;
 use crate::runtime::Runtime;
 use crate::server::{NodeInner, Units};
 use crate::tenant::TenantState;
+use liveseg_core::Account;
 use liveseg_core::Millis;
 use liveseg_core::features::FEATURE_SET;
 use liveseg_core::labels::Target;
 use liveseg_core::scores::{Scored, TOP_KEPT, percentiles, scored_message};
 use liveseg_proto::pb;
 use liveseg_proto::pb::propensity_service_client::PropensityServiceClient;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -46,21 +51,46 @@ pub struct ScoringConfig {
 /// A percentile rank that moved this much is worth a new record.
 const MIN_PERCENTILE_CHANGE: f32 = 1.0;
 
-/// What this node last wrote for a contact and target.
-#[derive(Clone, Copy)]
-struct WrittenScore {
-    probability: f32,
-    percentile: f32,
-    at: Millis,
+/// A contact's features and, per requested target, the latest score in
+/// its state: (probability, percentile, stamped at).
+#[derive(Debug, Clone)]
+pub struct ScoringRow {
+    pub contact: String,
+    pub account: String,
+    pub features: Vec<f32>,
+    pub last: Vec<Option<(f32, f32, Millis)>>,
 }
 
-/// (tenant, target, contact) -> the score last written.
-type Written = HashMap<(Arc<str>, Target, String), WrittenScore>;
+/// The scoring rows of an account at instant `t` (unsuppressed contacts
+/// with features), whether it is resident or read from a checkpoint.
+pub fn scoring_rows(account: &Account, targets: &[Target], t: Millis) -> Vec<ScoringRow> {
+    account
+        .contact_features(t)
+        .map(|(c, features)| ScoringRow {
+            contact: c.id.to_string(),
+            account: account.core.id.to_string(),
+            features,
+            last: targets
+                .iter()
+                .map(|target| {
+                    let slots = c.scores.as_deref()?;
+                    let latest = slots
+                        .slots
+                        .iter()
+                        .filter(|s| s.scored.target == *target)
+                        .max_by_key(|s| s.ts)?;
+                    // A score without a rank is rewritten with one.
+                    let pct = latest.scored.percentile.unwrap_or(f32::NEG_INFINITY);
+                    Some((latest.scored.probability, pct, latest.ts))
+                })
+                .collect(),
+        })
+        .collect()
+}
 
 pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut client: Option<PropensityServiceClient<Channel>> = None;
-        let mut written = Written::new();
         let mut tick = tokio::time::interval(config.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -84,9 +114,7 @@ pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::Join
                     if targets.is_empty() {
                         continue;
                     }
-                    if let Err(e) =
-                        score_tenant(&inner, &rt, &tenant, &targets, &config, c, &mut written).await
-                    {
+                    if let Err(e) = score_tenant(&inner, &rt, &tenant, &targets, &config, c).await {
                         tracing::warn!(tenant = %tenant.id, error = %e, "scoring round failed");
                         failed = true;
                     }
@@ -98,8 +126,49 @@ pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::Join
             }
             metrics::histogram!("liveseg_scorer_round_seconds")
                 .record(started.elapsed().as_secs_f64());
+            metrics::counter!("liveseg_scorer_rounds_total").increment(1);
         }
     })
+}
+
+/// Every contact of the tenant with features: from the resident actors,
+/// then from the checkpoints of the accounts that are not resident.
+async fn tenant_rows(
+    inner: &NodeInner,
+    rt: &Runtime,
+    tenant: &TenantState,
+    targets: &[Target],
+) -> Result<Vec<ScoringRow>, String> {
+    let targets: Arc<[Target]> = targets.into();
+    let mut rows = Vec::new();
+    for (_, actor) in rt.registry.resident(Some(&tenant.id)) {
+        if let Ok(Answer::ScoringRows(r)) = actor.ask(Query::ScoringRows(targets.clone())).await {
+            rows.extend(r);
+        }
+    }
+    let accounts = tenant
+        .directory
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .accounts();
+    let passive = rt
+        .registry
+        .passive_accounts(tenant, &accounts)
+        .map_err(|e| format!("reading passivated accounts: {e}"))?;
+    // An account that passivated between the two reads is in both.
+    let seen: HashSet<String> = rows.iter().map(|r| r.contact.clone()).collect();
+    let t = inner.clock.now().saturating_add(1);
+    let resident = rows.len();
+    for account in &passive {
+        rows.extend(
+            scoring_rows(account, &targets, t)
+                .into_iter()
+                .filter(|r| !seen.contains(&r.contact)),
+        );
+    }
+    // Contacts scored from checkpoints in the latest round.
+    metrics::gauge!("liveseg_scorer_passive_contacts").set((rows.len() - resident) as f64);
+    Ok(rows)
 }
 
 fn runtimes(inner: &NodeInner) -> Vec<Arc<Runtime>> {
@@ -116,22 +185,14 @@ async fn score_tenant(
     targets: &[Target],
     config: &ScoringConfig,
     client: &mut PropensityServiceClient<Channel>,
-    written: &mut Written,
 ) -> Result<(), String> {
-    // (contact, account, features) of every resident account.
-    let mut rows: Vec<(String, String, Vec<f32>)> = Vec::new();
-    for (key, actor) in rt.registry.resident(Some(&tenant.id)) {
-        if let Ok(Answer::FeatureRows(r)) = actor.ask(Query::FeatureRows).await {
-            rows.extend(r.into_iter().map(|(c, f)| (c, key.1.clone(), f)));
-        }
-    }
+    let rows = tenant_rows(inner, rt, tenant, targets).await?;
     if rows.is_empty() {
         return Ok(());
     }
     let now = inner.clock.now();
     let mut records = Vec::new();
-    let mut pending = Vec::new();
-    for target in targets {
+    for (ti, target) in targets.iter().enumerate() {
         // (row, score, version) of every contact the model service scored.
         let mut scored_rows = Vec::with_capacity(rows.len());
         // The first reply's version is pinned for the rest of the round, so
@@ -145,9 +206,9 @@ async fn score_tenant(
                     feature_set: FEATURE_SET.into(),
                     rows: chunk
                         .iter()
-                        .map(|(c, _, f)| pb::FeatureRow {
-                            id: c.clone(),
-                            features: f.clone(),
+                        .map(|r| pb::FeatureRow {
+                            id: r.contact.clone(),
+                            features: r.features.clone(),
                         })
                         .collect(),
                     top_contributions: TOP_KEPT as u32,
@@ -168,7 +229,7 @@ async fn score_tenant(
                 if s.error.is_empty() {
                     scored_rows.push((first + i, s, reply.version.clone()));
                 } else {
-                    tracing::warn!(contact = %chunk[i].0, error = %s.error, "score refused");
+                    tracing::warn!(contact = %chunk[i].contact, error = %s.error, "score refused");
                 }
             }
         }
@@ -176,16 +237,22 @@ async fn score_tenant(
         let probabilities: Vec<f32> = scored_rows.iter().map(|(_, s, _)| s.probability).collect();
         let ranks = percentiles(&probabilities);
         for ((row, s, version), percentile) in scored_rows.into_iter().zip(ranks) {
-            let (contact, _, _) = &rows[row];
-            let key = (tenant.id.clone(), *target, contact.clone());
+            let contact = &rows[row].contact;
             // One score per contact and clock instant, never stamped ahead
             // of the clock (a manual or coarse clock that has not moved
-            // waits for the next instant), and only when it moved.
-            if written.get(&key).is_some_and(|w| {
-                w.at >= now
-                    || ((w.probability - s.probability).abs() < config.min_change
-                        && (w.percentile - percentile).abs() < MIN_PERCENTILE_CHANGE)
-            }) {
+            // waits for the next instant), and only when it moved from the
+            // latest score the contact's state holds.
+            if rows[row]
+                .last
+                .get(ti)
+                .copied()
+                .flatten()
+                .is_some_and(|(p, pct, at)| {
+                    at >= now
+                        || ((p - s.probability).abs() < config.min_change
+                            && (pct - percentile).abs() < MIN_PERCENTILE_CHANGE)
+                })
+            {
                 continue;
             }
             let scored = Scored {
@@ -200,14 +267,6 @@ async fn score_tenant(
                 percentile: Some(percentile),
             };
             records.push(Input::from(scored_message(contact, now, &scored)));
-            pending.push((
-                key,
-                WrittenScore {
-                    probability: s.probability,
-                    percentile,
-                    at: now,
-                },
-            ));
         }
     }
     if records.is_empty() {
@@ -228,15 +287,11 @@ async fn score_tenant(
                 .map_err(|e| format!("ingesting scores: {e}"))?,
         );
     }
-    for (r, (key, p)) in results.iter().zip(pending) {
-        match r.status {
-            crate::ingest::Status::Invalid => {
-                tracing::warn!(field = %r.field, reason = %r.reason, "a score record was refused")
-            }
-            _ => {
-                written.insert(key, p);
-            }
-        }
+    for r in results
+        .iter()
+        .filter(|r| r.status == crate::ingest::Status::Invalid)
+    {
+        tracing::warn!(field = %r.field, reason = %r.reason, "a score record was refused");
     }
     metrics::counter!("liveseg_scorer_records_total").increment(n as u64);
     tracing::debug!(tenant = %tenant.id, records = n, "scores written");
