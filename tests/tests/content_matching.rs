@@ -251,7 +251,10 @@ async fn content_affinity_and_matching_over_a_real_node_and_model() -> Result<()
     register(&node, vec![item("lakehouse-benchmark", LAKEHOUSE, "")]).await?;
     wait_members(&node, "warehouse_fans", &["u1", "u3", "u4"]).await?;
     let listed = c
-        .list_content(pb::ListContentRequest { with_vectors: true })
+        .list_content(pb::ListContentRequest {
+            with_vectors: true,
+            ..Default::default()
+        })
         .await?
         .into_inner();
     let ids: Vec<&str> = listed
@@ -270,6 +273,37 @@ async fn content_affinity_and_matching_over_a_real_node_and_model() -> Result<()
         ]
     );
     assert!(listed.items.iter().all(|r| r.vector.len() == 384));
+    assert!(listed.next_page_token.is_empty());
+    // Pages of 3: the same items in the same order, then no token.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    for _ in 0..3 {
+        let page = c
+            .list_content(pb::ListContentRequest {
+                page_size: 3,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        assert!(page.items.len() <= 3);
+        paged.extend(page.items.into_iter().filter_map(|r| r.item).map(|i| i.id));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert!(token.is_empty());
+    assert_eq!(paged, ids);
+    let bad = c
+        .list_content(pb::ListContentRequest {
+            page_token: "not a token!".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().starts_with("page_token"), "{}", bad.message());
 
     // The same history offline gives the same members.
     let work = tempfile::tempdir()?;

@@ -203,16 +203,26 @@ const CONTENT_COLUMNS: [Column; 4] = [
 ];
 
 async fn list(args: &ListArgs, api: &Api, format: OutputFormat) -> Result<()> {
-    let resp = api
-        .content()
-        .list_content(pb::ListContentRequest {
-            with_vectors: args.vectors,
-        })
-        .await
-        .map_err(|s| rpc_error("listing content", &s))?
-        .into_inner();
-    let rows: Vec<ContentRow> = resp
-        .items
+    let mut items = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = api
+            .content()
+            .list_content(pb::ListContentRequest {
+                with_vectors: args.vectors,
+                page_size: 1000,
+                page_token,
+            })
+            .await
+            .map_err(|s| rpc_error("listing content", &s))?
+            .into_inner();
+        items.extend(page.items);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let rows: Vec<ContentRow> = items
         .into_iter()
         .map(|r| {
             let item = r.item.unwrap_or_default();

@@ -17,6 +17,7 @@ use crate::host::{Answer, Query};
 use crate::runtime::Runtime;
 use crate::server::NodeInner;
 use crate::tenant::TenantState;
+use base64::Engine as _;
 use liveseg_core::SegmentSet;
 use liveseg_core::content::ContentLibrary;
 use liveseg_core::content::affinity_topics;
@@ -160,6 +161,17 @@ impl ContentApi {
     }
 }
 
+/// Most bytes of items in one ListContent page (under the 4 MiB default
+/// client limit, with room for the envelope).
+const PAGE_BYTES: usize = 3 << 20;
+
+fn page_size(asked: u32) -> usize {
+    match asked {
+        0 => 100,
+        n => (n as usize).min(1000),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::content_service_server::ContentService for ContentApi {
     #[tracing::instrument(skip_all, fields(tenant, items))]
@@ -257,18 +269,37 @@ impl pb::content_service_server::ContentService for ContentApi {
         req: Request<pb::ListContentRequest>,
     ) -> Result<Response<pb::ListContentResponse>, Status> {
         let Scope { tenant, .. } = tenant_of(&self.0, &req)?;
-        let with_vectors = req.get_ref().with_vectors;
+        let r = req.into_inner();
+        let (with_vectors, size) = (r.with_vectors, page_size(r.page_size));
+        // The token is the last id of the previous page.
+        let after = match r.page_token.as_str() {
+            "" => None,
+            t => Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(t)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        Status::invalid_argument("page_token: not a token this API issued")
+                    })?,
+            ),
+        };
+        let mut records: Vec<_> = content::records(self.0.catalog.as_ref(), &tenant.id)?
+            .into_iter()
+            .filter(|r| r.kind == RecordKind::Content)
+            .filter(|r| after.as_deref().is_none_or(|a| r.id.as_str() > a))
+            .collect();
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        let total = records.len();
         let mut items = Vec::new();
-        for r in content::records(self.0.catalog.as_ref(), &tenant.id)? {
-            if r.kind != RecordKind::Content {
-                continue;
-            }
+        let mut bytes = 0usize;
+        for r in records {
             let vector = if with_vectors {
                 r.vector().map_err(NodeError::Internal)?
             } else {
                 Vec::new()
             };
-            items.push(pb::ContentRecord {
+            let record = pb::ContentRecord {
                 item: Some(pb::ContentItem {
                     id: r.id,
                     text: r.text,
@@ -278,9 +309,23 @@ impl pb::content_service_server::ContentService for ContentApi {
                 model: r.model,
                 registered_at: format_rfc3339(r.registered_ms),
                 vector,
-            });
+            };
+            let len = prost::Message::encoded_len(&record);
+            if !items.is_empty() && (items.len() == size || bytes + len > PAGE_BYTES) {
+                break;
+            }
+            bytes += len;
+            items.push(record);
         }
-        Ok(Response::new(pb::ListContentResponse { items }))
+        let next_page_token = match items.last() {
+            Some(last) if items.len() < total => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(last.item.as_ref().map_or("", |i| i.id.as_str())),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListContentResponse {
+            items,
+            next_page_token,
+        }))
     }
 
     async fn match_content(
