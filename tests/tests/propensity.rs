@@ -132,6 +132,7 @@ fn train_list_activate_rollback_and_report() -> Result<()> {
     let mut text = std::fs::read_to_string(f.events())?;
     text.push_str(&std::fs::read_to_string(&records)?);
     std::fs::write(&log, text)?;
+    let prom = f.dir.path().join("report.prom");
     let report = ok(&[
         "model",
         "report",
@@ -140,6 +141,8 @@ fn train_list_activate_rollback_and_report() -> Result<()> {
         &f.registry(),
         "--events",
         &log.display().to_string(),
+        "--metrics-out",
+        &prom.display().to_string(),
     ])?;
     let version = report
         .lines()
@@ -157,6 +160,16 @@ fn train_list_activate_rollback_and_report() -> Result<()> {
         .and_then(|n| n.parse().ok())
         .context("sends")?;
     assert!(sends > 100, "{report}");
+    // The same figures as gauges for a textfile collector.
+    let prom = std::fs::read_to_string(&prom)?;
+    let sends_gauge =
+        format!("liveseg_served_sends{{target=\"click_7d\",version=\"{version}\"}} {sends}");
+    assert!(prom.contains(&sends_gauge), "{prom}");
+    assert!(prom.contains("# TYPE liveseg_served_ece gauge"), "{prom}");
+    assert!(
+        prom.contains("liveseg_report_alerts{target=\"click_7d\"} "),
+        "{prom}"
+    );
     Ok(())
 }
 

@@ -120,6 +120,11 @@ pub struct ReportArgs {
     /// Exit with status 3 when an alert is raised.
     #[arg(long)]
     pub fail_on_alert: bool,
+    /// Also write the served calibration, the latest week's largest PSI and
+    /// the alert count as Prometheus gauges to this file (written whole,
+    /// then renamed: for a textfile collector).
+    #[arg(long, value_name = "FILE", requires = "events")]
+    pub metrics_out: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -380,6 +385,7 @@ pub fn report(a: &ReportArgs) -> Result<()> {
         "week", "sends", "labels", "predicted", "observed", "ratio", "ece", "auc"
     )?;
     let recent: Vec<&Row> = rows.iter().filter(|r| r.send_ts > after).collect();
+    let mut latest_psi: Option<(String, f64)> = None;
     let mut week_start = recent.iter().map(|r| r.send_ts).min().unwrap_or(after);
     while week_start
         <= recent
@@ -412,6 +418,7 @@ pub fn report(a: &ReportArgs) -> Result<()> {
         psi.sort_by(|x, y| y.psi.total_cmp(&x.psi));
         let worst = psi.first();
         let psi_text = worst.map_or(String::new(), |p| format!("{} {:.3}", p.feature, p.psi));
+        latest_psi = worst.map(|p| (p.feature.clone(), p.psi));
         if let Some(p) = worst.filter(|p| p.psi > a.psi_alert) {
             alerts.push(format!(
                 "week {label}: input drift on {} (PSI {:.3} > {})",
@@ -456,7 +463,19 @@ pub fn report(a: &ReportArgs) -> Result<()> {
             )?,
         }
     }
-    crate::served_report::write_served(&mut out, &served, a.calibration_alert, &mut alerts)?;
+    let figures =
+        crate::served_report::write_served(&mut out, &served, a.calibration_alert, &mut alerts)?;
+    if let Some(path) = &a.metrics_out {
+        let text = crate::served_report::prometheus_text(
+            target.name(),
+            &figures,
+            latest_psi.as_ref().map(|(f, p)| (f.as_str(), *p)),
+            alerts.len(),
+        );
+        let tmp = path.with_extension("prom.tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if alerts.is_empty() {
         writeln!(
             out,

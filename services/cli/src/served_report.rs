@@ -12,9 +12,20 @@ use liveseg_core::served::ServedRow;
 use liveseg_core::time::{DAY, Millis, format_rfc3339};
 use liveseg_learn::metrics::evaluate;
 
+/// The figures of one version's served scores, over all its weeks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionFigures {
+    pub version: String,
+    pub sends: usize,
+    pub predicted: f64,
+    pub observed: f64,
+    pub ece: Option<f64>,
+    pub auc: Option<f64>,
+}
+
 /// One line: sends, mean predicted, observed rate, ratio, ECE and AUC
 /// (the last two only when both outcomes occur).
-fn line(label: &str, version: &str, rows: &[&ServedRow]) -> Result<(String, f64)> {
+fn line(label: &str, version: &str, rows: &[&ServedRow]) -> Result<(String, VersionFigures)> {
     let probs: Vec<f32> = rows.iter().map(|r| r.probability).collect();
     let labels: Vec<f32> = rows
         .iter()
@@ -29,36 +40,47 @@ fn line(label: &str, version: &str, rows: &[&ServedRow]) -> Result<(String, f64)
         f64::INFINITY
     };
     let both = labels.iter().any(|l| *l > 0.5) && labels.iter().any(|l| *l < 0.5);
-    let (ece, auc) = if both {
-        let m = evaluate(&probs, &labels, 10)?;
-        (format!("{:.3}", m.ece), format!("{:.3}", m.auc))
+    let m = if both {
+        Some(evaluate(&probs, &labels, 10)?)
     } else {
-        ("-".into(), "-".into())
+        None
     };
+    let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    let (ece, auc) = (m.as_ref().map(|m| m.ece), m.as_ref().map(|m| m.auc));
     Ok((
         format!(
-            "{version:<38} {label:<10} {:>7} {predicted:>9.4} {observed:>9.4} {ratio:>6.2} {ece:>6} {auc:>7}",
-            rows.len()
+            "{version:<38} {label:<10} {:>7} {predicted:>9.4} {observed:>9.4} {ratio:>6.2} {:>6} {:>7}",
+            rows.len(),
+            show(ece),
+            show(auc)
         ),
-        ratio,
+        VersionFigures {
+            version: version.to_string(),
+            sends: rows.len(),
+            predicted,
+            observed,
+            ece,
+            auc,
+        },
     ))
 }
 
 /// Writes the section; pushes an alert per version whose predicted/observed
-/// ratio is off 1 by more than `calibration_alert`.
+/// ratio is off 1 by more than `calibration_alert`. Returns each version's
+/// figures.
 pub fn write_served(
     out: &mut dyn Write,
     served: &[ServedRow],
     calibration_alert: f64,
     alerts: &mut Vec<String>,
-) -> Result<()> {
+) -> Result<Vec<VersionFigures>> {
     if served.is_empty() {
         writeln!(
             out,
             "\nno served scores with matured outcomes in the history (a node's exported log \
              carries its scores as `Propensity Scored` records)"
         )?;
-        return Ok(());
+        return Ok(Vec::new());
     }
     writeln!(
         out,
@@ -73,6 +95,7 @@ pub fn write_served(
     for r in served {
         by_version.entry(r.version.as_str()).or_default().push(r);
     }
+    let mut figures = Vec::new();
     for (version, rows) in &by_version {
         let mut weeks: BTreeMap<Millis, Vec<&ServedRow>> = BTreeMap::new();
         let first = rows.iter().map(|r| r.send_ts).min().unwrap_or(0);
@@ -86,13 +109,84 @@ pub fn write_served(
             let label = format_rfc3339(*start)[..10].to_string();
             writeln!(out, "{}", line(&label, version, week)?.0)?;
         }
-        let (all, ratio) = line("all", version, rows)?;
+        let (all, f) = line("all", version, rows)?;
         writeln!(out, "{all}")?;
-        if (ratio - 1.0).abs() > calibration_alert {
+        let ratio = f.predicted / f.observed;
+        if !ratio.is_finite() || (ratio - 1.0).abs() > calibration_alert {
             alerts.push(format!(
                 "served {version}: predicted/observed {ratio:.2} is off 1 by more than {calibration_alert}"
             ));
         }
+        figures.push(f);
     }
-    Ok(())
+    Ok(figures)
+}
+
+/// The report's figures in the Prometheus text format, for a textfile
+/// collector (node_exporter `--collector.textfile.directory`): a node
+/// never sees outcomes mature into labels, so calibration is exported from
+/// the report run over its log.
+pub fn prometheus_text(
+    target: &str,
+    served: &[VersionFigures],
+    worst_psi: Option<(&str, f64)>,
+    alerts: usize,
+) -> String {
+    let mut text = String::new();
+    let mut gauge = |name: &str, help: &str, rows: Vec<(String, f64)>| {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (labels, v) in rows {
+            text.push_str(&format!("{name}{{{labels}}} {v}\n"));
+        }
+    };
+    let per = |f: &dyn Fn(&VersionFigures) -> Option<f64>| -> Vec<(String, f64)> {
+        served
+            .iter()
+            .filter_map(|v| {
+                Some((
+                    format!("target=\"{target}\",version=\"{}\"", v.version),
+                    f(v)?,
+                ))
+            })
+            .collect()
+    };
+    gauge(
+        "liveseg_served_sends",
+        "Sends with a served score and a matured outcome.",
+        per(&|v| Some(v.sends as f64)),
+    );
+    gauge(
+        "liveseg_served_predicted",
+        "Mean served probability over those sends.",
+        per(&|v| Some(v.predicted)),
+    );
+    gauge(
+        "liveseg_served_observed",
+        "Observed outcome rate over those sends.",
+        per(&|v| Some(v.observed)),
+    );
+    gauge(
+        "liveseg_served_ece",
+        "Expected calibration error (10 bins) of the served scores.",
+        per(&|v| v.ece),
+    );
+    gauge(
+        "liveseg_served_auc",
+        "AUC of the served scores.",
+        per(&|v| v.auc),
+    );
+    gauge(
+        "liveseg_report_input_psi_max",
+        "Largest feature PSI of the latest week against the training window.",
+        worst_psi
+            .map(|(feature, psi)| (format!("target=\"{target}\",feature=\"{feature}\""), psi))
+            .into_iter()
+            .collect(),
+    );
+    gauge(
+        "liveseg_report_alerts",
+        "Alerts the report raised (drift and calibration).",
+        vec![(format!("target=\"{target}\""), alerts as f64)],
+    );
+    text
 }
