@@ -2,7 +2,10 @@
 //! features (the size `liveseg model train` must handle in well under a
 //! minute on a 2-core machine).
 //!
-//!   cargo run --release -p liveseg-learn --example train_bench [rows]
+//!   cargo run --release -p liveseg-learn --example train_bench [rows] [--dump FILE]
+//!
+//! `--dump FILE` also writes the rows for the scikit-learn peer
+//! (`scripts/bench-train-peer.sh` runs both).
 
 use std::time::Instant;
 
@@ -10,8 +13,15 @@ use liveseg_learn::{CalibrationMethod, Dataset, TrainOptions, train_propensity};
 use rand::{Rng, SeedableRng};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rows: usize = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dump = args
+        .iter()
+        .position(|a| a == "--dump")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let rows: usize = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(1_000_000);
@@ -29,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut data = Dataset::new((0..d).map(|j| format!("f{j}")).collect());
     let mut row = vec![0f32; d];
+    let mut labels = Vec::with_capacity(rows);
     for i in 0..rows {
         let mut z = -3.0;
         for (j, x) in row.iter_mut().enumerate() {
@@ -39,6 +50,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let y = rng.random::<f64>() < 1.0 / (1.0 + (-z).exp());
         data.push(&row, y, i as i64)?;
+        labels.push(u8::from(y));
+    }
+    if let Some(path) = &dump {
+        // u64 rows, u64 features, f32 rows (row-major), u8 labels; little-endian.
+        let mut bytes = Vec::with_capacity(16 + rows * d * 4 + rows);
+        bytes.extend((rows as u64).to_le_bytes());
+        bytes.extend((d as u64).to_le_bytes());
+        for i in 0..rows {
+            for v in data.row(i) {
+                bytes.extend(v.to_le_bytes());
+            }
+        }
+        bytes.extend(&labels);
+        std::fs::write(path, bytes)?;
     }
     println!(
         "generated {rows} rows x {d} features ({} positives) in {:.2}s",
