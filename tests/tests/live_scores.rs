@@ -277,6 +277,108 @@ async fn scores_ingested_as_records_feed_segments_explain_and_replay() -> Result
     Ok(())
 }
 
+/// The `scored <instant>` part of an explanation.
+fn scored_instant(why: &str) -> Option<&str> {
+    let at = why.find("scored ")? + "scored ".len();
+    why.get(at..at + 24)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contacts_new_events_rescore_it_before_the_next_full_round() -> Result<()> {
+    let f = Fixture::new()?;
+    f.train(&["--target", "click_7d", "--activate"])?;
+    let model = serve_models(&f.registry(), f.dir.path()).await?;
+    let defs = f.dir.path().join("defs.yaml");
+    std::fs::write(&defs, SCORE_SEGMENT)?;
+    let defs = defs.display().to_string();
+    let data = f.dir.path().join("node");
+    // Full rounds 30 s apart; the refresh acts in between.
+    let flags = [
+        "--score-every",
+        "30s",
+        "--score-refresh",
+        "1s",
+        "--scoring-server",
+        model.url.as_str(),
+        "--clock",
+        "manual:2026-11-01T00:00:00Z",
+    ];
+    let node = liveseg_tests::Node::start(&data, &flags).await?;
+    on_node(&node, &["segments", "apply", "--file", &defs])?;
+    on_node(&node, &["ingest", &f.events()])?;
+    node.settle().await?;
+    // Scores made while the history streamed in are stamped at the clock's
+    // instant (one per contact and instant); once the clock moves, the
+    // next full round scores everyone on the whole history.
+    node.admin()
+        .await?
+        .advance_clock(pb::AdvanceClockRequest {
+            to: "2026-11-01T00:00:01Z".into(),
+        })
+        .await?;
+    let members = liveseg_tests::poll(Duration::from_secs(90), "a full round", || {
+        let node = &node;
+        async move {
+            let m = member_ids(node, "likely_clickers").await.ok()?;
+            let first = m.iter().next()?.clone();
+            let why = on_node(node, &["explain", &first, "likely_clickers"]).ok()?;
+            let rescored = scored_instant(&why)?.starts_with("2026-11-01T00:00:01");
+            (rescored && m.len() > 5).then_some(m)
+        }
+    })
+    .await
+    .with_context(|| node.log_tail())?;
+    // Two members of different accounts.
+    let all = liveseg_tests::all_members(&node, "likely_clickers").await?;
+    let (_, busy, busy_account) = all.first().context("a member")?.clone();
+    let (_, quiet, _) = all
+        .iter()
+        .find(|(_, _, a)| *a != busy_account)
+        .context("a member of another account")?
+        .clone();
+    anyhow::ensure!(members.contains(&busy) && members.contains(&quiet));
+    node.admin()
+        .await?
+        .advance_clock(pb::AdvanceClockRequest {
+            to: "2026-11-01T00:00:05Z".into(),
+        })
+        .await?;
+    // A burst of clicks for one contact moves its click score.
+    let mut lines = String::new();
+    for i in 0..6 {
+        for (event, minute) in [
+            ("Email Delivered", 10),
+            ("Email Opened", 20),
+            ("Email Link Clicked", 30),
+        ] {
+            lines.push_str(&format!(
+                "{{\"type\":\"track\",\"messageId\":\"refresh-{i}-{minute}\",\"timestamp\":\"2026-10-31T2{i}:{minute}:00Z\",\"userId\":\"{busy}\",\"event\":\"{event}\",\"properties\":{{\"email_id\":\"em_refresh_{i}\"}},\"context\":{{\"groupId\":\"{busy_account}\"}}}}\n"
+            ));
+        }
+    }
+    let burst = f.dir.path().join("burst.jsonl");
+    std::fs::write(&burst, lines)?;
+    on_node(&node, &["ingest", &burst.display().to_string()])?;
+    let why = liveseg_tests::poll(Duration::from_secs(30), "a refreshed score", || {
+        let node = &node;
+        let busy = busy.clone();
+        async move {
+            let why = on_node(node, &["explain", &busy, "likely_clickers"]).ok()?;
+            (scored_instant(&why)?.starts_with("2026-11-01T00:00:05")).then_some(why)
+        }
+    })
+    .await
+    .with_context(|| node.log_tail())?;
+    assert!(why.contains("P(click_7d)"), "{why}");
+    // The other account's contact was not rescored (no full round since).
+    let other = on_node(&node, &["explain", &quiet, "likely_clickers"])?;
+    assert!(
+        scored_instant(&other).is_some_and(|s| s.starts_with("2026-11-01T00:00:01")),
+        "{other}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
     let f = Fixture::new()?;

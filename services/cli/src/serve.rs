@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// Write a new score only when the probability moved at least this much.
     #[arg(long, env = "LIVESEG_SCORE_MIN_CHANGE", default_value_t = 0.01)]
     pub score_min_change: f32,
+    /// Between --score-every rounds, rescore the contacts of accounts that
+    /// received events this often (0s: only the full rounds).
+    #[arg(long, env = "LIVESEG_SCORE_REFRESH", value_parser = parse_duration, value_name = "DURATION", default_value = "1s")]
+    pub score_refresh: Duration,
     /// Log line format on stderr.
     #[arg(long, env = "LIVESEG_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Pretty)]
     pub log_format: LogFormatArg,
@@ -151,6 +155,7 @@ impl ServeArgs {
                 server,
                 every,
                 min_change: self.score_min_change,
+                refresh: self.score_refresh,
             });
         }
         if let Some(v) = self.passivate_after {

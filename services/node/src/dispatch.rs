@@ -251,6 +251,15 @@ impl Dispatcher {
     async fn flush(&self, groups: Groups) -> Result<()> {
         let mut pending = Vec::with_capacity(groups.len());
         for (tenant, account, batch) in groups {
+            // The live scorer rescores accounts that received anything but
+            // its own score records (`scorer`, between full rounds).
+            if batch
+                .iter()
+                .any(|d| !matches!(d.event.kind, liveseg_core::EventKind::Scored(_)))
+            {
+                self.registry
+                    .note_touched(&(tenant.id.clone(), account.clone()));
+            }
             let actor = match self.registry.get(&tenant, &account, true)? {
                 Loaded::Actor(a) => a,
                 Loaded::Unknown => {

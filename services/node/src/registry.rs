@@ -45,6 +45,9 @@ fn resident(
 }
 
 pub struct Registry {
+    /// Accounts that received events since the live scorer last took
+    /// them; `None` until a scorer asks (`track_touched`).
+    touched: Mutex<Option<std::collections::HashSet<AccountKey>>>,
     /// Shared by every runtime of the node.
     pool: Arc<ActorPool>,
     /// Set by `stop`: no account is spawned after it.
@@ -72,6 +75,7 @@ impl Registry {
         mailbox_capacity: usize,
     ) -> Self {
         Registry {
+            touched: Mutex::new(None),
             pool,
             closed: AtomicBool::new(false),
             slots: Mutex::new(HashMap::new()),
@@ -228,6 +232,39 @@ impl Registry {
             }
         }
         Ok(out)
+    }
+
+    /// Starts (or keeps) recording which accounts receive events.
+    pub fn track_touched(&self) {
+        self.touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Default::default);
+    }
+
+    /// Records that `key` received events (a no-op unless tracked).
+    pub fn note_touched(&self, key: &AccountKey) {
+        if let Some(set) = self
+            .touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            set.insert(key.clone());
+        }
+    }
+
+    /// The accounts of `tenant` touched since the last call, forgotten.
+    pub fn take_touched(&self, tenant: &str) -> Vec<String> {
+        let mut guard = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(set) = guard.as_mut() else {
+            return Vec::new();
+        };
+        let mine: Vec<AccountKey> = set.iter().filter(|k| &*k.0 == tenant).cloned().collect();
+        for k in &mine {
+            set.remove(k);
+        }
+        mine.into_iter().map(|k| k.1).collect()
     }
 
     /// Accounts not used since `cutoff`.

@@ -18,6 +18,12 @@
 //! the log, and a restarted node or a new shard owner does not rewrite
 //! scores that did not change. Percentile ranks cover every contact of the
 //! tenant (a tenant lives on one shard, so on one node).
+//!
+//! Between full rounds, every `refresh` (1 s by default) it rescores only
+//! the contacts of accounts that received events since it last looked
+//! (the dispatcher notes them; its own score records do not count), ranked
+//! against the last full round's distribution: a click moves its contact's
+//! score within about a second, not at the next round.
 
 use crate::host::{Answer, Query};
 use crate::ingest::Input;
@@ -31,7 +37,7 @@ use liveseg_core::labels::Target;
 use liveseg_core::scores::{Scored, TOP_KEPT, percentiles, scored_message};
 use liveseg_proto::pb;
 use liveseg_proto::pb::propensity_service_client::PropensityServiceClient;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -46,6 +52,20 @@ pub struct ScoringConfig {
     pub every: Duration,
     /// Smallest change of a probability worth a new record.
     pub min_change: f32,
+    /// Between full rounds, accounts that received events are rescored this
+    /// often (ranked against the last full round); zero: full rounds only.
+    pub refresh: Duration,
+}
+
+/// Per tenant and target, the probabilities of the last full round,
+/// sorted: what a contact rescored between rounds is ranked against.
+type Reference = HashMap<(Arc<str>, Target), Vec<f32>>;
+
+/// 100 times the share of `sorted` not strictly above `p` (the rank
+/// `percentiles` gives within a round).
+fn rank_against(sorted: &[f32], p: f32) -> f32 {
+    let higher = sorted.len() - sorted.partition_point(|x| *x <= p);
+    100.0 * (1.0 - higher as f32 / sorted.len().max(1) as f32)
 }
 
 /// A percentile rank that moved this much is worth a new record.
@@ -91,8 +111,14 @@ pub fn scoring_rows(account: &Account, targets: &[Target], t: Millis) -> Vec<Sco
 pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut client: Option<PropensityServiceClient<Channel>> = None;
-        let mut tick = tokio::time::interval(config.every);
+        let period = match config.refresh {
+            d if d.is_zero() => config.every,
+            d => d.min(config.every),
+        };
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reference = Reference::new();
+        let mut last_full: Option<std::time::Instant> = None;
         loop {
             tick.tick().await;
             let Some(inner) = inner.upgrade() else { return };
@@ -107,14 +133,41 @@ pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::Join
             }
             let Some(c) = client.as_mut() else { continue };
             let started = std::time::Instant::now();
+            let full = last_full.is_none_or(|t| t.elapsed() >= config.every);
             let mut failed = false;
             for rt in runtimes(&inner) {
+                rt.registry.track_touched();
                 for tenant in rt.tenants.all() {
                     let targets = tenant.set().score_targets.clone();
                     if targets.is_empty() {
                         continue;
                     }
-                    if let Err(e) = score_tenant(&inner, &rt, &tenant, &targets, &config, c).await {
+                    // Taken either way: a full round covers them.
+                    let touched = rt.registry.take_touched(&tenant.id);
+                    // A tenant not ranked yet gets its full round now.
+                    let full = full
+                        || !targets
+                            .iter()
+                            .all(|t| reference.contains_key(&(tenant.id.clone(), *t)));
+                    let rows = if full {
+                        tenant_rows(&inner, &rt, &tenant, &targets).await
+                    } else if touched.is_empty() {
+                        continue;
+                    } else {
+                        account_rows(&rt, &tenant, &touched, &targets).await
+                    };
+                    let scored = match rows {
+                        Ok(rows) => {
+                            let round = Round {
+                                tenant: &tenant,
+                                targets: &targets,
+                                full,
+                            };
+                            score_rows(&inner, &round, rows, &config, c, &mut reference).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = scored {
                         tracing::warn!(tenant = %tenant.id, error = %e, "scoring round failed");
                         failed = true;
                     }
@@ -124,9 +177,14 @@ pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::Join
                 // Reconnect next round: the service may have restarted.
                 client = None;
             }
-            metrics::histogram!("liveseg_scorer_round_seconds")
-                .record(started.elapsed().as_secs_f64());
-            metrics::counter!("liveseg_scorer_rounds_total").increment(1);
+            if full {
+                last_full = Some(started);
+                metrics::histogram!("liveseg_scorer_round_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!("liveseg_scorer_rounds_total").increment(1);
+            } else {
+                metrics::counter!("liveseg_scorer_refreshes_total").increment(1);
+            }
         }
     })
 }
@@ -171,6 +229,37 @@ async fn tenant_rows(
     Ok(rows)
 }
 
+/// The contacts of `accounts` (those that received events since the last
+/// look), from their actors.
+async fn account_rows(
+    rt: &Runtime,
+    tenant: &TenantState,
+    accounts: &[String],
+    targets: &[Target],
+) -> Result<Vec<ScoringRow>, String> {
+    let targets: Arc<[Target]> = targets.into();
+    let mut rows = Vec::new();
+    for account in accounts {
+        let q = Query::ScoringRows(targets.clone());
+        match crate::grpc::membership::ask(rt, tenant, account, q).await {
+            Ok(Answer::ScoringRows(r)) => rows.extend(r),
+            Ok(_) => {}
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => return Err(format!("account {account}: {}", s.message())),
+        }
+    }
+    Ok(rows)
+}
+
+/// What one scoring pass covers.
+struct Round<'a> {
+    tenant: &'a TenantState,
+    targets: &'a [Target],
+    /// Every contact of the tenant (ranks among them become the reference),
+    /// or only those of touched accounts (ranked against the reference).
+    full: bool,
+}
+
 fn runtimes(inner: &NodeInner) -> Vec<Arc<Runtime>> {
     match &inner.units {
         Units::Standalone { runtime, .. } => vec![runtime.clone()],
@@ -178,15 +267,15 @@ fn runtimes(inner: &NodeInner) -> Vec<Arc<Runtime>> {
     }
 }
 
-async fn score_tenant(
+async fn score_rows(
     inner: &NodeInner,
-    rt: &Runtime,
-    tenant: &TenantState,
-    targets: &[Target],
+    round: &Round<'_>,
+    rows: Vec<ScoringRow>,
     config: &ScoringConfig,
     client: &mut PropensityServiceClient<Channel>,
+    reference: &mut Reference,
 ) -> Result<(), String> {
-    let rows = tenant_rows(inner, rt, tenant, targets).await?;
+    let (tenant, targets) = (round.tenant, round.targets);
     if rows.is_empty() {
         return Ok(());
     }
@@ -233,9 +322,24 @@ async fn score_tenant(
                 }
             }
         }
-        // Percentile ranks among everyone scored this round (top_percent).
+        // Percentile ranks among everyone scored in a full round
+        // (top_percent); between rounds, against the last full round.
         let probabilities: Vec<f32> = scored_rows.iter().map(|(_, s, _)| s.probability).collect();
-        let ranks = percentiles(&probabilities);
+        let key = (tenant.id.clone(), *target);
+        let ranks = if round.full {
+            let mut sorted = probabilities.clone();
+            sorted.sort_by(f32::total_cmp);
+            reference.insert(key, sorted);
+            percentiles(&probabilities)
+        } else {
+            let Some(sorted) = reference.get(&key) else {
+                continue;
+            };
+            probabilities
+                .iter()
+                .map(|p| rank_against(sorted, *p))
+                .collect()
+        };
         for ((row, s, version), percentile) in scored_rows.into_iter().zip(ranks) {
             let contact = &rows[row].contact;
             // One score per contact and clock instant, never stamped ahead
