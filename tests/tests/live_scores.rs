@@ -277,6 +277,46 @@ async fn scores_ingested_as_records_feed_segments_explain_and_replay() -> Result
     Ok(())
 }
 
+/// A node scoring through `model` every `every` (refresh 1s), its clock
+/// at the end of the history, with SCORE_SEGMENT applied and the history
+/// ingested; then the clock moves a second on, so the next full round
+/// scores every contact on its whole history (scores made while the
+/// history streamed in are stamped at the first instant, one per contact
+/// and instant).
+async fn scoring_node(
+    f: &Fixture,
+    model: &str,
+    every: &str,
+    extra: &[&str],
+) -> Result<(liveseg_tests::Node, String)> {
+    let defs = f.dir.path().join("defs.yaml");
+    std::fs::write(&defs, SCORE_SEGMENT)?;
+    let defs = defs.display().to_string();
+    let data = f.dir.path().join("node");
+    let mut flags = vec![
+        "--score-every",
+        every,
+        "--score-refresh",
+        "1s",
+        "--scoring-server",
+        model,
+        "--clock",
+        "manual:2026-11-01T00:00:00Z",
+    ];
+    flags.extend_from_slice(extra);
+    let node = liveseg_tests::Node::start(&data, &flags).await?;
+    on_node(&node, &["segments", "apply", "--file", &defs])?;
+    on_node(&node, &["ingest", &f.events()])?;
+    node.settle().await?;
+    node.admin()
+        .await?
+        .advance_clock(pb::AdvanceClockRequest {
+            to: "2026-11-01T00:00:01Z".into(),
+        })
+        .await?;
+    Ok((node, defs))
+}
+
 /// The `scored <instant>` part of an explanation.
 fn scored_instant(why: &str) -> Option<&str> {
     let at = why.find("scored ")? + "scored ".len();
@@ -288,35 +328,9 @@ async fn a_contacts_new_events_rescore_it_before_the_next_full_round() -> Result
     let f = Fixture::new()?;
     f.train(&["--target", "click_7d", "--activate"])?;
     let model = serve_models(&f.registry(), f.dir.path()).await?;
-    let defs = f.dir.path().join("defs.yaml");
-    std::fs::write(&defs, SCORE_SEGMENT)?;
-    let defs = defs.display().to_string();
-    let data = f.dir.path().join("node");
     // Full rounds 30 s apart; the refresh acts in between.
-    let flags = [
-        "--score-every",
-        "30s",
-        "--score-refresh",
-        "1s",
-        "--scoring-server",
-        model.url.as_str(),
-        "--clock",
-        "manual:2026-11-01T00:00:00Z",
-    ];
-    let node = liveseg_tests::Node::start(&data, &flags).await?;
-    on_node(&node, &["segments", "apply", "--file", &defs])?;
-    on_node(&node, &["ingest", &f.events()])?;
-    node.settle().await?;
-    // Scores made while the history streamed in are stamped at the clock's
-    // instant (one per contact and instant); once the clock moves, the
-    // next full round scores everyone on the whole history.
-    node.admin()
-        .await?
-        .advance_clock(pb::AdvanceClockRequest {
-            to: "2026-11-01T00:00:01Z".into(),
-        })
-        .await?;
-    let members = liveseg_tests::poll(Duration::from_secs(90), "a full round", || {
+    let (node, _) = scoring_node(&f, &model.url, "30s", &[]).await?;
+    liveseg_tests::poll(Duration::from_secs(90), "a full round", || {
         let node = &node;
         async move {
             let m = member_ids(node, "likely_clickers").await.ok()?;
@@ -336,7 +350,19 @@ async fn a_contacts_new_events_rescore_it_before_the_next_full_round() -> Result
         .find(|(_, _, a)| *a != busy_account)
         .context("a member of another account")?
         .clone();
-    anyhow::ensure!(members.contains(&busy) && members.contains(&quiet));
+    // The round's records are still being applied: wait for these two.
+    for contact in [&busy, &quiet] {
+        liveseg_tests::poll(Duration::from_secs(30), "rescored in the round", || {
+            let node = &node;
+            async move {
+                let why = on_node(node, &["explain", contact, "likely_clickers"]).ok()?;
+                scored_instant(&why)?
+                    .starts_with("2026-11-01T00:00:01")
+                    .then_some(())
+            }
+        })
+        .await?;
+    }
     node.admin()
         .await?
         .advance_clock(pb::AdvanceClockRequest {
@@ -384,33 +410,8 @@ async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
     let f = Fixture::new()?;
     f.train(&["--target", "click_7d", "--activate"])?;
     let model = serve_models(&f.registry(), f.dir.path()).await?;
-    let defs = f.dir.path().join("defs.yaml");
-    std::fs::write(&defs, SCORE_SEGMENT)?;
-    let defs = defs.display().to_string();
+    let (mut node, defs) = scoring_node(&f, &model.url, "1s", &[]).await?;
     let data = f.dir.path().join("node");
-    // The node's clock stands at the end of the history, where the model
-    // was trained, so contacts score as they would have then.
-    let scoring = [
-        "--score-every",
-        "1s",
-        "--scoring-server",
-        model.url.as_str(),
-        "--clock",
-        "manual:2026-11-01T00:00:00Z",
-    ];
-    let mut node = liveseg_tests::Node::start(&data, &scoring).await?;
-    on_node(&node, &["segments", "apply", "--file", &defs])?;
-    on_node(&node, &["ingest", &f.events()])?;
-    node.settle().await?;
-    // Scores made while the history streamed in are stamped at the clock's
-    // instant; once the clock moves, every contact is scored again on its
-    // whole history (one score per contact and instant).
-    node.admin()
-        .await?
-        .advance_clock(pb::AdvanceClockRequest {
-            to: "2026-11-01T00:00:01Z".into(),
-        })
-        .await?;
 
     // The scorer asks the actors for features, the model service scores
     // them, and the scores come back as logged records: members appear.
@@ -436,8 +437,16 @@ async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
     // Restarted, the scorer compares with the scores in the actors' state:
     // nothing moved, so nothing is rewritten, also once every account has
     // passivated and is read from its checkpoint instead of an actor.
-    let mut restarted = [&scoring[..], &["--passivate-after", "1s"]].concat();
-    restarted[5] = "manual:2026-11-01T00:00:02Z";
+    let restarted = [
+        "--score-every",
+        "1s",
+        "--scoring-server",
+        model.url.as_str(),
+        "--clock",
+        "manual:2026-11-01T00:00:02Z",
+        "--passivate-after",
+        "1s",
+    ];
     let mut node = liveseg_tests::Node::start(&data, &restarted).await?;
     node.settle().await?;
     node.admin()
