@@ -317,6 +317,15 @@ async fn scoring_node(
     Ok((node, defs))
 }
 
+/// A counter or gauge on a /metrics page (0 when absent).
+fn figure_of(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The `scored <instant>` part of an explanation.
 fn scored_instant(why: &str) -> Option<&str> {
     let at = why.find("scored ")? + "scored ".len();
@@ -432,6 +441,27 @@ async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
         why.contains("model click_7d-") && why.contains("largest contributions"),
         "{why}"
     );
+    // Ranks written between rounds were against the last full round, and
+    // at most one score per contact is written per clock instant: move the
+    // clock once more and let full rounds settle every rank before the
+    // restart.
+    node.admin()
+        .await?
+        .advance_clock(pb::AdvanceClockRequest {
+            to: "2026-11-01T00:00:02Z".into(),
+        })
+        .await?;
+    let rounds = |m: String| figure_of(&m, "liveseg_scorer_rounds_total");
+    let before = rounds(liveseg_tests::http_get(&node.addr, "/metrics").await?);
+    liveseg_tests::poll(Duration::from_secs(30), "two more full rounds", || {
+        let addr = node.addr.clone();
+        async move {
+            let m = liveseg_tests::http_get(&addr, "/metrics").await.ok()?;
+            (rounds(m) >= before + 2.0).then_some(())
+        }
+    })
+    .await?;
+    node.settle().await?;
     node.terminate().await?;
 
     // Restarted, the scorer compares with the scores in the actors' state:
@@ -443,7 +473,7 @@ async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
         "--scoring-server",
         model.url.as_str(),
         "--clock",
-        "manual:2026-11-01T00:00:02Z",
+        "manual:2026-11-01T00:00:03Z",
         "--passivate-after",
         "1s",
     ];
@@ -455,13 +485,6 @@ async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
             to: "2026-11-01T00:00:05Z".into(),
         })
         .await?;
-    let figure_of = |metrics: &str, name: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().last()?.parse().ok())
-            .unwrap_or(0.0)
-    };
     let metrics = liveseg_tests::poll(
         Duration::from_secs(60),
         "rounds over passive accounts",
@@ -479,7 +502,8 @@ async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
     assert_eq!(
         figure_of(&metrics, "liveseg_scorer_records_total"),
         0.0,
-        "no score moved, none rewritten"
+        "no score moved, none rewritten: {}",
+        node.log_tail()
     );
     node.terminate().await?;
 

@@ -199,9 +199,15 @@ async fn tenant_rows(
 ) -> Result<Vec<ScoringRow>, String> {
     let targets: Arc<[Target]> = targets.into();
     let mut rows = Vec::new();
-    for (_, actor) in rt.registry.resident(Some(&tenant.id)) {
+    // Accounts answered for, so that none is left out of the ranking (a
+    // missing account would move every other contact's rank): an actor can
+    // stop (passivate) between the listing and the question, and a
+    // passivated account can wake (a timer) before its checkpoint is read.
+    let mut covered: HashSet<String> = HashSet::new();
+    for (key, actor) in rt.registry.resident(Some(&tenant.id)) {
         if let Ok(Answer::ScoringRows(r)) = actor.ask(Query::ScoringRows(targets.clone())).await {
             rows.extend(r);
+            covered.insert(key.1);
         }
     }
     let accounts = tenant
@@ -213,19 +219,22 @@ async fn tenant_rows(
         .registry
         .passive_accounts(tenant, &accounts)
         .map_err(|e| format!("reading passivated accounts: {e}"))?;
-    // An account that passivated between the two reads is in both.
-    let seen: HashSet<String> = rows.iter().map(|r| r.contact.clone()).collect();
     let t = inner.clock.now().saturating_add(1);
     let resident = rows.len();
     for account in &passive {
-        rows.extend(
-            scoring_rows(account, &targets, t)
-                .into_iter()
-                .filter(|r| !seen.contains(&r.contact)),
-        );
+        if covered.insert(account.core.id.to_string()) {
+            rows.extend(scoring_rows(account, &targets, t));
+        }
     }
+    let from_checkpoints = rows.len() - resident;
+    // The rest the way queries ask (loading the account if need be).
+    let missing: Vec<String> = accounts
+        .into_iter()
+        .filter(|a| !covered.contains(a))
+        .collect();
+    rows.extend(account_rows(rt, tenant, &missing, &targets).await?);
     // Contacts scored from checkpoints in the latest round.
-    metrics::gauge!("liveseg_scorer_passive_contacts").set((rows.len() - resident) as f64);
+    metrics::gauge!("liveseg_scorer_passive_contacts").set(from_checkpoints as f64);
     Ok(rows)
 }
 
@@ -398,6 +407,6 @@ async fn score_rows(
         tracing::warn!(field = %r.field, reason = %r.reason, "a score record was refused");
     }
     metrics::counter!("liveseg_scorer_records_total").increment(n as u64);
-    tracing::debug!(tenant = %tenant.id, records = n, "scores written");
+    tracing::debug!(tenant = %tenant.id, records = n, full = round.full, "scores written");
     Ok(())
 }
