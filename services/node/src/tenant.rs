@@ -7,6 +7,7 @@
 
 use liveseg_core::{Change, Directory, Entity, SegmentSet};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::broadcast;
@@ -33,6 +34,8 @@ pub struct TenantState {
     /// Send timing's tenant-wide baseline and when it was computed
     /// (`grpc::insight`).
     pub insight_baseline: Mutex<Option<(Instant, Arc<crate::insight::Summary>)>>,
+    /// A background refresh of that baseline is running.
+    pub insight_refreshing: AtomicBool,
 }
 
 impl TenantState {
@@ -44,6 +47,7 @@ impl TenantState {
             index: RwLock::new(BTreeSet::new()),
             feed: broadcast::channel(4096).0,
             insight_baseline: Mutex::new(None),
+            insight_refreshing: AtomicBool::new(false),
         }
     }
 

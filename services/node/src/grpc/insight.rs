@@ -20,6 +20,7 @@ use liveseg_core::{Entity, Millis};
 use liveseg_learn::kmeans::{self, KMeansOptions, Metric};
 use liveseg_proto::pb;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
@@ -83,23 +84,45 @@ async fn summary(
 }
 
 /// The tenant-wide baseline of send timing (hours, mean unsubscribe
-/// score), reused for `BASELINE_TTL`.
-async fn baseline(rt: &Runtime, tenant: &TenantState) -> Result<Arc<Summary>, Status> {
-    if let Some((at, s)) = tenant
+/// score). Computed (a scatter over every account) on the first call;
+/// after `BASELINE_TTL` the old one is still served while one background
+/// task recomputes it, so no call after the first waits for the scatter.
+async fn baseline(rt: &Arc<Runtime>, tenant: &Arc<TenantState>) -> Result<Arc<Summary>, Status> {
+    let cached = tenant
         .insight_baseline
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        && at.elapsed() < BASELINE_TTL
-    {
-        return Ok(s.clone());
+        .clone();
+    match cached {
+        Some((at, s)) if at.elapsed() < BASELINE_TTL => Ok(s),
+        Some((_, stale)) => {
+            if !tenant.insight_refreshing.swap(true, Ordering::AcqRel) {
+                let (rt, tenant) = (rt.clone(), tenant.clone());
+                tokio::spawn(async move {
+                    match summary(&rt, &tenant, None).await {
+                        Ok(fresh) => store_baseline(&tenant, Arc::new(fresh)),
+                        Err(e) => {
+                            tracing::warn!(error = %e.message(), "send-time baseline refresh failed")
+                        }
+                    }
+                    tenant.insight_refreshing.store(false, Ordering::Release);
+                });
+            }
+            Ok(stale)
+        }
+        None => {
+            let fresh = Arc::new(summary(rt, tenant, None).await?);
+            store_baseline(tenant, fresh.clone());
+            Ok(fresh)
+        }
     }
-    let fresh = Arc::new(summary(rt, tenant, None).await?);
+}
+
+fn store_baseline(tenant: &TenantState, fresh: Arc<Summary>) {
     *tenant
         .insight_baseline
         .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), fresh.clone()));
-    Ok(fresh)
+        .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), fresh));
 }
 
 /// One contact's timing against `base`; the error names the item.
@@ -155,8 +178,8 @@ pub async fn send_timing(
 
 /// Explain's send timing for a contact: `None` when features are not kept.
 pub async fn explain_timing(
-    rt: &Runtime,
-    tenant: &TenantState,
+    rt: &Arc<Runtime>,
+    tenant: &Arc<TenantState>,
     contact: &str,
 ) -> Option<pb::SendTiming> {
     if !tenant.set().tracks_scores {
