@@ -246,18 +246,17 @@ async fn account_rows(
     accounts: &[String],
     targets: &[Target],
 ) -> Result<Vec<ScoringRow>, String> {
-    let targets: Arc<[Target]> = targets.into();
-    let mut rows = Vec::new();
-    for account in accounts {
-        let q = Query::ScoringRows(targets.clone());
-        match crate::grpc::membership::ask(rt, tenant, account, q).await {
-            Ok(Answer::ScoringRows(r)) => rows.extend(r),
-            Ok(_) => {}
-            Err(s) if s.code() == tonic::Code::NotFound => {}
-            Err(s) => return Err(format!("account {account}: {}", s.message())),
-        }
-    }
-    Ok(rows)
+    let q = Query::ScoringRows(targets.into());
+    let answers = crate::grpc::membership::ask_each(rt, tenant, accounts.to_vec(), q)
+        .await
+        .map_err(|s| format!("asking accounts: {}", s.message()))?;
+    Ok(answers
+        .into_iter()
+        .flat_map(|a| match a {
+            Answer::ScoringRows(r) => r,
+            _ => Vec::new(),
+        })
+        .collect())
 }
 
 /// What one scoring pass covers.

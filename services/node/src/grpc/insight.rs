@@ -11,7 +11,6 @@ use crate::insight::{self, LookalikeProbe, ProbeError, Summary};
 use crate::runtime::Runtime;
 use crate::server::NodeInner;
 use crate::tenant::TenantState;
-use futures::StreamExt;
 use liveseg_core::cluster_rules::{RuleTest, Split, cluster_rule};
 use liveseg_core::features::feature_names;
 use liveseg_core::send_time::{best_hour, fatigue};
@@ -24,8 +23,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
-/// Questions in flight per call.
-const CONCURRENCY: usize = 64;
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 1000;
 const MAX_TIMING_CONTACTS: usize = 1000;
@@ -53,20 +50,7 @@ async fn scatter(rt: &Runtime, tenant: &TenantState, q: Query) -> Result<Vec<Ans
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .accounts();
-    let answers: Vec<Result<Answer, Status>> = futures::stream::iter(accounts)
-        .map(|account| {
-            let q = q.clone();
-            async move { super::membership::ask(rt, tenant, &account, q).await }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    answers
-        .into_iter()
-        // An account the directory names but the store has not written yet
-        // (its first event is still in flight) has nothing to say.
-        .filter(|a| !matches!(a, Err(s) if s.code() == tonic::Code::NotFound))
-        .collect()
+    super::membership::ask_each(rt, tenant, accounts, q).await
 }
 
 async fn summary(

@@ -68,6 +68,34 @@ pub(crate) async fn ask(
     }
 }
 
+/// Questions in flight per `ask_each` call.
+const ASK_CONCURRENCY: usize = 64;
+
+/// Asks each of `accounts` `q` (loading passivated ones, as `ask` does),
+/// a bounded number at a time; answers in no particular order. An account
+/// the directory names but the store has not written yet (its first event
+/// still in flight) has nothing to say and is skipped.
+pub(crate) async fn ask_each(
+    rt: &Runtime,
+    tenant: &TenantState,
+    accounts: Vec<String>,
+    q: Query,
+) -> Result<Vec<Answer>, Status> {
+    use futures::StreamExt;
+    let answers: Vec<Result<Answer, Status>> = futures::stream::iter(accounts)
+        .map(|account| {
+            let q = q.clone();
+            async move { ask(rt, tenant, &account, q).await }
+        })
+        .buffer_unordered(ASK_CONCURRENCY)
+        .collect()
+        .await;
+    answers
+        .into_iter()
+        .filter(|a| !matches!(a, Err(s) if s.code() == tonic::Code::NotFound))
+        .collect()
+}
+
 #[tonic::async_trait]
 impl pb::membership_service_server::MembershipService for MembershipApi {
     async fn get_contact_segments(
