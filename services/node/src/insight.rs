@@ -18,6 +18,7 @@
 
 use liveseg_core::SegmentSet;
 use liveseg_core::account::Account;
+use liveseg_core::content::dot;
 use liveseg_core::features::feature_names;
 use liveseg_core::labels::Target;
 use liveseg_core::scores::ScoreSlot;
@@ -90,10 +91,6 @@ fn unit(v: &[f32]) -> Option<Vec<f32>> {
     let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     (norm > 0.0 && norm.is_finite())
         .then(|| v.iter().map(|x| (f64::from(*x) / norm) as f32).collect())
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// The account's share at instant `t` (features see events before `t`);
