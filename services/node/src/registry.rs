@@ -48,6 +48,9 @@ pub struct Registry {
     /// Accounts that received events since the live scorer last took
     /// them; `None` until a scorer asks (`track_touched`).
     touched: Mutex<Option<std::collections::HashSet<AccountKey>>>,
+    /// Set once `touched` is tracked: the dispatcher's per-batch check
+    /// stays a load without a lock when no scorer runs.
+    tracking: AtomicBool,
     /// Shared by every runtime of the node.
     pool: Arc<ActorPool>,
     /// Set by `stop`: no account is spawned after it.
@@ -76,6 +79,7 @@ impl Registry {
     ) -> Self {
         Registry {
             touched: Mutex::new(None),
+            tracking: AtomicBool::new(false),
             pool,
             closed: AtomicBool::new(false),
             slots: Mutex::new(HashMap::new()),
@@ -240,10 +244,14 @@ impl Registry {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert_with(Default::default);
+        self.tracking.store(true, Ordering::Release);
     }
 
     /// Records that `key` received events (a no-op unless tracked).
     pub fn note_touched(&self, key: &AccountKey) {
+        if !self.tracking.load(Ordering::Acquire) {
+            return;
+        }
         if let Some(set) = self
             .touched
             .lock()
