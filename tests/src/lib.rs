@@ -305,6 +305,16 @@ impl tonic::service::Interceptor for Auth {
     }
 }
 
+/// A counter or gauge on a /metrics page (0 when absent). `name` may
+/// include labels: `liveseg_x_total{kind="a"}`.
+pub fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A plain HTTP/1.1 GET of `path` at `addr` (`host:port`): status line,
 /// headers and body as one string.
 pub async fn http_get(addr: &str, path: &str) -> Result<String> {

@@ -247,9 +247,21 @@ async fn content_affinity_and_matching_over_a_real_node_and_model() -> Result<()
         .unwrap_err();
     assert_eq!(both.code(), tonic::Code::InvalidArgument);
 
-    // Content registered after u4 clicked it counts from then on.
+    // Content registered after u4 clicked it counts from then on, without
+    // a replay of the tenant's log: its accounts are judged again.
+    let rebuilds = |kind: &str| {
+        let addr = node.addr.clone();
+        let name = format!("liveseg_tenant_rebuilds_total{{kind=\"{kind}\"}}");
+        async move {
+            let m = liveseg_tests::http_get(&addr, "/metrics").await?;
+            anyhow::Ok(liveseg_tests::metric_value(&m, &name))
+        }
+    };
+    let (replays, rejudges) = (rebuilds("replay").await?, rebuilds("rejudge").await?);
     register(&node, vec![item("lakehouse-benchmark", LAKEHOUSE, "")]).await?;
     wait_members(&node, "warehouse_fans", &["u1", "u3", "u4"]).await?;
+    assert_eq!(rebuilds("replay").await?, replays, "no replay of the log");
+    assert_eq!(rebuilds("rejudge").await?, rejudges + 1.0);
     let listed = c
         .list_content(pb::ListContentRequest {
             with_vectors: true,

@@ -317,15 +317,6 @@ async fn scoring_node(
     Ok((node, defs))
 }
 
-/// A counter or gauge on a /metrics page (0 when absent).
-fn figure_of(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// The `scored <instant>` part of an explanation.
 fn scored_instant(why: &str) -> Option<&str> {
     let at = why.find("scored ")? + "scored ".len();
@@ -451,7 +442,7 @@ async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
             to: "2026-11-01T00:00:02Z".into(),
         })
         .await?;
-    let rounds = |m: String| figure_of(&m, "liveseg_scorer_rounds_total");
+    let rounds = |m: String| liveseg_tests::metric_value(&m, "liveseg_scorer_rounds_total");
     let before = rounds(liveseg_tests::http_get(&node.addr, "/metrics").await?);
     liveseg_tests::poll(Duration::from_secs(30), "two more full rounds", || {
         let addr = node.addr.clone();
@@ -492,15 +483,17 @@ async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
             let addr = node.addr.clone();
             async move {
                 let m = liveseg_tests::http_get(&addr, "/metrics").await.ok()?;
-                let passive = figure_of(&m, "liveseg_scorer_passive_contacts");
-                (passive > 0.0 && figure_of(&m, "liveseg_scorer_rounds_total") >= 3.0).then_some(m)
+                let passive = liveseg_tests::metric_value(&m, "liveseg_scorer_passive_contacts");
+                (passive > 0.0
+                    && liveseg_tests::metric_value(&m, "liveseg_scorer_rounds_total") >= 3.0)
+                    .then_some(m)
             }
         },
     )
     .await
     .with_context(|| node.log_tail())?;
     assert_eq!(
-        figure_of(&metrics, "liveseg_scorer_records_total"),
+        liveseg_tests::metric_value(&metrics, "liveseg_scorer_records_total"),
         0.0,
         "no score moved, none rewritten: {}",
         node.log_tail()

@@ -37,6 +37,13 @@ pub enum Command {
         set: Box<liveseg_core::SegmentSet>,
         reply: oneshot::Sender<Result<usize>>,
     },
+    /// Judge a tenant's state again under a set that differs only in its
+    /// content library (a replay if the shape differs after all).
+    Rejudge {
+        tenant: Arc<TenantState>,
+        set: Box<liveseg_core::SegmentSet>,
+        reply: oneshot::Sender<Result<usize>>,
+    },
     /// Answers once every entry sent before it has been applied.
     Barrier(oneshot::Sender<Seq>),
     /// Final checkpoint, then stop (everything sent before it is applied first).
@@ -152,6 +159,9 @@ impl Dispatcher {
                 }
                 Command::Redefine { tenant, set, reply } => {
                     let _ = reply.send(crate::rebuild::rebuild_tenant(&self, &tenant, *set).await);
+                }
+                Command::Rejudge { tenant, set, reply } => {
+                    let _ = reply.send(crate::rebuild::rejudge_tenant(&self, &tenant, *set).await);
                 }
                 Command::Barrier(reply) => {
                     let _ = reply.send(self.dispatched);

@@ -1,10 +1,16 @@
-//! Rebuilding a tenant's state after its segment definitions change (or a
-//! checkpoint was built for other definitions): state is a function of the
-//! log and the definitions, so the tenant's log is replayed into a fresh
-//! engine, the new images are checkpointed at the dispatcher's position, and
-//! the difference in membership is emitted as enter/exit records.
+//! Rebuilding a tenant's state when what shapes it changes, and the
+//! memberships that follow:
+//! - **new segment definitions** (or a checkpoint built for other ones):
+//!   state is a function of the log and the definitions, so the tenant's log
+//!   is replayed into a fresh engine (`rebuild_tenant`);
+//! - **new content** in the tenant's library: interest profiles do not
+//!   depend on the library (`liveseg_core::interest`), so every account's
+//!   current state is judged again under the new library, with no replay
+//!   (`rejudge_tenant`): the cost follows the tenant's state, not its log.
 //!
-//! Runs in-band in the dispatcher, so no event is applied meanwhile.
+//! Either way the new images are checkpointed and the difference in
+//! membership is emitted as enter/exit records. Both run in-band in the
+//! dispatcher, so no event is applied meanwhile.
 
 use crate::dispatch::{Dispatcher, decode};
 use crate::error::{NodeError, Result};
@@ -12,24 +18,22 @@ use crate::host::Checkpoint;
 use crate::tenant::TenantState;
 use liveseg_core::engine::account_memberships;
 use liveseg_core::{Account, Cause, Change, ChangeKind, Engine, Entity, Membership, SegmentSet};
-use liveseg_store::{AccountCheckpoint, CommitBatch};
-use std::collections::BTreeSet;
+use liveseg_store::{AccountCheckpoint, CommitBatch, Seq};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-pub async fn rebuild_tenant(
-    d: &Dispatcher,
-    tenant: &Arc<TenantState>,
-    set: SegmentSet,
-) -> Result<usize> {
-    let old_set = tenant.set();
-    // 1. Current memberships under the old definitions.
-    let images = d.stop_tenant_actors(&tenant.id).await?;
-    let mut old = BTreeSet::new();
-    let mut seen = std::collections::HashSet::new();
-    for (key, _, bytes) in &images {
-        seen.insert(key.1.clone());
-        collect(&old_set, bytes, &mut old);
-    }
+/// The tenant's account images: the final images of its resident actors
+/// (which are stopped) and the checkpoints of its passivated accounts.
+struct Images(Vec<(String, Vec<u8>)>);
+
+async fn gather(d: &Dispatcher, tenant: &TenantState) -> Result<Images> {
+    let mut images: Vec<(String, Vec<u8>)> = d
+        .stop_tenant_actors(&tenant.id)
+        .await?
+        .into_iter()
+        .map(|(key, _, bytes)| (key.1, bytes))
+        .collect();
+    let seen: std::collections::HashSet<String> = images.iter().map(|i| i.0.clone()).collect();
     let store = d.store.clone();
     let index = tokio::task::spawn_blocking(move || store.checkpoint_index())
         .await
@@ -39,10 +43,94 @@ pub async fn rebuild_tenant(
         .filter(|(t, a, _)| t.as_str() == &*tenant.id && !seen.contains(a))
     {
         if let Some((_, bytes)) = d.store.load_checkpoint(t, account)? {
-            collect(&old_set, &bytes, &mut old);
+            images.push((account.clone(), bytes));
         }
     }
-    // 2. Replay the tenant's log up to the dispatcher's position.
+    Ok(Images(images))
+}
+
+impl Images {
+    /// Memberships under `set`, from the images it shaped.
+    fn memberships(&self, set: &SegmentSet) -> BTreeSet<Membership> {
+        let mut out = BTreeSet::new();
+        for (_, bytes) in &self.0 {
+            collect(set, bytes, &mut out);
+        }
+        out
+    }
+}
+
+pub async fn rebuild_tenant(
+    d: &Dispatcher,
+    tenant: &Arc<TenantState>,
+    set: SegmentSet,
+) -> Result<usize> {
+    let images = gather(d, tenant).await?;
+    replay(d, tenant, set, images).await
+}
+
+/// Installs a set that differs from the tenant's only in its content
+/// library: each account's state is judged again under it. Falls back to a
+/// replay when the set has another shape or an image cannot be read.
+pub async fn rejudge_tenant(
+    d: &Dispatcher,
+    tenant: &Arc<TenantState>,
+    set: SegmentSet,
+) -> Result<usize> {
+    let old_set = tenant.set();
+    let images = gather(d, tenant).await?;
+    let fingerprint = set.fingerprint();
+    let decoded: Option<Vec<(String, Seq, Account)>> = (old_set.fingerprint() == fingerprint)
+        .then(|| {
+            images
+                .0
+                .iter()
+                .map(|(id, bytes)| {
+                    let image = Checkpoint::decode(bytes).ok()?;
+                    (image.fingerprint == fingerprint)
+                        .then(|| (id.clone(), image.applied_seq, image.account.restore()))
+                })
+                .collect()
+        })
+        .flatten();
+    let Some(decoded) = decoded else {
+        tracing::info!("content changed the shape of the tenant's state; replaying its log");
+        return replay(d, tenant, set, images).await;
+    };
+    let old = images.memberships(&old_set);
+    drop(images);
+    let now = d.clock.now();
+    let accounts = tokio::task::spawn_blocking(move || {
+        let mut scratch = Vec::new();
+        let accounts: BTreeMap<String, (Seq, Account)> = decoded
+            .into_iter()
+            .map(|(id, seq, mut account)| {
+                account.rejudge_all(&set, &mut scratch);
+                account.advance_to(&set, now, &mut scratch);
+                scratch.clear();
+                (id, (seq, account))
+            })
+            .collect();
+        (set, accounts)
+    })
+    .await
+    .map_err(|e| NodeError::Internal(e.to_string()))?;
+    let (set, accounts) = accounts;
+    let n = finish(d, tenant, set, accounts, old, now).await?;
+    metrics::counter!("liveseg_tenant_rebuilds_total", "kind" => "rejudge").increment(1);
+    tracing::info!(accounts = n, "tenant judged again for new content");
+    Ok(n)
+}
+
+/// Replays the tenant's log up to the dispatcher's position under `set`.
+async fn replay(
+    d: &Dispatcher,
+    tenant: &Arc<TenantState>,
+    set: SegmentSet,
+    images: Images,
+) -> Result<usize> {
+    let old = images.memberships(&tenant.set());
+    drop(images);
     let upto = d.dispatched();
     let now = d.clock.now();
     let log = d.log.clone();
@@ -75,12 +163,41 @@ pub async fn rebuild_tenant(
     })
     .await
     .map_err(|e| NodeError::Internal(e.to_string()))??;
-    // 3. Checkpoint every rebuilt account at the dispatcher's position.
+    let accounts = engine
+        .accounts
+        .into_iter()
+        .map(|(id, a)| (id, (upto, a)))
+        .collect();
+    let n = finish(d, tenant, set, accounts, old, now).await?;
+    metrics::counter!("liveseg_tenant_rebuilds_total", "kind" => "replay").increment(1);
+    tracing::info!(
+        accounts = n,
+        "tenant state rebuilt for new segment definitions"
+    );
+    Ok(n)
+}
+
+/// Checkpoints the new state of every account (each at the log position
+/// its state reflects), swaps the set, resets the membership index,
+/// announces the differences from `old`, and brings the accounts back so
+/// their timers run.
+async fn finish(
+    d: &Dispatcher,
+    tenant: &Arc<TenantState>,
+    set: SegmentSet,
+    accounts: BTreeMap<String, (Seq, Account)>,
+    old: BTreeSet<Membership>,
+    now: liveseg_core::Millis,
+) -> Result<usize> {
     let fingerprint = set.fingerprint();
     let mut checkpoints = Vec::new();
-    for (id, account) in &engine.accounts {
+    let mut new = BTreeSet::new();
+    let mut scratch = Vec::new();
+    for (id, (seq, account)) in &accounts {
+        account_memberships(&set, account, &mut scratch);
+        new.extend(scratch.drain(..));
         let image = Checkpoint {
-            applied_seq: upto,
+            applied_seq: *seq,
             fingerprint,
             account: account.clone(),
         };
@@ -88,7 +205,7 @@ pub async fn rebuild_tenant(
         checkpoints.push(AccountCheckpoint {
             tenant: tenant.id.to_string(),
             account: id.clone(),
-            applied_seq: upto,
+            applied_seq: *seq,
             state: Some(bytes),
         });
     }
@@ -103,8 +220,7 @@ pub async fn rebuild_tenant(
     tokio::task::spawn_blocking(move || store.commit(&batch))
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))??;
-    // 4. Swap the definitions, reset the index, and announce the differences.
-    let new: BTreeSet<Membership> = engine.memberships().into_iter().collect();
+    // Swap the set, reset the index, and announce the differences.
     *tenant.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
     {
         let mut index = tenant.index.write().unwrap_or_else(|p| p.into_inner());
@@ -138,14 +254,10 @@ pub async fn rebuild_tenant(
     if !changes.is_empty() {
         d.registry.outbox().send(tenant.id.clone(), changes);
     }
-    // 5. Bring the accounts back so their timers run.
-    for id in engine.accounts.keys() {
+    // Bring the accounts back so their timers run.
+    for id in accounts.keys() {
         d.registry.get(tenant, id, false)?;
     }
-    tracing::info!(
-        accounts = n,
-        "tenant state rebuilt for new segment definitions"
-    );
     Ok(n)
 }
 

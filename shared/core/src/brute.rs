@@ -291,8 +291,8 @@ pub fn affinity(lib: &ContentLibrary, events: &[&Event], target: &[f32], t: Mill
         .iter()
         .filter(|e| e.ts <= t)
         .filter_map(|e| {
-            let (key, w) = interest_of(e, lib)?;
-            Some((lib.get(key)?.vector.as_slice(), f64::from(w), e.ts))
+            let (key, w) = interest_of(e)?;
+            Some((key.resolve(lib)?.vector.as_slice(), f64::from(w), e.ts))
         })
         .collect();
     let latest = seen.iter().map(|s| s.2).max()?;

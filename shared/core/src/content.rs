@@ -1,40 +1,17 @@
 //! Content matching in the core: the tenant's content library (embedding
-//! vectors of registered content and of topic texts) and each contact's
-//! compact interest profile.
-//!
-//! The profile keeps no vector of its own: it keeps decayed weights over at
-//! most [`MAX_INTEREST_ITEMS`] content keys (the content it clicked and the
-//! pages it viewed). Its interest vector is the weighted sum of those items'
-//! embeddings, looked up in the library when a condition is judged. So:
-//! - content and page texts are embedded once, at registration, never per
-//!   recipient; the state of a contact is ~16 x 12 bytes, not 384 floats;
-//! - a click on content registered later counts once it is registered (the
-//!   registration rebuilds state from the log);
-//! - explain can name the content behind an affinity.
-//!
-//! Decay: an engagement at event time `ts` weighs `w * 2^(-(at - ts) / H)`
-//! as of the profile's latest engagement `at`, with half-life `H` =
-//! [`INTEREST_HALF_LIFE`]. Affinity is a cosine, which no common factor
-//! changes, so it moves only when an engagement arrives (or the library
-//! changes): older interests count less than newer ones, and no timer is
-//! needed. Weights are updated in log order, so a replay reproduces them
-//! bit for bit.
+//! vectors of registered content and of topic texts). Each contact's
+//! interest profile, which the library turns into a vector, is in
+//! [`crate::interest`].
 
 use crate::definition::{Condition, SegmentDefinition};
-use crate::event::{Event, EventKind, stable_hash};
-use crate::time::{DAY, Millis};
-use serde::{Deserialize, Serialize};
+use crate::event::stable_hash;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// How fast an engagement's weight halves.
-pub const INTEREST_HALF_LIFE: Millis = 30 * DAY;
-/// Distinct content keys a profile keeps; the lightest is dropped past it.
-pub const MAX_INTEREST_ITEMS: usize = 16;
-/// A click on content (or on a link to a registered page).
-pub const CLICK_WEIGHT: f32 = 1.0;
-/// A page view: a weaker signal of interest than a click.
-pub const PAGE_WEIGHT: f32 = 0.5;
+pub use crate::interest::{
+    CLICK_WEIGHT, INTEREST_HALF_LIFE, Interest, InterestItem, InterestKey, MAX_INTEREST_ITEMS,
+    PAGE_WEIGHT, interest_of,
+};
 
 /// The library key of a content id.
 pub fn content_key(id: &str) -> u64 {
@@ -66,139 +43,16 @@ pub fn normalize_path(url_or_path: &str) -> String {
     }
 }
 
-/// What an event says about a contact's interests: the registered item it
-/// engaged with (its key) and how much that weighs. A click counts for its
-/// `content_id` if registered, else for its `url` if that is a registered
-/// page; a page view for its `path` (or `url`). Engagement with anything the
-/// library does not know is not kept: registering content rebuilds state
-/// from the log, so earlier engagement with it counts from then on, and
-/// unknown pages never crowd registered content out of the bounded profile.
-pub fn interest_of(e: &Event, lib: &ContentLibrary) -> Option<(u64, f32)> {
-    let prop = |name: &str| -> Option<String> {
-        match e.properties.get(name)? {
-            serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    };
-    let known = |key: u64| lib.get(key).map(|item| item.key);
-    match e.kind {
-        EventKind::Click { .. } => prop("content_id")
-            .and_then(|id| known(content_key(&id)))
-            .or_else(|| prop("url").and_then(|u| known(url_key(&u))))
-            .map(|k| (k, CLICK_WEIGHT)),
-        EventKind::Page { .. } => prop("path")
-            .and_then(|p| known(url_key(&p)))
-            .or_else(|| prop("url").and_then(|u| known(url_key(&u))))
-            .map(|k| (k, PAGE_WEIGHT)),
-        _ => None,
-    }
-}
-
-/// A contact's interest profile: decayed weights over content keys.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Interest {
-    /// `(content key, weight as of at)`.
-    pub items: Vec<(u64, f32)>,
-    /// Event time of the latest engagement (the weights' reference).
-    pub at: Millis,
-}
-
-impl Interest {
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// Records an engagement with `key` at event time `ts`.
-    pub fn add(&mut self, key: u64, weight: f32, ts: Millis) {
-        let w = if self.items.is_empty() {
-            self.at = ts;
-            weight
-        } else if ts > self.at {
-            let f = decay(ts - self.at);
-            self.items.iter_mut().for_each(|(_, x)| *x *= f);
-            self.at = ts;
-            weight
-        } else {
-            weight * decay(self.at - ts)
-        };
-        match self.items.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, x)) => *x += w,
-            None => self.items.push((key, w)),
-        }
-        if self.items.len() > MAX_INTEREST_ITEMS {
-            // The lightest goes (ties: the larger key, so replays agree).
-            if let Some(i) = self
-                .items
-                .iter()
-                .enumerate()
-                .min_by(|(_, a), (_, b)| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-                .map(|(i, _)| i)
-            {
-                self.items.swap_remove(i);
-            }
-        }
-    }
-
-    /// The interest vector (unnormalised) over the items the library knows,
-    /// or `None` when it knows none of them.
-    pub fn vector(&self, lib: &ContentLibrary) -> Option<Vec<f32>> {
-        let mut out: Option<Vec<f32>> = None;
-        for (key, w) in &self.items {
-            let Some(item) = lib.get(*key) else { continue };
-            let acc = out.get_or_insert_with(|| vec![0.0; item.vector.len()]);
-            if acc.len() != item.vector.len() {
-                continue;
-            }
-            acc.iter_mut()
-                .zip(item.vector.iter())
-                .for_each(|(a, v)| *a += w * v);
-        }
-        out.filter(|v| norm(v) > 0.0)
-    }
-
-    /// Cosine of the interest vector with a unit `target`; `None` when the
-    /// profile has nothing the library knows.
-    pub fn affinity(&self, lib: &ContentLibrary, target: &[f32]) -> Option<f32> {
-        let v = self.vector(lib)?;
-        Some(cosine_unit(&v, target))
-    }
-
-    /// The known items behind the profile, heaviest first: `(content id,
-    /// share of the total weight, cosine with target)`.
-    pub fn contributions(&self, lib: &ContentLibrary, target: &[f32]) -> Vec<(String, f32, f32)> {
-        let known: Vec<(&LibraryItem, f32)> = self
-            .items
-            .iter()
-            .filter_map(|(k, w)| Some((lib.get(*k)?, *w)))
-            .collect();
-        let total: f32 = known.iter().map(|(_, w)| w).sum();
-        let mut out: Vec<(String, f32, f32)> = known
-            .into_iter()
-            .map(|(item, w)| {
-                let share = if total > 0.0 { w / total } else { 0.0 };
-                (item.id.clone(), share, dot(&item.vector, target))
-            })
-            .collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        out
-    }
-}
-
-fn decay(elapsed: Millis) -> f32 {
-    (-(elapsed as f64) / INTEREST_HALF_LIFE as f64).exp2() as f32
-}
-
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn norm(v: &[f32]) -> f32 {
+pub(crate) fn norm(v: &[f32]) -> f32 {
     dot(v, v).sqrt()
 }
 
 /// Cosine of `v` with an already unit-norm `unit`.
-fn cosine_unit(v: &[f32], unit: &[f32]) -> f32 {
+pub(crate) fn cosine_unit(v: &[f32], unit: &[f32]) -> f32 {
     let n = norm(v);
     if n > 0.0 { dot(v, unit) / n } else { 0.0 }
 }
@@ -441,112 +295,6 @@ mod tests {
         );
         // The URL alias reaches the same item.
         assert_eq!(l.get(url_key("/blog/warehouse")).unwrap().id, "warehouse");
-    }
-
-    #[test]
-    fn newer_engagement_outweighs_older_by_the_half_life() {
-        let l = lib();
-        let mut p = Interest::default();
-        p.add(content_key("warehouse"), 1.0, 0);
-        p.add(content_key("pricing"), 1.0, INTEREST_HALF_LIFE);
-        // warehouse now weighs 0.5, pricing 1: cosine with warehouse = 0.5/sqrt(1.25).
-        let a = p.affinity(&l, &[1.0, 0.0, 0.0]).unwrap();
-        assert!((a - 0.5 / 1.25f32.sqrt()).abs() < 1e-6, "{a}");
-        // The same engagements in the other arrival order give the same weights.
-        let mut q = Interest::default();
-        q.add(content_key("pricing"), 1.0, INTEREST_HALF_LIFE);
-        q.add(content_key("warehouse"), 1.0, 0);
-        assert_eq!(p.items.len(), q.items.len());
-        let b = q.affinity(&l, &[1.0, 0.0, 0.0]).unwrap();
-        assert!((a - b).abs() < 1e-6);
-        let c = p.contributions(&l, &[1.0, 0.0, 0.0]);
-        assert_eq!(c[0].0, "pricing");
-        assert!((c[0].1 - 2.0 / 3.0).abs() < 1e-6 && c[1].2 == 1.0, "{c:?}");
-    }
-
-    #[test]
-    fn keys_the_library_lacks_add_nothing_until_registered() {
-        let mut p = Interest::default();
-        p.add(content_key("later"), 1.0, 10);
-        let mut l = lib();
-        assert_eq!(p.affinity(&l, &[1.0, 0.0, 0.0]), None);
-        l.insert_content("later", None, &[0.0, 0.0, 1.0]).unwrap();
-        assert_eq!(p.affinity(&l, &[0.0, 0.0, 1.0]), Some(1.0));
-    }
-
-    #[test]
-    fn events_name_registered_items_by_id_or_url() {
-        use crate::event::{Limits, parse_message};
-        let l = lib();
-        let ev =
-            |v: serde_json::Value| parse_message(&v, i64::MAX / 2, &Limits::default()).unwrap();
-        let click = |props: serde_json::Value| {
-            ev(
-                serde_json::json!({"type":"track","messageId":"m","userId":"u",
-                "event":"Email Link Clicked","timestamp":"2026-01-01T00:00:00Z","properties":props}),
-            )
-        };
-        let page = |path: &str| {
-            ev(
-                serde_json::json!({"type":"page","messageId":"m","userId":"u",
-                "timestamp":"2026-01-01T00:00:00Z","properties":{"path":path}}),
-            )
-        };
-        let w = content_key("warehouse");
-        // An unregistered content_id falls back to a registered URL.
-        assert_eq!(
-            interest_of(
-                &click(
-                    serde_json::json!({"email_id":"e","content_id":"email-7","url":"https://x.io/blog/warehouse"})
-                ),
-                &l
-            ),
-            Some((w, CLICK_WEIGHT))
-        );
-        assert_eq!(
-            interest_of(
-                &click(serde_json::json!({"email_id":"e","content_id":"pricing"})),
-                &l
-            ),
-            Some((content_key("pricing"), CLICK_WEIGHT))
-        );
-        assert_eq!(
-            interest_of(
-                &click(serde_json::json!({"email_id":"e","content_id":7})),
-                &l
-            ),
-            None
-        );
-        assert_eq!(
-            interest_of(&page("/blog/warehouse/"), &l),
-            Some((w, PAGE_WEIGHT))
-        );
-        assert_eq!(
-            interest_of(&page("/careers"), &l),
-            None,
-            "unknown pages are not kept"
-        );
-        let mut numeric = ContentLibrary::default();
-        numeric.insert_content("7", None, &[1.0]).unwrap();
-        assert_eq!(
-            interest_of(
-                &click(serde_json::json!({"email_id":"e","content_id":7})),
-                &numeric
-            ),
-            Some((content_key("7"), CLICK_WEIGHT)),
-            "numeric ids are read as text"
-        );
-    }
-
-    #[test]
-    fn profile_is_bounded_and_drops_the_lightest() {
-        let mut p = Interest::default();
-        for i in 0..(MAX_INTEREST_ITEMS as i64 + 4) {
-            p.add(i as u64, 1.0, i * DAY);
-        }
-        assert_eq!(p.items.len(), MAX_INTEREST_ITEMS);
-        // The four oldest (lightest) went.
-        assert!(p.items.iter().all(|(k, _)| *k >= 4), "{:?}", p.items);
     }
 
     #[test]

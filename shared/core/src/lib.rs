@@ -10,7 +10,8 @@
 //! - `check` and `fields`: per-definition checks and per-field message reading.
 //! - `account`: `Account`, the per-account state machine the actors wrap.
 //! - `engine`: routing (contact directory, moves) and a single-threaded engine for replay.
-//! - `content`: the content library (embeddings) and contact interest profiles.
+//! - `content`: the content library (embeddings); `interest`: contact interest
+//!   profiles, which the library turns into vectors.
 //! - `presets`: the six starter segments.
 //! - `brute`: a brute-force reference evaluator over raw events, for tests.
 
@@ -28,6 +29,7 @@ mod explain;
 pub mod features;
 mod fields;
 mod filter;
+pub mod interest;
 pub mod labels;
 pub mod presets;
 pub mod scores;

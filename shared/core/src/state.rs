@@ -229,7 +229,7 @@ impl ContactState {
             }
         }
         if set.tracks_interest
-            && let Some((key, weight)) = interest_of(e, &set.content)
+            && let Some((key, weight)) = interest_of(e)
         {
             self.interest.add(key, weight, e.ts);
             changed |= FEAT_INTEREST;

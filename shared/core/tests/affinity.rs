@@ -134,9 +134,11 @@ fn engine_and_reference_agree_on_affinity_values() {
     let refs: Vec<&liveseg_core::Event> = s.events.iter().collect();
     let want = brute::affinity(&lib, &refs, &target, at(30.0)).unwrap();
     assert!((f64::from(got) - want).abs() < 1e-5, "{got} vs {want}");
-    // Unregistered content is not kept (registering it rebuilds state from
-    // the log); the page view counts for warehouse, found by its URL.
-    assert_eq!(c.interest.items.len(), 2);
+    // Every engagement key is kept, registered or not (so registering
+    // content needs no replay): lakehouse, warehouse by id, warehouse by its
+    // page path, and the unregistered item. The page view counts for
+    // warehouse, found by its URL, and the unregistered item adds nothing.
+    assert_eq!(c.interest.items.len(), 4);
     let shares = c.interest.contributions(&set.content, &target);
     let ids: Vec<&str> = shares.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(
@@ -197,5 +199,62 @@ fn unresolved_targets_and_bad_thresholds_are_refused_with_a_path() {
             .count(),
         2,
         "account context and both targets: {errs:?}"
+    );
+}
+
+/// What the node relies on to register content without replaying a log:
+/// profiles do not depend on the library, so state built before a
+/// registration, judged again under the new library, has the memberships
+/// of a full replay under it.
+#[test]
+fn registering_content_needs_only_a_rejudge_not_a_replay() {
+    let defs = parse_definitions(DEFS).expect("test fixture");
+    // Before: everything but lakehouse is registered.
+    let mut before_lib = ContentLibrary::default();
+    before_lib
+        .insert_content("warehouse", Some("/blog/warehouse"), &[1.0, 0.0, 0.0])
+        .expect("test fixture");
+    before_lib
+        .insert_content("hiring", None, &[0.0, 1.0, 0.0])
+        .expect("test fixture");
+    before_lib
+        .insert_topic("data", &[0.9, 0.0, 0.1])
+        .expect("test fixture");
+    let before = SegmentSet::compile_with(&defs, Arc::new(before_lib)).expect("test fixture");
+    let after = set();
+    assert_eq!(
+        before.fingerprint(),
+        after.fingerprint(),
+        "same state shape"
+    );
+    let mut s = Script::new();
+    click(&mut s, "u1", "lakehouse", 1.0);
+    click(&mut s, "u2", "lakehouse", 2.0);
+    click(&mut s, "u2", "hiring", 3.0);
+    s.page(Some("u3"), Some("beta"), "/blog/warehouse", at(4.0));
+    let now = at(10.0);
+    let (engine, _) = replay(&before, &s.events, now);
+    let (full, _) = replay(&after, &s.events, now);
+    let members = |set: &SegmentSet, accounts: &mut dyn Iterator<Item = &Account>| {
+        let mut out = Vec::new();
+        accounts.for_each(|a| liveseg_core::engine::account_memberships(set, a, &mut out));
+        out.sort();
+        out
+    };
+    let old = members(&before, &mut engine.accounts.values());
+    let mut rejudged = Vec::new();
+    for account in engine.accounts.values() {
+        let mut a = account.clone();
+        let mut changes = Vec::new();
+        a.rejudge_all(&after, &mut changes);
+        a.advance_to(&after, now, &mut changes);
+        rejudged.push(a);
+    }
+    let new = members(&after, &mut rejudged.iter());
+    assert_eq!(new, full.memberships());
+    assert_ne!(old, new, "the registration changed who is in");
+    assert!(
+        new.iter().any(|m| m.segment == "data_fans" && m.id == "u1"),
+        "{new:?}"
     );
 }

@@ -10,7 +10,11 @@
 //!
 //! The node runs as a separate process (this binary's `serve`), so its
 //! memory is measured alone.
+//!
+//! With `--content-only --model-dir DIR` it measures instead what
+//! registering content costs a tenant with history (`content`).
 
+mod content;
 mod node;
 mod probes;
 
@@ -47,6 +51,12 @@ pub struct BenchArgs {
     /// Time-driven exits to observe.
     #[arg(long, default_value_t = 2000)]
     pub exits: usize,
+    /// Only measure content registration (needs `--model-dir`).
+    #[arg(long, requires = "model_dir")]
+    pub content_only: bool,
+    /// The embedding model's files, for `--content-only`.
+    #[arg(long)]
+    pub model_dir: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
@@ -68,6 +78,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let text = String::from_utf8(buf).context("generated workload is not UTF-8")?;
     let lines: Vec<&str> = text.lines().collect();
     println!("# liveseg bench\n");
+    if let (true, Some(dir)) = (args.content_only, &args.model_dir) {
+        println!(
+            "workload: {} events, {} accounts, {} contacts, {} days\n",
+            stats.events, stats.accounts, stats.contacts, cfg.days
+        );
+        return content::run(&lines, dir, args.batch, args.concurrency).await;
+    }
     println!(
         "workload: {} events, {} accounts, {} contacts, {} days; machine: {} cores\n",
         stats.events,
@@ -91,7 +108,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     );
 
     let store_rate = probes::store_only(&lines, args.batch, args.concurrency).await?;
-    let node = node::NodeProcess::start().await?;
+    let node = node::NodeProcess::start(&[]).await?;
     let rss_before = node.rss_bytes();
     let api = Api::connect(&node.url(), &node.api_key).await?;
     let started = Instant::now();

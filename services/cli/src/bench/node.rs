@@ -9,23 +9,26 @@ use std::time::{Duration, Instant};
 pub struct NodeProcess {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Flags added to `serve` (kept for a restart).
+    extra: Vec<String>,
     pub addr: String,
     pub api_key: String,
 }
 
 impl NodeProcess {
-    pub async fn start() -> Result<NodeProcess> {
-        NodeProcess::start_in(tempfile::tempdir()?).await
+    pub async fn start(extra: &[String]) -> Result<NodeProcess> {
+        NodeProcess::start_in(tempfile::tempdir()?, extra.to_vec()).await
     }
 
     /// SIGTERM, then start again on the same data (recovery loads every account).
     pub async fn restart(mut self) -> Result<NodeProcess> {
         self.stop().await?;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
-        NodeProcess::start_in(dir).await
+        let extra = std::mem::take(&mut self.extra);
+        NodeProcess::start_in(dir, extra).await
     }
 
-    async fn start_in(dir: tempfile::TempDir) -> Result<NodeProcess> {
+    async fn start_in(dir: tempfile::TempDir, extra: Vec<String>) -> Result<NodeProcess> {
         let data: PathBuf = dir.path().join("data");
         let _ = std::fs::remove_file(data.join("node.addr"));
         let exe = std::env::current_exe().context("locating the liveseg binary")?;
@@ -41,6 +44,7 @@ impl NodeProcess {
                 "--data-dir",
             ])
             .arg(&data)
+            .args(&extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -48,6 +52,7 @@ impl NodeProcess {
         let mut node = NodeProcess {
             child: Some(child),
             dir,
+            extra,
             addr: String::new(),
             api_key: String::new(),
         };

@@ -3,11 +3,13 @@
 //! `compile_for_tenant`, which every definition change goes through, since
 //! affinity conditions resolve against the tenant's content.
 //!
-//! Registering content changes what profiles keep and what affinity
-//! conditions see, so the tenant's state is rebuilt from its log in-band
-//! (as for a definition change: the runtime applies no event meanwhile),
-//! and the memberships that change are emitted as usual. Register in
-//! batches: each call costs one replay of the tenant's log.
+//! Registering content changes what affinity conditions see, not what
+//! profiles keep (they keep every engagement key, registered or not), so
+//! the tenant's accounts are judged again under the new library, in-band
+//! (the runtime applies no event meanwhile, for a time that follows the
+//! tenant's state, not its log), and the memberships that change are
+//! emitted as usual. The tenant's first content switches profiles on,
+//! which replays its log once.
 
 use super::{Scope, tenant_of};
 use crate::content::{self, ContentRecord, RecordKind};
@@ -123,6 +125,24 @@ pub fn stored_definitions(
                 .map_err(|e| NodeError::Internal(format!("stored definition {key}: {e}")))
         })
         .collect()
+}
+
+/// Installs `set`, whose content library is new, for the tenant: its
+/// accounts are judged again under it (or its log replayed, when the set
+/// also changes the shape of state), then the membership differences are
+/// announced.
+async fn install_content(
+    rt: &Runtime,
+    tenant: &Arc<TenantState>,
+    set: SegmentSet,
+) -> Result<(), Status> {
+    rt.ask(|reply| Command::Rejudge {
+        tenant: tenant.clone(),
+        set: Box::new(set),
+        reply,
+    })
+    .await?;
+    Ok(())
 }
 
 /// Installs `set` for the tenant by rebuilding its state from the log
@@ -260,7 +280,7 @@ impl pb::content_service_server::ContentService for ContentApi {
             .catalog
             .put_contents(&tenant.id, &records)
             .map_err(NodeError::from)?;
-        install(&rt, &tenant, set).await?;
+        install_content(&rt, &tenant, set).await?;
         Ok(Response::new(pb::RegisterContentResponse { results }))
     }
 
