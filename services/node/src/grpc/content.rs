@@ -185,6 +185,42 @@ impl ContentApi {
 /// client limit, with room for the envelope).
 const PAGE_BYTES: usize = 3 << 20;
 
+/// A stored record as ListContent returns it.
+fn to_wire(r: ContentRecord, with_vector: bool) -> Result<pb::ContentRecord, NodeError> {
+    let vector = if with_vector {
+        r.vector().map_err(NodeError::Internal)?
+    } else {
+        Vec::new()
+    };
+    Ok(pb::ContentRecord {
+        item: Some(pb::ContentItem {
+            id: r.id,
+            text: r.text,
+            url: r.url,
+            metadata: r.metadata.into_iter().collect(),
+        }),
+        model: r.model,
+        registered_at: format_rfc3339(r.registered_ms),
+        vector,
+    })
+}
+
+/// The leading records whose encoded size stays within `budget` bytes;
+/// always at least one, so a page is never empty while records remain.
+fn cut_page(records: Vec<pb::ContentRecord>, budget: usize) -> Vec<pb::ContentRecord> {
+    let mut bytes = 0usize;
+    let mut out = Vec::new();
+    for r in records {
+        let len = prost::Message::encoded_len(&r);
+        if !out.is_empty() && bytes + len > budget {
+            break;
+        }
+        bytes += len;
+        out.push(r);
+    }
+    out
+}
+
 fn page_size(asked: u32) -> usize {
     match asked {
         0 => 100,
@@ -310,36 +346,18 @@ impl pb::content_service_server::ContentService for ContentApi {
             .filter(|r| after.as_deref().is_none_or(|a| r.id.as_str() > a))
             .collect();
         records.sort_by(|a, b| a.id.cmp(&b.id));
-        let total = records.len();
-        let mut items = Vec::new();
-        let mut bytes = 0usize;
-        for r in records {
-            let vector = if with_vectors {
-                r.vector().map_err(NodeError::Internal)?
-            } else {
-                Vec::new()
-            };
-            let record = pb::ContentRecord {
-                item: Some(pb::ContentItem {
-                    id: r.id,
-                    text: r.text,
-                    url: r.url,
-                    metadata: r.metadata.into_iter().collect(),
-                }),
-                model: r.model,
-                registered_at: format_rfc3339(r.registered_ms),
-                vector,
-            };
-            let len = prost::Message::encoded_len(&record);
-            if !items.is_empty() && (items.len() == size || bytes + len > PAGE_BYTES) {
-                break;
-            }
-            bytes += len;
-            items.push(record);
-        }
+        let remaining = records.len();
+        let wire: Vec<pb::ContentRecord> = records
+            .into_iter()
+            .take(size)
+            .map(|r| to_wire(r, with_vectors))
+            .collect::<Result<_, NodeError>>()?;
+        let items = cut_page(wire, PAGE_BYTES);
         let next_page_token = match items.last() {
-            Some(last) if items.len() < total => base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(last.item.as_ref().map_or("", |i| i.id.as_str())),
+            Some(last) if items.len() < remaining => {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(last.item.as_ref().map_or("", |i| i.id.as_str()))
+            }
             _ => String::new(),
         };
         Ok(Response::new(pb::ListContentResponse {
@@ -402,5 +420,54 @@ impl pb::content_service_server::ContentService for ContentApi {
             unknown: unknown.into_iter().map(str::to_string).collect(),
             profile,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, dims: usize) -> pb::ContentRecord {
+        pb::ContentRecord {
+            item: Some(pb::ContentItem {
+                id: id.into(),
+                text: "t".into(),
+                ..Default::default()
+            }),
+            vector: vec![0.5; dims],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_page_stops_before_the_byte_budget_but_never_empty() {
+        // 384-dim vectors are ~1.5 KiB each: a 3 MiB page holds ~2,000 of
+        // them, so page_size 1000 fits and a budget of 4 records cuts.
+        let one = prost::Message::encoded_len(&record("a", 384));
+        let records: Vec<_> = (0..10).map(|i| record(&format!("c{i}"), 384)).collect();
+        let page = cut_page(records.clone(), 4 * one + one / 2);
+        assert_eq!(page.len(), 4);
+        let total: usize = page.iter().map(prost::Message::encoded_len).sum();
+        assert!(total <= 4 * one + one / 2);
+        // One record over the budget still makes a page of one.
+        assert_eq!(cut_page(records.clone(), 1).len(), 1);
+        assert_eq!(cut_page(records.clone(), PAGE_BYTES).len(), 10);
+        // A full page of long texts with vectors is cut under 3 MiB, which
+        // fits gRPC's default 4 MiB message limit.
+        let long = |i: usize| {
+            let mut r = record(&format!("c{i:04}"), 384);
+            if let Some(item) = r.item.as_mut() {
+                item.text = "x".repeat(8 << 10);
+            }
+            r
+        };
+        let sent = cut_page((0..1000).map(long).collect(), PAGE_BYTES);
+        let bytes: usize = sent.iter().map(prost::Message::encoded_len).sum();
+        assert!(
+            sent.len() < 1000 && bytes <= PAGE_BYTES,
+            "{} {bytes}",
+            sent.len()
+        );
+        assert!(bytes + prost::Message::encoded_len(&long(0)) > PAGE_BYTES);
     }
 }
