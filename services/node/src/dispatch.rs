@@ -158,10 +158,12 @@ impl Dispatcher {
                     }
                 }
                 Command::Redefine { tenant, set, reply } => {
-                    let _ = reply.send(crate::rebuild::rebuild_tenant(&self, &tenant, *set).await);
+                    let r = crate::rebuild::rebuild_tenant(&self, &tenant, *set).await;
+                    rebuilt(r, reply)?;
                 }
                 Command::Rejudge { tenant, set, reply } => {
-                    let _ = reply.send(crate::rebuild::rejudge_tenant(&self, &tenant, *set).await);
+                    let r = crate::rebuild::rejudge_tenant(&self, &tenant, *set).await;
+                    rebuilt(r, reply)?;
                 }
                 Command::Barrier(reply) => {
                     let _ = reply.send(self.dispatched);
@@ -409,6 +411,20 @@ impl Dispatcher {
         }
         Ok(images)
     }
+}
+
+/// Answers a rebuild's caller. A failed rebuild is fatal, as a failed
+/// passivation is: the tenant's actors were stopped and their images may
+/// not have been written, so only a restart (checkpoints + log) restores
+/// its state.
+fn rebuilt(r: Result<usize>, reply: oneshot::Sender<Result<usize>>) -> Result<()> {
+    let failed = r.as_ref().err().map(|e| e.to_string());
+    let _ = reply.send(r);
+    failed.map_or(Ok(()), |e| {
+        Err(NodeError::Internal(format!(
+            "rebuilding a tenant failed: {e}"
+        )))
+    })
 }
 
 /// Decodes a log payload (validated JSON, written at ingest).

@@ -19,6 +19,7 @@ use crate::tenant::TenantState;
 use liveseg_core::engine::account_memberships;
 use liveseg_core::{Account, Cause, Change, ChangeKind, Engine, Entity, Membership, SegmentSet};
 use liveseg_store::{AccountCheckpoint, CommitBatch, Seq};
+use liveseg_telemetry::names;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -97,8 +98,13 @@ pub async fn rejudge_tenant(
         tracing::info!("content changed the shape of the tenant's state; replaying its log");
         return replay(d, tenant, set, images).await;
     };
-    let old = images.memberships(&old_set);
     drop(images);
+    let mut old = BTreeSet::new();
+    let mut scratch = Vec::new();
+    for (_, _, account) in &decoded {
+        account_memberships(&old_set, account, &mut scratch);
+        old.extend(scratch.drain(..));
+    }
     let now = d.clock.now();
     let accounts = tokio::task::spawn_blocking(move || {
         let mut scratch = Vec::new();
@@ -117,7 +123,7 @@ pub async fn rejudge_tenant(
     .map_err(|e| NodeError::Internal(e.to_string()))?;
     let (set, accounts) = accounts;
     let n = finish(d, tenant, set, accounts, old, now).await?;
-    metrics::counter!("liveseg_tenant_rebuilds_total", "kind" => "rejudge").increment(1);
+    metrics::counter!(names::TENANT_REBUILDS_TOTAL, names::label::KIND => "rejudge").increment(1);
     tracing::info!(accounts = n, "tenant judged again for new content");
     Ok(n)
 }
@@ -169,11 +175,8 @@ async fn replay(
         .map(|(id, a)| (id, (upto, a)))
         .collect();
     let n = finish(d, tenant, set, accounts, old, now).await?;
-    metrics::counter!("liveseg_tenant_rebuilds_total", "kind" => "replay").increment(1);
-    tracing::info!(
-        accounts = n,
-        "tenant state rebuilt for new segment definitions"
-    );
+    metrics::counter!(names::TENANT_REBUILDS_TOTAL, names::label::KIND => "replay").increment(1);
+    tracing::info!(accounts = n, "tenant state rebuilt from its log");
     Ok(n)
 }
 
@@ -253,6 +256,12 @@ async fn finish(
     }
     if !changes.is_empty() {
         d.registry.outbox().send(tenant.id.clone(), changes);
+    }
+    // A query may have woken an account from its older stored checkpoint
+    // while this ran (nothing else was dispatched to it meanwhile): such an
+    // actor holds stale state under the old set, so it goes, unsaved.
+    for (key, _, _) in d.stop_tenant_actors(&tenant.id).await? {
+        tracing::info!(account = %liveseg_telemetry::redact_id(&key.1), "account woken during a rebuild; reloaded");
     }
     // Bring the accounts back so their timers run.
     for id in accounts.keys() {

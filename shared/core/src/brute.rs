@@ -284,8 +284,10 @@ fn cond(w: &World, c: &Condition, u: Option<&str>, a: &str, t: Millis, account_c
 /// Affinity straight from the definition of the profile: every engagement
 /// at or before `t` on known content, weighted by `2^(-(latest - ts) / H)`,
 /// summed in f64, cosine with `target`. Unlike the engine's profile it keeps
-/// every item, so it agrees only while a contact engaged with at most
-/// `MAX_INTEREST_ITEMS` distinct items.
+/// every item, so it agrees only while a contact's engagements name at most
+/// `MAX_INTEREST_ITEMS` distinct keys, registered or not, and while an
+/// unregistered content id that falls back to its link always came with
+/// the same link (the profile keeps the newest link per id).
 pub fn affinity(lib: &ContentLibrary, events: &[&Event], target: &[f32], t: Millis) -> Option<f64> {
     let seen: Vec<(&[f32], f64, Millis)> = events
         .iter()

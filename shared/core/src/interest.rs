@@ -9,13 +9,17 @@
 //! - content and page texts are embedded once, at registration, never per
 //!   recipient; a profile is at most [`MAX_INTEREST_ITEMS`] x 24 bytes;
 //! - registering content changes no state: engagement that came before the
-//!   registration counts from the moment it is registered, and the node only
-//!   judges the tenant's affinity segments again (no replay of its log);
+//!   registration counts from the moment it is registered, and the node
+//!   judges the tenant's segments again on its current state instead of
+//!   replaying its log;
 //! - explain can name the content behind an affinity.
 //!
 //! The price of keeping unregistered keys is that they share the bounded
 //! profile with registered ones: the lightest (oldest, least engaged) key
-//! goes first, registered or not.
+//! goes first, registered or not. A contact who views more than
+//! [`MAX_INTEREST_ITEMS`] distinct unregistered pages within a few weeks
+//! loses its oldest clicks (a click 30 days old weighs what a fresh page
+//! view does).
 //!
 //! Decay: an engagement at event time `ts` weighs `w * 2^(-(at - ts) / H)`
 //! as of the profile's latest engagement `at`, with half-life `H` =
@@ -118,8 +122,11 @@ impl Interest {
         self.items.is_empty()
     }
 
-    /// Records an engagement with `key` at event time `ts`.
+    /// Records an engagement with `key` at event time `ts`. Engagements
+    /// with the same primary key share one slot, whatever their fallback:
+    /// the slot keeps the fallback of the newest engagement that had one.
     pub fn add(&mut self, key: InterestKey, weight: f32, ts: Millis) {
+        let newest = self.items.is_empty() || ts >= self.at;
         let w = if self.items.is_empty() {
             self.at = ts;
             weight
@@ -131,8 +138,13 @@ impl Interest {
         } else {
             weight * decay(self.at - ts)
         };
-        match self.items.iter_mut().find(|i| i.key == key) {
-            Some(i) => i.weight += w,
+        match self.items.iter_mut().find(|i| i.key.key == key.key) {
+            Some(i) => {
+                i.weight += w;
+                if newest && key.alt != 0 {
+                    i.key.alt = key.alt;
+                }
+            }
             None => self.items.push(InterestItem { key, weight: w }),
         }
         if self.items.len() > MAX_INTEREST_ITEMS {
@@ -144,7 +156,7 @@ impl Interest {
                 .min_by(|(_, a), (_, b)| {
                     a.weight
                         .total_cmp(&b.weight)
-                        .then((b.key.key, b.key.alt).cmp(&(a.key.key, a.key.alt)))
+                        .then(b.key.key.cmp(&a.key.key))
                 })
                 .map(|(i, _)| i)
             {

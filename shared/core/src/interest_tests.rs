@@ -151,3 +151,31 @@ fn profile_is_bounded_and_drops_the_lightest() {
     // The four oldest (lightest) went.
     assert!(p.items.iter().all(|i| i.key.key >= 5), "{:?}", p.items);
 }
+
+#[test]
+fn one_content_id_with_changing_links_keeps_one_slot() {
+    let mut l = ContentLibrary::default();
+    l.insert_content("guide", Some("/guide"), &[1.0, 0.0])
+        .unwrap();
+    let mut p = Interest::default();
+    for (i, url) in ["https://x.io/a?u=1", "https://x.io/b", "https://x.io/guide"]
+        .iter()
+        .enumerate()
+    {
+        let (key, w) = interest_of(&click(
+            serde_json::json!({"email_id":"e","content_id":"email-9","url":url}),
+        ))
+        .unwrap();
+        p.add(key, w, i as i64);
+    }
+    assert_eq!(p.items.len(), 1, "{:?}", p.items);
+    // The newest link is the fallback: the unregistered email resolves to it.
+    assert_eq!(p.contributions(&l, &[1.0, 0.0])[0].0, "guide");
+    // An older engagement does not replace the newest fallback.
+    let (key, w) = interest_of(&click(
+        serde_json::json!({"email_id":"e","content_id":"email-9","url":"https://x.io/old"}),
+    ))
+    .unwrap();
+    p.add(key, w, -5);
+    assert_eq!(p.contributions(&l, &[1.0, 0.0])[0].0, "guide");
+}

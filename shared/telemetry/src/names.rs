@@ -48,6 +48,11 @@ pub const CHECKPOINT_DURATION_SECONDS: &str = "liveseg_checkpoint_duration_secon
 /// (checkpoints loaded, stream tail replayed), in cluster mode.
 pub const SHARD_LOAD_SECONDS: &str = "liveseg_shard_load_seconds";
 
+/// Counter of a tenant's state being rebuilt, by [`label::KIND`]:
+/// `replay` (its log replayed: new definitions, or the first content) or
+/// `rejudge` (its state judged again under new content).
+pub const TENANT_REBUILDS_TOTAL: &str = "liveseg_tenant_rebuilds_total";
+
 /// Counter: embedding requests refused by the model service's admission
 /// control (RESOURCE_EXHAUSTED).
 pub const MODEL_REJECTED_TOTAL: &str = "liveseg_model_rejected_total";
@@ -77,6 +82,7 @@ pub const ALL: &[&str] = &[
     MEMBERSHIP_CHANGES_TOTAL,
     CHECKPOINT_DURATION_SECONDS,
     SHARD_LOAD_SECONDS,
+    TENANT_REBUILDS_TOTAL,
     MODEL_REJECTED_TOTAL,
     MODEL_QUEUE_WAIT_SECONDS,
     MODEL_FORWARD_SECONDS,
