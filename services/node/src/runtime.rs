@@ -116,9 +116,12 @@ impl Runtime {
             }
             load_tenant(c.as_ref(), s.as_ref(), id).map(Some)
         })));
+        // Phases of recovery, timed for the `recovered` line.
+        let phase = std::time::Instant::now();
         for t in catalog.tenants()? {
             tenants.get_or_load(&t.id)?;
         }
+        let tenants_ms = phase.elapsed().as_millis() as u64;
         let (outbox_tx, outbox_rx) = crate::outbox::channel();
         let registry = Arc::new(Registry::new(
             pool,
@@ -138,7 +141,9 @@ impl Runtime {
         // Recovery: every checkpointed account, then the log after the watermark.
         let progress = Arc::new(Progress::default());
         let sleepers: Arc<Mutex<BTreeSet<(Millis, AccountKey)>>> = Arc::default();
+        let phase = std::time::Instant::now();
         let stale = restore_accounts(state.as_ref(), &tenants, &registry)?;
+        let restore_ms = phase.elapsed().as_millis() as u64;
         let watermark = state.watermark()?;
         let mut dispatcher = Dispatcher::new(
             tenants.clone(),
@@ -150,19 +155,26 @@ impl Runtime {
             sleepers.clone(),
             watermark,
         );
+        let phase = std::time::Instant::now();
         let replayed = dispatcher.recover().await?;
+        let replay_ms = phase.elapsed().as_millis() as u64;
         for id in stale {
             if let Some(t) = tenants.get(&id) {
                 let set = (*t.set()).clone();
                 crate::rebuild::rebuild_tenant(&dispatcher, &t, set).await?;
             }
         }
+        let phase = std::time::Instant::now();
         build_index(&registry, &tenants).await;
         tracing::info!(
             shard,
             replayed,
             watermark,
             accounts = registry.len(),
+            tenants_ms,
+            restore_ms,
+            replay_ms,
+            index_ms = phase.elapsed().as_millis() as u64,
             "recovered"
         );
 

@@ -61,10 +61,24 @@ end
 return redis.call('INCR', KEYS[3])
 "#;
 
+/// A shard started serving at its owner: stamp Redis's time (never going
+/// back), so placement can tell a shard still loading after its move from
+/// one serving, and count the settle period from when the move finished
+/// (drain, lease, load) rather than from when it was decided.
+/// KEYS: 1 serving times hash. ARGV: 1 shard.
+const SERVING: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local before = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if now > before then redis.call('HSET', KEYS[1], ARGV[1], now) end
+return now
+"#;
+
 static HEARTBEAT_SCRIPT: LazyLock<::redis::Script> =
     LazyLock::new(|| ::redis::Script::new(HEARTBEAT));
 static LIVE_SCRIPT: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(LIVE));
 static ASSIGN_SCRIPT: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(ASSIGN));
+static SERVING_SCRIPT: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(SERVING));
 
 fn key(suffix: &str) -> String {
     format!("{COORDINATOR}{suffix}")
@@ -86,6 +100,8 @@ pub struct MoveTimes {
     pub now_ms: i64,
     /// Shard → the time of its last assignment change (ms).
     pub moved_at: BTreeMap<u32, i64>,
+    /// Shard → when it last started serving at an owner (ms).
+    pub serving_at: BTreeMap<u32, i64>,
 }
 
 /// Access to the coordinator keys.
@@ -184,16 +200,21 @@ impl Coordinator {
     /// on Redis's clock (so a new leader judges settling as its predecessor
     /// would, whatever the nodes' own clocks say).
     pub fn move_times(&self) -> Result<MoveTimes> {
-        let ((secs, micros), moved): ((i64, i64), Vec<(u32, i64)>) = self.redis.with_conn(|c| {
-            ::redis::pipe()
-                .cmd("TIME")
-                .cmd("HGETALL")
-                .arg(key("moved"))
-                .query(c)
-        })?;
+        type Times = Vec<(u32, i64)>;
+        let ((secs, micros), moved, serving): ((i64, i64), Times, Times) =
+            self.redis.with_conn(|c| {
+                ::redis::pipe()
+                    .cmd("TIME")
+                    .cmd("HGETALL")
+                    .arg(key("moved"))
+                    .cmd("HGETALL")
+                    .arg(key("serving"))
+                    .query(c)
+            })?;
         Ok(MoveTimes {
             now_ms: secs * 1000 + micros / 1000,
             moved_at: moved.into_iter().collect(),
+            serving_at: serving.into_iter().collect(),
         })
     }
 
@@ -203,6 +224,14 @@ impl Coordinator {
             .redis
             .with_conn(|c| ::redis::cmd("GET").arg(key("ver")).query(c))?;
         Ok(v.unwrap_or(0))
+    }
+
+    /// Records that `shard` started serving at its owner (placement's
+    /// settle period counts from then). Returns Redis's time in ms.
+    pub fn note_serving(&self, shard: u32) -> Result<i64> {
+        let mut inv = SERVING_SCRIPT.prepare_invoke();
+        inv.key(key("serving")).arg(shard);
+        self.redis.with_conn(|c| inv.invoke(c))
     }
 
     /// Writes `changes` (shard → new owner, `None` = unassigned) if `leader`

@@ -15,11 +15,14 @@
 //!   `max_moves` per round. Shards without a live owner are unavailable, so they
 //!   are always placed at once.
 //! - **Settle time**: a shard that moved recently (its last move is input data,
-//!   [`Settling`], stamped on Redis's clock by the leader's write) is left
-//!   where it is by load balancing until the settle period has passed. A move
-//!   costs a handoff, and right after a failover the new owner may still be
-//!   loading it: moving it again at once (say because a restarted node just
-//!   joined) would pay a second handoff for nothing.
+//!   [`Settling`], stamped on Redis's clock by the leader's write; the owner
+//!   stamps when the shard starts serving) is left where it is by load
+//!   balancing while it loads and until a settle period has passed since it
+//!   started serving. A move costs a handoff, and right after a failover the
+//!   new owner may still be loading it: moving it again at once (say because
+//!   a restarted node just joined) would throw that load away and pay a
+//!   second handoff for nothing. A load that never reports serving stops
+//!   holding after [`LOADING_PERIODS`] settle periods.
 //!
 //! Convergence: with a fixed live set, after the first round every shard has a
 //! live owner, and every later move either removes one unit of over-capacity
@@ -98,34 +101,55 @@ pub struct PlacementInput<'a> {
     pub settling: Settling<'a>,
 }
 
-/// When each shard last moved, and how long a moved shard stays put unless it
-/// loses its owner. All instants are ms on one clock (the leader uses Redis's
-/// `TIME`, as for liveness), passed in so `plan` stays pure.
+/// When each shard last moved and last started serving, and how long a
+/// moved shard stays put unless it loses its owner. All instants are ms on
+/// one clock (the leader uses Redis's `TIME`, as for liveness), passed in so
+/// `plan` stays pure.
 #[derive(Debug, Clone, Copy)]
 pub struct Settling<'a> {
     /// The round's current instant.
     pub now_ms: i64,
     /// Last move per shard; missing entries and `None` never moved (or long ago).
     pub moved_at: &'a [Option<i64>],
-    /// A shard that moved less than this long ago is not moved for balance.
+    /// When each shard last started serving at an owner. Empty: no serving
+    /// data, and a shard settles for `period_ms` after its move.
+    pub serving_at: &'a [Option<i64>],
+    /// A shard that moved (or started serving) less than this long ago is
+    /// not moved for balance.
     pub period_ms: i64,
 }
+
+/// How long, in settle periods, a shard that has not started serving since
+/// its move counts as still loading; past that its owner is assumed to have
+/// served without saying so (its stamp failed) and balancing resumes.
+pub const LOADING_PERIODS: i64 = 4;
 
 impl Settling<'_> {
     /// Nothing is settling: every shard may move.
     pub const NONE: Settling<'static> = Settling {
         now_ms: 0,
         moved_at: &[],
+        serving_at: &[],
         period_ms: 0,
     };
 
-    /// Whether `shard` moved within the settle period before `now_ms`.
+    /// Whether load balancing leaves `shard` where it is: it moved within
+    /// the settle period, it is still loading after its move (a balancing
+    /// move would throw that load away), or it started serving within the
+    /// settle period.
     pub fn holds(&self, shard: usize) -> bool {
-        self.moved_at
-            .get(shard)
-            .copied()
-            .flatten()
-            .is_some_and(|t| self.now_ms.saturating_sub(t) < self.period_ms)
+        let at = |times: &[Option<i64>]| times.get(shard).copied().flatten();
+        let within = |t: i64, periods: i64| {
+            self.now_ms.saturating_sub(t) < self.period_ms.saturating_mul(periods)
+        };
+        let served = at(self.serving_at);
+        match at(self.moved_at) {
+            Some(moved) if within(moved, 1) => true,
+            Some(moved) if !self.serving_at.is_empty() && served.is_none_or(|s| s < moved) => {
+                within(moved, LOADING_PERIODS)
+            }
+            _ => served.is_some_and(|s| within(s, 1)),
+        }
     }
 }
 

@@ -540,6 +540,13 @@ fn assignment_writes_stamp_move_times_on_redis_time() {
     let stale = coordinator.write_assignment("l", epoch + 1, &[(3, Some("z".into()))]);
     assert_eq!(stale.unwrap(), None);
     assert_eq!(coordinator.move_times().unwrap().moved_at[&3], t3);
+    // An owner stamps when a shard starts serving, apart from its move.
+    let served = coordinator.note_serving(3).unwrap();
+    assert!(served > t3);
+    let times = coordinator.move_times().unwrap();
+    assert_eq!(times.serving_at[&3], served);
+    assert_eq!(times.moved_at[&3], t3, "serving is not a move");
+    assert!(!times.serving_at.contains_key(&4));
 }
 
 /// The leader-kill fault's double handoff: a crashed member's shards fail

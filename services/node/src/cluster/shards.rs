@@ -247,6 +247,15 @@ impl ShardRuntimes {
         self.ctx.handle.spawn(async move {
             this.supervise(shard, generation, runtime, fence).await;
         });
+        // Placement's settle period counts from now. Off the serving path,
+        // and best effort: if Redis is unreachable the move's own stamp
+        // stands.
+        let coordinator = liveseg_cluster::coordinator::Coordinator::new(self.ctx.redis.clone());
+        self.ctx.handle.spawn_blocking(move || {
+            if let Err(e) = coordinator.note_serving(shard) {
+                tracing::warn!(shard, error = %e, "recording the end of the move failed");
+            }
+        });
     }
 
     /// Restarts a runtime whose dispatcher failed, if it is still current.

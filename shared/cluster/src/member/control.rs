@@ -295,6 +295,9 @@ impl Loop {
         let moved_at: Vec<Option<i64>> = (0..self.config.shards)
             .map(|s| times.moved_at.get(&s).copied())
             .collect();
+        let serving_at: Vec<Option<i64>> = (0..self.config.shards)
+            .map(|s| times.serving_at.get(&s).copied())
+            .collect();
         let plan = placement::plan(&PlacementInput {
             shards: self.config.shards,
             live: &live,
@@ -304,6 +307,7 @@ impl Loop {
             settling: Settling {
                 now_ms: times.now_ms,
                 moved_at: &moved_at,
+                serving_at: &serving_at,
                 period_ms: i64::try_from(self.config.settle().as_millis()).unwrap_or(i64::MAX),
             },
         });

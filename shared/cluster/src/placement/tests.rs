@@ -156,6 +156,7 @@ fn recently_moved_shards_are_not_rebalanced_until_they_settle() {
     let at = |now_ms| Settling {
         now_ms,
         moved_at: &moved_at,
+        serving_at: &[],
         period_ms: 3_500,
     };
     assert!(settling_round(&live, &cur, at(11_000)).moves.is_empty());
@@ -173,6 +174,7 @@ fn recently_moved_shards_are_not_rebalanced_until_they_settle() {
         Settling {
             now_ms: 13_500,
             moved_at: &mixed,
+            serving_at: &[],
             period_ms: 3_500,
         },
     );
@@ -205,6 +207,7 @@ fn a_failed_over_shard_stays_put_when_a_node_joins_right_after() {
     let settling = |now_ms| Settling {
         now_ms,
         moved_at: &moved_at,
+        serving_at: &[],
         period_ms: 3_500,
     };
     // The restarted process is a new member (new id); pick one that HRW
@@ -353,7 +356,7 @@ proptest! {
         ages in prop::collection::vec(prop::option::of(0i64..10_000), 0..300),
     ) {
         let (s, live, current, max_moves, lf) = case;
-        let settling = Settling { now_ms: 10_000, moved_at: &ages, period_ms: 5_000 };
+        let settling = Settling { now_ms: 10_000, moved_at: &ages, serving_at: &[], period_ms: 5_000 };
         let input = PlacementInput {
             shards: s,
             live: &live,
@@ -377,4 +380,44 @@ proptest! {
     fn shard_of_in_range(tenant in ".{0,40}", shards in 1u32..5000) {
         prop_assert!(shard_of(&tenant, shards) < shards);
     }
+}
+
+/// A balancing move never interrupts a load: the settle period counts from
+/// when the shard started serving, a shard still loading after its move is
+/// held (up to `LOADING_PERIODS` periods), and without serving data the
+/// period counts from the move alone.
+#[test]
+fn a_shard_loading_or_just_serving_is_held_from_balance() {
+    let moved = [Some(10_000)];
+    let at = |now_ms, serving_at: &[Option<i64>]| {
+        Settling {
+            now_ms,
+            moved_at: &moved,
+            serving_at,
+            period_ms: 3_500,
+        }
+        .holds(0)
+    };
+    // Still loading 5 s after its move: held; past 4 periods: not.
+    assert!(at(15_000, &[None]));
+    assert!(
+        at(15_000, &[Some(9_000)]),
+        "served before the move: loading"
+    );
+    assert!(at(23_999, &[None]));
+    assert!(!at(24_000, &[None]));
+    // Served at 14 s: held until 17.5 s.
+    assert!(at(17_499, &[Some(14_000)]));
+    assert!(!at(17_500, &[Some(14_000)]));
+    // No serving data at all: 3.5 s after the move, as before.
+    assert!(at(13_499, &[]));
+    assert!(!at(13_500, &[]));
+    // Never moved, served long ago: free.
+    let never = Settling {
+        now_ms: 50_000,
+        moved_at: &[None],
+        serving_at: &[Some(1_000)],
+        period_ms: 3_500,
+    };
+    assert!(!never.holds(0));
 }
