@@ -288,5 +288,107 @@ async fn lookalikes_clusters_and_send_timing_come_from_the_live_actors() -> Resu
         why.contains("best send hour") && why.contains("fatigue "),
         "{why}"
     );
+
+    // The tenant's baseline is reused for a minute of the node's clock,
+    // then served stale once while one background task recomputes it.
+    let others: Vec<&String> = offline_hours.keys().filter(|c| **c != ids[0]).collect();
+    stale_baseline_is_served_then_refreshed(&node, &f, &ids[0], &others).await
+}
+
+/// Fatigue of `contact` against the tenant's mean unsubscribe score.
+async fn fatigue_ratio(node: &liveseg_tests::Node, contact: &str) -> Result<f64> {
+    let t = node
+        .insight()
+        .await?
+        .get_send_timing(pb::GetSendTimingRequest {
+            contact_ids: vec![contact.to_string()],
+        })
+        .await?
+        .into_inner()
+        .timings
+        .into_iter()
+        .next()
+        .context("one timing")?;
+    Ok(t.fatigue.context("fatigue")?.ratio_to_base_rate)
+}
+
+async fn stale_baseline_is_served_then_refreshed(
+    node: &liveseg_tests::Node,
+    f: &Fixture,
+    contact: &str,
+    others: &[&String],
+) -> Result<()> {
+    use std::time::Duration;
+    // The baseline first cached had no scores yet (they were ingested after
+    // the first call): one without scores is refreshed at once.
+    let before = liveseg_tests::poll(
+        Duration::from_secs(30),
+        "a baseline with scores",
+        || async { fatigue_ratio(node, contact).await.ok().filter(|r| *r > 0.0) },
+    )
+    .await?;
+    let version = node
+        .insight()
+        .await?
+        .get_send_timing(pb::GetSendTimingRequest {
+            contact_ids: vec![contact.to_string()],
+        })
+        .await?
+        .into_inner()
+        .timings[0]
+        .fatigue
+        .as_ref()
+        .context("fatigue")?
+        .model_version
+        .clone();
+    let admin = node.admin().await?;
+    let advance = |to: &'static str| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .advance_clock(pb::AdvanceClockRequest { to: to.into() })
+                .await
+                .map(|_| ())
+        }
+    };
+    // Every other contact is rescored at 0.99 a second later: the tenant's
+    // mean rises, so the contact's ratio to it must fall once recomputed.
+    advance("2026-11-01T00:00:01Z").await?;
+    let scores: Vec<String> = others
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "type": "track", "event": "Propensity Scored", "userId": c,
+                "messageId": format!("score:unsubscribe_7d:{version}:{c}:rescored"),
+                "timestamp": "2026-11-01T00:00:01Z",
+                "properties": {"target": "unsubscribe_7d", "probability": 0.99,
+                               "version": version, "top": []},
+            })
+            .to_string()
+        })
+        .collect();
+    let file = f.dir.path().join("rescored.jsonl");
+    std::fs::write(&file, scores.join("\n"))?;
+    on_node(node, &["ingest", &file.display().to_string()])?;
+    node.settle().await?;
+    assert_eq!(
+        fatigue_ratio(node, contact).await?,
+        before,
+        "within the minute: cached"
+    );
+    advance("2026-11-01T00:01:01Z").await?;
+    assert_eq!(
+        fatigue_ratio(node, contact).await?,
+        before,
+        "the first call after the minute gets the stale baseline"
+    );
+    let after = liveseg_tests::poll(Duration::from_secs(30), "baseline refreshed", || async {
+        fatigue_ratio(node, contact)
+            .await
+            .ok()
+            .filter(|r| *r != before)
+    })
+    .await?;
+    assert!(after < before, "the mean rose: {before} -> {after}");
     Ok(())
 }

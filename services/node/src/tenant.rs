@@ -9,7 +9,6 @@ use liveseg_core::{Change, Directory, Entity, SegmentSet};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 use tokio::sync::broadcast;
 
 /// A membership change with its durable cursor.
@@ -31,9 +30,9 @@ pub struct TenantState {
     pub index: RwLock<BTreeSet<IndexKey>>,
     /// Live changes for Watch; a lagging watcher falls back to the durable log.
     pub feed: broadcast::Sender<Arc<FeedItem>>,
-    /// Send timing's tenant-wide baseline and when it was computed
-    /// (`grpc::insight`).
-    pub insight_baseline: Mutex<Option<(Instant, Arc<crate::insight::Summary>)>>,
+    /// Send timing's tenant-wide baseline and when it was computed, on the
+    /// node's clock (`grpc::insight`).
+    pub insight_baseline: Mutex<Option<(liveseg_core::Millis, Arc<crate::insight::Summary>)>>,
     /// A background refresh of that baseline is running.
     pub insight_refreshing: AtomicBool,
 }

@@ -6,6 +6,7 @@
 //! again when idle) with a bounded number in flight, then merges.
 
 use super::{Scope, tenant_of};
+use crate::clock::SharedClock;
 use crate::host::{Answer, Query};
 use crate::insight::{self, LookalikeProbe, ProbeError, Summary};
 use crate::runtime::Runtime;
@@ -20,14 +21,14 @@ use liveseg_learn::kmeans::{self, KMeansOptions, Metric};
 use liveseg_proto::pb;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 1000;
 const MAX_TIMING_CONTACTS: usize = 1000;
-/// How long the tenant-wide send-hour and fatigue baseline is reused.
-const BASELINE_TTL: Duration = Duration::from_secs(60);
+/// How long the tenant-wide send-hour and fatigue baseline is reused, on
+/// the node's clock (so tests move past it with a manual clock).
+const BASELINE_TTL_MS: liveseg_core::Millis = 60_000;
 
 pub struct InsightApi(pub Arc<NodeInner>);
 
@@ -69,22 +70,33 @@ async fn summary(
 
 /// The tenant-wide baseline of send timing (hours, mean unsubscribe
 /// score). Computed (a scatter over every account) on the first call;
-/// after `BASELINE_TTL` the old one is still served while one background
-/// task recomputes it, so no call after the first waits for the scatter.
-async fn baseline(rt: &Arc<Runtime>, tenant: &Arc<TenantState>) -> Result<Arc<Summary>, Status> {
+/// after `BASELINE_TTL_MS` (or at once, if it holds no unsubscribe scores)
+/// the old one is still served while one background task recomputes it, so
+/// no call after the first waits for the scatter.
+async fn baseline(
+    rt: &Arc<Runtime>,
+    tenant: &Arc<TenantState>,
+    clock: &SharedClock,
+) -> Result<Arc<Summary>, Status> {
     let cached = tenant
         .insight_baseline
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     match cached {
-        Some((at, s)) if at.elapsed() < BASELINE_TTL => Ok(s),
+        // A baseline without scores predates them (scores arrive after the
+        // model is trained): refresh it at once rather than after the minute.
+        Some((at, s))
+            if clock.now().saturating_sub(at) < BASELINE_TTL_MS && s.unsubscribe_rows > 0 =>
+        {
+            Ok(s)
+        }
         Some((_, stale)) => {
             if !tenant.insight_refreshing.swap(true, Ordering::AcqRel) {
-                let (rt, tenant) = (rt.clone(), tenant.clone());
+                let (rt, tenant, clock) = (rt.clone(), tenant.clone(), clock.clone());
                 tokio::spawn(async move {
                     match summary(&rt, &tenant, None).await {
-                        Ok(fresh) => store_baseline(&tenant, Arc::new(fresh)),
+                        Ok(fresh) => store_baseline(&clock, &tenant, Arc::new(fresh)),
                         Err(e) => {
                             tracing::warn!(error = %e.message(), "send-time baseline refresh failed")
                         }
@@ -96,17 +108,17 @@ async fn baseline(rt: &Arc<Runtime>, tenant: &Arc<TenantState>) -> Result<Arc<Su
         }
         None => {
             let fresh = Arc::new(summary(rt, tenant, None).await?);
-            store_baseline(tenant, fresh.clone());
+            store_baseline(clock, tenant, fresh.clone());
             Ok(fresh)
         }
     }
 }
 
-fn store_baseline(tenant: &TenantState, fresh: Arc<Summary>) {
+fn store_baseline(clock: &SharedClock, tenant: &TenantState, fresh: Arc<Summary>) {
     *tenant
         .insight_baseline
         .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), fresh));
+        .unwrap_or_else(|p| p.into_inner()) = Some((clock.now(), fresh));
 }
 
 /// One contact's timing against `base`; the error names the item.
@@ -164,12 +176,13 @@ pub async fn send_timing(
 pub async fn explain_timing(
     rt: &Arc<Runtime>,
     tenant: &Arc<TenantState>,
+    clock: &SharedClock,
     contact: &str,
 ) -> Option<pb::SendTiming> {
     if !tenant.set().tracks_scores {
         return None;
     }
-    let base = baseline(rt, tenant).await.ok()?;
+    let base = baseline(rt, tenant, clock).await.ok()?;
     let t = send_timing(rt, tenant, &base, contact, "id").await;
     t.error.is_empty().then_some(t)
 }
@@ -354,7 +367,7 @@ impl pb::insight_service_server::InsightService for InsightApi {
             )));
         }
         require_features(&tenant)?;
-        let base = baseline(&rt, &tenant).await?;
+        let base = baseline(&rt, &tenant, &self.0.clock).await?;
         let mut timings = Vec::with_capacity(r.contact_ids.len());
         for (i, id) in r.contact_ids.iter().enumerate() {
             let field = format!("contact_ids[{i}]");

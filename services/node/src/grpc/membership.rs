@@ -263,7 +263,8 @@ impl pb::membership_service_server::MembershipService for MembershipApi {
             )));
         }
         if ent == Entity::Contact {
-            out.send_timing = super::insight::explain_timing(&rt, &tenant, &r.id).await;
+            out.send_timing =
+                super::insight::explain_timing(&rt, &tenant, &self.0.clock, &r.id).await;
         }
         Ok(Response::new(out))
     }
