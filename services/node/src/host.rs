@@ -24,6 +24,8 @@ pub struct Checkpoint {
     pub applied_seq: Seq,
     /// `SegmentSet::fingerprint` of the set that shaped `account`.
     pub fingerprint: u64,
+    /// `ContentLibrary::digest` of the library `account` was judged under.
+    pub library: u64,
     pub account: Account,
 }
 
@@ -105,6 +107,7 @@ impl AccountHost {
         let image = Checkpoint {
             applied_seq: self.applied_seq,
             fingerprint: self.set.fingerprint(),
+            library: self.set.content.digest(),
             account: self.account.clone(),
         };
         let bytes = image.encode()?;

@@ -202,6 +202,7 @@ async fn finish(
         let image = Checkpoint {
             applied_seq: *seq,
             fingerprint,
+            library: set.content.digest(),
             account: account.clone(),
         };
         let bytes = image.encode().map_err(NodeError::Internal)?;

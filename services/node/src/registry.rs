@@ -145,10 +145,17 @@ impl Registry {
         let host = match image {
             Some((_, bytes)) => {
                 // State is a function of the log and the definitions: an
-                // image this build cannot read (another state format) or
-                // shaped by other definitions is rebuilt from the log.
+                // image this build cannot read (another state format),
+                // shaped by other definitions or judged under another
+                // content library (registered while this state was away) is
+                // rebuilt from the log.
                 let image = match Checkpoint::decode(&bytes) {
-                    Ok(image) if image.fingerprint == set.fingerprint() => image,
+                    Ok(image)
+                        if image.fingerprint == set.fingerprint()
+                            && image.library == set.content.digest() =>
+                    {
+                        image
+                    }
                     Ok(_) => return Err(NodeError::StaleShape(tenant.id.to_string())),
                     Err(e) => {
                         tracing::warn!(account = %key.1, error = %e, "checkpoint unreadable; rebuilding the tenant from the log");
@@ -224,12 +231,14 @@ impl Registry {
                 .map(|a| (tenant.id.to_string(), a.clone()))
                 .collect()
         };
-        let fingerprint = tenant.set().fingerprint();
+        let set = tenant.set();
+        let (fingerprint, library) = (set.fingerprint(), set.content.digest());
         let mut out = Vec::new();
         for chunk in keys.chunks(PASSIVE_CHUNK) {
             for (_, bytes) in self.store.load_checkpoints(chunk)?.into_iter().flatten() {
                 if let Ok(image) = Checkpoint::decode(&bytes)
                     && image.fingerprint == fingerprint
+                    && image.library == library
                 {
                     out.push(image.account.restore());
                 }

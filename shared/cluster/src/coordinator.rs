@@ -43,7 +43,10 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')
 /// Write assignment changes if the caller is the leader under its epoch,
 /// stamping each changed shard with Redis's time (placement's settle rule
 /// reads it back, whichever node leads then).
-/// KEYS: 1 leader lease, 2 assignment hash, 3 version, 4 move times hash.
+/// A changed shard's serving stamp is cleared: its new owner has not served
+/// it yet.
+/// KEYS: 1 leader lease, 2 assignment hash, 3 version, 4 move times hash,
+/// 5 serving times hash.
 /// ARGV: 1 `leader#epoch`, then (shard, node or "") pairs. Returns the new
 /// version, or -1 when the caller is not (or no longer) the leader.
 const ASSIGN: &str = r#"
@@ -57,20 +60,24 @@ for i = 2, #ARGV, 2 do
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   end
   redis.call('HSET', KEYS[4], ARGV[i], now)
+  redis.call('HDEL', KEYS[5], ARGV[i])
 end
 return redis.call('INCR', KEYS[3])
 "#;
 
-/// A shard started serving at its owner: stamp Redis's time (never going
-/// back), so placement can tell a shard still loading after its move from
-/// one serving, and count the settle period from when the move finished
-/// (drain, lease, load) rather than from when it was decided.
-/// KEYS: 1 serving times hash. ARGV: 1 shard.
+/// A shard started serving at its owner: stamp Redis's time, so placement
+/// can tell a shard still loading after its move from one serving, and
+/// count the settle period from when the move finished (drain, lease, load)
+/// rather than from when it was decided. Only the owner the table names
+/// now may stamp: a late stamp from an earlier owner (say one paused, then
+/// failed over) must not make a loading shard look served.
+/// KEYS: 1 assignment hash, 2 serving times hash. ARGV: 1 shard, 2 node.
+/// Returns the stamp, or -1 when the table names another owner.
 const SERVING: &str = r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local before = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if now > before then redis.call('HSET', KEYS[1], ARGV[1], now) end
+redis.call('HSET', KEYS[2], ARGV[1], now)
 return now
 "#;
 
@@ -226,12 +233,17 @@ impl Coordinator {
         Ok(v.unwrap_or(0))
     }
 
-    /// Records that `shard` started serving at its owner (placement's
-    /// settle period counts from then). Returns Redis's time in ms.
-    pub fn note_serving(&self, shard: u32) -> Result<i64> {
+    /// Records that `shard` started serving at `node`, its owner in the
+    /// table (placement's settle period counts from then). Returns the
+    /// stamp (Redis's time, ms), or `None` if the table names another owner.
+    pub fn note_serving(&self, shard: u32, node: &str) -> Result<Option<i64>> {
         let mut inv = SERVING_SCRIPT.prepare_invoke();
-        inv.key(key("serving")).arg(shard);
-        self.redis.with_conn(|c| inv.invoke(c))
+        inv.key(key("assign"))
+            .key(key("serving"))
+            .arg(shard)
+            .arg(node);
+        let stamp: i64 = self.redis.with_conn(|c| inv.invoke(c))?;
+        Ok((stamp >= 0).then_some(stamp))
     }
 
     /// Writes `changes` (shard → new owner, `None` = unassigned) if `leader`
@@ -248,6 +260,7 @@ impl Coordinator {
             .key(key("assign"))
             .key(key("ver"))
             .key(key("moved"))
+            .key(key("serving"))
             .arg(format!("{leader}#{epoch}"));
         for (shard, owner) in changes {
             inv.arg(*shard).arg(owner.as_deref().unwrap_or(""));

@@ -49,6 +49,9 @@ impl RecordingHost {
 
 impl ShardHost for RecordingHost {
     fn activate(&self, shard: u32, fence: Fence) {
+        // Serving at once (nothing to load), stamped as a node stamps it.
+        let coordinator = liveseg_cluster::coordinator::Coordinator::new(self.redis.clone());
+        let _ = coordinator.note_serving(shard, fence.node());
         self.active.lock().unwrap().insert(shard, fence);
         self.activated.lock().unwrap().insert(shard, Instant::now());
     }
@@ -540,13 +543,26 @@ fn assignment_writes_stamp_move_times_on_redis_time() {
     let stale = coordinator.write_assignment("l", epoch + 1, &[(3, Some("z".into()))]);
     assert_eq!(stale.unwrap(), None);
     assert_eq!(coordinator.move_times().unwrap().moved_at[&3], t3);
-    // An owner stamps when a shard starts serving, apart from its move.
-    let served = coordinator.note_serving(3).unwrap();
+    // The owner the table names stamps when the shard starts serving, apart
+    // from its move; any other node's stamp (a late one from an earlier
+    // owner) is refused, and the next move clears the stamp.
+    assert_eq!(coordinator.note_serving(3, "z").unwrap(), None);
+    let served = coordinator.note_serving(3, "x").unwrap().unwrap();
     assert!(served > t3);
     let times = coordinator.move_times().unwrap();
     assert_eq!(times.serving_at[&3], served);
     assert_eq!(times.moved_at[&3], t3, "serving is not a move");
     assert!(!times.serving_at.contains_key(&4));
+    coordinator
+        .write_assignment("l", epoch, &[(3, Some("w".into()))])
+        .unwrap();
+    assert!(
+        !coordinator
+            .move_times()
+            .unwrap()
+            .serving_at
+            .contains_key(&3)
+    );
 }
 
 /// The leader-kill fault's double handoff: a crashed member's shards fail

@@ -57,6 +57,25 @@ pub(crate) fn cosine_unit(v: &[f32], unit: &[f32]) -> f32 {
     if n > 0.0 { dot(v, unit) / n } else { 0.0 }
 }
 
+/// FNV-1a, 64 bits: stable across builds and platforms, unlike std's hasher.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // A separator, so ("ab", "c") and ("a", "bc") differ.
+        self.0 = (self.0 ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+}
+
 /// One registered content item's embedding (unit norm).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LibraryItem {
@@ -84,6 +103,8 @@ pub struct ContentLibrary {
     by_id: BTreeMap<String, Arc<LibraryItem>>,
     topics: HashMap<String, Arc<[f32]>>,
     dims: Option<usize>,
+    /// `digest()`, computed once per version of the library.
+    digest: std::sync::OnceLock<u64>,
 }
 
 impl std::fmt::Debug for ContentLibrary {
@@ -115,6 +136,7 @@ impl ContentLibrary {
             self.by_key.insert(url_key(u), item.clone());
         }
         self.by_id.insert(id.to_string(), item);
+        self.digest = std::sync::OnceLock::new();
         Ok(())
     }
 
@@ -122,7 +144,35 @@ impl ContentLibrary {
     pub fn insert_topic(&mut self, text: &str, vector: &[f32]) -> Result<(), LibraryError> {
         let vector = self.unit(vector)?;
         self.topics.insert(text.to_string(), vector.into());
+        self.digest = std::sync::OnceLock::new();
         Ok(())
+    }
+
+    /// A hash of everything judging reads from the library: each content
+    /// key with its item's id and vector, and each topic's vector; the same
+    /// whatever the order things were registered in. Checkpoints carry it,
+    /// so state judged under another library (content registered while a
+    /// node was down, or while a shard moved) is judged again on load.
+    pub fn digest(&self) -> u64 {
+        *self.digest.get_or_init(|| {
+            let mut keys: Vec<(&u64, &Arc<LibraryItem>)> = self.by_key.iter().collect();
+            keys.sort_by_key(|(k, _)| **k);
+            let mut topics: Vec<(&String, &Arc<[f32]>)> = self.topics.iter().collect();
+            topics.sort_by(|a, b| a.0.cmp(b.0));
+            let mut h = Fnv::default();
+            for (key, item) in keys {
+                h.write(&key.to_le_bytes());
+                h.write(item.id.as_bytes());
+                item.vector
+                    .iter()
+                    .for_each(|x| h.write(&x.to_bits().to_le_bytes()));
+            }
+            for (text, v) in topics {
+                h.write(text.as_bytes());
+                v.iter().for_each(|x| h.write(&x.to_bits().to_le_bytes()));
+            }
+            h.0
+        })
     }
 
     fn unit(&mut self, v: &[f32]) -> Result<Vec<f32>, LibraryError> {
@@ -308,5 +358,33 @@ mod tests {
         let (all, _) = l.rank(&[0.0, 1.0, 0.0], &[]);
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].0, "pricing");
+    }
+
+    #[test]
+    fn the_digest_follows_what_judging_reads_not_the_order() {
+        let a = lib();
+        let mut b = ContentLibrary::default();
+        b.insert_content("pricing", None, &[0.0, 2.0, 0.0]).unwrap();
+        b.insert_content(
+            "warehouse",
+            Some("https://x.io/blog/warehouse/"),
+            &[1.0, 0.0, 0.0],
+        )
+        .unwrap();
+        b.insert_topic("data", &[1.0, 0.0, 0.0]).unwrap();
+        assert_eq!(a.digest(), b.digest(), "registration order does not matter");
+        let mut c = b.clone();
+        c.insert_content("new", None, &[0.0, 0.0, 1.0]).unwrap();
+        assert_ne!(c.digest(), b.digest(), "new content");
+        let mut d = b.clone();
+        d.insert_content("pricing", None, &[0.0, 1.0, 1.0]).unwrap();
+        assert_ne!(
+            d.digest(),
+            b.digest(),
+            "content registered again with another text"
+        );
+        let mut e = b.clone();
+        e.insert_topic("data", &[0.0, 1.0, 0.0]).unwrap();
+        assert_ne!(e.digest(), b.digest(), "a topic's vector");
     }
 }

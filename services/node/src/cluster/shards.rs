@@ -243,16 +243,18 @@ impl ShardRuntimes {
             runtime.dispatched(),
             tail_stop,
         );
+        let node = fence.node().to_string();
         let this = self.clone();
         self.ctx.handle.spawn(async move {
             this.supervise(shard, generation, runtime, fence).await;
         });
         // Placement's settle period counts from now. Off the serving path,
-        // and best effort: if Redis is unreachable the move's own stamp
-        // stands.
+        // and best effort: without the stamp the leader counts the shard as
+        // loading, and holds it from balancing for at most
+        // `placement::LOADING_PERIODS` settle periods.
         let coordinator = liveseg_cluster::coordinator::Coordinator::new(self.ctx.redis.clone());
         self.ctx.handle.spawn_blocking(move || {
-            if let Err(e) = coordinator.note_serving(shard) {
+            if let Err(e) = coordinator.note_serving(shard, &node) {
                 tracing::warn!(shard, error = %e, "recording the end of the move failed");
             }
         });

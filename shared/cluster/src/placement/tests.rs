@@ -354,9 +354,10 @@ proptest! {
     fn settling_shards_only_move_when_ownerless(
         case in arb_case(),
         ages in prop::collection::vec(prop::option::of(0i64..10_000), 0..300),
+        served in prop::collection::vec(prop::option::of(0i64..10_000), 0..300),
     ) {
         let (s, live, current, max_moves, lf) = case;
-        let settling = Settling { now_ms: 10_000, moved_at: &ages, serving_at: &[], period_ms: 5_000 };
+        let settling = Settling { now_ms: 10_000, moved_at: &ages, serving_at: &served, period_ms: 5_000 };
         let input = PlacementInput {
             shards: s,
             live: &live,
@@ -412,12 +413,16 @@ fn a_shard_loading_or_just_serving_is_held_from_balance() {
     // No serving data at all: 3.5 s after the move, as before.
     assert!(at(13_499, &[]));
     assert!(!at(13_500, &[]));
-    // Never moved, served long ago: free.
-    let never = Settling {
-        now_ms: 50_000,
+    // Never moved, served long ago: free; served just now: held.
+    let never = |now_ms| Settling {
+        now_ms,
         moved_at: &[None],
         serving_at: &[Some(1_000)],
         period_ms: 3_500,
     };
-    assert!(!never.holds(0));
+    assert!(!never(50_000).holds(0));
+    assert!(never(2_000).holds(0));
+    // A stamp ahead of the round's instant (one Redis clock, but read at
+    // another moment) holds rather than releases.
+    assert!(at(9_000, &[Some(9_500)]));
 }

@@ -198,6 +198,13 @@ pub struct Fence {
 }
 
 impl Fence {
+    /// The node part of the token.
+    pub fn node(&self) -> &str {
+        self.token
+            .rsplit_once('#')
+            .map_or(&self.token, |(node, _)| node)
+    }
+
     /// A fence for `node` at `epoch` checked only in Redis.
     pub fn new(node: &str, epoch: u64) -> Self {
         Fence {
