@@ -61,6 +61,8 @@ impl Images {
     }
 }
 
+/// Rebuilds the tenant's state under `set` (new definitions, or images of
+/// another shape) by replaying its log.
 pub async fn rebuild_tenant(
     d: &Dispatcher,
     tenant: &Arc<TenantState>,

@@ -90,7 +90,16 @@ pub fn load_tenant(catalog: &dyn Catalog, state: &dyn StateStore, id: &str) -> R
     let content = crate::content::library(catalog, id)?;
     let set = SegmentSet::compile_with(&defs, Arc::new(content))
         .map_err(|e| NodeError::Internal(format!("stored definitions do not compile: {e:?}")))?;
+    // The whole contact directory is read at load: timed, since it grows
+    // with the tenant and dominates a shard load once tenants are large.
+    let started = std::time::Instant::now();
     let directory = Directory::from_entries(state.directory_all(id)?);
+    tracing::info!(
+        tenant = id,
+        contacts = directory.len(),
+        directory_ms = started.elapsed().as_millis() as u64,
+        "tenant loaded"
+    );
     Ok(TenantState::new(id, set, directory))
 }
 
