@@ -37,6 +37,13 @@ impl Checkpoint {
     pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         postcard::from_bytes::<Checkpoint>(bytes).map_err(|e| format!("decoding checkpoint: {e}"))
     }
+
+    /// Whether this image can be used under `set` as it is: shaped by the
+    /// same definitions and judged under the same content library.
+    /// Anything else is rebuilt from the log.
+    pub fn fits(&self, set: &SegmentSet) -> bool {
+        self.fingerprint == set.fingerprint() && self.library == set.content.digest()
+    }
 }
 
 pub struct AccountHost {
@@ -260,6 +267,42 @@ mod tests {
         };
         let account = Account::new("acme", &set);
         AccountHost::new("t".into(), set, account, 0)
+    }
+
+    /// A checkpoint is reused only under the definitions and the content
+    /// library it was made under: content registered while this state was
+    /// elsewhere (a node down, a shard moved) makes it rebuild.
+    #[test]
+    fn an_image_fits_only_its_definitions_and_library() {
+        use liveseg_core::content::ContentLibrary;
+        let defs = liveseg_core::presets::presets();
+        let with = |items: &[(&str, [f32; 2])]| {
+            let mut lib = ContentLibrary::default();
+            for (id, v) in items {
+                lib.insert_content(id, None, v).expect("test vector");
+            }
+            SegmentSet::compile_with(&defs, Arc::new(lib)).expect("presets compile")
+        };
+        let before = with(&[("a", [1.0, 0.0])]);
+        let mut h = AccountHost::new(
+            "t".into(),
+            Arc::new(before.clone()),
+            Account::new("acme", &before),
+            0,
+        );
+        let bytes = match h.snapshot(true) {
+            Ok(Some((_, bytes))) => bytes,
+            other => panic!("{other:?}"),
+        };
+        let image = Checkpoint::decode(&bytes).expect("decodes");
+        assert!(image.fits(&before));
+        assert!(image.fits(&with(&[("a", [2.0, 0.0])])), "same unit vector");
+        let after = with(&[("a", [1.0, 0.0]), ("b", [0.0, 1.0])]);
+        assert_eq!(after.fingerprint(), before.fingerprint(), "same shape");
+        assert!(!image.fits(&after), "content registered since");
+        let other_defs = SegmentSet::compile_with(&defs[..1], before.content.clone())
+            .expect("one preset compiles");
+        assert!(!image.fits(&other_defs), "other definitions");
     }
 
     #[test]

@@ -150,12 +150,7 @@ impl Registry {
                 // content library (registered while this state was away) is
                 // rebuilt from the log.
                 let image = match Checkpoint::decode(&bytes) {
-                    Ok(image)
-                        if image.fingerprint == set.fingerprint()
-                            && image.library == set.content.digest() =>
-                    {
-                        image
-                    }
+                    Ok(image) if image.fits(&set) => image,
                     Ok(_) => return Err(NodeError::StaleShape(tenant.id.to_string())),
                     Err(e) => {
                         tracing::warn!(account = %key.1, error = %e, "checkpoint unreadable; rebuilding the tenant from the log");
@@ -232,13 +227,11 @@ impl Registry {
                 .collect()
         };
         let set = tenant.set();
-        let (fingerprint, library) = (set.fingerprint(), set.content.digest());
         let mut out = Vec::new();
         for chunk in keys.chunks(PASSIVE_CHUNK) {
             for (_, bytes) in self.store.load_checkpoints(chunk)?.into_iter().flatten() {
                 if let Ok(image) = Checkpoint::decode(&bytes)
-                    && image.fingerprint == fingerprint
-                    && image.library == library
+                    && image.fits(&set)
                 {
                     out.push(image.account.restore());
                 }
