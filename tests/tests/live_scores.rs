@@ -433,28 +433,44 @@ async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
         "{why}"
     );
     // Ranks written between rounds were against the last full round, and
-    // at most one score per contact is written per clock instant: move the
-    // clock once more and let full rounds settle every rank before the
-    // restart.
-    node.admin()
-        .await?
-        .advance_clock(pb::AdvanceClockRequest {
-            to: "2026-11-01T00:00:02Z".into(),
+    // at most one score per contact is written per clock instant. A refresh
+    // at a new instant can still write ranks against an older reference
+    // that the full round at the same instant then cannot correct (seen:
+    // 828 refresh records, then the restart rewrote 734). So: move the
+    // clock, let two full rounds run, and repeat until an instant passes
+    // with nothing written; every stored rank is then a full round's.
+    let figure = |m: &str, name: &str| liveseg_tests::metric_value(m, name);
+    let mut second = 1;
+    loop {
+        second += 1;
+        anyhow::ensure!(second < 10, "scores never settled: {}", node.log_tail());
+        let m = liveseg_tests::http_get(&node.addr, "/metrics").await?;
+        let (rounds, records) = (
+            figure(&m, "liveseg_scorer_rounds_total"),
+            figure(&m, "liveseg_scorer_records_total"),
+        );
+        node.admin()
+            .await?
+            .advance_clock(pb::AdvanceClockRequest {
+                to: format!("2026-11-01T00:00:{second:02}Z"),
+            })
+            .await?;
+        let m = liveseg_tests::poll(Duration::from_secs(30), "two more full rounds", || {
+            let addr = node.addr.clone();
+            async move {
+                let m = liveseg_tests::http_get(&addr, "/metrics").await.ok()?;
+                (figure(&m, "liveseg_scorer_rounds_total") >= rounds + 2.0).then_some(m)
+            }
         })
         .await?;
-    let rounds = |m: String| liveseg_tests::metric_value(&m, "liveseg_scorer_rounds_total");
-    let before = rounds(liveseg_tests::http_get(&node.addr, "/metrics").await?);
-    liveseg_tests::poll(Duration::from_secs(30), "two more full rounds", || {
-        let addr = node.addr.clone();
-        async move {
-            let m = liveseg_tests::http_get(&addr, "/metrics").await.ok()?;
-            (rounds(m) >= before + 2.0).then_some(())
+        if figure(&m, "liveseg_scorer_records_total") == records {
+            break;
         }
-    })
-    .await?;
+    }
     node.settle().await?;
     node.terminate().await?;
 
+    let restart_clock = format!("manual:2026-11-01T00:00:{:02}Z", second + 1);
     // Restarted, the scorer compares with the scores in the actors' state:
     // nothing moved, so nothing is rewritten, also once every account has
     // passivated and is read from its checkpoint instead of an actor.
@@ -464,7 +480,7 @@ async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
         "--scoring-server",
         model.url.as_str(),
         "--clock",
-        "manual:2026-11-01T00:00:03Z",
+        &restart_clock,
         "--passivate-after",
         "1s",
     ];
@@ -473,7 +489,7 @@ async fn a_node_keeps_scores_live_through_the_model_service() -> Result<()> {
     node.admin()
         .await?
         .advance_clock(pb::AdvanceClockRequest {
-            to: "2026-11-01T00:00:05Z".into(),
+            to: format!("2026-11-01T00:00:{:02}Z", second + 3),
         })
         .await?;
     let metrics = liveseg_tests::poll(

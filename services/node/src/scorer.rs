@@ -287,6 +287,9 @@ async fn score_rows(
     if rows.is_empty() {
         return Ok(());
     }
+    // Why records were written, for the log: no previous score, the
+    // probability moved, only the rank moved.
+    let mut why = [0usize; 3];
     let now = inner.clock.now();
     let mut records = Vec::new();
     for (ti, target) in targets.iter().enumerate() {
@@ -367,6 +370,11 @@ async fn score_rows(
             {
                 continue;
             }
+            match rows[row].last.get(ti).copied().flatten() {
+                None => why[0] += 1,
+                Some((p, _, _)) if (p - s.probability).abs() >= config.min_change => why[1] += 1,
+                Some(_) => why[2] += 1,
+            }
             let scored = Scored {
                 target: *target,
                 probability: s.probability,
@@ -406,6 +414,15 @@ async fn score_rows(
         tracing::warn!(field = %r.field, reason = %r.reason, "a score record was refused");
     }
     metrics::counter!("liveseg_scorer_records_total").increment(n as u64);
-    tracing::debug!(tenant = %tenant.id, records = n, full = round.full, "scores written");
+    tracing::info!(
+        tenant = %tenant.id,
+        records = n,
+        full = round.full,
+        rows = rows.len(),
+        no_previous = why[0],
+        probability_moved = why[1],
+        rank_moved = why[2],
+        "scores written"
+    );
     Ok(())
 }
