@@ -295,8 +295,8 @@ async fn lookalikes_clusters_and_send_timing_come_from_the_live_actors() -> Resu
     stale_baseline_is_served_then_refreshed(&node, &f, &ids[0], &others).await
 }
 
-/// Fatigue of `contact` against the tenant's mean unsubscribe score.
-async fn fatigue_ratio(node: &liveseg_tests::Node, contact: &str) -> Result<f64> {
+/// The fatigue of `contact`, against the tenant's mean unsubscribe score.
+async fn fatigue(node: &liveseg_tests::Node, contact: &str) -> Result<pb::Fatigue> {
     let t = node
         .insight()
         .await?
@@ -309,7 +309,11 @@ async fn fatigue_ratio(node: &liveseg_tests::Node, contact: &str) -> Result<f64>
         .into_iter()
         .next()
         .context("one timing")?;
-    Ok(t.fatigue.context("fatigue")?.ratio_to_base_rate)
+    t.fatigue.context("fatigue")
+}
+
+async fn fatigue_ratio(node: &liveseg_tests::Node, contact: &str) -> Result<f64> {
+    Ok(fatigue(node, contact).await?.ratio_to_base_rate)
 }
 
 async fn stale_baseline_is_served_then_refreshed(
@@ -327,20 +331,7 @@ async fn stale_baseline_is_served_then_refreshed(
         || async { fatigue_ratio(node, contact).await.ok().filter(|r| *r > 0.0) },
     )
     .await?;
-    let version = node
-        .insight()
-        .await?
-        .get_send_timing(pb::GetSendTimingRequest {
-            contact_ids: vec![contact.to_string()],
-        })
-        .await?
-        .into_inner()
-        .timings[0]
-        .fatigue
-        .as_ref()
-        .context("fatigue")?
-        .model_version
-        .clone();
+    let version = fatigue(node, contact).await?.model_version;
     let admin = node.admin().await?;
     let advance = |to: &'static str| {
         let mut admin = admin.clone();

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use liveseg_cluster::coordinator::Coordinator;
 use liveseg_cluster::journal::{self, Interval};
 use liveseg_cluster::member::{DrainDone, Member, MemberConfig, ShardHost, StopReason};
 use liveseg_store::redis::{Fence, Fsync, RedisOptions, RedisProcess, RedisStore};
@@ -50,8 +51,7 @@ impl RecordingHost {
 impl ShardHost for RecordingHost {
     fn activate(&self, shard: u32, fence: Fence) {
         // Serving at once (nothing to load), stamped as a node stamps it.
-        let coordinator = liveseg_cluster::coordinator::Coordinator::new(self.redis.clone());
-        let _ = coordinator.note_serving(shard, fence.node());
+        let _ = Coordinator::new(self.redis.clone()).note_serving(shard, fence.node());
         self.active.lock().unwrap().insert(shard, fence);
         self.activated.lock().unwrap().insert(shard, Instant::now());
     }
@@ -507,7 +507,6 @@ fn a_redis_that_lost_everything_cannot_cause_double_ownership() {
 /// leaves the others' stamps alone.
 #[test]
 fn assignment_writes_stamp_move_times_on_redis_time() {
-    use liveseg_cluster::coordinator::Coordinator;
     use liveseg_store::redis::LeaseOutcome;
     let c = Cluster::new();
     let coordinator = Coordinator::new(c.store.clone());
@@ -543,9 +542,8 @@ fn assignment_writes_stamp_move_times_on_redis_time() {
     let stale = coordinator.write_assignment("l", epoch + 1, &[(3, Some("z".into()))]);
     assert_eq!(stale.unwrap(), None);
     assert_eq!(coordinator.move_times().unwrap().moved_at[&3], t3);
-    // The owner the table names stamps when the shard starts serving, apart
-    // from its move; any other node's stamp (a late one from an earlier
-    // owner) is refused, and the next move clears the stamp.
+    // The owner the table names stamps the start of serving (not a move);
+    // another node's late stamp is refused; the next move clears it.
     assert_eq!(coordinator.note_serving(3, "z").unwrap(), None);
     let served = coordinator.note_serving(3, "x").unwrap().unwrap();
     assert!(served > t3);
@@ -556,12 +554,10 @@ fn assignment_writes_stamp_move_times_on_redis_time() {
     coordinator
         .write_assignment("l", epoch, &[(3, Some("w".into()))])
         .unwrap();
+    let moved = coordinator.move_times().unwrap();
     assert!(
-        !coordinator
-            .move_times()
-            .unwrap()
-            .serving_at
-            .contains_key(&3)
+        !moved.serving_at.contains_key(&3),
+        "a move clears the stamp"
     );
 }
 

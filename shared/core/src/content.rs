@@ -298,10 +298,11 @@ pub fn placeholder_library(defs: &[SegmentDefinition]) -> ContentLibrary {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn lib() -> ContentLibrary {
+    /// Two items (one reachable by its URL) and a topic, 3 dimensions.
+    pub(crate) fn lib() -> ContentLibrary {
         let mut l = ContentLibrary::default();
         l.insert_content(
             "warehouse",

@@ -1,17 +1,6 @@
 use super::*;
+use crate::content::tests::lib;
 use crate::time::DAY;
-
-fn lib() -> ContentLibrary {
-    let mut l = ContentLibrary::default();
-    l.insert_content(
-        "warehouse",
-        Some("https://x.io/blog/warehouse/"),
-        &[1.0, 0.0, 0.0],
-    )
-    .unwrap();
-    l.insert_content("pricing", None, &[0.0, 2.0, 0.0]).unwrap();
-    l
-}
 
 fn id(name: &str) -> InterestKey {
     InterestKey::single(content_key(name))
