@@ -80,6 +80,12 @@ struct Tasks {
 
 /// Loads one tenant's definitions (catalog) and contact directory (store).
 pub fn load_tenant(catalog: &dyn Catalog, state: &dyn StateStore, id: &str) -> Result<TenantState> {
+    let set = tenant_set(catalog, id)?;
+    Ok(TenantState::new(id, set, read_directory(state, id)?))
+}
+
+/// A tenant's compiled definitions and content library, from the catalog.
+fn tenant_set(catalog: &dyn Catalog, id: &str) -> Result<SegmentSet> {
     let mut defs: Vec<SegmentDefinition> = Vec::new();
     for (key, json, _) in catalog.segments(id)? {
         defs.push(
@@ -88,19 +94,22 @@ pub fn load_tenant(catalog: &dyn Catalog, state: &dyn StateStore, id: &str) -> R
         );
     }
     let content = crate::content::library(catalog, id)?;
-    let set = SegmentSet::compile_with(&defs, Arc::new(content))
-        .map_err(|e| NodeError::Internal(format!("stored definitions do not compile: {e:?}")))?;
-    // The whole contact directory is read at load: timed, since it grows
-    // with the tenant and dominates a shard load once tenants are large.
+    SegmentSet::compile_with(&defs, Arc::new(content))
+        .map_err(|e| NodeError::Internal(format!("stored definitions do not compile: {e:?}")))
+}
+
+/// The whole contact directory of a tenant: timed, since it grows with the
+/// tenant and is a large part of a shard load once tenants are large.
+fn read_directory(state: &dyn StateStore, id: &str) -> Result<Directory> {
     let started = std::time::Instant::now();
     let directory = Directory::from_entries(state.directory_all(id)?);
     tracing::info!(
         tenant = id,
         contacts = directory.len(),
         directory_ms = started.elapsed().as_millis() as u64,
-        "tenant loaded"
+        "tenant directory read"
     );
-    Ok(TenantState::new(id, set, directory))
+    Ok(directory)
 }
 
 impl Runtime {
@@ -125,11 +134,29 @@ impl Runtime {
             }
             load_tenant(c.as_ref(), s.as_ref(), id).map(Some)
         })));
-        // Phases of recovery, timed for the `recovered` line.
+        // Phases of recovery, timed for the `recovered` line. The tenants'
+        // directories are read on a blocking thread while the account
+        // checkpoints are restored: both are store reads that grow with the
+        // tenant, neither needs the other, and only the replay of the log
+        // tail needs the directory.
         let phase = std::time::Instant::now();
+        let mut owned = Vec::new();
         for t in catalog.tenants()? {
-            tenants.get_or_load(&t.id)?;
+            if t.id != ADMIN_TENANT && owns(&t.id) {
+                let set = tenant_set(catalog.as_ref(), &t.id)?;
+                tenants.insert(Arc::new(TenantState::new(&t.id, set, Directory::default())));
+                owned.push(t.id);
+            }
         }
+        let directories = {
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || {
+                owned
+                    .into_iter()
+                    .map(|id| read_directory(state.as_ref(), &id).map(|d| (id, d)))
+                    .collect::<Result<Vec<_>>>()
+            })
+        };
         let tenants_ms = phase.elapsed().as_millis() as u64;
         let (outbox_tx, outbox_rx) = crate::outbox::channel();
         let registry = Arc::new(Registry::new(
@@ -153,6 +180,17 @@ impl Runtime {
         let phase = std::time::Instant::now();
         let stale = restore_accounts(state.as_ref(), &tenants, &registry)?;
         let restore_ms = phase.elapsed().as_millis() as u64;
+        let phase = std::time::Instant::now();
+        let directories = directories
+            .await
+            .map_err(|e| NodeError::Internal(format!("reading tenant directories: {e}")))??;
+        for (id, directory) in directories {
+            if let Some(t) = tenants.get(&id) {
+                *t.directory.write().unwrap_or_else(|p| p.into_inner()) = directory;
+            }
+        }
+        // Only the part of the directory reads that restoring did not hide.
+        let directory_wait_ms = phase.elapsed().as_millis() as u64;
         let watermark = state.watermark()?;
         let mut dispatcher = Dispatcher::new(
             tenants.clone(),
@@ -182,6 +220,7 @@ impl Runtime {
             accounts = registry.len(),
             tenants_ms,
             restore_ms,
+            directory_wait_ms,
             replay_ms,
             index_ms = phase.elapsed().as_millis() as u64,
             "recovered"

@@ -183,7 +183,9 @@ pub trait StateStore: Send + Sync {
     /// The account a contact belongs to.
     fn directory_lookup(&self, tenant: &str, contact: &str) -> Result<Option<String>>;
 
-    /// All `(contact, account)` pairs of a tenant, sorted by contact.
+    /// All `(contact, account)` pairs of a tenant, in no particular order
+    /// (the caller builds a map; sorting 100k+ pairs at every shard load
+    /// would be wasted).
     fn directory_all(&self, tenant: &str) -> Result<Vec<(String, String)>>;
 
     /// Change records with cursor > `after`, at most `limit`: `(cursor, payload)`.

@@ -410,11 +410,8 @@ impl StateStore for ShardStore {
     }
 
     fn directory_all(&self, tenant: &str) -> Result<Vec<(String, String)>> {
-        let mut all: Vec<(String, String)> = self
-            .redis
-            .with_conn(|c| ::redis::cmd("HGETALL").arg(self.dir_key(tenant)).query(c))?;
-        all.sort();
-        Ok(all)
+        self.redis
+            .with_conn(|c| ::redis::cmd("HGETALL").arg(self.dir_key(tenant)).query(c))
     }
 
     fn changes_after(&self, tenant: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {

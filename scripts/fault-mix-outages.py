@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Attributes the randomized fault mix's outages to the fault before them.
+
+Run the mix with the probe log on and keep its output:
+
+    LIVESEG_PROBE_LOG=1 LIVESEG_FAULT_MIX_SECS=300 cargo nextest run \
+      -p liveseg-tests --run-ignored only -E 'test(randomized)' --no-capture \
+      > mix.log 2>&1
+    scripts/fault-mix-outages.py mix.log
+
+The test prints `fault K on slot S at T s` before each fault and, with
+LIVESEG_PROBE_LOG=1, `probe T s TENANT via NODE: ERROR` for each failed
+probe (T on the shared monotonic clock). An outage is a run of failed
+probes of one tenant with no gap over 0.5 s; it is charged to the last
+fault that started before it. Prints outages longer than --over seconds
+(default 4.0) and, per fault kind, how many outages exceeded the 4.5 s
+crash bound. The lengths are first to last failed probe, so slightly
+shorter than the checker's (which counts to the next success).
+"""
+import argparse
+import collections
+import re
+
+KINDS = {0: "kill -9", 1: "SIGSTOP", 2: "leave+join", 3: "leader kill", 4: "Redis kill -9"}
+BOUND_S = 4.5
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("log")
+    p.add_argument("--over", type=float, default=4.0)
+    a = p.parse_args()
+    faults, fails = [], collections.defaultdict(list)
+    with open(a.log, errors="replace") as f:
+        for line in f:
+            m = re.match(r"fault (\d) on slot (\d+) at ([\d.]+) s", line)
+            if m:
+                faults.append((float(m.group(3)), int(m.group(1)), int(m.group(2))))
+                continue
+            m = re.match(r"probe ([\d.]+) s (\S+) via \S+: (.*)", line)
+            if m:
+                fails[m.group(2)].append((float(m.group(1)), m.group(3)[:100]))
+    outages = []
+    for tenant, seen in fails.items():
+        seen.sort()
+        start, last, first_error = seen[0][0], seen[0][0], seen[0][1]
+        for t, error in seen[1:] + [(float("inf"), "")]:
+            if t - last > 0.5:
+                outages.append((start, last - start, tenant, first_error))
+                start, first_error = t, error
+            last = t
+    per_kind = collections.defaultdict(list)
+    for start, length, tenant, error in sorted(outages):
+        before = [f for f in faults if f[0] <= start + 0.05]
+        at, kind, slot = before[-1] if before else (start, -1, -1)
+        name = KINDS.get(kind, "before any fault")
+        per_kind[name].append(length)
+        if length > a.over:
+            print(f"{start:.1f} {tenant} {length:.2f} s, {start - at:.1f} s after {name} (slot {slot}): {error}")
+    print()
+    for name, lengths in sorted(per_kind.items()):
+        over = sum(1 for x in lengths if x > BOUND_S)
+        print(f"{name:<16} outages {len(lengths):>4}  over {BOUND_S} s: {over:>3}  longest {max(lengths):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
