@@ -200,6 +200,55 @@ async fn redis_kill9_and_restart_with_appendfsync_always() -> Result<()> {
     Ok(())
 }
 
+/// Redis stalls past every lease (SIGSTOP for 1.5 leases): each owner stops
+/// serving at its deadline and parks its runtime. Nobody can take a shard
+/// while Redis is stopped, so when it answers again each owner acquires
+/// the next epoch of its shards and resumes the parked runtime: no load,
+/// nothing lost or applied twice, and its checkpoints and change batches
+/// that failed meanwhile are written under the new epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_stall_past_the_lease_resumes_owners_without_a_reload() -> Result<()> {
+    let (c, tenants) = setup(3, RedisFsync::Always).await?;
+    let run = Run::start(&c, tenants.clone(), 0);
+    run.wait_progress(300, STEP).await?;
+    let before = resumes(&c).await?;
+    c.redis.pause().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let until = mono_ns() + 3_000_000_000;
+    liveseg_tests::poll(STEP, "1.5 leases", || {
+        let done = mono_ns() >= until;
+        async move { done.then_some(()) }
+    })
+    .await?;
+    c.redis.resume().map_err(|e| anyhow::anyhow!("{e}"))?;
+    c.wait_all_shards_served(STEP).await?;
+    run.wait_progress(300, STEP).await?;
+    let resumed = resumes(&c).await? - before;
+    let report = finish(
+        "redis_stall",
+        &c,
+        run,
+        vec![format!("shards resumed: {resumed}")],
+    )
+    .await?;
+    assert!(
+        resumed >= 1.0,
+        "no shard resumed after the stall (all reloaded)"
+    );
+    report.assert_pass(CRASH_BOUND);
+    Ok(())
+}
+
+/// `liveseg_shard_resumes_total` summed over the running nodes.
+async fn resumes(c: &Cluster) -> Result<f64> {
+    let mut total = 0.0;
+    for url in c.live_urls() {
+        let addr = url.trim_start_matches("http://");
+        let page = liveseg_tests::http_get(addr, "/metrics").await?;
+        total += liveseg_tests::metric_value(&page, "liveseg_shard_resumes_total");
+    }
+    Ok(total)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn coordinator_leader_kill() -> Result<()> {
     let (mut c, tenants) = setup(3, RedisFsync::Always).await?;

@@ -68,6 +68,11 @@ pub struct Dispatcher {
     pub sleepers: Arc<std::sync::Mutex<BTreeSet<(Millis, AccountKey)>>>,
     /// Contacts whose directory entry changed since the last checkpoint.
     dirty_contacts: HashMap<Arc<str>, HashSet<String>>,
+    /// Images taken by a checkpoint whose commit failed (Redis away, the
+    /// lease lapsed): the actors are clean, so only these hold what must
+    /// still be written. The next checkpoint writes them, newer images of
+    /// the same accounts replacing them.
+    unwritten: HashMap<(String, String), AccountCheckpoint>,
     dispatched: Seq,
 }
 
@@ -97,6 +102,7 @@ impl Dispatcher {
             progress,
             sleepers,
             dirty_contacts: HashMap::new(),
+            unwritten: HashMap::new(),
             dispatched: start_after,
         }
     }
@@ -132,9 +138,23 @@ impl Dispatcher {
                 }
                 Command::Checkpoint(reply) => {
                     let r = self.checkpoint().await;
-                    let failed = r.as_ref().err().map(|e| e.to_string());
+                    // A store that is away (or a lease that lapsed) fails a
+                    // checkpoint without losing anything: the images and the
+                    // directory changes are kept for the next one, and the
+                    // outbox keeps its changes. The runtime keeps serving
+                    // while its lease holds, and can be resumed after it.
+                    let fatal = r
+                        .as_ref()
+                        .err()
+                        .filter(|e| !retryable(e))
+                        .map(|e| e.to_string());
+                    if let Err(e) = &r
+                        && fatal.is_none()
+                    {
+                        tracing::warn!(error = %e, unwritten = self.unwritten.len(), "checkpoint failed; kept for the next one");
+                    }
                     let _ = reply.send(r);
-                    if let Some(e) = failed {
+                    if let Some(e) = fatal {
                         return Err(NodeError::Internal(format!("checkpoint failed: {e}")));
                     }
                 }
@@ -143,7 +163,14 @@ impl Dispatcher {
                     // stopped, and their images (or their changes) did not
                     // become durable; only a restart from the last checkpoint
                     // and the log gets that state back.
-                    let r = self.passivate(cutoff).await;
+                    // Not while a failed checkpoint's images wait: one of
+                    // them could be older than the final image of an
+                    // account passivated now, and overwrite it later.
+                    let r = if self.unwritten.is_empty() {
+                        self.passivate(cutoff).await
+                    } else {
+                        Ok(0)
+                    };
                     let failed = r.as_ref().err().map(|e| e.to_string());
                     let _ = reply.send(r);
                     if let Some(e) = failed {
@@ -158,11 +185,17 @@ impl Dispatcher {
                     }
                 }
                 Command::Redefine { tenant, set, reply } => {
-                    let r = crate::rebuild::rebuild_tenant(&self, &tenant, *set).await;
+                    let r = match self.write_unwritten().await {
+                        Ok(()) => crate::rebuild::rebuild_tenant(&self, &tenant, *set).await,
+                        Err(e) => Err(e),
+                    };
                     rebuilt(r, reply)?;
                 }
                 Command::Rejudge { tenant, set, reply } => {
-                    let r = crate::rebuild::rejudge_tenant(&self, &tenant, *set).await;
+                    let r = match self.write_unwritten().await {
+                        Ok(()) => crate::rebuild::rejudge_tenant(&self, &tenant, *set).await,
+                        Err(e) => Err(e),
+                    };
                     rebuilt(r, reply)?;
                 }
                 Command::Barrier(reply) => {
@@ -187,7 +220,10 @@ impl Dispatcher {
         self.dispatched
     }
 
-    async fn dispatch(&mut self, entries: Vec<LogEntry>) -> Result<()> {
+    async fn dispatch(&mut self, mut entries: Vec<LogEntry>) -> Result<()> {
+        // A resumed shard's new tail may read again what the old tail had
+        // already queued (`cluster::shards`): each entry is dispatched once.
+        entries.retain(|e| e.seq > self.dispatched);
         let mut groups: Groups = Vec::new();
         let mut slot: HashMap<(Arc<str>, String), usize> = HashMap::new();
         let mut last = self.dispatched;
@@ -296,40 +332,80 @@ impl Dispatcher {
         let resident = self.registry.resident(None);
         let snaps =
             futures::future::join_all(resident.iter().map(|(_, a)| a.snapshot(false))).await;
-        let mut checkpoints = Vec::new();
+        // Images a failed checkpoint took first; this one's replace them.
+        let mut images = std::mem::take(&mut self.unwritten);
         for ((key, _), snap) in resident.iter().zip(snaps) {
             match snap {
-                Ok(Ok(Some((seq, bytes)))) => checkpoints.push(AccountCheckpoint {
-                    tenant: key.0.to_string(),
-                    account: key.1.clone(),
-                    applied_seq: seq,
-                    state: Some(bytes),
-                }),
+                Ok(Ok(Some((seq, bytes)))) => {
+                    images.insert(
+                        (key.0.to_string(), key.1.clone()),
+                        AccountCheckpoint {
+                            tenant: key.0.to_string(),
+                            account: key.1.clone(),
+                            applied_seq: seq,
+                            state: Some(bytes),
+                        },
+                    );
+                }
                 Ok(Ok(None)) | Err(_) => {}
-                Ok(Err(e)) => return Err(NodeError::Internal(e)),
+                Ok(Err(e)) => {
+                    self.unwritten = images;
+                    return Err(NodeError::Internal(e));
+                }
             }
         }
         // Changes of everything the checkpoint covers must be durable first.
-        self.registry
-            .outbox()
-            .flush()
-            .await
-            .map_err(|e| NodeError::Internal(format!("change log: {e}")))?;
+        if let Err(e) = self.registry.outbox().flush().await {
+            self.unwritten = images;
+            return Err(NodeError::ChangeLog(e));
+        }
         let directory = self.directory_updates();
-        let n = checkpoints.len();
+        let n = images.len();
         let batch = CommitBatch {
-            checkpoints,
+            checkpoints: images.into_values().collect(),
             directory,
             changes: vec![],
             watermark: Some(self.dispatched),
         };
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.commit(&batch))
-            .await
-            .map_err(|e| NodeError::Internal(e.to_string()))??;
+        let (batch, r) = tokio::task::spawn_blocking(move || {
+            let r = store.commit(&batch);
+            (batch, r)
+        })
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))?;
+        if let Err(e) = r {
+            self.keep_unwritten(batch);
+            return Err(e.into());
+        }
         metrics::histogram!(liveseg_telemetry::names::CHECKPOINT_DURATION_SECONDS)
             .record(started.elapsed().as_secs_f64());
         Ok(n)
+    }
+
+    /// Writes a failed checkpoint's images before a rebuild writes newer
+    /// ones of the same accounts (they would otherwise overwrite them).
+    async fn write_unwritten(&mut self) -> Result<()> {
+        if self.unwritten.is_empty() {
+            return Ok(());
+        }
+        self.checkpoint().await.map(|_| ())
+    }
+
+    /// Keeps what a failed checkpoint commit carried for the next one: its
+    /// images, and its directory changes as dirty contacts again (read from
+    /// the directory afresh then).
+    fn keep_unwritten(&mut self, batch: CommitBatch) {
+        for c in batch.checkpoints {
+            self.unwritten
+                .insert((c.tenant.clone(), c.account.clone()), c);
+        }
+        for d in batch.directory {
+            self.dirty_contacts
+                .entry(Arc::from(d.tenant.as_str()))
+                .or_default()
+                .insert(d.contact);
+        }
     }
 
     fn directory_updates(&mut self) -> Vec<DirectoryUpdate> {
@@ -441,3 +517,20 @@ pub fn decode(payload: &[u8]) -> std::result::Result<Event, String> {
     )
     .map_err(|e| e.to_string())
 }
+
+/// Whether a failed checkpoint left the runtime whole: the store was away
+/// or the lease lapsed, and everything the checkpoint carried is kept. Any
+/// other failure (a stale or corrupt image) stops the dispatcher.
+fn retryable(e: &NodeError) -> bool {
+    matches!(
+        e,
+        NodeError::ChangeLog(_)
+            | NodeError::Store(
+                liveseg_store::StoreError::Redis(_) | liveseg_store::StoreError::Fenced { .. }
+            )
+    )
+}
+
+#[cfg(test)]
+#[path = "dispatch_tests.rs"]
+mod tests;

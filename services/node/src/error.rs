@@ -33,6 +33,10 @@ pub enum NodeError {
     NotHere { shard: u32, owner: Option<String> },
     #[error("bad configuration: {0}")]
     Config(String),
+    /// Changes could not be made durable (the store is away); the outbox
+    /// keeps them and sends them again.
+    #[error("change log: {0}")]
+    ChangeLog(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -58,6 +62,7 @@ impl From<NodeError> for tonic::Status {
             NodeError::Unavailable(_) => Code::Unavailable,
             NodeError::Moved(_) | NodeError::NotHere { .. } => Code::Unavailable,
             NodeError::Config(_) => Code::Internal,
+            NodeError::ChangeLog(_) => Code::Unavailable,
             NodeError::Internal(_) => Code::Internal,
         };
         let mut status = tonic::Status::new(code, e.to_string());

@@ -6,7 +6,10 @@
 //! A checkpoint first flushes the outbox (`OutboxSender::flush`), so no
 //! checkpoint ever covers an event whose changes are not yet durable: after
 //! a crash or a handoff, replay from the checkpoint produces again exactly
-//! the changes that never reached the log (delivery is at least once).
+//! the changes that never reached the log (delivery is at least once). A
+//! batch whose commit fails is kept and sent again, first, with the next
+//! one; a commit whose reply was lost may so be written twice (at least
+//! once, as above).
 
 use crate::tenant::{FeedItem, Tenants};
 use liveseg_core::Change;
@@ -18,7 +21,7 @@ enum Message {
     /// Changes of one tenant from one actor, in emission order.
     Changes(Arc<str>, Vec<Change>),
     /// Answers once everything sent before it is durable, or with the
-    /// first commit error since the last flush.
+    /// error of the commit that left changes owed.
     Flush(oneshot::Sender<Result<(), String>>),
 }
 
@@ -66,8 +69,14 @@ pub async fn run_writer(
 ) {
     let mut rx = rx.0;
     let mut stopping = false;
-    // A commit failure since the last flush, reported to the next flush.
+    // The last commit's failure while changes are still owed, reported to
+    // the next flush.
     let mut failure: Option<String> = None;
+    // Changes whose commit failed (Redis away, or the lease lapsed), kept in
+    // order and sent first with the next batch: the runtime outlives a
+    // store outage, and a resumed shard must not miss them. Bounded by what
+    // the accounts emit while nothing can be ingested (timers only).
+    let mut carried: Vec<(Arc<str>, Change)> = Vec::new();
     loop {
         let next = if stopping {
             rx.recv().await
@@ -83,7 +92,7 @@ pub async fn run_writer(
             }
         };
         let Some(first) = next else { break };
-        let mut pending: Vec<(Arc<str>, Change)> = Vec::new();
+        let mut pending: Vec<(Arc<str>, Change)> = std::mem::take(&mut carried);
         let mut flushes = Vec::new();
         let mut take = |m: Message, pending: &mut Vec<(Arc<str>, Change)>| match m {
             Message::Changes(tenant, changes) => {
@@ -98,13 +107,18 @@ pub async fn run_writer(
                 Err(_) => break,
             }
         }
-        if !pending.is_empty()
-            && let Err(e) = commit(&store, &tenants, pending).await
-        {
-            tracing::error!(error = %e, "change log commit failed; changes will be regenerated on replay");
-            metrics::counter!(liveseg_telemetry::names::INGEST_ERRORS_TOTAL, "kind" => "change_log")
-                .increment(1);
-            failure.get_or_insert(e);
+        if !pending.is_empty() {
+            match commit(&store, &tenants, pending).await {
+                // Everything carried went out with it: nothing is owed.
+                Ok(()) => failure = None,
+                Err((e, batch)) => {
+                    tracing::error!(error = %e, changes = batch.len(), "change log commit failed; the changes are kept and sent with the next batch");
+                    metrics::counter!(liveseg_telemetry::names::INGEST_ERRORS_TOTAL, "kind" => "change_log")
+                        .increment(1);
+                    failure = Some(e);
+                    carried = batch;
+                }
+            }
         }
         if !flushes.is_empty() {
             let result = failure.take().map_or(Ok(()), Err);
@@ -115,12 +129,13 @@ pub async fn run_writer(
     }
 }
 
-/// Makes one batch durable, then indexes and broadcasts it.
+/// Makes one batch durable, then indexes and broadcasts it. On failure the
+/// batch comes back with the error, to be sent again.
 async fn commit(
     store: &Arc<dyn StateStore>,
     tenants: &Tenants,
     batch: Vec<(Arc<str>, Change)>,
-) -> Result<(), String> {
+) -> Result<(), (String, Vec<(Arc<str>, Change)>)> {
     let records: Vec<ChangeRecord> = batch
         .iter()
         .map(|(t, c)| ChangeRecord {
@@ -129,7 +144,7 @@ async fn commit(
         })
         .collect();
     let store = store.clone();
-    let cursors = tokio::task::spawn_blocking(move || {
+    let done = tokio::task::spawn_blocking(move || {
         store.commit(&CommitBatch {
             checkpoints: vec![],
             directory: vec![],
@@ -137,9 +152,12 @@ async fn commit(
             watermark: None,
         })
     })
-    .await
-    .map_err(|e| format!("change log task: {e}"))?
-    .map_err(|e| e.to_string())?;
+    .await;
+    let cursors = match done {
+        Ok(Ok(cursors)) => cursors,
+        Ok(Err(e)) => return Err((e.to_string(), batch)),
+        Err(e) => return Err((format!("change log task: {e}"), batch)),
+    };
     for ((tenant, change), cursor) in batch.into_iter().zip(cursors) {
         let kind = change.kind.as_str();
         metrics::counter!(liveseg_telemetry::names::MEMBERSHIP_CHANGES_TOTAL, "kind" => kind)

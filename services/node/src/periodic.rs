@@ -29,10 +29,17 @@ pub fn spawn_for(
         loop {
             tick.tick().await;
             let Some(rt) = weak.upgrade() else { return };
+            // A runtime parked after its lease lapsed writes nothing until
+            // it is resumed under the next epoch (`cluster::shards`).
+            if !rt.is_valid() {
+                continue;
+            }
             match rt.ask(Command::Checkpoint).await {
                 Ok(_) => {}
                 Err(crate::error::NodeError::Moved(_)) => return,
-                Err(e) => tracing::error!(shard = rt.shard, error = %e, "checkpoint failed"),
+                // The dispatcher says whether it kept the checkpoint for the
+                // next one or stopped (logged as an error there).
+                Err(e) => tracing::warn!(shard = rt.shard, error = %e, "checkpoint failed"),
             }
         }
     }));
@@ -46,6 +53,9 @@ pub fn spawn_for(
         loop {
             tick.tick().await;
             let Some(rt) = weak.upgrade() else { return };
+            if !rt.is_valid() {
+                continue;
+            }
             let cutoff = c.now() - passivate_after.as_millis() as Millis;
             match rt.ask(|tx| Command::Passivate(cutoff, tx)).await {
                 Ok(k) if k > 0 => tracing::debug!(accounts = k, "passivated idle accounts"),

@@ -48,6 +48,10 @@ pub const CHECKPOINT_DURATION_SECONDS: &str = "liveseg_checkpoint_duration_secon
 /// (checkpoints loaded, stream tail replayed), in cluster mode.
 pub const SHARD_LOAD_SECONDS: &str = "liveseg_shard_load_seconds";
 
+/// Counter: shards resumed without a load, in cluster mode: the node's
+/// lease lapsed (Redis away, a pause) and it acquired the next epoch.
+pub const SHARD_RESUMES_TOTAL: &str = "liveseg_shard_resumes_total";
+
 /// Counter of a tenant's state being rebuilt, by [`label::KIND`]:
 /// `replay` (its log replayed: new definitions, or the first content) or
 /// `rejudge` (its state judged again under new content).
@@ -82,6 +86,7 @@ pub const ALL: &[&str] = &[
     MEMBERSHIP_CHANGES_TOTAL,
     CHECKPOINT_DURATION_SECONDS,
     SHARD_LOAD_SECONDS,
+    SHARD_RESUMES_TOTAL,
     TENANT_REBUILDS_TOTAL,
     MODEL_REJECTED_TOTAL,
     MODEL_QUEUE_WAIT_SECONDS,

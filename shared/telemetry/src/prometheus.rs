@@ -158,6 +158,11 @@ pub fn describe_metrics() {
         "Time from acquiring a shard lease to serving the shard (checkpoints loaded, tail replayed)."
     );
     describe_counter!(
+        names::SHARD_RESUMES_TOTAL,
+        Unit::Count,
+        "Shards resumed without a load: the lease lapsed and this node acquired the next epoch."
+    );
+    describe_counter!(
         names::TENANT_REBUILDS_TOTAL,
         Unit::Count,
         "Tenant state rebuilds, by kind (replay of the log, rejudge under new content)."

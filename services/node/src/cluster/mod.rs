@@ -12,6 +12,7 @@
 //!   node serves; SIGTERM leaves gracefully (drain, final fenced
 //!   checkpoint, release).
 
+mod parked;
 pub mod shards;
 
 use crate::actors::ActorPool;

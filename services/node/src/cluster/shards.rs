@@ -8,6 +8,7 @@
 //! whose dispatcher stops on an error is restarted from Redis while the
 //! lease is still valid; the rest of the node keeps serving.
 
+use super::parked::{PARK_FOR, Parked, ParkedRuntimes};
 use crate::actors::ActorPool;
 use crate::clock::SharedClock;
 use crate::config::NodeConfig;
@@ -46,6 +47,8 @@ enum Slot {
     Active {
         generation: u64,
         runtime: Arc<Runtime>,
+        /// The runtime's store; its fence is renewed when the runtime resumes.
+        store: Arc<ShardStore>,
         /// Set to stop the shard's tail thread.
         tail_stop: Arc<AtomicBool>,
     },
@@ -71,6 +74,8 @@ impl Slot {
 pub struct ShardRuntimes {
     ctx: ShardContext,
     slots: Mutex<HashMap<u32, Slot>>,
+    /// Runtimes whose lease lapsed, waiting to resume (`parked`).
+    parked: ParkedRuntimes,
     /// Tells a load apart from a later activation of the same shard.
     generations: AtomicU64,
 }
@@ -80,6 +85,7 @@ impl ShardRuntimes {
         Arc::new(ShardRuntimes {
             ctx,
             slots: Mutex::new(HashMap::new()),
+            parked: ParkedRuntimes::default(),
             generations: AtomicU64::new(0),
         })
     }
@@ -119,6 +125,16 @@ impl ShardRuntimes {
     }
 
     fn start_loading(self: &Arc<Self>, shard: u32, fence: Fence) {
+        if let Some(p) = self.parked.take(shard) {
+            if p.continues_with(&fence) && self.ctx.redis.durable_writes().unwrap_or(false) {
+                self.resume(shard, p, fence);
+                return;
+            }
+            tracing::info!(shard, token = %fence.token, "parked shard runtime dropped: the shard comes back under another ownership");
+            self.ctx
+                .handle
+                .spawn(async move { p.runtime.abort().await });
+        }
         let generation = self.next_generation();
         let previous = self.lock().insert(shard, Slot::Loading { generation });
         // The member stops a shard before it activates it again, so nothing
@@ -138,6 +154,66 @@ impl ShardRuntimes {
         self.ctx.handle.spawn(async move {
             tokio::time::sleep(after).await;
             this.load(shard, fence, generation).await
+        });
+    }
+
+    /// Continues a parked runtime under `fence` (the next epoch of its own
+    /// ownership): no load, a new tail from where the dispatcher is.
+    fn resume(self: &Arc<Self>, shard: u32, p: Parked, fence: Fence) {
+        p.store.renew_fence(fence.clone());
+        let generation = self.next_generation();
+        let tail_stop = Arc::new(AtomicBool::new(false));
+        let previous = self.lock().insert(
+            shard,
+            Slot::Active {
+                generation,
+                runtime: p.runtime.clone(),
+                store: p.store.clone(),
+                tail_stop: tail_stop.clone(),
+            },
+        );
+        if let Some(old) = previous {
+            self.stop_slot(shard, old);
+        }
+        tracing::info!(
+            shard,
+            token = %fence.token,
+            parked_ms = p.since.elapsed().as_millis() as u64,
+            "shard resumed: nobody held it since this node's lease lapsed"
+        );
+        metrics::counter!(liveseg_telemetry::names::SHARD_RESUMES_TOTAL).increment(1);
+        self.serve(shard, generation, p.runtime, p.store, fence, tail_stop);
+    }
+
+    /// Keeps the runtime of an active slot whose lease lapsed, for
+    /// [`PARK_FOR`], in case this node gets the shard's next epoch.
+    fn park(self: &Arc<Self>, shard: u32, runtime: Arc<Runtime>, store: Arc<ShardStore>) {
+        let id = self.next_generation();
+        let displaced = self.parked.park(
+            shard,
+            Parked {
+                runtime,
+                store,
+                id,
+                since: Instant::now(),
+            },
+        );
+        if let Some(old) = displaced {
+            self.ctx
+                .handle
+                .spawn(async move { old.runtime.abort().await });
+        }
+        tracing::info!(shard, "shard runtime parked: its lease lapsed");
+        let this = self.clone();
+        self.ctx.handle.spawn(async move {
+            tokio::time::sleep(PARK_FOR).await;
+            if let Some(p) = this.parked.take_if(shard, id) {
+                tracing::info!(
+                    shard,
+                    "parked shard runtime dropped: the shard did not come back"
+                );
+                p.runtime.abort().await;
+            }
         });
     }
 
@@ -168,6 +244,11 @@ impl ShardRuntimes {
     async fn load(self: Arc<Self>, shard: u32, fence: Fence, generation: u64) {
         let started = Instant::now();
         let store = Arc::new(self.ctx.redis.shard(shard, fence.clone()));
+        // The store's fence, not this one: a resumed runtime's fence changes.
+        let valid: crate::runtime::Check = {
+            let store = store.clone();
+            Arc::new(move || store.fence_valid())
+        };
         let runtime = loop {
             if !self.is_current(shard, generation) || !(fence.valid)() {
                 return;
@@ -181,7 +262,7 @@ impl ShardRuntimes {
                 clock: self.ctx.clock.clone(),
                 config: self.ctx.config.clone(),
                 pool: self.ctx.pool.clone(),
-                valid: fence.valid.clone(),
+                valid: valid.clone(),
                 owns: Arc::new(move |tenant: &str| shard_of(tenant, shards) == shard),
             };
             // Recovery makes many blocking Redis calls (checkpoints, the
@@ -210,6 +291,7 @@ impl ShardRuntimes {
                     Slot::Active {
                         generation,
                         runtime: runtime.clone(),
+                        store: store.clone(),
                         tail_stop: tail_stop.clone(),
                     },
                 );
@@ -236,6 +318,20 @@ impl ShardRuntimes {
         );
         metrics::histogram!(liveseg_telemetry::names::SHARD_LOAD_SECONDS)
             .record(started.elapsed().as_secs_f64());
+        self.serve(shard, generation, runtime, store, fence, tail_stop);
+    }
+
+    /// Starts a serving runtime's tail and supervisor, and stamps the end
+    /// of the move.
+    fn serve(
+        self: &Arc<Self>,
+        shard: u32,
+        generation: u64,
+        runtime: Arc<Runtime>,
+        store: Arc<ShardStore>,
+        fence: Fence,
+        tail_stop: Arc<AtomicBool>,
+    ) {
         spawn_tail(
             store,
             self.ctx.redis.clone(),
@@ -372,8 +468,23 @@ impl ShardHost for Host {
     fn deactivate(&self, shard: u32, reason: StopReason) {
         tracing::info!(shard, ?reason, "shard stopped");
         let slot = self.0.lock().remove(&shard);
-        if let Some(slot) = slot {
-            self.0.stop_slot(shard, slot);
+        match (slot, reason) {
+            // The lease lapsed, most often because Redis was away: keep the
+            // runtime, in case the next epoch is this node's (`parked`).
+            (
+                Some(Slot::Active {
+                    runtime,
+                    store,
+                    tail_stop,
+                    ..
+                }),
+                StopReason::DeadlinePassed | StopReason::LeaseLost,
+            ) => {
+                tail_stop.store(true, Ordering::Release);
+                self.0.park(shard, runtime, store);
+            }
+            (Some(slot), _) => self.0.stop_slot(shard, slot),
+            (None, _) => {}
         }
     }
 
@@ -385,6 +496,7 @@ impl ShardHost for Host {
                     generation,
                     runtime,
                     tail_stop,
+                    ..
                 }) => {
                     tail_stop.store(true, Ordering::Release);
                     slots.insert(

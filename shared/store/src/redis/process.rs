@@ -158,6 +158,35 @@ impl RedisProcess {
         }
     }
 
+    /// SIGSTOP: the server stops answering but keeps its connections and
+    /// data (clients time out), like a long stall of its host.
+    pub fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| StoreError::Internal("redis-server is not running".into()))?;
+        let status = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .map_err(|e| StoreError::Internal(format!("kill {signal} {pid}: {e}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(StoreError::Internal(format!(
+                "kill {signal} {pid}: {status}"
+            )))
+        }
+    }
+
     /// Starts it again on the same port and directory (it reloads its AOF).
     pub fn restart(&mut self) -> Result<()> {
         self.kill9();

@@ -35,12 +35,14 @@ pub const APPEND_CHUNK: usize = 256;
 const COMMIT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
 const COMMIT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The store of one shard under one ownership (fence).
+/// The store of one shard under one ownership (fence). The fence can be
+/// replaced by the next epoch of the same owner ([`ShardStore::renew_fence`]):
+/// a shard whose lease lapsed while Redis was away is resumed, not reloaded.
 pub struct ShardStore {
     redis: RedisStore,
     shard: u32,
     prefix: String,
-    fence: Fence,
+    fence: std::sync::RwLock<Fence>,
     commits: AtomicU64,
 }
 
@@ -53,9 +55,27 @@ impl ShardStore {
             prefix: keys::shard(shard),
             redis,
             shard,
-            fence,
+            fence: std::sync::RwLock::new(fence),
             commits: AtomicU64::new(0),
         }
+    }
+
+    /// The fence writes go out under now.
+    pub fn fence(&self) -> Fence {
+        self.fence.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the owner still believes it holds the lease of the current fence.
+    pub fn fence_valid(&self) -> bool {
+        (self.fence().valid)()
+    }
+
+    /// Writes go out under `next` from now on. The caller has established
+    /// that nobody else held the shard since the current fence (the next
+    /// epoch of the same node), so what this store's owner holds in memory
+    /// is still the shard's state.
+    pub fn renew_fence(&self, next: Fence) {
+        *self.fence.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
 
     /// The shard number.
@@ -64,8 +84,8 @@ impl ShardStore {
     }
 
     /// The `node#epoch` this store writes under.
-    pub fn token(&self) -> &str {
-        &self.fence.token
+    pub fn token(&self) -> String {
+        self.fence().token
     }
 
     fn key(&self, suffix: &str) -> String {
@@ -110,6 +130,17 @@ impl ShardStore {
     /// The fenced commit under an explicit commit id. Re-sending the same id
     /// (as after a lost reply) returns the first result and writes nothing.
     pub fn commit_as(&self, batch: &CommitBatch, commit_id: &str) -> Result<Vec<u64>> {
+        self.commit_under(&self.fence(), batch, commit_id)
+    }
+
+    /// [`commit_as`](Self::commit_as) under one fence, read once: a commit
+    /// and its re-sends never mix two epochs.
+    fn commit_under(
+        &self,
+        fence: &Fence,
+        batch: &CommitBatch,
+        commit_id: &str,
+    ) -> Result<Vec<u64>> {
         let mut inv = COMMIT.prepare_invoke();
         inv.key(self.key("lease"))
             .key(self.key("aseq"))
@@ -153,7 +184,7 @@ impl ShardStore {
             args.push(scoped(&ch.tenant, "").into_bytes());
             args.push(ch.payload.clone());
         }
-        inv.arg(&self.fence.token)
+        inv.arg(&fence.token)
             .arg(commit_id)
             .arg(batch.watermark.map(|w| w.to_string()).unwrap_or_default())
             .arg(batch.checkpoints.len())
@@ -169,7 +200,7 @@ impl ShardStore {
             match self.redis.with_conn(|c| inv.invoke(c)) {
                 Ok(r) => break r,
                 // Re-send only while the owner still believes in its lease.
-                Err(e) if is_retryable(&e) && (self.fence.valid)() => {
+                Err(e) if is_retryable(&e) && (fence.valid)() => {
                     if attempt == 1 || attempt % 10 == 0 {
                         tracing::warn!(shard = self.shard, attempt, error = %e, "commit re-sent");
                     }
@@ -193,7 +224,7 @@ impl ShardStore {
                 .collect(),
             Some("STALE") => Err(StoreError::Fenced {
                 shard: self.shard,
-                presented: self.fence.token.clone(),
+                presented: fence.token.clone(),
                 current: reply.get(1).cloned().unwrap_or_default(),
             }),
             Some("STALE_CKPT") => {
@@ -325,15 +356,16 @@ impl EventLog for ShardStore {
 
 impl StateStore for ShardStore {
     fn commit(&self, batch: &CommitBatch) -> Result<Vec<u64>> {
-        if !(self.fence.valid)() {
+        let fence = self.fence();
+        if !(fence.valid)() {
             return Err(StoreError::Fenced {
                 shard: self.shard,
-                presented: self.fence.token.clone(),
+                presented: fence.token.clone(),
                 current: "(local lease deadline passed; not sent)".into(),
             });
         }
         let n = self.commits.fetch_add(1, Ordering::Relaxed);
-        self.commit_as(batch, &format!("{}/{n}", self.fence.token))
+        self.commit_under(&fence, batch, &format!("{}/{n}", fence.token))
     }
 
     fn load_checkpoint(&self, tenant: &str, account: &str) -> Result<Option<(Seq, Vec<u8>)>> {

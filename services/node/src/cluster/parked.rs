@@ -1,0 +1,102 @@
+//! Shard runtimes kept warm after their lease lapsed.
+//!
+//! An owner stops serving a shard when its local lease deadline passes, or
+//! when a renewal finds the lease gone. Most often that is not a move: Redis
+//! was away (a restart reloading its dataset answers `BusyLoading` for
+//! seconds), or this node paused, and nobody else took the shard. Reloading
+//! it then costs a full load (checkpoints, directory, tail, index), for
+//! every shard of the node at once.
+//!
+//! So the runtime is parked instead of dropped: it serves nothing and
+//! writes nothing (its fence is invalid; periodic duties skip it), and its
+//! failed checkpoint images and change batches stay in memory. If this node
+//! then acquires the shard's **next** epoch, nobody held the shard in
+//! between (every acquisition takes a new epoch, and epochs only grow while
+//! Redis keeps every write, `appendfsync always`), so the stream holds
+//! nothing the runtime has not seen except events appended since, which its
+//! new tail reads. The runtime resumes under the new fence. Any other
+//! epoch, another node in the fence, a failed runtime, or a Redis that may
+//! lose writes: the parked runtime is dropped and the shard loads as usual.
+
+use crate::runtime::{Health, Runtime};
+use liveseg_store::redis::{Fence, ShardStore};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a parked runtime waits for its shard to come back.
+pub const PARK_FOR: Duration = Duration::from_secs(60);
+
+/// A runtime whose lease lapsed with its state whole.
+pub struct Parked {
+    pub runtime: Arc<Runtime>,
+    pub store: Arc<ShardStore>,
+    /// Tells this parking apart from a later one of the same shard.
+    pub id: u64,
+    pub since: Instant,
+}
+
+impl Parked {
+    /// Whether `next` continues this runtime's ownership: same node, the
+    /// epoch right after, and a runtime that has not failed meanwhile.
+    /// (Whether Redis keeps every write is checked by the caller.)
+    pub fn continues_with(&self, next: &Fence) -> bool {
+        let held = self.store.fence();
+        held.node() == next.node()
+            && matches!(
+                (epoch_of(&held.token), epoch_of(&next.token)),
+                (Some(a), Some(b)) if b == a + 1
+            )
+            && *self.runtime.health().borrow() == Health::Serving
+    }
+}
+
+/// The epoch of a `node#epoch` token.
+pub fn epoch_of(token: &str) -> Option<u64> {
+    token.rsplit_once('#').and_then(|(_, e)| e.parse().ok())
+}
+
+/// The parked runtimes of a node, one per shard at most.
+#[derive(Default)]
+pub struct ParkedRuntimes {
+    map: Mutex<HashMap<u32, Parked>>,
+}
+
+impl ParkedRuntimes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Parked>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Parks `p`, returning what it displaces (to be stopped).
+    pub fn park(&self, shard: u32, p: Parked) -> Option<Parked> {
+        self.lock().insert(shard, p)
+    }
+
+    /// Takes the parked runtime of `shard`, if any.
+    pub fn take(&self, shard: u32) -> Option<Parked> {
+        self.lock().remove(&shard)
+    }
+
+    /// Takes the parked runtime of `shard` if it is still parking `id`.
+    pub fn take_if(&self, shard: u32, id: u64) -> Option<Parked> {
+        let mut map = self.lock();
+        if map.get(&shard).is_some_and(|p| p.id == id) {
+            map.remove(&shard)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::epoch_of;
+
+    #[test]
+    fn epochs_come_from_the_last_hash_of_the_token() {
+        assert_eq!(epoch_of("n0-17520-1a2#44"), Some(44));
+        assert_eq!(epoch_of("odd#name#7"), Some(7));
+        assert_eq!(epoch_of("no-epoch"), None);
+        assert_eq!(epoch_of("n#x"), None);
+    }
+}
