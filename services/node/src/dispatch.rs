@@ -57,6 +57,9 @@ pub struct Progress {
     pub applied: AtomicU64,
 }
 
+/// A wake that failed (the store away) is tried again this much later.
+const WAKE_RETRY_MS: Millis = 1_000;
+
 pub struct Dispatcher {
     pub tenants: Arc<Tenants>,
     pub registry: Arc<Registry>,
@@ -171,9 +174,15 @@ impl Dispatcher {
                     } else {
                         Ok(0)
                     };
-                    let failed = r.as_ref().err().map(|e| e.to_string());
+                    // A change log that is away fails it before any actor
+                    // stops (retryable): nothing is lost then.
+                    let fatal = r
+                        .as_ref()
+                        .err()
+                        .filter(|e| !retryable(e))
+                        .map(|e| e.to_string());
                     let _ = reply.send(r);
-                    if let Some(e) = failed {
+                    if let Some(e) = fatal {
                         return Err(NodeError::Internal(format!("passivation failed: {e}")));
                     }
                 }
@@ -181,23 +190,34 @@ impl Dispatcher {
                     if let Some(t) = self.tenants.get(&key.0)
                         && let Err(e) = self.registry.get(&t, &key.1, false)
                     {
-                        tracing::warn!(error = %e, "waking a passivated account failed");
+                        // Its timer is only in this set: keep it, or the
+                        // account sleeps until its next event.
+                        tracing::warn!(error = %e, "waking a passivated account failed; retrying");
+                        let retry = self.clock.now() + WAKE_RETRY_MS;
+                        self.sleepers
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((retry, key));
                     }
                 }
-                Command::Redefine { tenant, set, reply } => {
-                    let r = match self.write_unwritten().await {
-                        Ok(()) => crate::rebuild::rebuild_tenant(&self, &tenant, *set).await,
-                        Err(e) => Err(e),
-                    };
-                    rebuilt(r, reply)?;
-                }
-                Command::Rejudge { tenant, set, reply } => {
-                    let r = match self.write_unwritten().await {
-                        Ok(()) => crate::rebuild::rejudge_tenant(&self, &tenant, *set).await,
-                        Err(e) => Err(e),
-                    };
-                    rebuilt(r, reply)?;
-                }
+                // What failed checkpoints kept is written first; a store
+                // that is still away fails the request, not the runtime.
+                Command::Redefine { tenant, set, reply } => match self.write_unwritten().await {
+                    Ok(()) => rebuilt(
+                        crate::rebuild::rebuild_tenant(&self, &tenant, *set).await,
+                        reply,
+                    )?,
+                    Err(e) if retryable(&e) => drop(reply.send(Err(e))),
+                    Err(e) => rebuilt(Err(e), reply)?,
+                },
+                Command::Rejudge { tenant, set, reply } => match self.write_unwritten().await {
+                    Ok(()) => rebuilt(
+                        crate::rebuild::rejudge_tenant(&self, &tenant, *set).await,
+                        reply,
+                    )?,
+                    Err(e) if retryable(&e) => drop(reply.send(Err(e))),
+                    Err(e) => rebuilt(Err(e), reply)?,
+                },
                 Command::Barrier(reply) => {
                     let _ = reply.send(self.dispatched);
                 }
@@ -429,6 +449,16 @@ impl Dispatcher {
     /// Stops accounts idle since `cutoff` after writing their final image.
     async fn passivate(&mut self, cutoff: Millis) -> Result<usize> {
         let idle = self.registry.idle(cutoff);
+        if idle.is_empty() {
+            return Ok(0);
+        }
+        // The outbox must be able to write before any actor stops: its
+        // changes are published before the images that include them.
+        self.registry
+            .outbox()
+            .flush()
+            .await
+            .map_err(NodeError::ChangeLog)?;
         let mut checkpoints = Vec::new();
         let mut stopped = Vec::new();
         for (key, actor) in idle {
@@ -458,7 +488,8 @@ impl Dispatcher {
             let store = self.store.clone();
             tokio::task::spawn_blocking(move || store.commit(&batch))
                 .await
-                .map_err(|e| NodeError::Internal(e.to_string()))??;
+                .map_err(|e| NodeError::Internal(e.to_string()))?
+                .map_err(|e| NodeError::Internal(format!("passivation commit: {e}")))?;
             let mut sleepers = self.sleepers.lock().unwrap_or_else(|p| p.into_inner());
             for (key, due) in stopped {
                 self.registry.remove(&key);

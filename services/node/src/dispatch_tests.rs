@@ -82,6 +82,17 @@ fn event(id: &str, user: &str) -> AppendItem {
     }
 }
 
+/// Logs `items` and hands them to the runtime's dispatcher.
+async fn append_and_dispatch(inner: &EmbeddedStore, runtime: &Runtime, items: &[AppendItem]) {
+    inner.append(items, 0).unwrap();
+    let entries = inner.read_after(0, 10).unwrap();
+    runtime
+        .dispatch
+        .send(Command::Entries(entries, std::time::Instant::now()))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_that_fails_is_kept_and_written_by_the_next_one() {
     // The store away for everything: the change log flush fails first.
@@ -90,9 +101,13 @@ async fn a_checkpoint_that_fails_is_kept_and_written_by_the_next_one() {
     outage_then_recovery(true).await;
 }
 
-async fn outage_then_recovery(only_checkpoints: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let inner = Arc::new(EmbeddedStore::open(dir.path(), StoreOptions::default()).unwrap());
+/// A started runtime over the embedded store behind `Flaky`, tenant `t`
+/// with one segment.
+async fn flaky_runtime(
+    dir: &std::path::Path,
+    only_checkpoints: bool,
+) -> (Arc<EmbeddedStore>, Arc<Flaky>, Arc<Runtime>) {
+    let inner = Arc::new(EmbeddedStore::open(dir, StoreOptions::default()).unwrap());
     inner.create_tenant("t", "T", 0).unwrap();
     let segment = r#"{"key":"webinar","name":"W","entity":"contact","condition":{"events":{"event":{"kind":"custom","name":"Webinar Registered"},"within":"365d"}}}"#;
     inner.put_segment("t", "webinar", segment).unwrap();
@@ -102,7 +117,7 @@ async fn outage_then_recovery(only_checkpoints: bool) {
         only_checkpoints,
     });
     let config = NodeConfig {
-        data_dir: dir.path().to_path_buf(),
+        data_dir: dir.to_path_buf(),
         ..NodeConfig::default()
     };
     let runtime = Runtime::start(RuntimeParts {
@@ -118,19 +133,17 @@ async fn outage_then_recovery(only_checkpoints: bool) {
     })
     .await
     .unwrap();
+    (inner, store, runtime)
+}
+
+async fn outage_then_recovery(only_checkpoints: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (inner, store, runtime) = flaky_runtime(dir.path(), only_checkpoints).await;
 
     // Two contacts join while the store is away: their changes, images and
     // directory entries cannot be written.
     store.down.store(true, Ordering::Release);
-    inner
-        .append(&[event("m1", "ann"), event("m2", "bob")], 0)
-        .unwrap();
-    let entries = inner.read_after(0, 10).unwrap();
-    let applied = runtime.dispatch.clone();
-    applied
-        .send(Command::Entries(entries, std::time::Instant::now()))
-        .await
-        .unwrap();
+    append_and_dispatch(&inner, &runtime, &[event("m1", "ann"), event("m2", "bob")]).await;
     let failed = runtime.ask(Command::Checkpoint).await;
     assert!(failed.is_err(), "the checkpoint cannot have been written");
     assert!(
@@ -165,5 +178,34 @@ async fn outage_then_recovery(only_checkpoints: bool) {
     assert!(
         texts.iter().any(|t| t.contains("\"ann\"")) && texts.iter().any(|t| t.contains("\"bob\""))
     );
+    runtime.abort().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passivation_the_change_log_cannot_take_stops_no_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inner, store, runtime) = flaky_runtime(dir.path(), false).await;
+    append_and_dispatch(&inner, &runtime, &[event("m1", "ann")]).await;
+    // Every actor is idle before this cutoff.
+    let everyone = i64::MAX / 2;
+    store.down.store(true, Ordering::Release);
+    let refused = runtime.ask(|tx| Command::Passivate(everyone, tx)).await;
+    assert!(refused.is_err(), "the change log is away: {refused:?}");
+    assert!(runtime.is_valid(), "nothing was lost: the runtime goes on");
+    assert_eq!(
+        runtime.registry.resident(None).len(),
+        1,
+        "the actor still holds its state"
+    );
+
+    store.down.store(false, Ordering::Release);
+    let passivated = runtime.ask(|tx| Command::Passivate(everyone, tx)).await;
+    assert_eq!(passivated.ok(), Some(1));
+    assert!(runtime.registry.resident(None).is_empty());
+    assert_eq!(
+        inner.checkpoint_index().unwrap(),
+        vec![("t".into(), "acme".into(), 1)]
+    );
+    assert_eq!(inner.changes_after("t", 0, 10).unwrap().len(), 1);
     runtime.abort().await;
 }

@@ -80,6 +80,11 @@ pub fn spawn_for(
             };
             let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
             let Some(rt) = weak.upgrade() else { return };
+            // Parked (its lease lapsed, Redis away): the sleepers wait for
+            // the resume, or go with the runtime if it is dropped.
+            if !rt.is_valid() {
+                continue;
+            }
             for key in crate::runtime::wake_due(&sleepers, clock.now()) {
                 if rt.dispatch.send(Command::Wake(key)).await.is_err() {
                     return;

@@ -230,6 +230,7 @@ pub async fn start(config: crate::NodeConfig, cluster: ClusterConfig) -> Result<
         config: config.clone(),
         pool: pool.clone(),
         shards,
+        redis_durable: cluster.member.redis_durable,
         handle: tokio::runtime::Handle::current(),
     });
     let state = Arc::new(ClusterState {

@@ -16,9 +16,13 @@
 //! nothing the runtime has not seen except events appended since, which its
 //! new tail reads. The runtime resumes under the new fence. Any other
 //! epoch, another node in the fence, a failed runtime, or a Redis that may
-//! lose writes: the parked runtime is dropped and the shard loads as usual.
+//! lose writes (the operator has not vouched for it with `redis_durable`,
+//! it does not report `appendfsync always`, or its log head is behind what
+//! the runtime has seen, as after a failover to a replica that lagged):
+//! the parked runtime is dropped and the shard loads as usual.
 
 use crate::runtime::{Health, Runtime};
+use liveseg_store::Seq;
 use liveseg_store::redis::{Fence, ShardStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +53,23 @@ impl Parked {
             )
             && *self.runtime.health().borrow() == Health::Serving
     }
+}
+
+/// Whether Redis, as read now, still holds everything a parked runtime
+/// has seen: it fsyncs every write and its log head (the last sequence it
+/// handed out) is not behind the runtime's last dispatched one. A Redis
+/// that lost writes hands those sequence numbers out again, to other
+/// events, which a resumed tail would skip.
+pub fn resumable(durable: bool, head: Seq, seen: Seq) -> Result<(), String> {
+    if !durable {
+        return Err("redis does not fsync every write".into());
+    }
+    if head < seen {
+        return Err(format!(
+            "redis's log head {head} is behind the {seen} this runtime dispatched"
+        ));
+    }
+    Ok(())
 }
 
 /// The epoch of a `node#epoch` token.
@@ -90,7 +111,17 @@ impl ParkedRuntimes {
 
 #[cfg(test)]
 mod tests {
-    use super::epoch_of;
+    use super::{epoch_of, resumable};
+
+    #[test]
+    fn a_redis_that_may_have_lost_writes_refuses_the_resume() {
+        assert_eq!(resumable(true, 1_000, 1_000), Ok(()));
+        assert_eq!(resumable(true, 1_010, 1_000), Ok(()));
+        let behind = resumable(true, 990, 1_000).err().unwrap_or_default();
+        assert!(behind.contains("990 is behind the 1000"), "{behind}");
+        let everysec = resumable(false, 1_000, 1_000).err().unwrap_or_default();
+        assert!(everysec.contains("fsync"), "{everysec}");
+    }
 
     #[test]
     fn epochs_come_from_the_last_hash_of_the_token() {

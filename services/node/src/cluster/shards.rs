@@ -17,7 +17,7 @@ use crate::runtime::{Health, Runtime, RuntimeParts};
 use liveseg_cluster::member::{DrainDone, ShardHost, StopReason};
 use liveseg_cluster::placement::shard_of;
 use liveseg_store::redis::{Fence, RedisStore, ShardStore};
-use liveseg_store::{Catalog, Seq};
+use liveseg_store::{Catalog, EventLog, Seq};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,6 +38,9 @@ pub struct ShardContext {
     pub config: NodeConfig,
     pub pool: Arc<ActorPool>,
     pub shards: u32,
+    /// The operator vouches that Redis never loses an acknowledged write
+    /// (`--redis-durable`): required to resume a parked runtime.
+    pub redis_durable: bool,
     pub handle: tokio::runtime::Handle,
 }
 
@@ -125,16 +128,6 @@ impl ShardRuntimes {
     }
 
     fn start_loading(self: &Arc<Self>, shard: u32, fence: Fence) {
-        if let Some(p) = self.parked.take(shard) {
-            if p.continues_with(&fence) && self.ctx.redis.durable_writes().unwrap_or(false) {
-                self.resume(shard, p, fence);
-                return;
-            }
-            tracing::info!(shard, token = %fence.token, "parked shard runtime dropped: the shard comes back under another ownership");
-            self.ctx
-                .handle
-                .spawn(async move { p.runtime.abort().await });
-        }
         let generation = self.next_generation();
         let previous = self.lock().insert(shard, Slot::Loading { generation });
         // The member stops a shard before it activates it again, so nothing
@@ -142,7 +135,51 @@ impl ShardRuntimes {
         if let Some(old) = previous {
             self.stop_slot(shard, old);
         }
-        self.spawn_load(shard, fence, generation, Duration::ZERO);
+        match self.parked.take(shard) {
+            Some(p) if p.continues_with(&fence) && self.ctx.redis_durable => {
+                // Redis is asked on a task: this runs on the member's thread.
+                let this = self.clone();
+                self.ctx
+                    .handle
+                    .spawn(async move { this.resume_or_load(shard, p, fence, generation).await });
+            }
+            parked => {
+                if let Some(p) = parked {
+                    tracing::info!(shard, token = %fence.token, "parked shard runtime dropped: the shard comes back under another ownership");
+                    self.ctx
+                        .handle
+                        .spawn(async move { p.runtime.abort().await });
+                }
+                self.spawn_load(shard, fence, generation, Duration::ZERO);
+            }
+        }
+    }
+
+    /// Resumes `p` if Redis still holds everything its runtime has seen,
+    /// else drops it and loads. Epoch e+1 proves nobody else held the
+    /// shard only if Redis forgot nothing: the operator vouches for that
+    /// (`redis_durable`), Redis must report `appendfsync always`, and its
+    /// log head must not be behind what the runtime dispatched (a Redis
+    /// that lost writes hands those sequence numbers out again).
+    async fn resume_or_load(self: Arc<Self>, shard: u32, p: Parked, fence: Fence, generation: u64) {
+        let redis = self.ctx.redis.clone();
+        let store = p.store.clone();
+        let seen = p.runtime.dispatched();
+        let check = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
+            let durable = redis.durable_writes().map_err(|e| e.to_string())?;
+            let head = EventLog::head(store.as_ref()).map_err(|e| e.to_string())?;
+            super::parked::resumable(durable, head, seen)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the check did not finish: {e}")));
+        match check {
+            Ok(()) => self.resume(shard, p, fence, generation),
+            Err(why) => {
+                tracing::warn!(shard, token = %fence.token, reason = %why, "parked shard runtime dropped; loading the shard");
+                p.runtime.abort().await;
+                self.load(shard, fence, generation).await;
+            }
+        }
     }
 
     fn next_generation(&self) -> u64 {
@@ -159,21 +196,31 @@ impl ShardRuntimes {
 
     /// Continues a parked runtime under `fence` (the next epoch of its own
     /// ownership): no load, a new tail from where the dispatcher is.
-    fn resume(self: &Arc<Self>, shard: u32, p: Parked, fence: Fence) {
-        p.store.renew_fence(fence.clone());
-        let generation = self.next_generation();
+    fn resume(self: &Arc<Self>, shard: u32, p: Parked, fence: Fence, generation: u64) {
         let tail_stop = Arc::new(AtomicBool::new(false));
-        let previous = self.lock().insert(
-            shard,
-            Slot::Active {
-                generation,
-                runtime: p.runtime.clone(),
-                store: p.store.clone(),
-                tail_stop: tail_stop.clone(),
-            },
-        );
-        if let Some(old) = previous {
-            self.stop_slot(shard, old);
+        {
+            let mut slots = self.lock();
+            if slots.get(&shard).map(Slot::generation) != Some(generation) {
+                drop(slots);
+                tracing::info!(
+                    shard,
+                    "parked shard runtime dropped: the activation ended before it resumed"
+                );
+                self.ctx
+                    .handle
+                    .spawn(async move { p.runtime.abort().await });
+                return;
+            }
+            p.store.renew_fence(fence.clone());
+            slots.insert(
+                shard,
+                Slot::Active {
+                    generation,
+                    runtime: p.runtime.clone(),
+                    store: p.store.clone(),
+                    tail_stop: tail_stop.clone(),
+                },
+            );
         }
         tracing::info!(
             shard,
