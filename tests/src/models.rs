@@ -61,6 +61,32 @@ impl Fixture {
         Ok(f)
     }
 
+    /// The history plus the active `click_7d` model's scores served at
+    /// instant `at`, as a node logs them (`Propensity Scored` records): a
+    /// scoring node's log. Returns its path.
+    pub fn served_log(&self, at: &str) -> Result<String> {
+        let records = self.dir.path().join("served.jsonl");
+        ok(&[
+            "model",
+            "score",
+            "--events",
+            &self.events(),
+            "--registry",
+            &self.registry(),
+            "--target",
+            "click_7d",
+            "--at",
+            at,
+            "--records",
+            &records.display().to_string(),
+        ])?;
+        let log = self.dir.path().join("log.jsonl");
+        let mut text = std::fs::read_to_string(self.events())?;
+        text.push_str(&std::fs::read_to_string(&records)?);
+        std::fs::write(&log, text)?;
+        Ok(log.display().to_string())
+    }
+
     pub fn train(&self, extra: &[&str]) -> Result<String> {
         let (events, reg) = (self.events(), self.registry());
         let mut args = vec!["model", "train", "--events", &events, "--registry", &reg];

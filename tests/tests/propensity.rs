@@ -113,25 +113,7 @@ fn train_list_activate_rollback_and_report() -> Result<()> {
 
     // Scores served at an instant (as a node logs them), then the sends
     // after it: the report matches each served score to its outcome.
-    let records = f.dir.path().join("served.jsonl");
-    ok(&[
-        "model",
-        "score",
-        "--events",
-        &f.events(),
-        "--registry",
-        &f.registry(),
-        "--target",
-        "click_7d",
-        "--at",
-        "2026-09-15T00:00:00Z",
-        "--records",
-        &records.display().to_string(),
-    ])?;
-    let log = f.dir.path().join("log.jsonl");
-    let mut text = std::fs::read_to_string(f.events())?;
-    text.push_str(&std::fs::read_to_string(&records)?);
-    std::fs::write(&log, text)?;
+    let log = f.served_log("2026-09-15T00:00:00Z")?;
     let prom = f.dir.path().join("report.prom");
     let report = ok(&[
         "model",
@@ -140,7 +122,7 @@ fn train_list_activate_rollback_and_report() -> Result<()> {
         "--registry",
         &f.registry(),
         "--events",
-        &log.display().to_string(),
+        &log,
         "--metrics-out",
         &prom.display().to_string(),
     ])?;

@@ -136,9 +136,17 @@ fn data_dir_source(matches: &clap::ArgMatches) -> Option<ValueSource> {
 }
 
 /// Parses a duration written as one or more `<number><unit>` groups, e.g.
-/// `250ms`, `2s`, `5m`, `1h30m`, `7d`, `2w`. Zero is rejected: every
-/// duration the CLI takes is an interval, a window or a step forward.
+/// `250ms`, `2s`, `5m`, `1h30m`, `7d`, `2w`. Zero is rejected: a duration
+/// the CLI takes is an interval, a window or a step forward...
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration_or_zero(text)? {
+        d if d.is_zero() => Err(format!("'{}': must be longer than zero", text.trim())),
+        d => Ok(d),
+    }
+}
+
+/// ...unless zero turns a duty off (`--score-refresh 0s`).
+pub fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("empty duration; write e.g. 2s, 5m, 7d".into());
@@ -179,9 +187,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .and_then(|ms| total.checked_add(ms))
             .ok_or_else(|| format!("'{text}': duration too large"))?;
         rest = next;
-    }
-    if total == 0 {
-        return Err(format!("'{text}': must be longer than zero"));
     }
     Ok(Duration::from_millis(total))
 }

@@ -13,7 +13,7 @@ use liveseg_core::Millis;
 use liveseg_node::{ClockMode, NodeConfig, NodeError};
 use liveseg_telemetry::{LogFormat, TelemetryConfig};
 
-use crate::args::{parse_clock, parse_duration};
+use crate::args::{parse_clock, parse_duration, parse_duration_or_zero};
 use crate::exit::usage;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,8 +95,17 @@ pub struct ServeArgs {
     pub score_min_change: f32,
     /// Between --score-every rounds, rescore the contacts of accounts that
     /// received events this often (0s: only the full rounds).
-    #[arg(long, env = "LIVESEG_SCORE_REFRESH", value_parser = parse_duration, value_name = "DURATION", default_value = "1s")]
+    #[arg(long, env = "LIVESEG_SCORE_REFRESH", value_parser = parse_duration_or_zero, value_name = "DURATION", default_value = "1s")]
     pub score_refresh: Duration,
+    /// Match the scores this node served to the outcomes that matured
+    /// since and export their calibration per model version on /metrics,
+    /// this often [default: 1h with --score-every, else off; 0s: off].
+    #[arg(long, env = "LIVESEG_CALIBRATION_EVERY", value_parser = parse_duration_or_zero, value_name = "DURATION")]
+    pub calibration_every: Option<Duration>,
+    /// Raise a version's calibration alert when its predicted/observed
+    /// ratio is off 1 by more than this.
+    #[arg(long, env = "LIVESEG_CALIBRATION_ALERT", default_value_t = 0.15)]
+    pub calibration_alert: f64,
     /// Log line format on stderr.
     #[arg(long, env = "LIVESEG_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Pretty)]
     pub log_format: LogFormatArg,
@@ -156,6 +165,20 @@ impl ServeArgs {
                 every,
                 min_change: self.score_min_change,
                 refresh: self.score_refresh,
+            });
+        }
+        let calibration_every = match self.calibration_every {
+            Some(d) => d,
+            None if self.score_every.is_some() => Duration::from_secs(3600),
+            None => Duration::ZERO,
+        };
+        if !calibration_every.is_zero() {
+            if !(self.calibration_alert.is_finite() && self.calibration_alert > 0.0) {
+                bail!(usage("--calibration-alert: must be a positive number"));
+            }
+            c.calibration = Some(liveseg_node::calibration::CalibrationConfig {
+                every: calibration_every,
+                alert: self.calibration_alert,
             });
         }
         if let Some(v) = self.passivate_after {
@@ -342,5 +365,29 @@ mod tests {
         assert!(config(&["--clock=sundial"]).is_err());
         assert!(config(&["--listen=localhost"]).is_err());
         assert!(config(&["--store-cache-bytes=0"]).is_err());
+        let err = config(&["--calibration-every=1m", "--calibration-alert=-1"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("--calibration-alert")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn calibration_follows_scoring_unless_set() {
+        assert!(config(&[]).expect("config").calibration.is_none());
+        let scoring = ["--score-every=30s", "--scoring-server=http://127.0.0.1:1"];
+        let on = config(&scoring).expect("config").calibration;
+        assert_eq!(on.map(|c| c.every), Some(Duration::from_secs(3600)));
+        let off = config(&[&scoring[..], &["--calibration-every=0s"]].concat()).expect("config");
+        assert!(off.calibration.is_none());
+        // Zero turns the refresh between rounds off.
+        let refresh = config(&[&scoring[..], &["--score-refresh=0s"]].concat()).expect("config");
+        assert_eq!(refresh.scoring.map(|s| s.refresh), Some(Duration::ZERO));
+        let set = config(&["--calibration-every=5m", "--calibration-alert=0.3"]).expect("config");
+        let set = set.calibration.map(|c| (c.every, c.alert));
+        assert_eq!(set, Some((Duration::from_secs(300), 0.3)));
     }
 }

@@ -10,57 +10,35 @@ use std::io::Write;
 use anyhow::Result;
 use liveseg_core::served::ServedRow;
 use liveseg_core::time::{DAY, Millis, format_rfc3339};
-use liveseg_learn::metrics::evaluate;
+use liveseg_learn::served::{ServedFigures, served_figures};
 
 /// The figures of one version's served scores, over all its weeks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionFigures {
     pub version: String,
-    pub sends: usize,
-    pub predicted: f64,
-    pub observed: f64,
-    pub ece: Option<f64>,
-    pub auc: Option<f64>,
+    pub figures: ServedFigures,
 }
 
 /// One line: sends, mean predicted, observed rate, ratio, ECE and AUC
 /// (the last two only when both outcomes occur).
 fn line(label: &str, version: &str, rows: &[&ServedRow]) -> Result<(String, VersionFigures)> {
     let probs: Vec<f32> = rows.iter().map(|r| r.probability).collect();
-    let labels: Vec<f32> = rows
-        .iter()
-        .map(|r| f32::from(u8::from(r.outcome)))
-        .collect();
-    let n = rows.len() as f64;
-    let predicted = probs.iter().map(|p| f64::from(*p)).sum::<f64>() / n;
-    let observed = labels.iter().map(|l| f64::from(*l)).sum::<f64>() / n;
-    let ratio = if observed > 0.0 {
-        predicted / observed
-    } else {
-        f64::INFINITY
-    };
-    let both = labels.iter().any(|l| *l > 0.5) && labels.iter().any(|l| *l < 0.5);
-    let m = if both {
-        Some(evaluate(&probs, &labels, 10)?)
-    } else {
-        None
-    };
+    let outcomes: Vec<bool> = rows.iter().map(|r| r.outcome).collect();
+    let f = served_figures(&probs, &outcomes)?;
     let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
-    let (ece, auc) = (m.as_ref().map(|m| m.ece), m.as_ref().map(|m| m.auc));
     Ok((
         format!(
-            "{version:<38} {label:<10} {:>7} {predicted:>9.4} {observed:>9.4} {ratio:>6.2} {:>6} {:>7}",
-            rows.len(),
-            show(ece),
-            show(auc)
+            "{version:<38} {label:<10} {:>7} {:>9.4} {:>9.4} {:>6.2} {:>6} {:>7}",
+            f.sends,
+            f.predicted,
+            f.observed,
+            f.ratio(),
+            show(f.ece),
+            show(f.auc)
         ),
         VersionFigures {
             version: version.to_string(),
-            sends: rows.len(),
-            predicted,
-            observed,
-            ece,
-            auc,
+            figures: f,
         },
     ))
 }
@@ -111,10 +89,10 @@ pub fn write_served(
         }
         let (all, f) = line("all", version, rows)?;
         writeln!(out, "{all}")?;
-        let ratio = f.predicted / f.observed;
-        if !ratio.is_finite() || (ratio - 1.0).abs() > calibration_alert {
+        if f.figures.off_by_more_than(calibration_alert) {
             alerts.push(format!(
-                "served {version}: predicted/observed {ratio:.2} is off 1 by more than {calibration_alert}"
+                "served {version}: predicted/observed {:.2} is off 1 by more than {calibration_alert}",
+                f.figures.ratio()
             ));
         }
         figures.push(f);
@@ -153,27 +131,27 @@ pub fn prometheus_text(
     gauge(
         "liveseg_served_sends",
         "Sends with a served score and a matured outcome.",
-        per(&|v| Some(v.sends as f64)),
+        per(&|v| Some(v.figures.sends as f64)),
     );
     gauge(
         "liveseg_served_predicted",
         "Mean served probability over those sends.",
-        per(&|v| Some(v.predicted)),
+        per(&|v| Some(v.figures.predicted)),
     );
     gauge(
         "liveseg_served_observed",
         "Observed outcome rate over those sends.",
-        per(&|v| Some(v.observed)),
+        per(&|v| Some(v.figures.observed)),
     );
     gauge(
         "liveseg_served_ece",
         "Expected calibration error (10 bins) of the served scores.",
-        per(&|v| v.ece),
+        per(&|v| v.figures.ece),
     );
     gauge(
         "liveseg_served_auc",
         "AUC of the served scores.",
-        per(&|v| v.auc),
+        per(&|v| v.figures.auc),
     );
     gauge(
         "liveseg_report_input_psi_max",

@@ -40,6 +40,8 @@ pub struct NodeConfig {
     pub model: crate::embedding::ModelSource,
     /// Live propensity scoring through a model service, when set.
     pub scoring: Option<crate::scorer::ScoringConfig>,
+    /// Live calibration of the served scores on /metrics, when set.
+    pub calibration: Option<crate::calibration::CalibrationConfig>,
 }
 
 impl Default for NodeConfig {
@@ -60,6 +62,7 @@ impl Default for NodeConfig {
             store: liveseg_store::StoreOptions::default(),
             model: crate::embedding::ModelSource::None,
             scoring: None,
+            calibration: None,
         }
     }
 }

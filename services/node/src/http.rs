@@ -144,7 +144,11 @@ async fn respond(node: &NodeInner, tenant: &str, items: Vec<RawItem>) -> Respons
 
 async fn metrics(State(node): State<Arc<NodeInner>>) -> Response {
     match &node.metrics {
-        Some(m) => ([("content-type", "text/plain; version=0.0.4")], m.render()).into_response(),
+        Some(m) => {
+            let mut text = m.render();
+            text.push_str(&node.calibration.render(&|t| node.runtime_for(t).is_ok()));
+            ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+        }
         None => error(StatusCode::NOT_FOUND, "metrics are not enabled"),
     }
 }

@@ -15,6 +15,7 @@
 pub mod actor;
 pub mod actors;
 pub mod auth;
+pub mod calibration;
 pub mod clock;
 pub mod cluster;
 pub mod config;

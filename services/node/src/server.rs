@@ -34,6 +34,8 @@ pub struct NodeInner {
     pub metrics: Option<liveseg_telemetry::MetricsHandle>,
     /// Embeds content and topic texts (in-process model, remote, or none).
     pub models: crate::embedding::Embeddings,
+    /// The latest calibration figures of the scores served here.
+    pub calibration: crate::calibration::ServedCalibration,
 }
 
 /// Where tenants' live state is.
@@ -146,6 +148,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
         },
         metrics: liveseg_telemetry::install_metrics_recorder().ok(),
         models: crate::embedding::Embeddings::start(&config.model)?,
+        calibration: crate::calibration::ServedCalibration::new(config.calibration.as_ref()),
     });
     let background = vec![prune_dedupe(store, clock, config.dedupe_window)];
     let serving = serve(&inner).await?;
@@ -259,6 +262,13 @@ impl NodeHandle {
         if let Some(scoring) = inner.config.scoring.clone() {
             tracing::info!(server = %scoring.server, every = ?scoring.every, "live scoring on");
             background.push(crate::scorer::spawn(Arc::downgrade(&inner), scoring));
+        }
+        if let Some(calibration) = inner.config.calibration.clone() {
+            tracing::info!(every = ?calibration.every, "served calibration on");
+            background.push(crate::calibration::spawn(
+                Arc::downgrade(&inner),
+                calibration,
+            ));
         }
         NodeHandle {
             addr: serving.addr,

@@ -176,6 +176,16 @@ pub fn replay_until(events: Vec<Event>, at: Millis) -> FeatureReplay {
 /// `messageId`s count once, and a repeated delivery of one email id to a
 /// contact is one send, as in the engine.
 pub fn training_rows(events: Vec<Event>, as_of: Millis) -> Vec<Row> {
+    rows(events, as_of, true)
+}
+
+/// `training_rows` without the features (left empty): the sends and their
+/// labels only, what calibration tracking needs, at a fraction of the cost.
+pub fn outcome_rows(events: Vec<Event>, as_of: Millis) -> Vec<Row> {
+    rows(events, as_of, false)
+}
+
+fn rows(events: Vec<Event>, as_of: Millis, with_features: bool) -> Vec<Row> {
     let events = in_time_order(events);
     let mut replay = FeatureReplay::default();
     let mut outcomes: HashMap<String, Outcomes> = HashMap::new();
@@ -203,7 +213,11 @@ pub fn training_rows(events: Vec<Event>, as_of: Millis) -> Vec<Row> {
                 .unwrap_or_else(|| replay.account_of(user));
             rows.push(Row {
                 contact: user.clone(),
-                features: replay.features(user, &account, ts),
+                features: if with_features {
+                    replay.features(user, &account, ts)
+                } else {
+                    Vec::new()
+                },
                 account,
                 email: *email,
                 send_ts: ts,

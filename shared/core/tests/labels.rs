@@ -6,7 +6,7 @@ mod common;
 
 use common::{Script, T0, at};
 use liveseg_core::features::feature_names;
-use liveseg_core::labels::{Row, Target, training_rows};
+use liveseg_core::labels::{Row, Target, outcome_rows, training_rows};
 use liveseg_core::time::{DAY, HOUR, Millis};
 use serde_json::json;
 
@@ -238,6 +238,30 @@ fn no_row_changes_when_the_future_is_removed() {
         .expect("a send after the move");
     assert_eq!(moved.account, "globex");
     assert_eq!(feature(moved, "account_customer"), 1.0);
+}
+
+#[test]
+fn outcome_rows_are_the_training_rows_without_features() {
+    let s = history();
+    for as_of in [at(20.0), at(100.0)] {
+        let full = training_rows(s.events.clone(), as_of);
+        let bare = outcome_rows(s.events.clone(), as_of);
+        assert_eq!(full.len(), bare.len());
+        assert!(full.iter().any(|r| r.label(Target::Click7d) == Some(true)));
+        for (f, b) in full.iter().zip(&bare) {
+            assert!(b.features.is_empty());
+            let key = |r: &Row| {
+                (
+                    r.contact.clone(),
+                    r.account.clone(),
+                    r.email,
+                    r.send_ts,
+                    r.labels,
+                )
+            };
+            assert_eq!(key(f), key(b));
+        }
+    }
 }
 
 #[test]

@@ -10,6 +10,8 @@
 //! - `metrics`: AUC, PR-AUC, log loss, Brier, ECE with a reliability table,
 //!   calibration ratio, lift by decile.
 //! - `drift`: PSI per feature against the training window.
+//! - `served`: served scores against matured outcomes (calibration per
+//!   model version).
 //! - `artifact` and `registry`: versioned models on disk (safetensors + JSON
 //!   metadata); list, activate, roll back.
 //! - `kmeans`: spherical and plain k-means with readable cluster descriptions.
@@ -24,6 +26,7 @@ pub mod logistic;
 pub mod metrics;
 pub mod neighbours;
 pub mod registry;
+pub mod served;
 
 pub use artifact::{ModelArtifact, ModelMeta, Scored, train_propensity};
 pub use calibrate::{CalibrationMethod, Calibrator};
@@ -32,3 +35,4 @@ pub use drift::{DriftReference, FeaturePsi, psi_of_scores};
 pub use logistic::{LogisticModel, TrainOptions};
 pub use metrics::{Report, evaluate};
 pub use registry::Registry;
+pub use served::{ServedFigures, served_figures};

@@ -256,6 +256,7 @@ pub async fn start(config: crate::NodeConfig, cluster: ClusterConfig) -> Result<
         units: Units::Cluster(state.clone()),
         metrics: liveseg_telemetry::install_metrics_recorder().ok(),
         models: crate::embedding::Embeddings::start(&config.model)?,
+        calibration: crate::calibration::ServedCalibration::new(config.calibration.as_ref()),
     });
     let serving = crate::server::serve(&inner).await?;
     let addr = cluster
