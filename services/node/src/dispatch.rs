@@ -377,7 +377,7 @@ impl Dispatcher {
         // Changes of everything the checkpoint covers must be durable first.
         if let Err(e) = self.registry.outbox().flush().await {
             self.unwritten = images;
-            return Err(NodeError::ChangeLog(e));
+            return Err(e.into());
         }
         let directory = self.directory_updates();
         let n = images.len();
@@ -458,7 +458,7 @@ impl Dispatcher {
             .outbox()
             .flush()
             .await
-            .map_err(NodeError::ChangeLog)?;
+            .map_err(NodeError::from)?;
         let mut checkpoints = Vec::new();
         let mut stopped = Vec::new();
         for (key, actor) in idle {
@@ -478,7 +478,7 @@ impl Dispatcher {
                 .outbox()
                 .flush()
                 .await
-                .map_err(|e| NodeError::Internal(format!("change log: {e}")))?;
+                .map_err(|e| NodeError::Internal(format!("change log: {}", e.message)))?;
             let batch = CommitBatch {
                 checkpoints,
                 directory: vec![],
@@ -550,16 +550,19 @@ pub fn decode(payload: &[u8]) -> std::result::Result<Event, String> {
 }
 
 /// Whether a failed checkpoint left the runtime whole: the store was away
-/// or the lease lapsed, and everything the checkpoint carried is kept. Any
-/// other failure (a stale or corrupt image) stops the dispatcher.
+/// (an error Redis may not repeat) or the lease lapsed, and everything the
+/// checkpoint carried is kept. Any other failure (a stale or corrupt image,
+/// a Redis out of memory) stops the dispatcher: keeping images for a store
+/// that refuses them would only grow memory while the shard serves state
+/// nothing makes durable.
 fn retryable(e: &NodeError) -> bool {
-    matches!(
-        e,
-        NodeError::ChangeLog(_)
-            | NodeError::Store(
-                liveseg_store::StoreError::Redis(_) | liveseg_store::StoreError::Fenced { .. }
-            )
-    )
+    match e {
+        NodeError::ChangeLog(_) | NodeError::Store(liveseg_store::StoreError::Fenced { .. }) => {
+            true
+        }
+        NodeError::Store(s) => s.is_transient_redis(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

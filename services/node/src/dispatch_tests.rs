@@ -22,10 +22,16 @@ struct Flaky {
     inner: Arc<EmbeddedStore>,
     down: AtomicBool,
     only_checkpoints: bool,
+    /// Refuses every commit as Redis does when out of memory: an error
+    /// the same write would meet again.
+    refusing: AtomicBool,
 }
 
 impl StateStore for Flaky {
     fn commit(&self, batch: &CommitBatch) -> liveseg_store::Result<Vec<u64>> {
+        if self.refusing.load(Ordering::Acquire) {
+            return Err(StoreError::Internal("OOM command not allowed".into()));
+        }
         if self.down.load(Ordering::Acquire)
             && (!self.only_checkpoints || batch.watermark.is_some())
         {
@@ -115,6 +121,7 @@ async fn flaky_runtime(
         inner: inner.clone(),
         down: AtomicBool::new(false),
         only_checkpoints,
+        refusing: AtomicBool::new(false),
     });
     let config = NodeConfig {
         data_dir: dir.to_path_buf(),
@@ -207,5 +214,25 @@ async fn a_passivation_the_change_log_cannot_take_stops_no_actor() {
         vec![("t".into(), "acme".into(), 1)]
     );
     assert_eq!(inner.changes_after("t", 0, 10).unwrap().len(), 1);
+    runtime.abort().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_refuses_writes_stops_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inner, store, runtime) = flaky_runtime(dir.path(), false).await;
+    store.refusing.store(true, Ordering::Release);
+    append_and_dispatch(&inner, &runtime, &[event("m1", "ann")]).await;
+    assert!(runtime.ask(Command::Checkpoint).await.is_err());
+    // Not kept for later: the shard must reload where writes can land.
+    let mut health = runtime.health();
+    let failed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        health.wait_for(|h| matches!(h, crate::runtime::Health::Failed(_))),
+    )
+    .await
+    // Not the guard: it holds the health lock that abort() writes.
+    .is_ok_and(|r| r.is_ok());
+    assert!(failed, "the runtime must stop");
     runtime.abort().await;
 }

@@ -22,7 +22,43 @@ enum Message {
     Changes(Arc<str>, Vec<Change>),
     /// Answers once everything sent before it is durable, or with the
     /// error of the commit that left changes owed.
-    Flush(oneshot::Sender<Result<(), String>>),
+    Flush(oneshot::Sender<Result<(), FlushError>>),
+}
+
+/// Why changes are still owed.
+#[derive(Clone, Debug)]
+pub struct FlushError {
+    pub message: String,
+    /// Redis was away or the lease lapsed: the same changes may go through
+    /// later. Otherwise (Redis refuses them, the outbox is gone) they will not.
+    pub transient: bool,
+}
+
+impl From<FlushError> for crate::error::NodeError {
+    fn from(e: FlushError) -> Self {
+        if e.transient {
+            crate::error::NodeError::ChangeLog(e.message)
+        } else {
+            crate::error::NodeError::Internal(format!("change log: {}", e.message))
+        }
+    }
+}
+
+impl FlushError {
+    fn of(e: &liveseg_store::StoreError) -> Self {
+        FlushError {
+            message: e.to_string(),
+            transient: e.is_transient_redis()
+                || matches!(e, liveseg_store::StoreError::Fenced { .. }),
+        }
+    }
+
+    fn permanent(message: String) -> Self {
+        FlushError {
+            message,
+            transient: false,
+        }
+    }
 }
 
 /// Handle the actors use; sending never blocks an actor.
@@ -40,13 +76,13 @@ impl OutboxSender {
     }
 
     /// Waits until every change sent before this call is durable.
-    pub async fn flush(&self) -> Result<(), String> {
+    pub async fn flush(&self) -> Result<(), FlushError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Message::Flush(tx))
-            .map_err(|_| "the outbox is closed".to_string())?;
+            .map_err(|_| FlushError::permanent("the outbox is closed".into()))?;
         rx.await
-            .map_err(|_| "the outbox stopped before flushing".to_string())?
+            .map_err(|_| FlushError::permanent("the outbox stopped before flushing".into()))?
     }
 }
 
@@ -71,7 +107,7 @@ pub async fn run_writer(
     let mut stopping = false;
     // The last commit's failure while changes are still owed, reported to
     // the next flush.
-    let mut failure: Option<String> = None;
+    let mut failure: Option<FlushError> = None;
     // Changes whose commit failed (Redis away, or the lease lapsed), kept in
     // order and sent first with the next batch: the runtime outlives a
     // store outage, and a resumed shard must not miss them. Bounded by what
@@ -112,7 +148,7 @@ pub async fn run_writer(
                 // Everything carried went out with it: nothing is owed.
                 Ok(()) => failure = None,
                 Err((e, batch)) => {
-                    tracing::error!(error = %e, changes = batch.len(), "change log commit failed; the changes are kept and sent with the next batch");
+                    tracing::error!(error = %e.message, transient = e.transient, changes = batch.len(), "change log commit failed; the changes are kept and sent with the next batch");
                     metrics::counter!(liveseg_telemetry::names::INGEST_ERRORS_TOTAL, "kind" => "change_log")
                         .increment(1);
                     failure = Some(e);
@@ -135,7 +171,7 @@ async fn commit(
     store: &Arc<dyn StateStore>,
     tenants: &Tenants,
     batch: Vec<(Arc<str>, Change)>,
-) -> Result<(), (String, Vec<(Arc<str>, Change)>)> {
+) -> Result<(), (FlushError, Vec<(Arc<str>, Change)>)> {
     let records: Vec<ChangeRecord> = batch
         .iter()
         .map(|(t, c)| ChangeRecord {
@@ -155,8 +191,11 @@ async fn commit(
     .await;
     let cursors = match done {
         Ok(Ok(cursors)) => cursors,
-        Ok(Err(e)) => return Err((e.to_string(), batch)),
-        Err(e) => return Err((format!("change log task: {e}"), batch)),
+        Ok(Err(e)) => return Err((FlushError::of(&e), batch)),
+        Err(e) => {
+            let e = FlushError::permanent(format!("change log task: {e}"));
+            return Err((e, batch));
+        }
     };
     for ((tenant, change), cursor) in batch.into_iter().zip(cursors) {
         let kind = change.kind.as_str();

@@ -128,6 +128,23 @@ impl StoreError {
             source: Arc::new(source),
         }
     }
+
+    /// Whether Redis may accept the same write later: it was unreachable,
+    /// timed out, dropped the connection or was loading its dataset. A
+    /// refusal it would repeat (out of memory, a failing disk, a script
+    /// error) is not, and neither is any other error.
+    pub fn is_transient_redis(&self) -> bool {
+        match self {
+            StoreError::Redis(r) => {
+                r.is_io_error()
+                    || r.is_timeout()
+                    || r.is_connection_dropped()
+                    || r.is_connection_refusal()
+                    || matches!(r.retry_method(), redis::RetryMethod::WaitAndRetry)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<redis::RedisError> for StoreError {

@@ -200,7 +200,7 @@ impl ShardStore {
             match self.redis.with_conn(|c| inv.invoke(c)) {
                 Ok(r) => break r,
                 // Re-send only while the owner still believes in its lease.
-                Err(e) if is_retryable(&e) && (fence.valid)() => {
+                Err(e) if e.is_transient_redis() && (fence.valid)() => {
                     if attempt == 1 || attempt % 10 == 0 {
                         tracing::warn!(shard = self.shard, attempt, error = %e, "commit re-sent");
                     }
@@ -283,19 +283,6 @@ fn stream_seq(id: &str) -> Result<Seq> {
 /// Failures that say nothing about the commit itself: the connection broke
 /// (the commit may or may not have landed; the commit id makes re-sending
 /// safe) or Redis asked to be asked again (loading its data after a restart).
-fn is_retryable(e: &StoreError) -> bool {
-    match e {
-        StoreError::Redis(r) => {
-            r.is_io_error()
-                || r.is_timeout()
-                || r.is_connection_dropped()
-                || r.is_connection_refusal()
-                || matches!(r.retry_method(), ::redis::RetryMethod::WaitAndRetry)
-        }
-        _ => false,
-    }
-}
-
 impl EventLog for ShardStore {
     fn append(&self, items: &[AppendItem], _now_ms: i64) -> Result<Vec<AppendOutcome>> {
         let window = self.redis.options().dedupe_window_ms.max(1);

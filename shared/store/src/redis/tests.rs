@@ -519,3 +519,43 @@ fn blocking_reads_wake_on_new_entries() {
     assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2]);
     assert!(log.read_blocking(&mut conn, 2, 10, 10).unwrap().is_empty());
 }
+
+#[test]
+fn a_redis_that_is_away_is_transient_and_one_out_of_memory_is_not() {
+    let (mut p, s) = server();
+    let (store, _) = owned(&s, 5, "a");
+    let commit = |store: &ShardStore| {
+        store.commit(&CommitBatch {
+            checkpoints: vec![cp("t", "acc", 1, Some("a large enough image"))],
+            watermark: Some(1),
+            ..Default::default()
+        })
+    };
+    // Out of memory: Redis refuses every write until an operator acts.
+    let mut c = ::redis::Client::open(p.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    let oom = commit(&store).unwrap_err();
+    assert!(oom.to_string().contains("OOM"), "{oom}");
+    assert!(!oom.is_transient_redis(), "{oom}");
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query(&mut c)
+        .unwrap();
+    commit(&store).unwrap();
+    // Down: the same write may go through once it is back. (A commit
+    // would re-send while its lease lasts; a read fails at once.)
+    p.kill9();
+    let away = store.head().unwrap_err();
+    assert!(away.is_transient_redis(), "{away}");
+    assert!(!StoreError::Internal("x".into()).is_transient_redis());
+}
