@@ -236,3 +236,19 @@ async fn a_store_that_refuses_writes_stops_the_runtime() {
     assert!(failed, "the runtime must stop");
     runtime.abort().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_the_catalog_took_but_the_runtime_never_installed_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inner, _store, runtime) = flaky_runtime(dir.path(), false).await;
+    assert_eq!(runtime.differs_from_catalog(inner.as_ref()).unwrap(), None);
+    // As when a client's write reaches a stalled Redis after it timed out:
+    // stored, never installed. A resumed shard must not go on without it.
+    let pricing = r#"{"key":"pricing","name":"P","entity":"contact","condition":{"events":{"event":{"kind":"page"},"within":"30d"}}}"#;
+    inner.put_segment("t", "pricing", pricing).unwrap();
+    assert_eq!(
+        runtime.differs_from_catalog(inner.as_ref()).unwrap(),
+        Some("t".to_string())
+    );
+    runtime.abort().await;
+}

@@ -268,6 +268,24 @@ impl Runtime {
     }
 
     /// An error for answers this runtime must not give any more.
+    /// The first tenant whose installed definitions or content library
+    /// differ from the catalog's, if any: a change whose catalog write
+    /// landed (Redis applies a command it received even after the caller
+    /// timed out) but whose install never ran. A fresh load compiles what
+    /// the catalog holds, so a resumed runtime must agree with it.
+    pub fn differs_from_catalog(&self, catalog: &dyn Catalog) -> Result<Option<String>> {
+        for t in self.tenants.all() {
+            let stored = tenant_set(catalog, &t.id)?;
+            let installed = t.set();
+            if stored.fingerprint() != installed.fingerprint()
+                || stored.content.len() != installed.content.len()
+            {
+                return Ok(Some(t.id.to_string()));
+            }
+        }
+        Ok(None)
+    }
+
     pub fn check(&self) -> Result<()> {
         if self.is_valid() {
             Ok(())

@@ -18,8 +18,10 @@
 //! epoch, another node in the fence, a failed runtime, or a Redis that may
 //! lose writes (the operator has not vouched for it with `redis_durable`,
 //! it does not report `appendfsync always`, or its log head is behind what
-//! the runtime has seen, as after a failover to a replica that lagged):
-//! the parked runtime is dropped and the shard loads as usual.
+//! the runtime has seen, as after a failover to a replica that lagged), or
+//! a catalog that no longer matches the runtime's definitions and content
+//! (a write Redis applied after its caller gave up): the parked runtime is
+//! dropped and the shard loads as usual.
 
 use crate::runtime::{Health, Runtime};
 use liveseg_store::Seq;

@@ -162,13 +162,20 @@ impl ShardRuntimes {
     /// log head must not be behind what the runtime dispatched (a Redis
     /// that lost writes hands those sequence numbers out again).
     async fn resume_or_load(self: Arc<Self>, shard: u32, p: Parked, fence: Fence, generation: u64) {
-        let redis = self.ctx.redis.clone();
-        let store = p.store.clone();
-        let seen = p.runtime.dispatched();
+        let (redis, catalog) = (self.ctx.redis.clone(), self.ctx.catalog.clone());
+        let (store, runtime) = (p.store.clone(), p.runtime.clone());
         let check = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
+            let seen = runtime.dispatched();
             let durable = redis.durable_writes().map_err(|e| e.to_string())?;
             let head = EventLog::head(store.as_ref()).map_err(|e| e.to_string())?;
-            super::parked::resumable(durable, head, seen)
+            super::parked::resumable(durable, head, seen)?;
+            match runtime.differs_from_catalog(catalog.as_ref()) {
+                Ok(None) => Ok(()),
+                Ok(Some(tenant)) => Err(format!(
+                    "tenant {tenant}'s definitions or content changed in the catalog meanwhile"
+                )),
+                Err(e) => Err(e.to_string()),
+            }
         })
         .await
         .unwrap_or_else(|e| Err(format!("the check did not finish: {e}")));
