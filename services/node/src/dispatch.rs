@@ -24,8 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 pub enum Command {
-    /// Newly durable entries, in log order, and when they became durable.
-    Entries(Vec<LogEntry>, std::time::Instant),
+    /// Newly durable entries, in log order, when they became durable, and
+    /// the stream tail that read them (`Progress::tail`; 0: standalone).
+    Entries(Vec<LogEntry>, std::time::Instant, u64),
     Checkpoint(oneshot::Sender<Result<usize>>),
     /// Flush and stop accounts idle since the instant.
     Passivate(Millis, oneshot::Sender<Result<usize>>),
@@ -55,6 +56,24 @@ pub enum Command {
 pub struct Progress {
     pub dispatched: AtomicU64,
     pub applied: AtomicU64,
+    /// The stream tail whose entries are applied; another tail's are
+    /// dropped. Bumped when a shard's lease lapses and when a new tail
+    /// starts, so a batch the old tail read before Redis went away never
+    /// lands in a resumed runtime unchecked (`cluster::shards`).
+    pub tail: AtomicU64,
+    /// The last dispatched entry: its seq and `entry_fingerprint`, which a
+    /// resume compares with what Redis holds at that seq now.
+    pub last_entry: std::sync::Mutex<Option<(Seq, u64)>>,
+}
+
+/// Identifies a log entry's content (tenant and payload), to tell whether
+/// the entry Redis holds at a seq is the one a runtime applied there.
+pub fn entry_fingerprint(e: &LogEntry) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    e.tenant.hash(&mut h);
+    e.payload.hash(&mut h);
+    h.finish()
 }
 
 /// A wake that failed (the store away) is tried again this much later.
@@ -133,7 +152,12 @@ impl Dispatcher {
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<()> {
         while let Some(cmd) = rx.recv().await {
             match cmd {
-                Command::Entries(entries, durable_at) => {
+                Command::Entries(entries, durable_at, tail) => {
+                    if tail != 0 && tail != self.progress.tail.load(Ordering::Acquire) {
+                        // Read by a tail of an earlier lease: the current
+                        // tail reads them again if they are still there.
+                        continue;
+                    }
                     self.dispatch(entries).await?;
                     // Durable -> applied to its account (all of the batch).
                     metrics::histogram!(liveseg_telemetry::names::APPLY_LAG_SECONDS)
@@ -162,10 +186,10 @@ impl Dispatcher {
                     }
                 }
                 Command::Passivate(cutoff, reply) => {
-                    // Fatal like a failed checkpoint: the idle actors are
-                    // stopped, and their images (or their changes) did not
-                    // become durable; only a restart from the last checkpoint
-                    // and the log gets that state back.
+                    // A failure once the idle actors are stopped is fatal:
+                    // their images did not become durable, and only a restart
+                    // from the last checkpoint and the log gets that state
+                    // back. (The change log is flushed before any stops.)
                     // Not while a failed checkpoint's images wait: one of
                     // them could be older than the final image of an
                     // account passivated now, and overwrite it later.
@@ -244,6 +268,10 @@ impl Dispatcher {
         // A resumed shard's new tail may read again what the old tail had
         // already queued (`cluster::shards`): each entry is dispatched once.
         entries.retain(|e| e.seq > self.dispatched);
+        let newest = entries
+            .iter()
+            .max_by_key(|e| e.seq)
+            .map(|e| (e.seq, entry_fingerprint(e)));
         let mut groups: Groups = Vec::new();
         let mut slot: HashMap<(Arc<str>, String), usize> = HashMap::new();
         let mut last = self.dispatched;
@@ -311,6 +339,13 @@ impl Dispatcher {
         self.flush(groups).await?;
         self.dispatched = last;
         self.progress.dispatched.store(last, Ordering::Release);
+        if newest.is_some() {
+            *self
+                .progress
+                .last_entry
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = newest;
+        }
         self.progress.applied.fetch_add(n, Ordering::AcqRel);
         Ok(())
     }

@@ -94,7 +94,7 @@ async fn append_and_dispatch(inner: &EmbeddedStore, runtime: &Runtime, items: &[
     let entries = inner.read_after(0, 10).unwrap();
     runtime
         .dispatch
-        .send(Command::Entries(entries, std::time::Instant::now()))
+        .send(Command::Entries(entries, std::time::Instant::now(), 0))
         .await
         .unwrap();
 }
@@ -192,10 +192,11 @@ async fn outage_then_recovery(only_checkpoints: bool) {
 async fn a_passivation_the_change_log_cannot_take_stops_no_actor() {
     let dir = tempfile::tempdir().unwrap();
     let (inner, store, runtime) = flaky_runtime(dir.path(), false).await;
+    // Down before the change reaches the outbox, so it is owed.
+    store.down.store(true, Ordering::Release);
     append_and_dispatch(&inner, &runtime, &[event("m1", "ann")]).await;
     // Every actor is idle before this cutoff.
     let everyone = i64::MAX / 2;
-    store.down.store(true, Ordering::Release);
     let refused = runtime.ask(|tx| Command::Passivate(everyone, tx)).await;
     assert!(refused.is_err(), "the change log is away: {refused:?}");
     assert!(runtime.is_valid(), "nothing was lost: the runtime goes on");

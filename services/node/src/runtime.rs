@@ -267,7 +267,6 @@ impl Runtime {
         *self.health.borrow() == Health::Serving && (self.valid)()
     }
 
-    /// An error for answers this runtime must not give any more.
     /// The first tenant whose installed definitions or content library
     /// differ from the catalog's, if any: a change whose catalog write
     /// landed (Redis applies a command it received even after the caller
@@ -286,6 +285,7 @@ impl Runtime {
         Ok(None)
     }
 
+    /// An error for answers this runtime must not give any more.
     pub fn check(&self) -> Result<()> {
         if self.is_valid() {
             Ok(())

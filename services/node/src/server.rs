@@ -129,6 +129,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle> {
             let _ = committed_tx.blocking_send(Command::Entries(
                 entries.to_vec(),
                 std::time::Instant::now(),
+                0,
             ));
         }),
     )?;

@@ -130,9 +130,10 @@ impl StoreError {
     }
 
     /// Whether Redis may accept the same write later: it was unreachable,
-    /// timed out, dropped the connection or was loading its dataset. A
-    /// refusal it would repeat (out of memory, a failing disk, a script
-    /// error) is not, and neither is any other error.
+    /// timed out, dropped the connection, was loading its dataset, was busy
+    /// with a long script, or lacked the replicas it requires. A refusal it
+    /// would repeat (out of memory, a failing disk, a script error) is not,
+    /// and neither is any other error.
     pub fn is_transient_redis(&self) -> bool {
         match self {
             StoreError::Redis(r) => {
@@ -141,6 +142,7 @@ impl StoreError {
                     || r.is_connection_dropped()
                     || r.is_connection_refusal()
                     || matches!(r.retry_method(), redis::RetryMethod::WaitAndRetry)
+                    || matches!(r.code(), Some("BUSY" | "NOREPLICAS"))
             }
             _ => false,
         }

@@ -12,8 +12,10 @@
 //!   node serves; SIGTERM leaves gracefully (drain, final fenced
 //!   checkpoint, release).
 
+mod backoff;
 mod parked;
 pub mod shards;
+mod tail;
 
 use crate::actors::ActorPool;
 use crate::auth::Credentials;

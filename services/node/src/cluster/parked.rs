@@ -74,6 +74,29 @@ pub fn resumable(durable: bool, head: Seq, seen: Seq) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the entry Redis holds at `seen` (`remote`: its seq and
+/// fingerprint) is the one the runtime applied last (`local`). A Redis that
+/// lost writes and took new events since gives the same seqs to other
+/// events; the head alone cannot tell. A runtime that has applied nothing
+/// since it loaded has nothing to compare, and loads again.
+pub fn same_entry(
+    local: Option<(Seq, u64)>,
+    seen: Seq,
+    remote: Option<(Seq, u64)>,
+) -> Result<(), String> {
+    match (local, remote) {
+        (Some(l), Some(r)) if l.0 == seen && l == r => Ok(()),
+        (Some(l), _) if l.0 != seen => Err(format!(
+            "the last applied entry ({}) is not the dispatch position {seen}",
+            l.0
+        )),
+        (None, _) => Err("nothing applied since the load to compare with redis".into()),
+        (Some(_), _) => Err(format!(
+            "redis holds another entry at {seen} than the one this runtime applied"
+        )),
+    }
+}
+
 /// The epoch of a `node#epoch` token.
 pub fn epoch_of(token: &str) -> Option<u64> {
     token.rsplit_once('#').and_then(|(_, e)| e.parse().ok())
@@ -113,7 +136,19 @@ impl ParkedRuntimes {
 
 #[cfg(test)]
 mod tests {
-    use super::{epoch_of, resumable};
+    use super::{epoch_of, resumable, same_entry};
+
+    #[test]
+    fn a_resume_needs_the_entry_it_applied_last_at_the_same_seq_in_redis() {
+        assert_eq!(same_entry(Some((7, 42)), 7, Some((7, 42))), Ok(()));
+        // Lost, then given to another event by a node's ingest meanwhile.
+        let other = same_entry(Some((7, 42)), 7, Some((7, 43)));
+        assert!(other.is_err_and(|e| e.contains("another entry at 7")));
+        assert!(same_entry(Some((7, 42)), 7, Some((8, 42))).is_err());
+        assert!(same_entry(Some((7, 42)), 7, None).is_err());
+        assert!(same_entry(None, 7, Some((7, 42))).is_err());
+        assert!(same_entry(Some((6, 42)), 7, Some((7, 42))).is_err());
+    }
 
     #[test]
     fn a_redis_that_may_have_lost_writes_refuses_the_resume() {

@@ -8,6 +8,7 @@
 //! whose dispatcher stops on an error is restarted from Redis while the
 //! lease is still valid; the rest of the node keeps serving.
 
+use super::backoff::RestartBackoff;
 use super::parked::{PARK_FOR, Parked, ParkedRuntimes};
 use crate::actors::ActorPool;
 use crate::clock::SharedClock;
@@ -17,18 +18,14 @@ use crate::runtime::{Health, Runtime, RuntimeParts};
 use liveseg_cluster::member::{DrainDone, ShardHost, StopReason};
 use liveseg_cluster::placement::shard_of;
 use liveseg_store::redis::{Fence, RedisStore, ShardStore};
-use liveseg_store::{Catalog, EventLog, Seq};
+use liveseg_store::{Catalog, EventLog};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long one blocking `XREAD` of a tail waits for new events.
-const TAIL_BLOCK_MS: u64 = 250;
-/// Most entries per tail read (one dispatcher batch).
-const TAIL_BATCH: usize = 4096;
 /// Pause before retrying a failed shard load or tail read.
-const RETRY_PAUSE: Duration = Duration::from_millis(250);
+pub(super) const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 /// What every shard runtime of this node is built from.
 pub struct ShardContext {
@@ -81,6 +78,8 @@ pub struct ShardRuntimes {
     parked: ParkedRuntimes,
     /// Tells a load apart from a later activation of the same shard.
     generations: AtomicU64,
+    /// Pauses of supervised restarts of failing shards.
+    restarts: RestartBackoff,
 }
 
 impl ShardRuntimes {
@@ -90,6 +89,7 @@ impl ShardRuntimes {
             slots: Mutex::new(HashMap::new()),
             parked: ParkedRuntimes::default(),
             generations: AtomicU64::new(0),
+            restarts: RestartBackoff::default(),
         })
     }
 
@@ -164,11 +164,29 @@ impl ShardRuntimes {
     async fn resume_or_load(self: Arc<Self>, shard: u32, p: Parked, fence: Fence, generation: u64) {
         let (redis, catalog) = (self.ctx.redis.clone(), self.ctx.catalog.clone());
         let (store, runtime) = (p.store.clone(), p.runtime.clone());
+        // Everything queued before is applied or dropped (the tail that read
+        // it is of the lapsed lease): nothing moves `seen` until the new tail.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let barrier = match runtime.dispatch.send(Command::Barrier(tx)).await {
+            Ok(()) => rx.await.map_err(|_| "the dispatcher stopped".to_string()),
+            Err(_) => Err("the dispatcher stopped".to_string()),
+        };
         let check = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
-            let seen = runtime.dispatched();
+            let seen = barrier?;
             let durable = redis.durable_writes().map_err(|e| e.to_string())?;
             let head = EventLog::head(store.as_ref()).map_err(|e| e.to_string())?;
             super::parked::resumable(durable, head, seen)?;
+            let local = *runtime
+                .progress
+                .last_entry
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let remote = EventLog::read_after(store.as_ref(), seen.saturating_sub(1), 1)
+                .map_err(|e| e.to_string())?;
+            let remote = remote
+                .first()
+                .map(|e| (e.seq, crate::dispatch::entry_fingerprint(e)));
+            super::parked::same_entry(local, seen, remote)?;
             match runtime.differs_from_catalog(catalog.as_ref()) {
                 Ok(None) => Ok(()),
                 Ok(Some(tenant)) => Err(format!(
@@ -386,11 +404,13 @@ impl ShardRuntimes {
         fence: Fence,
         tail_stop: Arc<AtomicBool>,
     ) {
-        spawn_tail(
+        // A new tail generation: whatever an earlier tail still sends is dropped.
+        let tail = runtime.progress.tail.fetch_add(1, Ordering::AcqRel) + 1;
+        super::tail::spawn_tail(
             store,
             self.ctx.redis.clone(),
             runtime.clone(),
-            runtime.dispatched(),
+            (runtime.dispatched(), tail),
             tail_stop,
         );
         let node = fence.node().to_string();
@@ -449,65 +469,9 @@ impl ShardRuntimes {
                 shard,
                 "restarting the shard from its checkpoints and stream"
             );
-            self.spawn_load(shard, fence, next, RETRY_PAUSE);
+            let pause = self.restarts.next(shard, Instant::now());
+            self.spawn_load(shard, fence, next, pause);
         }
-    }
-}
-
-/// Feeds a shard's new events to its dispatcher, in stream order, on a
-/// thread of its own (a blocking `XREAD` holds its connection).
-fn spawn_tail(
-    store: Arc<ShardStore>,
-    redis: RedisStore,
-    runtime: Arc<Runtime>,
-    mut after: Seq,
-    stop: Arc<AtomicBool>,
-) {
-    let dispatch = runtime.dispatch.clone();
-    let shard = store.shard();
-    drop(runtime);
-    let spawned = std::thread::Builder::new()
-        .name(format!("tail-{shard}"))
-        .spawn(move || {
-            let timeout = redis.options().io_timeout + Duration::from_millis(TAIL_BLOCK_MS);
-            let mut conn = None;
-            while !stop.load(Ordering::Acquire) {
-                let c = match conn.as_mut() {
-                    Some(c) => c,
-                    None => match redis.open(timeout) {
-                        Ok(c) => conn.insert(c),
-                        Err(e) => {
-                            tracing::warn!(shard, error = %e, "tail cannot reach redis");
-                            std::thread::sleep(RETRY_PAUSE);
-                            continue;
-                        }
-                    },
-                };
-                match store.read_blocking(c, after, TAIL_BATCH, TAIL_BLOCK_MS) {
-                    Ok(entries) => {
-                        let Some(last) = entries.last().map(|e| e.seq) else {
-                            continue;
-                        };
-                        if stop.load(Ordering::Acquire) {
-                            break;
-                        }
-                        after = last;
-                        let cmd = Command::Entries(entries, Instant::now());
-                        // Blocking is the backpressure; an error means the runtime stopped.
-                        if dispatch.blocking_send(cmd).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(shard, error = %e, "tail read failed; reconnecting");
-                        conn = None;
-                        std::thread::sleep(RETRY_PAUSE);
-                    }
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(shard, error = %e, "cannot start the shard's tail thread");
     }
 }
 
@@ -535,6 +499,8 @@ impl ShardHost for Host {
                 StopReason::DeadlinePassed | StopReason::LeaseLost,
             ) => {
                 tail_stop.store(true, Ordering::Release);
+                // A batch the tail read before the lease lapsed is not applied now.
+                runtime.progress.tail.fetch_add(1, Ordering::AcqRel);
                 self.0.park(shard, runtime, store);
             }
             (Some(slot), _) => self.0.stop_slot(shard, slot),

@@ -199,7 +199,9 @@ impl ShardStore {
             attempt += 1;
             match self.redis.with_conn(|c| inv.invoke(c)) {
                 Ok(r) => break r,
-                // Re-send only while the owner still believes in its lease.
+                // Re-send only while the owner still believes in its lease,
+                // and only failures that say nothing about the commit itself
+                // (`is_transient_redis`): the commit id makes re-sending safe.
                 Err(e) if e.is_transient_redis() && (fence.valid)() => {
                     if attempt == 1 || attempt % 10 == 0 {
                         tracing::warn!(shard = self.shard, attempt, error = %e, "commit re-sent");
@@ -280,9 +282,6 @@ fn stream_seq(id: &str) -> Result<Seq> {
         .ok_or_else(|| StoreError::Corrupt(format!("unexpected stream id {id:?}")))
 }
 
-/// Failures that say nothing about the commit itself: the connection broke
-/// (the commit may or may not have landed; the commit id makes re-sending
-/// safe) or Redis asked to be asked again (loading its data after a restart).
 impl EventLog for ShardStore {
     fn append(&self, items: &[AppendItem], _now_ms: i64) -> Result<Vec<AppendOutcome>> {
         let window = self.redis.options().dedupe_window_ms.max(1);
