@@ -173,6 +173,10 @@ impl ServeArgs {
             None => Duration::ZERO,
         };
         if !calibration_every.is_zero() {
+            // Each pass reads the node's logs: a tight loop would be all it did.
+            if calibration_every < Duration::from_secs(1) {
+                bail!(usage("--calibration-every: at least 1s (or 0s: off)"));
+            }
             if !(self.calibration_alert.is_finite() && self.calibration_alert > 0.0) {
                 bail!(usage("--calibration-alert: must be a positive number"));
             }
@@ -373,6 +377,7 @@ mod tests {
                 .is_some_and(|e| e.contains("--calibration-alert")),
             "{err:?}"
         );
+        assert!(config(&["--calibration-every=100ms"]).is_err());
     }
 
     #[test]

@@ -146,7 +146,7 @@ async fn metrics(State(node): State<Arc<NodeInner>>) -> Response {
     match &node.metrics {
         Some(m) => {
             let mut text = m.render();
-            text.push_str(&node.calibration.render(&|t| node.runtime_for(t).is_ok()));
+            text.push_str(&node.calibration.render());
             ([("content-type", "text/plain; version=0.0.4")], text).into_response()
         }
         None => error(StatusCode::NOT_FOUND, "metrics are not enabled"),

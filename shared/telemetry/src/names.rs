@@ -52,6 +52,10 @@ pub const SHARD_LOAD_SECONDS: &str = "liveseg_shard_load_seconds";
 /// lease lapsed (Redis away, a pause) and it acquired the next epoch.
 pub const SHARD_RESUMES_TOTAL: &str = "liveseg_shard_resumes_total";
 
+/// Histogram: one pass of a node's live calibration of served scores
+/// (reading its logs, matching scores to matured outcomes).
+pub const SERVED_CALIBRATION_SECONDS: &str = "liveseg_served_calibration_seconds";
+
 /// Counter of a tenant's state being rebuilt, by [`label::KIND`]:
 /// `replay` (its log replayed: new definitions, or the first content) or
 /// `rejudge` (its state judged again under new content).
@@ -87,6 +91,7 @@ pub const ALL: &[&str] = &[
     CHECKPOINT_DURATION_SECONDS,
     SHARD_LOAD_SECONDS,
     SHARD_RESUMES_TOTAL,
+    SERVED_CALIBRATION_SECONDS,
     TENANT_REBUILDS_TOTAL,
     MODEL_REJECTED_TOTAL,
     MODEL_QUEUE_WAIT_SECONDS,

@@ -162,6 +162,11 @@ pub fn describe_metrics() {
         Unit::Count,
         "Shards resumed without a load: the lease lapsed and this node acquired the next epoch."
     );
+    describe_histogram!(
+        names::SERVED_CALIBRATION_SECONDS,
+        Unit::Seconds,
+        "One pass of the live calibration of served scores over the node's logs."
+    );
     describe_counter!(
         names::TENANT_REBUILDS_TOTAL,
         Unit::Count,
