@@ -13,8 +13,7 @@ use crate::error::{NodeError, Result};
 use crate::host::Delivery;
 use crate::registry::{AccountKey, Loaded, Registry};
 use crate::tenant::{TenantState, Tenants};
-use liveseg_core::event::{Limits, parse_owned};
-use liveseg_core::{Event, Millis};
+use liveseg_core::Millis;
 use liveseg_store::{
     AccountCheckpoint, CommitBatch, DirectoryUpdate, EventLog, LogEntry, Seq, StateStore,
 };
@@ -66,18 +65,10 @@ pub struct Progress {
     pub last_entry: std::sync::Mutex<Option<(Seq, u64)>>,
 }
 
-/// Identifies a log entry's content (tenant and payload), to tell whether
-/// the entry Redis holds at a seq is the one a runtime applied there.
-pub fn entry_fingerprint(e: &LogEntry) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    e.tenant.hash(&mut h);
-    e.payload.hash(&mut h);
-    h.finish()
-}
-
 /// A wake that failed (the store away) is tried again this much later.
 const WAKE_RETRY_MS: Millis = 1_000;
+
+pub use crate::log_entry::{decode, entry_fingerprint};
 
 pub struct Dispatcher {
     pub tenants: Arc<Tenants>,
@@ -214,14 +205,19 @@ impl Dispatcher {
                     if let Some(t) = self.tenants.get(&key.0)
                         && let Err(e) = self.registry.get(&t, &key.1, false)
                     {
-                        // Its timer is only in this set: keep it, or the
-                        // account sleeps until its next event.
-                        tracing::warn!(error = %e, "waking a passivated account failed; retrying");
-                        let retry = self.clock.now() + WAKE_RETRY_MS;
-                        self.sleepers
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert((retry, key));
+                        // Its timer is only in this set: keep it while the
+                        // store is away, or the account sleeps until its
+                        // next event. Any other failure would only repeat.
+                        if retryable(&e) {
+                            tracing::warn!(error = %e, "waking a passivated account failed; retrying");
+                            let retry = self.clock.now() + WAKE_RETRY_MS;
+                            self.sleepers
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert((retry, key));
+                        } else {
+                            tracing::error!(error = %e, tenant = %key.0, "waking a passivated account failed; its timer waits for its next event");
+                        }
                     }
                 }
                 // What failed checkpoints kept is written first; a store
@@ -567,21 +563,6 @@ fn rebuilt(r: Result<usize>, reply: oneshot::Sender<Result<usize>>) -> Result<()
             "rebuilding a tenant failed: {e}"
         )))
     })
-}
-
-/// Decodes a log payload (validated JSON, written at ingest).
-pub fn decode(payload: &[u8]) -> std::result::Result<Event, String> {
-    let v: serde_json::Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-    // Validated at ingest against the clock of that moment: no future check again.
-    parse_owned(
-        v,
-        Millis::MAX / 2,
-        &Limits {
-            max_message_bytes: usize::MAX,
-            ..Limits::default()
-        },
-    )
-    .map_err(|e| e.to_string())
 }
 
 /// Whether a failed checkpoint left the runtime whole: the store was away

@@ -29,6 +29,7 @@ pub mod host;
 pub mod http;
 pub mod ingest;
 pub mod insight;
+pub mod log_entry;
 pub mod outbox;
 pub mod periodic;
 pub mod rebuild;

@@ -260,6 +260,15 @@ impl ShardRuntimes {
     /// Keeps the runtime of an active slot whose lease lapsed, for
     /// [`PARK_FOR`], in case this node gets the shard's next epoch.
     fn park(self: &Arc<Self>, shard: u32, runtime: Arc<Runtime>, store: Arc<ShardStore>) {
+        // A failed runtime could never resume: free it now.
+        if *runtime.health().borrow() != Health::Serving {
+            tracing::info!(
+                shard,
+                "shard runtime stopped: its lease lapsed after it failed"
+            );
+            self.ctx.handle.spawn(async move { runtime.abort().await });
+            return;
+        }
         let id = self.next_generation();
         let displaced = self.parked.park(
             shard,
