@@ -78,13 +78,16 @@ pub fn resumable(durable: bool, head: Seq, seen: Seq) -> Result<(), String> {
 /// fingerprint) is the one the runtime applied last (`local`). A Redis that
 /// lost writes and took new events since gives the same seqs to other
 /// events; the head alone cannot tell. A runtime that has applied nothing
-/// since it loaded has nothing to compare, and loads again.
+/// since it loaded has nothing to compare, and loads again, unless it has
+/// never seen any entry (a shard no tenant writes to): then there is
+/// nothing Redis could have lost of what it saw.
 pub fn same_entry(
     local: Option<(Seq, u64)>,
     seen: Seq,
     remote: Option<(Seq, u64)>,
 ) -> Result<(), String> {
     match (local, remote) {
+        (None, _) if seen == 0 => Ok(()),
         (Some(l), Some(r)) if l.0 == seen && l == r => Ok(()),
         (Some(l), _) if l.0 != seen => Err(format!(
             "the last applied entry ({}) is not the dispatch position {seen}",
@@ -147,6 +150,9 @@ mod tests {
         assert!(same_entry(Some((7, 42)), 7, Some((8, 42))).is_err());
         assert!(same_entry(Some((7, 42)), 7, None).is_err());
         assert!(same_entry(None, 7, Some((7, 42))).is_err());
+        // Never saw an entry: nothing to lose, whatever Redis holds now.
+        assert_eq!(same_entry(None, 0, None), Ok(()));
+        assert_eq!(same_entry(None, 0, Some((1, 42))), Ok(()));
         assert!(same_entry(Some((6, 42)), 7, Some((7, 42))).is_err());
     }
 
