@@ -87,6 +87,35 @@ impl Fixture {
         Ok(log.display().to_string())
     }
 
+    /// `liveseg model report click_7d --events LOG --metrics-out F` (plus
+    /// `extra`) with the active model: its text, the version it reports
+    /// on, and the gauges it wrote.
+    pub fn served_report(&self, log: &str, extra: &[&str]) -> Result<(String, String, String)> {
+        let prom = self.dir.path().join("report.prom");
+        let (reg, out) = (self.registry(), prom.display().to_string());
+        let mut args = vec![
+            "model",
+            "report",
+            "click_7d",
+            "--registry",
+            &reg,
+            "--events",
+            log,
+            "--metrics-out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        let report = ok(&args)?;
+        let version = report
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().last())
+            .context("the report names no version")?
+            .to_string();
+        let gauges = std::fs::read_to_string(&prom)?;
+        Ok((report, version, gauges))
+    }
+
     pub fn train(&self, extra: &[&str]) -> Result<String> {
         let (events, reg) = (self.events(), self.registry());
         let mut args = vec!["model", "train", "--events", &events, "--registry", &reg];

@@ -114,23 +114,8 @@ fn train_list_activate_rollback_and_report() -> Result<()> {
     // Scores served at an instant (as a node logs them), then the sends
     // after it: the report matches each served score to its outcome.
     let log = f.served_log("2026-09-15T00:00:00Z")?;
-    let prom = f.dir.path().join("report.prom");
-    let report = ok(&[
-        "model",
-        "report",
-        "click_7d",
-        "--registry",
-        &f.registry(),
-        "--events",
-        &log,
-        "--metrics-out",
-        &prom.display().to_string(),
-    ])?;
-    let version = report
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().last())
-        .context("version")?;
+    let (report, version, prom) = f.served_report(&log, &[])?;
+    let version = version.as_str();
     let all: Vec<&str> = report
         .lines()
         .filter(|l| l.starts_with(version) && l.split_whitespace().nth(1) == Some("all"))
@@ -143,7 +128,6 @@ fn train_list_activate_rollback_and_report() -> Result<()> {
         .context("sends")?;
     assert!(sends > 100, "{report}");
     // The same figures as gauges for a textfile collector.
-    let prom = std::fs::read_to_string(&prom)?;
     let sends_gauge =
         format!("liveseg_served_sends{{target=\"click_7d\",version=\"{version}\"}} {sends}");
     assert!(prom.contains(&sends_gauge), "{prom}");

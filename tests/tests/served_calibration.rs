@@ -28,27 +28,7 @@ async fn a_node_exports_the_calibration_of_the_scores_it_served() -> Result<()> 
     let log = f.served_log("2026-09-15T00:00:00Z")?;
 
     // What the offline report says about that log.
-    let prom = f.dir.path().join("report.prom");
-    let report = ok(&[
-        "model",
-        "report",
-        "click_7d",
-        "--registry",
-        &f.registry(),
-        "--events",
-        &log,
-        "--as-of",
-        AS_OF,
-        "--metrics-out",
-        &prom.display().to_string(),
-    ])?;
-    let version = report
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().last())
-        .context("version")?
-        .to_string();
-    let offline = std::fs::read_to_string(&prom)?;
+    let (report, version, offline) = f.served_report(&log, &["--as-of", AS_OF])?;
     let series = |labels: &str, name: &str| format!("{name}{{{labels}}}");
     let offline_labels = format!("target=\"click_7d\",version=\"{version}\"");
     let want_sends = metric_value(&offline, &series(&offline_labels, "liveseg_served_sends"));

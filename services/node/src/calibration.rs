@@ -128,7 +128,7 @@ pub fn add_tenant(pool: &mut Pool, events: Vec<Event>, as_of: Millis) {
 /// The figures of each (target, version) of `pool`: per target, the
 /// `MAX_VERSIONS` with the most sends, in version order.
 pub fn figures(pool: Pool) -> Vec<VersionCalibration> {
-    let mut all: Vec<VersionCalibration> = pool
+    let all: Vec<VersionCalibration> = pool
         .into_iter()
         // Never empty: each entry holds at least the send that made it.
         .filter_map(|((target, version), (p, o))| {
@@ -142,15 +142,8 @@ pub fn figures(pool: Pool) -> Vec<VersionCalibration> {
         .collect();
     let mut kept = Vec::new();
     for target in Target::ALL {
-        let mut of: Vec<VersionCalibration> = Vec::new();
-        all.retain(|v| {
-            if v.target == target {
-                of.push(v.clone());
-                false
-            } else {
-                true
-            }
-        });
+        let mut of: Vec<VersionCalibration> =
+            all.iter().filter(|v| v.target == target).cloned().collect();
         of.sort_by_key(|v| std::cmp::Reverse(v.figures.sends));
         of.truncate(MAX_VERSIONS);
         of.sort_by(|a, b| a.version.cmp(&b.version));

@@ -161,11 +161,7 @@ impl Dispatcher {
                     // directory changes are kept for the next one, and the
                     // outbox keeps its changes. The runtime keeps serving
                     // while its lease holds, and can be resumed after it.
-                    let fatal = r
-                        .as_ref()
-                        .err()
-                        .filter(|e| !retryable(e))
-                        .map(|e| e.to_string());
+                    let fatal = fatal(&r);
                     if let Err(e) = &r
                         && fatal.is_none()
                     {
@@ -191,11 +187,7 @@ impl Dispatcher {
                     };
                     // A change log that is away fails it before any actor
                     // stops (retryable): nothing is lost then.
-                    let fatal = r
-                        .as_ref()
-                        .err()
-                        .filter(|e| !retryable(e))
-                        .map(|e| e.to_string());
+                    let fatal = fatal(&r);
                     let _ = reply.send(r);
                     if let Some(e) = fatal {
                         return Err(NodeError::Internal(format!("passivation failed: {e}")));
@@ -220,24 +212,12 @@ impl Dispatcher {
                         }
                     }
                 }
-                // What failed checkpoints kept is written first; a store
-                // that is still away fails the request, not the runtime.
-                Command::Redefine { tenant, set, reply } => match self.write_unwritten().await {
-                    Ok(()) => rebuilt(
-                        crate::rebuild::rebuild_tenant(&self, &tenant, *set).await,
-                        reply,
-                    )?,
-                    Err(e) if retryable(&e) => drop(reply.send(Err(e))),
-                    Err(e) => rebuilt(Err(e), reply)?,
-                },
-                Command::Rejudge { tenant, set, reply } => match self.write_unwritten().await {
-                    Ok(()) => rebuilt(
-                        crate::rebuild::rejudge_tenant(&self, &tenant, *set).await,
-                        reply,
-                    )?,
-                    Err(e) if retryable(&e) => drop(reply.send(Err(e))),
-                    Err(e) => rebuilt(Err(e), reply)?,
-                },
+                Command::Redefine { tenant, set, reply } => {
+                    self.rebuild(true, &tenant, *set, reply).await?
+                }
+                Command::Rejudge { tenant, set, reply } => {
+                    self.rebuild(false, &tenant, *set, reply).await?
+                }
                 Command::Barrier(reply) => {
                     let _ = reply.send(self.dispatched);
                 }
@@ -254,6 +234,34 @@ impl Dispatcher {
         // Final checkpoint on shutdown so restart replays nothing.
         self.checkpoint().await?;
         Ok(())
+    }
+
+    /// Replays (`replay`) or judges again a tenant under `set`. What failed
+    /// checkpoints kept is written first (a rebuild writes newer images of
+    /// the same accounts); a store that is still away fails the request,
+    /// not the runtime.
+    async fn rebuild(
+        &mut self,
+        replay: bool,
+        tenant: &Arc<TenantState>,
+        set: liveseg_core::SegmentSet,
+        reply: oneshot::Sender<Result<usize>>,
+    ) -> Result<()> {
+        match self.write_unwritten().await {
+            Ok(()) if replay => rebuilt(
+                crate::rebuild::rebuild_tenant(self, tenant, set).await,
+                reply,
+            ),
+            Ok(()) => rebuilt(
+                crate::rebuild::rejudge_tenant(self, tenant, set).await,
+                reply,
+            ),
+            Err(e) if retryable(&e) => {
+                let _ = reply.send(Err(e));
+                Ok(())
+            }
+            Err(e) => rebuilt(Err(e), reply),
+        }
     }
 
     pub fn dispatched(&self) -> Seq {
@@ -565,20 +573,26 @@ fn rebuilt(r: Result<usize>, reply: oneshot::Sender<Result<usize>>) -> Result<()
     })
 }
 
-/// Whether a failed checkpoint left the runtime whole: the store was away
-/// (an error Redis may not repeat) or the lease lapsed, and everything the
+/// Whether a failed checkpoint left the runtime whole: the store may take
+/// the same write later (`error::store_may_recover`) and everything the
 /// checkpoint carried is kept. Any other failure (a stale or corrupt image,
 /// a Redis out of memory) stops the dispatcher: keeping images for a store
 /// that refuses them would only grow memory while the shard serves state
 /// nothing makes durable.
 fn retryable(e: &NodeError) -> bool {
     match e {
-        NodeError::ChangeLog(_) | NodeError::Store(liveseg_store::StoreError::Fenced { .. }) => {
-            true
-        }
-        NodeError::Store(s) => s.is_transient_redis(),
+        NodeError::ChangeLog(_) => true,
+        NodeError::Store(s) => crate::error::store_may_recover(s),
         _ => false,
     }
+}
+
+/// The error that must stop the dispatcher, if `r` failed for good.
+fn fatal(r: &Result<usize>) -> Option<String> {
+    r.as_ref()
+        .err()
+        .filter(|e| !retryable(e))
+        .map(|e| e.to_string())
 }
 
 #[cfg(test)]

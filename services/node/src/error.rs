@@ -43,6 +43,15 @@ pub enum NodeError {
 
 pub type Result<T, E = NodeError> = std::result::Result<T, E>;
 
+/// Whether the store may take the same write later, so what it refused is
+/// kept and sent again: Redis was away or loading, the shard's lease
+/// lapsed (the runtime is parked, and may resume), or a disk error, which a
+/// full disk being cleared can end. A refusal the store would repeat (out
+/// of memory, a stale or corrupt image) is not.
+pub fn store_may_recover(e: &StoreError) -> bool {
+    e.is_transient_redis() || matches!(e, StoreError::Fenced { .. } | StoreError::Io { .. })
+}
+
 impl From<NodeError> for tonic::Status {
     fn from(e: NodeError) -> Self {
         use tonic::Code;

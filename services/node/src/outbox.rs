@@ -48,13 +48,7 @@ impl FlushError {
     fn of(e: &liveseg_store::StoreError) -> Self {
         FlushError {
             message: e.to_string(),
-            // A lapsed lease, Redis away, or (standalone) a disk error,
-            // which a full disk being cleared can end.
-            transient: e.is_transient_redis()
-                || matches!(
-                    e,
-                    liveseg_store::StoreError::Fenced { .. } | liveseg_store::StoreError::Io { .. }
-                ),
+            transient: crate::error::store_may_recover(e),
         }
     }
 

@@ -24,8 +24,8 @@
 //! dropped and the shard loads as usual.
 
 use crate::runtime::{Health, Runtime};
-use liveseg_store::Seq;
-use liveseg_store::redis::{Fence, ShardStore};
+use liveseg_store::redis::{Fence, RedisStore, ShardStore};
+use liveseg_store::{Catalog, EventLog, Seq};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,6 +54,43 @@ impl Parked {
                 (Some(a), Some(b)) if b == a + 1
             )
             && *self.runtime.health().borrow() == Health::Serving
+    }
+}
+
+/// Whether Redis and the catalog, read now, still agree with a parked
+/// runtime that dispatched up to `seen`. Epoch e+1 proves nobody else held
+/// the shard only if Redis forgot nothing: the operator vouches for that
+/// (`redis_durable`, checked by the caller), Redis reports `appendfsync
+/// always`, its log head is not behind `seen` and it holds at `seen` the
+/// entry the runtime applied last. The tenants' definitions and content
+/// must match the catalog, which a fresh load would compile. Blocking.
+pub fn agrees_with(
+    redis: &RedisStore,
+    store: &ShardStore,
+    runtime: &Runtime,
+    catalog: &dyn Catalog,
+    seen: Seq,
+) -> Result<(), String> {
+    let durable = redis.durable_writes().map_err(|e| e.to_string())?;
+    let head = store.head().map_err(|e| e.to_string())?;
+    resumable(durable, head, seen)?;
+    let local = *runtime
+        .progress
+        .last_entry
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let remote = store
+        .read_after(seen.saturating_sub(1), 1)
+        .map_err(|e| e.to_string())?
+        .first()
+        .map(|e| (e.seq, crate::dispatch::entry_fingerprint(e)));
+    same_entry(local, seen, remote)?;
+    match runtime.differs_from_catalog(catalog) {
+        Ok(None) => Ok(()),
+        Ok(Some(tenant)) => Err(format!(
+            "tenant {tenant}'s definitions or content changed in the catalog meanwhile"
+        )),
+        Err(e) => Err(e.to_string()),
     }
 }
 

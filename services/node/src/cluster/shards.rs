@@ -17,8 +17,8 @@ use crate::dispatch::Command;
 use crate::runtime::{Health, Runtime, RuntimeParts};
 use liveseg_cluster::member::{DrainDone, ShardHost, StopReason};
 use liveseg_cluster::placement::shard_of;
+use liveseg_store::Catalog;
 use liveseg_store::redis::{Fence, RedisStore, ShardStore};
-use liveseg_store::{Catalog, EventLog};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -155,45 +155,20 @@ impl ShardRuntimes {
         }
     }
 
-    /// Resumes `p` if Redis still holds everything its runtime has seen,
-    /// else drops it and loads. Epoch e+1 proves nobody else held the
-    /// shard only if Redis forgot nothing: the operator vouches for that
-    /// (`redis_durable`), Redis must report `appendfsync always`, and its
-    /// log head must not be behind what the runtime dispatched (a Redis
-    /// that lost writes hands those sequence numbers out again).
+    /// Resumes `p` if Redis and the catalog still agree with its runtime
+    /// (`Parked::agrees_with`), else drops it and loads.
     async fn resume_or_load(self: Arc<Self>, shard: u32, p: Parked, fence: Fence, generation: u64) {
-        let (redis, catalog) = (self.ctx.redis.clone(), self.ctx.catalog.clone());
-        let (store, runtime) = (p.store.clone(), p.runtime.clone());
         // Everything queued before is applied or dropped (the tail that read
         // it is of the lapsed lease): nothing moves `seen` until the new tail.
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let barrier = match runtime.dispatch.send(Command::Barrier(tx)).await {
+        let barrier = match p.runtime.dispatch.send(Command::Barrier(tx)).await {
             Ok(()) => rx.await.map_err(|_| "the dispatcher stopped".to_string()),
             Err(_) => Err("the dispatcher stopped".to_string()),
         };
-        let check = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
-            let seen = barrier?;
-            let durable = redis.durable_writes().map_err(|e| e.to_string())?;
-            let head = EventLog::head(store.as_ref()).map_err(|e| e.to_string())?;
-            super::parked::resumable(durable, head, seen)?;
-            let local = *runtime
-                .progress
-                .last_entry
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let remote = EventLog::read_after(store.as_ref(), seen.saturating_sub(1), 1)
-                .map_err(|e| e.to_string())?;
-            let remote = remote
-                .first()
-                .map(|e| (e.seq, crate::dispatch::entry_fingerprint(e)));
-            super::parked::same_entry(local, seen, remote)?;
-            match runtime.differs_from_catalog(catalog.as_ref()) {
-                Ok(None) => Ok(()),
-                Ok(Some(tenant)) => Err(format!(
-                    "tenant {tenant}'s definitions or content changed in the catalog meanwhile"
-                )),
-                Err(e) => Err(e.to_string()),
-            }
+        let (redis, catalog) = (self.ctx.redis.clone(), self.ctx.catalog.clone());
+        let (store, runtime) = (p.store.clone(), p.runtime.clone());
+        let check = tokio::task::spawn_blocking(move || {
+            super::parked::agrees_with(&redis, &store, &runtime, catalog.as_ref(), barrier?)
         })
         .await
         .unwrap_or_else(|e| Err(format!("the check did not finish: {e}")));
