@@ -14,7 +14,7 @@
 
 use crate::dispatch::{Dispatcher, decode};
 use crate::error::{NodeError, Result};
-use crate::host::Checkpoint;
+use crate::host::{Checkpoint, CheckpointRef};
 use crate::tenant::TenantState;
 use liveseg_core::engine::account_memberships;
 use liveseg_core::{Account, Cause, Change, ChangeKind, Engine, Entity, Membership, SegmentSet};
@@ -201,13 +201,14 @@ async fn finish(
     for (id, (seq, account)) in &accounts {
         account_memberships(&set, account, &mut scratch);
         new.extend(scratch.drain(..));
-        let image = Checkpoint {
+        let bytes = CheckpointRef {
             applied_seq: *seq,
             fingerprint,
             library: set.content.digest(),
-            account: account.clone(),
-        };
-        let bytes = image.encode().map_err(NodeError::Internal)?;
+            account,
+        }
+        .encode()
+        .map_err(NodeError::Internal)?;
         checkpoints.push(AccountCheckpoint {
             tenant: tenant.id.to_string(),
             account: id.clone(),
