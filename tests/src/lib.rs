@@ -5,6 +5,7 @@
 pub mod checker;
 pub mod cluster;
 pub mod load;
+pub mod model_proc;
 pub mod models;
 pub mod scenario;
 

@@ -9,19 +9,11 @@
 
 use anyhow::{Context, Result};
 use liveseg_proto::pb;
+use liveseg_tests::model_proc::model_dir;
 use liveseg_tests::{Node, all_members, json_msg, liveseg_bin, poll};
 use serde_json::json;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
-
-fn model_dir() -> PathBuf {
-    std::env::var_os("LIVESEG_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2")
-        })
-}
 
 fn item(id: &str, text: &str, url: &str) -> pb::ContentItem {
     pb::ContentItem {

@@ -8,20 +8,14 @@
 use anyhow::{Context, Result};
 use liveseg_proto::pb;
 use liveseg_proto::pb::model_service_client::ModelServiceClient;
+use liveseg_tests::model_proc::{ModelProc, model_dir};
 use serde::Deserialize;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 use tonic::transport::Channel;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn model_dir() -> PathBuf {
-    std::env::var_os("LIVESEG_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("models/all-MiniLM-L6-v2"))
 }
 
 #[derive(Deserialize)]
@@ -43,52 +37,8 @@ fn cosine(a: &[f32], b: &[f64]) -> f64 {
     dot / (na * nb)
 }
 
-struct ModelProc {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for ModelProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn start(extra: &[&str]) -> Result<ModelProc> {
-    let dir = tempfile::tempdir()?;
-    let addr_file = dir.path().join("model.addr");
-    let log = std::fs::File::create(dir.path().join("model.log"))?;
-    let child = Command::new(liveseg_tests::liveseg_bin())
-        .args(["model", "serve", "--listen", "127.0.0.1:0", "--addr-file"])
-        .arg(&addr_file)
-        .arg("--model-dir")
-        .arg(model_dir())
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting liveseg model serve")?;
-    let mut proc = ModelProc {
-        child,
-        url: String::new(),
-        _dir: dir,
-    };
-    let addr = liveseg_tests::poll(Duration::from_secs(30), "the address file", || {
-        let a = std::fs::read_to_string(&addr_file).ok();
-        async move { a.filter(|a| !a.is_empty()) }
-    })
-    .await?;
-    proc.url = format!("http://{addr}");
-    // Health turns SERVING once the model is loaded and warmed up.
-    liveseg_tests::await_serving(
-        &proc.url,
-        "liveseg.v1.ModelService",
-        Duration::from_secs(60),
-    )
-    .await?;
-    Ok(proc)
+    ModelProc::start(&model_dir(), extra).await
 }
 
 async fn client(p: &ModelProc) -> Result<ModelServiceClient<Channel>> {
@@ -103,6 +53,11 @@ async fn serves_reference_embeddings_and_refuses_bad_texts_one_by_one() -> Resul
     assert_eq!(info.dimensions, 384);
     assert_eq!(info.max_tokens, 256);
     assert!(info.model.contains("all-MiniLM-L6-v2"), "{info:?}");
+    assert!(
+        info.model_id
+            .starts_with(&format!("{} f32 sha256:", info.model)),
+        "{info:?}"
+    );
 
     let g = golden()?;
     let mut texts: Vec<String> = g.iter().map(|x| x.text.clone()).collect();
@@ -115,6 +70,7 @@ async fn serves_reference_embeddings_and_refuses_bad_texts_one_by_one() -> Resul
         .await?
         .into_inner();
     assert_eq!(reply.embeddings.len(), texts.len());
+    assert_eq!(reply.model_id, info.model_id, "each answer names its model");
     let refused = &reply.embeddings[3];
     assert!(refused.values.is_empty());
     assert!(

@@ -25,6 +25,11 @@ pub enum ContentCommand {
     Add(AddArgs),
     /// List the tenant's registered content.
     List(ListArgs),
+    /// Embed every content item and affinity topic of the tenant again with
+    /// the node's current model (after a model upgrade, or a switch between
+    /// f32 and int8: vectors of two models cannot be compared, so the node
+    /// refuses new content until this has run).
+    Reembed,
 }
 
 #[derive(Args, Debug)]
@@ -131,7 +136,49 @@ pub async fn run(cmd: &ContentCommand, api: &Api, format: OutputFormat) -> Resul
     match cmd {
         ContentCommand::Add(a) => add(a, api, format).await,
         ContentCommand::List(a) => list(a, api, format).await,
+        ContentCommand::Reembed => reembed(api, format).await,
     }
+}
+
+#[derive(Serialize)]
+struct ReembedRow {
+    records: u32,
+    model: String,
+    previous_models: Vec<String>,
+}
+
+const REEMBED_COLUMNS: [Column; 3] = [
+    col("RECORDS", "records"),
+    col("MODEL", "model"),
+    col("BEFORE", "before"),
+];
+
+async fn reembed(api: &Api, format: OutputFormat) -> Result<()> {
+    let r = api
+        .content()
+        .reembed_content(pb::ReembedContentRequest {})
+        .await
+        .map_err(|s| rpc_error("embedding content again", &s))?
+        .into_inner();
+    let row = ReembedRow {
+        records: r.records,
+        model: r.model,
+        previous_models: r.previous_models,
+    };
+    let mut out = io::stdout().lock();
+    if format.is_machine() {
+        return Ok(print_items(&mut out, format, &[], &[row], "")?);
+    }
+    let shown = serde_json::json!({"records": row.records, "model": row.model,
+        "before": row.previous_models.join(", ")});
+    print_items(
+        &mut out,
+        format,
+        &REEMBED_COLUMNS,
+        &[shown],
+        "no content registered",
+    )?;
+    Ok(())
 }
 
 async fn add(args: &AddArgs, api: &Api, format: OutputFormat) -> Result<()> {
@@ -189,6 +236,8 @@ struct ContentRow {
     id: String,
     url: String,
     registered_at: String,
+    /// The model that embedded it.
+    model: String,
     metadata: BTreeMap<String, String>,
     text: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -230,6 +279,7 @@ async fn list(args: &ListArgs, api: &Api, format: OutputFormat) -> Result<()> {
                 id: item.id,
                 url: item.url,
                 registered_at: r.registered_at,
+                model: r.model,
                 metadata: item.metadata.into_iter().collect(),
                 text: item.text,
                 vector: r.vector,

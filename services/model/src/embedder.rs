@@ -14,6 +14,8 @@ pub const MODEL_NAME: &str = "sentence-transformers/all-MiniLM-L6-v2";
 pub struct Embedder {
     tokenizer: TextTokenizer,
     encoder: BertEncoder,
+    /// See [`Embedder::model_id`].
+    id: String,
 }
 
 impl Embedder {
@@ -30,7 +32,22 @@ impl Embedder {
         let max_tokens = MAX_TOKENS.min(config.max_position_embeddings);
         let tokenizer = TextTokenizer::from_file(&files.tokenizer, max_tokens)?;
         let encoder = BertEncoder::load(&files.weights, config, precision)?;
-        Ok(Embedder { tokenizer, encoder })
+        let id = model_id(&files, precision)?;
+        Ok(Embedder {
+            tokenizer,
+            encoder,
+            id,
+        })
+    }
+
+    /// Which model computes these vectors, exactly: the model's name, the
+    /// precision and a digest of its three files, e.g.
+    /// `sentence-transformers/all-MiniLM-L6-v2 f32 sha256:0123456789ab`.
+    /// Stored with every vector; vectors of two ids are not comparable
+    /// (other weights, another tokenizer, or int8 rounding), so a node
+    /// refuses to mix them (see the node's `content` module).
+    pub fn model_id(&self) -> &str {
+        &self.id
     }
 
     pub fn precision(&self) -> Precision {
@@ -68,6 +85,28 @@ impl Embedder {
         let seqs: Vec<&[u32]> = tokens.iter().map(|t| t.ids.as_slice()).collect();
         self.embed_tokens(&seqs)
     }
+}
+
+/// `model_id` of the files in `dir` at `precision`: SHA-256 over the
+/// config, tokenizer and weights, each prefixed by its length (so no
+/// shift of bytes between files gives the same digest).
+fn model_id(files: &ModelFiles, precision: Precision) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for path in [&files.config, &files.tokenizer, &files.weights] {
+        let bytes = std::fs::read(path).map_err(|e| {
+            crate::error::ModelError::Load(format!("reading {}: {e}", path.display()))
+        })?;
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let precision = match precision {
+        Precision::F32 => "f32",
+        Precision::Int8 => "int8",
+    };
+    Ok(format!("{MODEL_NAME} {precision} sha256:{hex}"))
 }
 
 impl std::fmt::Debug for Embedder {

@@ -181,7 +181,10 @@ impl ModelService for ModelGrpc {
             )));
         }
         let embeddings = embed_texts(ready, &texts).await.map_err(status_of)?;
-        Ok(Response::new(pb::EmbedResponse { embeddings }))
+        Ok(Response::new(pb::EmbedResponse {
+            embeddings,
+            model_id: ready.embedder.model_id().to_string(),
+        }))
     }
 
     async fn info(&self, _: Request<pb::InfoRequest>) -> Result<Response<pb::ModelInfo>, Status> {
@@ -192,6 +195,7 @@ impl ModelService for ModelGrpc {
             max_tokens: ready.embedder.max_tokens() as u32,
             backend: ready.embedder.backend(),
             threads: candle_core::utils::get_num_threads() as u32,
+            model_id: ready.embedder.model_id().to_string(),
         }))
     }
 }

@@ -103,3 +103,28 @@ fn batch_composition_does_not_change_a_result() {
         assert_eq!(*v, together[i], "{}: reversed batch", g[i].name);
     }
 }
+
+/// The id stored with every vector names the model, the precision and the
+/// files: the same files give the same id, int8 another one.
+#[test]
+fn the_model_id_names_precision_and_files() {
+    let id = embedder().model_id();
+    assert!(
+        id.starts_with("sentence-transformers/all-MiniLM-L6-v2 f32 sha256:"),
+        "{id}"
+    );
+    let hex = id.rsplit(':').next().unwrap_or_default();
+    assert!(
+        hex.len() == 12 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    let again = Embedder::load(&model_dir()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.model_id(), id);
+    let int8 = Embedder::load_with(&model_dir(), liveseg_model::precision::Precision::Int8)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        int8.model_id(),
+        id.replace(" f32 ", " int8 "),
+        "same files, other precision"
+    );
+}

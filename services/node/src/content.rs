@@ -111,11 +111,40 @@ pub fn library_of(records: &[ContentRecord]) -> Result<ContentLibrary> {
             }
             .map_err(|e| e.to_string())
         });
-        if let Err(e) = added {
-            tracing::error!(content = %r.id, error = %e, "stored content record left out of the library");
+        match added {
+            Ok(()) => lib.note_model(&r.model),
+            Err(e) => {
+                tracing::error!(content = %r.id, error = %e, "stored content record left out of the library")
+            }
         }
     }
     Ok(lib)
+}
+
+/// Whether vectors recorded as embedded by model id `stored` can be
+/// compared with vectors of model id `current`. A record from before model
+/// ids names the bare model (`liveseg_model::MODEL_NAME`); it matches
+/// every id of that model, since the files were pinned and only int8
+/// rounding (cosine >= 0.99 to f32) could tell them apart.
+pub fn same_model(stored: &str, current: &str) -> bool {
+    stored == current || (!stored.contains(' ') && current.split(' ').next() == Some(stored))
+}
+
+/// Refuses to add vectors of model `current` to a library whose vectors
+/// came from another model: their similarities would mean nothing, and
+/// affinities and matches would silently be wrong. The way out is
+/// ReembedContent (`liveseg content reembed`).
+pub fn check_model(lib: &ContentLibrary, current: &str) -> Result<()> {
+    let others: Vec<&str> = lib.models().filter(|m| !same_model(m, current)).collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(NodeError::FailedPrecondition(format!(
+        "this tenant's content was embedded by {}, and the node's model is now {current}: \
+         vectors of two models cannot be compared; embed the tenant's content again with \
+         `liveseg content reembed` (ReembedContent), then retry",
+        others.join(" and ")
+    )))
 }
 
 /// What is wrong with one item of a registration, as `field: reason`.
@@ -185,6 +214,39 @@ mod tests {
             registered_ms: 1,
             vector: ContentRecord::encode_vector(v),
         }
+    }
+
+    /// Vectors of another model (other files, or int8 instead of f32) are
+    /// refused, naming the model and the way out; records from before
+    /// model ids (a bare name) go with any id of that model.
+    #[test]
+    fn a_library_refuses_vectors_of_another_model() {
+        let f32 = "org/m f32 sha256:aaaaaaaaaaaa";
+        let int8 = "org/m int8 sha256:aaaaaaaaaaaa";
+        let other = "org/m f32 sha256:bbbbbbbbbbbb";
+        let mut a = record("a", RecordKind::Content, "A", "", &[1.0, 0.0]);
+        a.model = f32.into();
+        let lib = library_of(std::slice::from_ref(&a)).unwrap();
+        assert_eq!(lib.models().collect::<Vec<_>>(), vec![f32]);
+        assert!(check_model(&lib, f32).is_ok());
+        for now in [int8, other, "org/n f32 sha256:aaaaaaaaaaaa"] {
+            let err = check_model(&lib, now).unwrap_err().to_string();
+            assert!(err.contains(f32) && err.contains(now), "{err}");
+            assert!(err.contains("liveseg content reembed"), "{err}");
+        }
+        let mut legacy = record("b", RecordKind::Content, "B", "", &[0.0, 1.0]);
+        legacy.model = "org/m".into();
+        let lib = library_of(&[a, legacy]).unwrap();
+        assert!(check_model(&lib, f32).is_ok());
+        assert!(
+            check_model(&lib, other).is_err(),
+            "the f32 record still differs"
+        );
+        assert!(!same_model("org/m", "org/mm f32 sha256:aaaaaaaaaaaa"));
+        assert!(
+            check_model(&ContentLibrary::default(), other).is_ok(),
+            "empty"
+        );
     }
 
     #[test]

@@ -32,6 +32,15 @@ pub struct TextVector {
     pub truncated: bool,
 }
 
+/// Embedded texts and the model that embedded them.
+#[derive(Debug)]
+pub struct Embedded {
+    /// The model's id (`liveseg_model::Embedder::model_id`).
+    pub model: String,
+    /// One per text, in order; a text the model refused is `Err`.
+    pub vectors: Vec<Result<TextVector, String>>,
+}
+
 pub enum Embeddings {
     None,
     /// The in-process model; loads in the background after start.
@@ -79,15 +88,10 @@ impl Embeddings {
         }
     }
 
-    /// The model's name, as recorded with every stored vector.
-    pub fn model_name(&self) -> &'static str {
-        liveseg_model::MODEL_NAME
-    }
-
     /// Embeds `texts` in order; a text the model refuses gets `Err` on its
     /// own. Overload is `Overloaded` (RESOURCE_EXHAUSTED) for the whole call.
-    pub async fn embed(&self, texts: &[String]) -> Result<Vec<Result<TextVector, String>>> {
-        let answers = match self {
+    pub async fn embed(&self, texts: &[String]) -> Result<Embedded> {
+        let (model, answers) = match self {
             Embeddings::None => {
                 return Err(NodeError::FailedPrecondition(
                     "no model is configured: start the node with --model-dir DIR (in-process) or --model-server URL (run scripts/fetch-model.sh for the files)".into(),
@@ -104,10 +108,12 @@ impl Embeddings {
                         ),
                     });
                 };
-                embed_texts(ready, texts).await.map_err(from_status)?
+                let answers = embed_texts(ready, texts).await.map_err(from_status)?;
+                (ready.embedder.model_id().to_string(), answers)
             }
             Embeddings::Remote { url, client } => {
                 let mut answers = Vec::with_capacity(texts.len());
+                let mut model: Option<String> = None;
                 // The model service takes at most 256 texts per call.
                 for chunk in texts.chunks(liveseg_model::service::MAX_TEXTS) {
                     let reply = client
@@ -116,10 +122,25 @@ impl Embeddings {
                             texts: chunk.to_vec(),
                         })
                         .await
-                        .map_err(|s| remote_error(url, s))?;
-                    answers.extend(reply.into_inner().embeddings);
+                        .map_err(|s| remote_error(url, s))?
+                        .into_inner();
+                    // A model service from before model ids: its vectors are
+                    // of the model it names, with no digest.
+                    let id = Some(reply.model_id)
+                        .filter(|m| !m.is_empty())
+                        .unwrap_or_else(|| liveseg_model::MODEL_NAME.to_string());
+                    match &model {
+                        Some(m) if *m != id => {
+                            return Err(NodeError::Unavailable(format!(
+                                "model at {url}: the model changed during the call ({m}, then {id}); retry"
+                            )));
+                        }
+                        _ => model = Some(id),
+                    }
+                    answers.extend(reply.embeddings);
                 }
-                answers
+                let model = model.unwrap_or_else(|| liveseg_model::MODEL_NAME.to_string());
+                (model, answers)
             }
         };
         if answers.len() != texts.len() {
@@ -129,7 +150,7 @@ impl Embeddings {
                 texts.len()
             )));
         }
-        Ok(answers
+        let vectors = answers
             .into_iter()
             .map(|e| {
                 if e.error.is_empty() {
@@ -142,7 +163,8 @@ impl Embeddings {
                     Err(e.error)
                 }
             })
-            .collect())
+            .collect();
+        Ok(Embedded { model, vectors })
     }
 }
 

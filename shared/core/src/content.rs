@@ -103,6 +103,9 @@ pub struct ContentLibrary {
     by_id: BTreeMap<String, Arc<LibraryItem>>,
     topics: HashMap<String, Arc<[f32]>>,
     dims: Option<usize>,
+    /// The models its vectors were recorded as embedded by (the node's
+    /// model ids); more than one only in a library that needs re-embedding.
+    models: std::collections::BTreeSet<String>,
     /// `digest()`, computed once per version of the library.
     digest: std::sync::OnceLock<u64>,
 }
@@ -118,6 +121,18 @@ impl std::fmt::Debug for ContentLibrary {
 }
 
 impl ContentLibrary {
+    /// Records that vectors of this library come from `model`.
+    pub fn note_model(&mut self, model: &str) {
+        if !self.models.contains(model) {
+            self.models.insert(model.to_string());
+        }
+    }
+
+    /// The models noted with `note_model`, sorted.
+    pub fn models(&self) -> impl Iterator<Item = &str> {
+        self.models.iter().map(String::as_str)
+    }
+
     /// Adds (or replaces) content `id`, reachable also by its page `url`.
     pub fn insert_content(
         &mut self,

@@ -26,7 +26,7 @@ use liveseg_core::content::affinity_topics;
 use liveseg_core::definition::SegmentDefinition;
 use liveseg_core::time::format_rfc3339;
 use liveseg_proto::pb;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -34,6 +34,8 @@ pub struct ContentApi(pub Arc<NodeInner>);
 
 /// Items in one RegisterContent call.
 pub const MAX_ITEMS: usize = 256;
+/// Texts per model call when content is embedded again.
+const REEMBED_CHUNK: usize = 64;
 /// Default and largest number of matches returned.
 const DEFAULT_LIMIT: usize = 10;
 const MAX_LIMIT: usize = 1000;
@@ -62,10 +64,12 @@ async fn compile_with_library(
         .filter(|t| lib.topic(t).is_none())
         .collect();
     if !missing.is_empty() {
-        let vectors = node.models.embed(&missing).await?;
+        let embedded = node.models.embed(&missing).await?;
+        content::check_model(&lib, &embedded.model)?;
+        lib.note_model(&embedded.model);
         let now = node.clock.now();
         let mut stored = Vec::new();
-        for (text, v) in missing.iter().zip(vectors) {
+        for (text, v) in missing.iter().zip(embedded.vectors) {
             let v =
                 v.map_err(|e| Status::invalid_argument(format!("affinity topic {text:?}: {e}")))?;
             lib.insert_topic(text, &v.values)
@@ -76,7 +80,7 @@ async fn compile_with_library(
                 text: text.clone(),
                 url: String::new(),
                 metadata: BTreeMap::new(),
-                model: node.models.model_name().into(),
+                model: embedded.model.clone(),
                 registered_ms: now,
                 vector: ContentRecord::encode_vector(&v.values),
             };
@@ -266,11 +270,10 @@ impl pb::content_service_server::ContentService for ContentApi {
             }
         }
         let texts: Vec<String> = valid.iter().map(|(n, _)| items[*n].text.clone()).collect();
-        let vectors = if texts.is_empty() {
-            Vec::new()
-        } else {
-            self.0.models.embed(&texts).await?
-        };
+        if texts.is_empty() {
+            return Ok(Response::new(pb::RegisterContentResponse { results }));
+        }
+        let embedded = self.0.models.embed(&texts).await?;
         let now = self.0.clock.now();
         let mut records = Vec::new();
         // Definitions and content change the tenant's set under one lock.
@@ -278,7 +281,9 @@ impl pb::content_service_server::ContentService for ContentApi {
         // Each vector must fit the library (same model and dimensions, not
         // degenerate) before anything is stored.
         let mut lib = content::library(self.0.catalog.as_ref(), &tenant.id)?;
-        for ((n, metadata), v) in valid.into_iter().zip(vectors) {
+        content::check_model(&lib, &embedded.model)?;
+        lib.note_model(&embedded.model);
+        for ((n, metadata), v) in valid.into_iter().zip(embedded.vectors) {
             let item = &items[n];
             let v = v.and_then(|v| {
                 lib.insert_content(&item.id, Some(item.url.as_str()), &v.values)
@@ -295,7 +300,7 @@ impl pb::content_service_server::ContentService for ContentApi {
                         text: item.text.clone(),
                         url: item.url.clone(),
                         metadata,
-                        model: self.0.models.model_name().into(),
+                        model: embedded.model.clone(),
                         registered_ms: now,
                         vector: ContentRecord::encode_vector(&v.values),
                     };
@@ -366,6 +371,61 @@ impl pb::content_service_server::ContentService for ContentApi {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(tenant, records))]
+    async fn reembed_content(
+        &self,
+        req: Request<pb::ReembedContentRequest>,
+    ) -> Result<Response<pb::ReembedContentResponse>, Status> {
+        let Scope { rt, tenant } = tenant_of(&self.0, &req)?;
+        tracing::Span::current().record("tenant", tenant.id.as_ref());
+        // Nothing else changes the tenant's content or definitions meanwhile.
+        let _guard = rt.definitions_lock.lock().await;
+        let mut records = content::records(self.0.catalog.as_ref(), &tenant.id)?;
+        let previous: BTreeSet<String> = records.iter().map(|r| r.model.clone()).collect();
+        let mut model: Option<String> = None;
+        // One model call per chunk: the in-process queue admits a bounded
+        // number of tokens, and the model service takes 256 texts a call.
+        for chunk in records.chunks_mut(REEMBED_CHUNK) {
+            let texts: Vec<String> = chunk.iter().map(|r| r.text.clone()).collect();
+            let embedded = self.0.models.embed(&texts).await?;
+            if model.as_ref().is_some_and(|m| *m != embedded.model) {
+                return Err(Status::unavailable(
+                    "the model changed while the content was embedded again; retry",
+                ));
+            }
+            for (r, v) in chunk.iter_mut().zip(embedded.vectors) {
+                let v = v.map_err(|e| {
+                    NodeError::Internal(format!("stored content {} failed to embed: {e}", r.id))
+                })?;
+                r.vector = ContentRecord::encode_vector(&v.values);
+                r.model = embedded.model.clone();
+            }
+            model = Some(embedded.model);
+        }
+        tracing::Span::current().record("records", records.len());
+        let Some(model) = model else {
+            return Ok(Response::new(pb::ReembedContentResponse::default()));
+        };
+        let lib = content::library_of(&records)?;
+        let defs = stored_definitions(&self.0, &tenant.id)?;
+        let set = compile_with_library(&self.0, &tenant.id, &defs, lib).await?;
+        let stored = records
+            .iter()
+            .map(|r| Ok((r.id.clone(), serde_json::to_string(r)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        self.0
+            .catalog
+            .put_contents(&tenant.id, &stored)
+            .map_err(NodeError::from)?;
+        install_content(&rt, &tenant, set).await?;
+        Ok(Response::new(pb::ReembedContentResponse {
+            records: records.len() as u32,
+            model,
+            previous_models: previous.into_iter().collect(),
+        }))
+    }
+
     async fn match_content(
         &self,
         req: Request<pb::MatchContentRequest>,
@@ -388,8 +448,10 @@ impl pb::content_service_server::ContentService for ContentApi {
                 (interest.vector(&lib), profile)
             }
             (true, false) => {
-                let v = self.0.models.embed(std::slice::from_ref(&r.text)).await?;
-                let v = v
+                let embedded = self.0.models.embed(std::slice::from_ref(&r.text)).await?;
+                content::check_model(&lib, &embedded.model)?;
+                let v = embedded
+                    .vectors
                     .into_iter()
                     .next()
                     .ok_or_else(|| NodeError::Internal("no embedding".into()))?
