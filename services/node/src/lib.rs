@@ -16,6 +16,8 @@ pub mod actor;
 pub mod actors;
 pub mod auth;
 pub mod calibration;
+#[cfg(test)]
+mod checkpoint_cost;
 pub mod clock;
 pub mod cluster;
 pub mod config;
