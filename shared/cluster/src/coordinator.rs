@@ -17,18 +17,26 @@ use liveseg_store::{Result, StoreError};
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-/// Record a heartbeat. KEYS: 1 nodes zset, 2 addresses hash.
-/// ARGV: 1 node id, 2 address, 3 forget nodes silent this long (ms).
-/// Returns Redis's time in ms.
+/// Record a heartbeat, and when the node's current run of heartbeats
+/// began: its first one, or its first after a silence longer than the
+/// death-detection time (a pause, a lost connection, a Redis restart).
+/// KEYS: 1 nodes zset, 2 addresses hash, 3 live-since hash.
+/// ARGV: 1 node id, 2 address, 3 forget nodes silent this long (ms),
+/// 4 death-detection time (ms). Returns Redis's time in ms.
 const HEARTBEAT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not last or now - tonumber(last) > tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[3], ARGV[1], now)
+end
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
 for _, id in ipairs(old) do
   redis.call('ZREM', KEYS[1], id)
   redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
 end
 return now
 "#;
@@ -109,6 +117,8 @@ pub struct MoveTimes {
     pub moved_at: BTreeMap<u32, i64>,
     /// Shard → when it last started serving at an owner (ms).
     pub serving_at: BTreeMap<u32, i64>,
+    /// Node → when its current run of heartbeats began (ms).
+    pub live_since: BTreeMap<String, i64>,
 }
 
 /// Access to the coordinator keys.
@@ -147,14 +157,22 @@ impl Coordinator {
 
     /// Records that `node` (serving at `addr`) is alive; forgets nodes
     /// silent for `forget_after_ms`. Returns Redis's time (ms).
-    pub fn heartbeat(&self, node: &str, addr: &str, forget_after_ms: u64) -> Result<i64> {
+    pub fn heartbeat(
+        &self,
+        node: &str,
+        addr: &str,
+        forget_after_ms: u64,
+        dead_after_ms: u64,
+    ) -> Result<i64> {
         self.redis.with_conn(|c| {
             HEARTBEAT_SCRIPT
                 .key(key("nodes"))
                 .key(key("addr"))
+                .key(key("since"))
                 .arg(node)
                 .arg(addr)
                 .arg(forget_after_ms)
+                .arg(dead_after_ms)
                 .invoke(c)
         })
     }
@@ -163,10 +181,15 @@ impl Coordinator {
     /// reassigns its shards on its next round.
     pub fn leave(&self, node: &str) -> Result<()> {
         self.redis.with_conn(|c| {
-            ::redis::cmd("ZREM")
+            ::redis::pipe()
+                .atomic()
+                .cmd("ZREM")
                 .arg(key("nodes"))
                 .arg(node)
-                .query::<i64>(c)
+                .cmd("HDEL")
+                .arg(key("since"))
+                .arg(node)
+                .query::<(i64, i64)>(c)
         })?;
         Ok(())
     }
@@ -208,20 +231,23 @@ impl Coordinator {
     /// would, whatever the nodes' own clocks say).
     pub fn move_times(&self) -> Result<MoveTimes> {
         type Times = Vec<(u32, i64)>;
-        let ((secs, micros), moved, serving): ((i64, i64), Times, Times) =
-            self.redis.with_conn(|c| {
-                ::redis::pipe()
-                    .cmd("TIME")
-                    .cmd("HGETALL")
-                    .arg(key("moved"))
-                    .cmd("HGETALL")
-                    .arg(key("serving"))
-                    .query(c)
-            })?;
+        type Reply = ((i64, i64), Times, Times, Vec<(String, i64)>);
+        let ((secs, micros), moved, serving, since): Reply = self.redis.with_conn(|c| {
+            ::redis::pipe()
+                .cmd("TIME")
+                .cmd("HGETALL")
+                .arg(key("moved"))
+                .cmd("HGETALL")
+                .arg(key("serving"))
+                .cmd("HGETALL")
+                .arg(key("since"))
+                .query(c)
+        })?;
         Ok(MoveTimes {
             now_ms: secs * 1000 + micros / 1000,
             moved_at: moved.into_iter().collect(),
             serving_at: serving.into_iter().collect(),
+            live_since: since.into_iter().collect(),
         })
     }
 

@@ -22,7 +22,9 @@
 //!   new owner may still be loading it: moving it again at once (say because
 //!   a restarted node just joined) would throw that load away and pay a
 //!   second handoff for nothing. A load that never reports serving stops
-//!   holding after [`LOADING_PERIODS`] settle periods.
+//!   holding after [`LOADING_PERIODS`] settle periods. Likewise a node that
+//!   joined or came back within the settle period receives no balancing
+//!   move (`Settling::warming`); shards without a live owner still go to it.
 //!
 //! Convergence: with a fixed live set, after the first round every shard has a
 //! live owner, and every later move either removes one unit of over-capacity
@@ -117,6 +119,13 @@ pub struct Settling<'a> {
     /// A shard that moved (or started serving) less than this long ago is
     /// not moved for balance.
     pub period_ms: i64,
+    /// Live nodes that joined, or came back after missing heartbeats, less
+    /// than `period_ms` ago: they take shards that have no live owner, but
+    /// no balancing move lands on them yet. A node woken from a pause is
+    /// busy catching up (its parked shards, timers, connections), and a
+    /// flapping node would otherwise pull shards to itself each time it
+    /// reappears; a shard moved onto either pays a handoff at its worst.
+    pub warming: &'a [String],
 }
 
 /// How long, in settle periods, a shard that has not started serving since
@@ -131,6 +140,7 @@ impl Settling<'_> {
         moved_at: &[],
         serving_at: &[],
         period_ms: 0,
+        warming: &[],
     };
 
     /// Whether load balancing leaves `shard` where it is: it moved within
@@ -275,6 +285,10 @@ pub fn plan(input: &PlacementInput<'_>) -> Plan {
     //    gain (so an owner sheds the shards it ranks worst on first). A shard
     //    moves at most once per round, and not while it settles.
     let settling: Vec<bool> = (0..count).map(|s| input.settling.holds(s)).collect();
+    let warming: Vec<bool> = nodes
+        .iter()
+        .map(|n| input.settling.warming.contains(&n.id))
+        .collect();
     while budget > 0 {
         let movable = |&s: &usize| !moved[s] && !settling[s];
         let candidates = (0..count).filter(movable).filter_map(|s| {
@@ -282,7 +296,7 @@ pub fn plan(input: &PlacementInput<'_>) -> Plan {
             let over = load[from] > caps[from];
             let above = if over { nodes.len() } else { rank[s][from] };
             let mut room = order[s][..above].iter().copied();
-            let to = room.find(|&n| n != from && load[n] < caps[n])?;
+            let to = room.find(|&n| n != from && load[n] < caps[n] && !warming[n])?;
             Some((s, from, to, over))
         });
         let gain = |s: usize, from: usize, to: usize| rank[s][from] as i64 - rank[s][to] as i64;

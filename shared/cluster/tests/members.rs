@@ -597,3 +597,36 @@ fn failed_over_shards_settle_before_a_join_moves_them() {
     drop(d);
     c.assert_no_double_ownership();
 }
+
+/// Placement holds balancing moves off a node that just (re)joined: the
+/// coordinator records when a node's current run of heartbeats began, and
+/// a silence longer than the death-detection time (a pause) starts a new
+/// run; a graceful leave forgets it.
+#[test]
+fn heartbeats_record_when_a_node_came_back() {
+    let c = Cluster::new();
+    let coordinator = Coordinator::new(c.store.clone());
+    // The death-detection time is an argument of each beat: a long one
+    // makes the second beat steady whatever the machine's pace.
+    let beat = |dead_after_ms| {
+        coordinator
+            .heartbeat("n1", "127.0.0.1:1", 60_000, dead_after_ms)
+            .unwrap()
+    };
+    let since = |c: &Coordinator| c.move_times().unwrap().live_since.get("n1").copied();
+    let first = beat(60_000);
+    assert_eq!(since(&coordinator), Some(first));
+    let again = beat(60_000);
+    assert_eq!(since(&coordinator), Some(first), "a steady beat keeps it");
+    // Silent for longer than the death-detection time: a new run.
+    eventually(
+        Duration::from_secs(5),
+        "redis time passes the silence",
+        || coordinator.move_times().unwrap().now_ms > again + 50,
+    );
+    let back = beat(50);
+    assert_eq!(since(&coordinator), Some(back));
+    assert!(back > again);
+    coordinator.leave("n1").unwrap();
+    assert_eq!(since(&coordinator), None, "a leave forgets it");
+}

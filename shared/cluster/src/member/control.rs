@@ -118,6 +118,7 @@ impl Loop {
                 &self.config.node_id,
                 &self.config.addr,
                 forget.as_millis() as u64,
+                self.config.dead_after.as_millis() as u64,
             ) {
                 Ok(_) => {
                     self.last_heartbeat_ns = now;
@@ -298,6 +299,17 @@ impl Loop {
         let serving_at: Vec<Option<i64>> = (0..self.config.shards)
             .map(|s| times.serving_at.get(&s).copied())
             .collect();
+        let period_ms = i64::try_from(self.config.settle().as_millis()).unwrap_or(i64::MAX);
+        let warming: Vec<String> = live
+            .iter()
+            .filter(|n| {
+                times
+                    .live_since
+                    .get(&n.id)
+                    .is_some_and(|since| times.now_ms.saturating_sub(*since) < period_ms)
+            })
+            .map(|n| n.id.clone())
+            .collect();
         let plan = placement::plan(&PlacementInput {
             shards: self.config.shards,
             live: &live,
@@ -308,7 +320,8 @@ impl Loop {
                 now_ms: times.now_ms,
                 moved_at: &moved_at,
                 serving_at: &serving_at,
-                period_ms: i64::try_from(self.config.settle().as_millis()).unwrap_or(i64::MAX),
+                period_ms,
+                warming: &warming,
             },
         });
         if plan.moves.is_empty() {

@@ -158,6 +158,7 @@ fn recently_moved_shards_are_not_rebalanced_until_they_settle() {
         moved_at: &moved_at,
         serving_at: &[],
         period_ms: 3_500,
+        warming: &[],
     };
     assert!(settling_round(&live, &cur, at(11_000)).moves.is_empty());
     assert!(settling_round(&live, &cur, at(13_499)).moves.is_empty());
@@ -176,6 +177,7 @@ fn recently_moved_shards_are_not_rebalanced_until_they_settle() {
             moved_at: &mixed,
             serving_at: &[],
             period_ms: 3_500,
+            warming: &[],
         },
     );
     assert!(p.moves.iter().all(|m| m.shard as usize != recent));
@@ -209,6 +211,7 @@ fn a_failed_over_shard_stays_put_when_a_node_joins_right_after() {
         moved_at: &moved_at,
         serving_at: &[],
         period_ms: 3_500,
+        warming: &[],
     };
     // The restarted process is a new member (new id); pick one that HRW
     // gives a failed-over shard, as happened in the fault run.
@@ -232,6 +235,43 @@ fn a_failed_over_shard_stays_put_when_a_node_joins_right_after() {
     assert!(lost > 0);
     let placed = p.moves.iter().filter(|m| m.reason == MoveReason::Unowned);
     assert_eq!(placed.count(), lost);
+}
+
+/// The SIGSTOP case: a paused node lost its shards to failover and comes
+/// back. While it warms up it takes no balancing move (HRW would pull its
+/// old shards straight back while it catches up), but it does take a
+/// shard that loses its owner meanwhile; once warm, balancing resumes.
+#[test]
+fn a_node_that_just_came_back_takes_no_balancing_move() {
+    let mut live: Vec<Node> = (1..=4).map(|i| node(i, 1)).collect();
+    let (before, _) = converge(16, &live, vec![], 16);
+    let paused = live.remove(0);
+    let (failed_over, _) = converge(16, &live, before, 16);
+    assert_eq!(load_of(&failed_over, &paused.id), 0);
+    live.push(paused.clone());
+    let warming = [paused.id.clone()];
+    fn settling(warming: &[String]) -> Settling<'_> {
+        Settling {
+            warming,
+            ..Settling::NONE
+        }
+    }
+    let p = settling_round(&live, &failed_over, settling(&warming));
+    assert!(p.moves.is_empty(), "balanced onto a warming node: {p:?}");
+    let warm = settling_round(&live, &failed_over, settling(&[]));
+    assert!(
+        warm.moves.iter().any(|m| m.to == paused.id),
+        "once warm it gets its share back"
+    );
+    // An owner dies meanwhile: its shards are placed at once, on any live
+    // node with room, the warming one included.
+    let dead = live.remove(0);
+    let lost = load_of(&failed_over, &dead.id);
+    let p = settling_round(&live, &failed_over, settling(&warming));
+    let placed: Vec<&Move> = p.moves.iter().collect();
+    assert_eq!(placed.len(), lost, "{p:?}");
+    assert!(placed.iter().all(|m| m.reason == MoveReason::Unowned));
+    assert!(placed.iter().any(|m| m.to == paused.id), "{p:?}");
 }
 
 /// Regression guard: computed once (and cross-checked with an independent
@@ -357,7 +397,7 @@ proptest! {
         served in prop::collection::vec(prop::option::of(0i64..10_000), 0..300),
     ) {
         let (s, live, current, max_moves, lf) = case;
-        let settling = Settling { now_ms: 10_000, moved_at: &ages, serving_at: &served, period_ms: 5_000 };
+        let settling = Settling { now_ms: 10_000, moved_at: &ages, serving_at: &served, period_ms: 5_000, warming: &[] };
         let input = PlacementInput {
             shards: s,
             live: &live,
@@ -396,6 +436,7 @@ fn a_shard_loading_or_just_serving_is_held_from_balance() {
             moved_at: &moved,
             serving_at,
             period_ms: 3_500,
+            warming: &[],
         }
         .holds(0)
     };
@@ -419,6 +460,7 @@ fn a_shard_loading_or_just_serving_is_held_from_balance() {
         moved_at: &[None],
         serving_at: &[Some(1_000)],
         period_ms: 3_500,
+        warming: &[],
     };
     assert!(!never(50_000).holds(0));
     assert!(never(2_000).holds(0));
