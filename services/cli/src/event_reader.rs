@@ -71,6 +71,18 @@ pub fn read_events(
     at: Millis,
     diag: &mut dyn Write,
 ) -> Result<(EventLog, ReadCounts)> {
+    read_events_with(input, at, diag, |e| e)
+}
+
+/// `read_events`, keeping `keep(event)` of each event instead of the
+/// event: what a caller does not read is dropped on the workers, before
+/// the whole history is held.
+pub fn read_events_with(
+    input: impl BufRead + Send,
+    at: Millis,
+    diag: &mut dyn Write,
+    keep: fn(Event) -> Event,
+) -> Result<(EventLog, ReadCounts)> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 16));
     let (raw_tx, raw_rx) = sync_channel::<RawChunk>(workers * 2);
     let (parsed_tx, parsed_rx) = sync_channel::<ParsedChunk>(workers * 2);
@@ -83,7 +95,7 @@ pub fn read_events(
             let rx = Arc::clone(&raw_rx);
             let tx = parsed_tx.clone();
             let ids = ids.clone();
-            scope.spawn(move || parse_chunks(&rx, &tx, &ids));
+            scope.spawn(move || parse_chunks(&rx, &tx, &ids, keep));
         }
         // Workers own the only senders now: the collector ends when they do.
         drop(parsed_tx);
@@ -133,7 +145,12 @@ fn split_into_chunks(mut input: impl BufRead, tx: &SyncSender<RawChunk>) -> io::
     }
 }
 
-fn parse_chunks(rx: &Mutex<Receiver<RawChunk>>, tx: &SyncSender<ParsedChunk>, ids: &RandomState) {
+fn parse_chunks(
+    rx: &Mutex<Receiver<RawChunk>>,
+    tx: &SyncSender<ParsedChunk>,
+    ids: &RandomState,
+    keep: fn(Event) -> Event,
+) {
     let limits = Limits::default();
     loop {
         let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
@@ -150,7 +167,7 @@ fn parse_chunks(rx: &Mutex<Receiver<RawChunk>>, tx: &SyncSender<ParsedChunk>, id
                 Ok(None) => {}
                 Ok(Some(e)) => {
                     parsed.hashes.push(ids.hash_one(&e.message_id));
-                    parsed.events.push(e);
+                    parsed.events.push(keep(e));
                 }
                 Err(e) => parsed.invalid.push((offset as u64, e)),
             }

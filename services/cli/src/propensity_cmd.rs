@@ -27,7 +27,7 @@ use liveseg_learn::logistic::TrainOptions;
 use liveseg_learn::metrics::evaluate;
 use liveseg_learn::registry::Registry;
 
-use crate::event_reader::read_events;
+use crate::event_reader::read_events_with;
 use crate::exit::usage;
 
 /// Where trained models live.
@@ -146,12 +146,18 @@ pub fn targets(text: &str) -> Result<Vec<Target>> {
 /// Reads a history (invalid lines reported on stderr and skipped); returns
 /// its events and the latest event time.
 pub fn read_history(path: &Path) -> Result<(Vec<Event>, Millis)> {
+    read_history_with(path, |e| e)
+}
+
+/// `read_history`, keeping `keep(event)` of each event.
+fn read_history_with(path: &Path, keep: fn(Event) -> Event) -> Result<(Vec<Event>, Millis)> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut diag = io::stderr().lock();
-    let (log, counts) = read_events(
+    let (log, counts) = read_events_with(
         BufReader::with_capacity(1 << 20, file),
         Millis::MAX,
         &mut diag,
+        keep,
     )?;
     let events = log.into_events();
     let latest = events.iter().map(|e| e.ts).max().unwrap_or(0);
@@ -167,8 +173,10 @@ pub fn read_history(path: &Path) -> Result<(Vec<Event>, Millis)> {
 }
 
 /// A history's rows, labelled as of `as_of` (default: the latest event time).
+/// Only what features and labels read of each event is kept while the
+/// history is held (a third of the memory on a generated history).
 pub fn history_rows(path: &Path, as_of: Option<Millis>) -> Result<(Vec<Row>, Millis)> {
-    let (events, latest) = read_history(path)?;
+    let (events, latest) = read_history_with(path, liveseg_core::features::keep_for_features)?;
     Ok(rows_of(events, latest, as_of))
 }
 

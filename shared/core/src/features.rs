@@ -234,6 +234,40 @@ impl FeatureState {
     }
 }
 
+/// `e` with only what this module and `crate::labels` read: the kind,
+/// instant and ids, a click's `content_id`, and the traits features use.
+/// Training holds every event of a history in memory to replay it in time
+/// order; their other properties and traits, the track name and the
+/// anonymous id are most of an event's bytes and change no row.
+pub fn keep_for_features(mut e: Event) -> Event {
+    let keep = |map: &mut serde_json::Map<String, Value>, keys: &[&str]| {
+        if map.keys().any(|k| !keys.contains(&k.as_str())) {
+            *map = keys
+                .iter()
+                .filter_map(|k| map.get_mut(*k).map(|v| (k.to_string(), v.take())))
+                .collect();
+        }
+    };
+    match e.kind {
+        EventKind::Click { .. } => keep(&mut e.properties, &["content_id"]),
+        _ => e.properties = Default::default(),
+    }
+    keep(&mut e.traits, &TRAITS_READ);
+    e.name = None;
+    e.anonymous_id = None;
+    e
+}
+
+/// Every trait `FeatureState` and `AccountSignals` read.
+const TRAITS_READ: [&str; 6] = [
+    "seniority",
+    "role",
+    "tier",
+    "target",
+    "icp_fit",
+    "lifecycle_stage",
+];
+
 fn hour_of(ts: Millis) -> usize {
     (ts.rem_euclid(DAY) / HOUR) as usize
 }

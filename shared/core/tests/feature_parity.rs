@@ -122,6 +122,49 @@ fn live_feature_rows_equal_training_features() {
     }
 }
 
+/// Training keeps only what features and labels read of each event
+/// (`keep_for_features`): the rows are the same, and the events smaller.
+#[test]
+fn slim_events_give_the_same_training_rows() {
+    let mut s = history();
+    // What real histories carry besides: names, campaign properties, CRM traits.
+    s.push(
+        json!({"type":"identify","userId":"u2","anonymousId":"anon-2",
+        "traits":{"email":"u2@acme.example","seniority":"VP","phone":"+1 555"}}),
+        at(0.35),
+    );
+    for e in &mut s.events {
+        e.properties.insert("campaign".into(), json!("q3-launch"));
+    }
+    let t = at(81.0);
+    let full = liveseg_core::labels::training_rows(s.events.clone(), t);
+    let slim: Vec<_> = s
+        .events
+        .iter()
+        .cloned()
+        .map(liveseg_core::features::keep_for_features)
+        .collect();
+    let kept = |events: &[liveseg_core::Event]| -> usize {
+        events
+            .iter()
+            .map(|e| e.properties.len() + e.traits.len())
+            .sum()
+    };
+    assert!(
+        kept(&slim) * 3 < kept(&s.events),
+        "{} of {}",
+        kept(&slim),
+        kept(&s.events)
+    );
+    assert!(
+        slim.iter()
+            .all(|e| e.name.is_none() && e.anonymous_id.is_none())
+    );
+    let rows = liveseg_core::labels::training_rows(slim, t);
+    assert!(rows.len() > 100);
+    assert_eq!(format!("{rows:?}"), format!("{full:?}"));
+}
+
 #[test]
 fn features_are_kept_only_when_scores_are_read() {
     let s = history();
