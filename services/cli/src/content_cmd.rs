@@ -169,6 +169,10 @@ async fn reembed(api: &Api, format: OutputFormat) -> Result<()> {
     if format.is_machine() {
         return Ok(print_items(&mut out, format, &[], &[row], "")?);
     }
+    if row.records == 0 {
+        writeln!(out, "no content registered")?;
+        return Ok(());
+    }
     let shown = serde_json::json!({"records": row.records, "model": row.model,
         "before": row.previous_models.join(", ")});
     print_items(

@@ -174,7 +174,7 @@ fn read_history_with(path: &Path, keep: fn(Event) -> Event) -> Result<(Vec<Event
 
 /// A history's rows, labelled as of `as_of` (default: the latest event time).
 /// Only what features and labels read of each event is kept while the
-/// history is held (0.46x the peak memory on a 2.55M-event history).
+/// history is held (0.47x the peak memory on a 2.55M-event history).
 pub fn history_rows(path: &Path, as_of: Option<Millis>) -> Result<(Vec<Row>, Millis)> {
     let (events, latest) = read_history_with(path, liveseg_core::features::keep_for_features)?;
     Ok(rows_of(events, latest, as_of))

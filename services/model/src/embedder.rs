@@ -94,11 +94,29 @@ fn model_id(files: &ModelFiles, precision: Precision) -> Result<String> {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     for path in [&files.config, &files.tokenizer, &files.weights] {
-        let bytes = std::fs::read(path).map_err(|e| {
+        let failed = |e: std::io::Error| {
             crate::error::ModelError::Load(format!("reading {}: {e}", path.display()))
-        })?;
-        hash.update((bytes.len() as u64).to_le_bytes());
-        hash.update(&bytes);
+        };
+        let mut file = std::fs::File::open(path).map_err(failed)?;
+        let len = file.metadata().map_err(failed)?.len();
+        hash.update(len.to_le_bytes());
+        // Streamed: the weights are ~90 MB.
+        let mut buf = vec![0u8; 1 << 20];
+        let mut read = 0u64;
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf).map_err(failed)?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            read += n as u64;
+        }
+        if read != len {
+            return Err(crate::error::ModelError::Load(format!(
+                "{} changed while it was read",
+                path.display()
+            )));
+        }
     }
     let digest = hash.finalize();
     let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();

@@ -124,11 +124,15 @@ impl Embeddings {
                         .await
                         .map_err(|s| remote_error(url, s))?
                         .into_inner();
-                    // A model service from before model ids: its vectors are
-                    // of the model it names, with no digest.
-                    let id = Some(reply.model_id)
-                        .filter(|m| !m.is_empty())
-                        .unwrap_or_else(|| liveseg_model::MODEL_NAME.to_string());
+                    // A model service that does not name its model (one from
+                    // before model ids) could be any model: its vectors cannot
+                    // be checked against the stored ones, so none is kept.
+                    if reply.model_id.is_empty() {
+                        return Err(NodeError::FailedPrecondition(format!(
+                            "the model service at {url} does not name its model (it predates model ids); upgrade it to this node's version"
+                        )));
+                    }
+                    let id = reply.model_id;
                     match &model {
                         Some(m) if *m != id => {
                             return Err(NodeError::Unavailable(format!(
@@ -139,7 +143,8 @@ impl Embeddings {
                     }
                     answers.extend(reply.embeddings);
                 }
-                let model = model.unwrap_or_else(|| liveseg_model::MODEL_NAME.to_string());
+                let model =
+                    model.ok_or_else(|| NodeError::InvalidArgument("no texts to embed".into()))?;
                 (model, answers)
             }
         };

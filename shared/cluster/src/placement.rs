@@ -24,7 +24,10 @@
 //!   second handoff for nothing. A load that never reports serving stops
 //!   holding after [`LOADING_PERIODS`] settle periods. Likewise a node that
 //!   joined or came back within the settle period receives no balancing
-//!   move (`Settling::warming`); shards without a live owner still go to it.
+//!   move (`Settling::warming`): a shard whose destination would be such a
+//!   node stays where it is (it is not sent to the next node, which would
+//!   hand it on later), and owners left over capacity by the join do not
+//!   shed until it is warm; shards without a live owner still go to it.
 //!
 //! Convergence: with a fixed live set, after the first round every shard has a
 //! live owner, and every later move either removes one unit of over-capacity
@@ -289,14 +292,23 @@ pub fn plan(input: &PlacementInput<'_>) -> Plan {
         .iter()
         .map(|n| input.settling.warming.contains(&n.id))
         .collect();
+    // A join is what leaves owners over capacity (capacities shrink), and
+    // the joiner is where their sheds belong: while a node warms up,
+    // nobody sheds, so no shed goes to another node first.
+    let shedding = !warming.contains(&true);
     while budget > 0 {
         let movable = |&s: &usize| !moved[s] && !settling[s];
         let candidates = (0..count).filter(movable).filter_map(|s| {
             let from = owner[s]?;
-            let over = load[from] > caps[from];
+            let over = shedding && load[from] > caps[from];
             let above = if over { nodes.len() } else { rank[s][from] };
             let mut room = order[s][..above].iter().copied();
-            let to = room.find(|&n| n != from && load[n] < caps[n] && !warming[n])?;
+            let to = room.find(|&n| n != from && load[n] < caps[n])?;
+            // Held, not redirected: the next node would hand the shard on
+            // to this one once it is warm, a second handoff.
+            if warming[to] {
+                return None;
+            }
             Some((s, from, to, over))
         });
         let gain = |s: usize, from: usize, to: usize| rank[s][from] as i64 - rank[s][to] as i64;

@@ -235,10 +235,11 @@ impl FeatureState {
 }
 
 /// `e` with only what this module and `crate::labels` read: the kind,
-/// instant and ids, a click's `content_id`, and the traits features use.
-/// Training holds every event of a history in memory to replay it in time
-/// order; their other properties and traits, the track name and the
-/// anonymous id are most of an event's bytes and change no row.
+/// instant and ids (the anonymous id included: an alias or an event
+/// without a user id is routed by it), a click's `content_id`, and the
+/// traits features use. Training holds every event of a history in memory
+/// to replay it in time order; their other properties and traits and the
+/// track name are most of an event's bytes and change no row.
 pub fn keep_for_features(mut e: Event) -> Event {
     let keep = |map: &mut serde_json::Map<String, Value>, keys: &[&str]| {
         if map.keys().any(|k| !keys.contains(&k.as_str())) {
@@ -254,7 +255,6 @@ pub fn keep_for_features(mut e: Event) -> Event {
     }
     keep(&mut e.traits, &TRAITS_READ);
     e.name = None;
-    e.anonymous_id = None;
     e
 }
 

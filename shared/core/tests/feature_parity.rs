@@ -133,6 +133,11 @@ fn slim_events_give_the_same_training_rows() {
         "traits":{"email":"u2@acme.example","seniority":"VP","phone":"+1 555"}}),
         at(0.35),
     );
+    // An alias with only an anonymous id: the contact is routed by it.
+    s.push(
+        json!({"type":"alias","anonymousId":"u4","previousId":"u3"}),
+        at(50.5),
+    );
     for e in &mut s.events {
         e.properties.insert("campaign".into(), json!("q3-launch"));
     }
@@ -156,10 +161,7 @@ fn slim_events_give_the_same_training_rows() {
         kept(&slim),
         kept(&s.events)
     );
-    assert!(
-        slim.iter()
-            .all(|e| e.name.is_none() && e.anonymous_id.is_none())
-    );
+    assert!(slim.iter().all(|e| e.name.is_none()));
     let rows = liveseg_core::labels::training_rows(slim, t);
     assert!(rows.len() > 100);
     assert_eq!(format!("{rows:?}"), format!("{full:?}"));

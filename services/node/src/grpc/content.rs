@@ -394,8 +394,13 @@ impl pb::content_service_server::ContentService for ContentApi {
                 ));
             }
             for (r, v) in chunk.iter_mut().zip(embedded.vectors) {
+                // The text was embedded before: a model that refuses it now
+                // differs from the old one in what it accepts.
                 let v = v.map_err(|e| {
-                    NodeError::Internal(format!("stored content {} failed to embed: {e}", r.id))
+                    Status::failed_precondition(format!(
+                        "stored content {} cannot be embedded by {}: {e}; nothing was changed",
+                        r.id, embedded.model
+                    ))
                 })?;
                 r.vector = ContentRecord::encode_vector(&v.values);
                 r.model = embedded.model.clone();

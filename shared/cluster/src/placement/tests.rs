@@ -274,6 +274,34 @@ fn a_node_that_just_came_back_takes_no_balancing_move() {
     assert!(placed.iter().any(|m| m.to == paused.id), "{p:?}");
 }
 
+/// Scale-out: a joining node makes the others over capacity, and their
+/// sheds toward it wait for it to warm up rather than going to another old
+/// node (which would hand them on to the new one later, a second handoff).
+#[test]
+fn sheds_toward_a_warming_node_wait_instead_of_going_elsewhere() {
+    let mut live: Vec<Node> = (1..=3).map(|i| node(i, 1)).collect();
+    let (cur, _) = converge(24, &live, vec![], 24);
+    let joined = node(4, 1);
+    live.push(joined.clone());
+    let warming = [joined.id.clone()];
+    let held = settling_round(
+        &live,
+        &cur,
+        Settling {
+            warming: &warming,
+            ..Settling::NONE
+        },
+    );
+    let warm = settling_round(&live, &cur, Settling::NONE);
+    assert!(warm.moves.iter().any(|m| m.to == joined.id));
+    assert!(held.moves.iter().all(|m| m.to != joined.id), "{held:?}");
+    // Warming removes moves, it never redirects one: what still moves goes
+    // where it would have gone anyway.
+    for m in &held.moves {
+        assert!(warm.moves.contains(m), "{m:?} is not in {warm:?}");
+    }
+}
+
 /// Regression guard: computed once (and cross-checked with an independent
 /// implementation); a change here would remap every tenant and shard.
 #[test]

@@ -1,0 +1,126 @@
+//! The coordinator's records in a real `redis-server`: when shards moved
+//! and started serving, and when each node's current run of heartbeats
+//! began, all on Redis's clock, for placement's settle and warming rules.
+
+#![allow(clippy::unwrap_used)]
+
+use liveseg_cluster::coordinator::Coordinator;
+use liveseg_store::redis::{Fsync, RedisOptions, RedisProcess, RedisStore};
+use std::time::{Duration, Instant};
+
+struct Cluster {
+    _redis: RedisProcess,
+    store: RedisStore,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let redis = RedisProcess::start(Fsync::Always).unwrap();
+        let store = RedisStore::connect(RedisOptions::new(redis.url())).unwrap();
+        Cluster {
+            _redis: redis,
+            store,
+        }
+    }
+}
+
+/// Polls `f` every 20 ms until it returns true or `limit` passes.
+fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Placement's settle rule reads when each shard last moved: the leader's
+/// fenced table write stamps every shard it changes with Redis's time, and
+/// leaves the others' stamps alone.
+#[test]
+fn assignment_writes_stamp_move_times_on_redis_time() {
+    use liveseg_store::redis::LeaseOutcome;
+    let c = Cluster::new();
+    let coordinator = Coordinator::new(c.store.clone());
+    let before = coordinator.move_times().unwrap();
+    assert!(before.moved_at.is_empty() && before.now_ms > 0);
+    let leases = c.store.leases();
+    let Ok(LeaseOutcome::Acquired { epoch }) =
+        leases.acquire_at(Coordinator::leader_prefix(), "l", 10_000, None)
+    else {
+        panic!("leader lease");
+    };
+    let v = coordinator.write_assignment("l", epoch, &[(3, Some("x".into())), (5, None)]);
+    assert!(v.unwrap().is_some());
+    let first = coordinator.move_times().unwrap();
+    let t3 = first.moved_at[&3];
+    assert!((before.now_ms..=first.now_ms).contains(&t3), "{first:?}");
+    assert_eq!(
+        first.moved_at.get(&5),
+        Some(&t3),
+        "an unassignment is a move too"
+    );
+    // A later write stamps only what it changes.
+    eventually(Duration::from_secs(5), "redis time advances", || {
+        coordinator.move_times().unwrap().now_ms > t3
+    });
+    coordinator
+        .write_assignment("l", epoch, &[(4, Some("y".into()))])
+        .unwrap();
+    let second = coordinator.move_times().unwrap();
+    assert_eq!(second.moved_at[&3], t3);
+    assert!(second.moved_at[&4] > t3);
+    // A deposed leader's write is fenced off and stamps nothing.
+    let stale = coordinator.write_assignment("l", epoch + 1, &[(3, Some("z".into()))]);
+    assert_eq!(stale.unwrap(), None);
+    assert_eq!(coordinator.move_times().unwrap().moved_at[&3], t3);
+    // The owner the table names stamps the start of serving (not a move);
+    // another node's late stamp is refused; the next move clears it.
+    assert_eq!(coordinator.note_serving(3, "z").unwrap(), None);
+    let served = coordinator.note_serving(3, "x").unwrap().unwrap();
+    assert!(served > t3);
+    let times = coordinator.move_times().unwrap();
+    assert_eq!(times.serving_at[&3], served);
+    assert_eq!(times.moved_at[&3], t3, "serving is not a move");
+    assert!(!times.serving_at.contains_key(&4));
+    coordinator
+        .write_assignment("l", epoch, &[(3, Some("w".into()))])
+        .unwrap();
+    let moved = coordinator.move_times().unwrap();
+    assert!(
+        !moved.serving_at.contains_key(&3),
+        "a move clears the stamp"
+    );
+}
+
+/// Placement holds balancing moves off a node that just (re)joined: the
+/// coordinator records when a node's current run of heartbeats began, and
+/// a silence longer than the death-detection time (a pause) starts a new
+/// run; a graceful leave forgets it.
+#[test]
+fn heartbeats_record_when_a_node_came_back() {
+    let c = Cluster::new();
+    let coordinator = Coordinator::new(c.store.clone());
+    // The death-detection time is an argument of each beat: a long one
+    // makes the second beat steady whatever the machine's pace.
+    let beat = |dead_after_ms| {
+        coordinator
+            .heartbeat("n1", "127.0.0.1:1", 60_000, dead_after_ms)
+            .unwrap()
+    };
+    let since = |c: &Coordinator| c.move_times().unwrap().live_since.get("n1").copied();
+    let first = beat(60_000);
+    assert_eq!(since(&coordinator), Some(first));
+    let again = beat(60_000);
+    assert_eq!(since(&coordinator), Some(first), "a steady beat keeps it");
+    // Silent for longer than the death-detection time: a new run.
+    eventually(
+        Duration::from_secs(5),
+        "redis time passes the silence",
+        || coordinator.move_times().unwrap().now_ms > again + 50,
+    );
+    let back = beat(50);
+    assert_eq!(since(&coordinator), Some(back));
+    assert!(back > again);
+    coordinator.leave("n1").unwrap();
+    assert_eq!(since(&coordinator), None, "a leave forgets it");
+}
