@@ -326,6 +326,47 @@ impl Cluster {
         .await
     }
 
+    /// `wait_balanced`, and then until placement has nothing left to do:
+    /// the assignment is the fixed point the leader converges to once no
+    /// shard settles and no node warms up (the same pure `plan`, with the
+    /// nodes' own timers and limits). Balancing moves a fault defers, such
+    /// as the move back onto a restarted or woken node, have then happened,
+    /// so they cannot land in the next fault's recovery.
+    pub async fn wait_placed(&self, deadline: Duration) -> Result<()> {
+        use liveseg_cluster::placement::{Node, PlacementInput, Settling, plan};
+        self.wait_balanced(deadline).await?;
+        let coordinator = liveseg_cluster::coordinator::Coordinator::new(self.redis_store()?);
+        let config = liveseg_cluster::member::MemberConfig::test("harness", "", self.shards);
+        let dead_after_ms = config.dead_after.as_millis() as u64;
+        poll(deadline, "placement at its fixed point", || {
+            let done = (|| {
+                let live: Vec<Node> = coordinator
+                    .live_nodes(dead_after_ms)
+                    .ok()?
+                    .into_iter()
+                    .map(|id| Node { id, weight: 1 })
+                    .collect();
+                let table = coordinator.assignment().ok()?;
+                let current: Vec<Option<String>> = (0..self.shards)
+                    .map(|s| table.owners.get(&s).cloned())
+                    .collect();
+                let pending = plan(&PlacementInput {
+                    shards: self.shards,
+                    live: &live,
+                    current: &current,
+                    max_moves: config.max_moves,
+                    load_factor: config.load_factor,
+                    settling: Settling::NONE,
+                });
+                pending.moves.is_empty().then_some(())
+            })();
+            async move { done }
+        })
+        .await?;
+        // The last move's new owner may still be acquiring and loading.
+        self.wait_balanced(deadline).await
+    }
+
     /// Admin client on any live node.
     pub async fn admin(
         &self,
