@@ -57,6 +57,12 @@ impl ContentRecord {
         base64::engine::general_purpose::STANDARD.encode(bytes)
     }
 
+    /// The record as the catalog stores it: `(id, JSON)`.
+    pub fn stored(&self) -> Result<(String, String)> {
+        let json = serde_json::to_string(self).map_err(|e| NodeError::Internal(e.to_string()))?;
+        Ok((self.id.clone(), json))
+    }
+
     pub fn vector(&self) -> std::result::Result<Vec<f32>, String> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&self.vector)
@@ -128,6 +134,14 @@ pub fn library_of(records: &[ContentRecord]) -> Result<ContentLibrary> {
 /// rounding (cosine >= 0.99 to f32) could tell them apart.
 pub fn same_model(stored: &str, current: &str) -> bool {
     stored == current || (!stored.contains(' ') && current.split(' ').next() == Some(stored))
+}
+
+/// `check_model`, then records `current` as a model of `lib`: what every
+/// caller about to add vectors of `current` to `lib` does.
+pub fn adopt_model(lib: &mut ContentLibrary, current: &str) -> Result<()> {
+    check_model(lib, current)?;
+    lib.note_model(current);
+    Ok(())
 }
 
 /// Refuses to add vectors of model `current` to a library whose vectors

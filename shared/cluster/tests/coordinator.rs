@@ -4,9 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::eventually;
+
 use liveseg_cluster::coordinator::Coordinator;
 use liveseg_store::redis::{Fsync, RedisOptions, RedisProcess, RedisStore};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Cluster {
     _redis: RedisProcess,
@@ -21,15 +25,6 @@ impl Cluster {
             _redis: redis,
             store,
         }
-    }
-}
-
-/// Polls `f` every 20 ms until it returns true or `limit` passes.
-fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -5,6 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::eventually;
+
 use liveseg_cluster::coordinator::Coordinator;
 use liveseg_cluster::journal::{self, Interval};
 use liveseg_cluster::member::{DrainDone, Member, MemberConfig, ShardHost, StopReason};
@@ -167,19 +171,6 @@ impl Cluster {
             "double ownership (ns per shard): {overlap:?}"
         );
     }
-}
-
-/// Polls `f` every 20 ms until it returns true or `limit` passes.
-fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    start.elapsed()
 }
 
 /// Every shard active on exactly one of `hosts`, the one the table names.

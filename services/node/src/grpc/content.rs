@@ -65,8 +65,7 @@ async fn compile_with_library(
         .collect();
     if !missing.is_empty() {
         let embedded = node.models.embed(&missing).await?;
-        content::check_model(&lib, &embedded.model)?;
-        lib.note_model(&embedded.model);
+        content::adopt_model(&mut lib, &embedded.model)?;
         let now = node.clock.now();
         let mut stored = Vec::new();
         for (text, v) in missing.iter().zip(embedded.vectors) {
@@ -84,9 +83,7 @@ async fn compile_with_library(
                 registered_ms: now,
                 vector: ContentRecord::encode_vector(&v.values),
             };
-            let json =
-                serde_json::to_string(&record).map_err(|e| NodeError::Internal(e.to_string()))?;
-            stored.push((record.id, json));
+            stored.push(record.stored()?);
         }
         node.catalog
             .put_contents(tenant, &stored)
@@ -281,8 +278,7 @@ impl pb::content_service_server::ContentService for ContentApi {
         // Each vector must fit the library (same model and dimensions, not
         // degenerate) before anything is stored.
         let mut lib = content::library(self.0.catalog.as_ref(), &tenant.id)?;
-        content::check_model(&lib, &embedded.model)?;
-        lib.note_model(&embedded.model);
+        content::adopt_model(&mut lib, &embedded.model)?;
         for ((n, metadata), v) in valid.into_iter().zip(embedded.vectors) {
             let item = &items[n];
             let v = v.and_then(|v| {
@@ -304,9 +300,7 @@ impl pb::content_service_server::ContentService for ContentApi {
                         registered_ms: now,
                         vector: ContentRecord::encode_vector(&v.values),
                     };
-                    let json = serde_json::to_string(&record)
-                        .map_err(|e| NodeError::Internal(e.to_string()))?;
-                    records.push((record.id, json));
+                    records.push(record.stored()?);
                 }
                 Err(e) => results[n].error = format!("items[{n}].text: {e}"),
             }
@@ -416,9 +410,8 @@ impl pb::content_service_server::ContentService for ContentApi {
         let set = compile_with_library(&self.0, &tenant.id, &defs, lib).await?;
         let stored = records
             .iter()
-            .map(|r| Ok((r.id.clone(), serde_json::to_string(r)?)))
-            .collect::<Result<Vec<_>, serde_json::Error>>()
-            .map_err(|e| NodeError::Internal(e.to_string()))?;
+            .map(ContentRecord::stored)
+            .collect::<Result<Vec<_>, _>>()?;
         self.0
             .catalog
             .put_contents(&tenant.id, &stored)
