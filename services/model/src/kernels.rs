@@ -17,6 +17,8 @@
 //! without reassociation, and their order is fixed: a row's result never
 //! depends on the other rows of the batch.
 
+use pulp::{Simd, WithSimd};
+
 /// Partial sums per reduction; one AVX register of f32.
 const LANES: usize = 8;
 
@@ -123,10 +125,14 @@ fn normalize_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 
 /// Layer norm of each `gamma.len()`-wide row of `rows`, in place.
 pub fn layer_norm(rows: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
-    pulp::Arch::new().dispatch(|| {
-        for row in rows.chunks_exact_mut(gamma.len()) {
-            normalize_row(row, gamma, beta, eps);
-        }
+    let delta: &[f32] = &[];
+    pulp::Arch::new().dispatch(ResidualNorm {
+        x: rows,
+        delta,
+        bias: delta,
+        gamma,
+        beta,
+        eps,
     });
 }
 
@@ -140,37 +146,96 @@ pub fn add_bias_residual_layer_norm(
     beta: &[f32],
     eps: f32,
 ) {
-    let width = gamma.len();
-    pulp::Arch::new().dispatch(|| {
-        for (row, d) in x.chunks_exact_mut(width).zip(delta.chunks_exact(width)) {
-            for ((v, d), b) in row.iter_mut().zip(d).zip(bias) {
-                *v += d + b;
-            }
-            normalize_row(row, gamma, beta, eps);
-        }
+    pulp::Arch::new().dispatch(ResidualNorm {
+        x,
+        delta,
+        bias,
+        gamma,
+        beta,
+        eps,
     });
+}
+
+/// Why a struct per kernel, not a closure: `dispatch` compiles the
+/// `with_simd` body into a function built for the CPU's best SIMD level
+/// only if the body is inlined there; a closure's body is a function of its
+/// own that LLVM may leave out of line, and it then runs as baseline SSE2
+/// (perf showed softmax doing exactly that). `#[inline(always)]` on
+/// `with_simd` and on every helper it calls guarantees the inlining.
+struct ResidualNorm<'a> {
+    x: &'a mut [f32],
+    /// Empty for a plain layer norm.
+    delta: &'a [f32],
+    bias: &'a [f32],
+    gamma: &'a [f32],
+    beta: &'a [f32],
+    eps: f32,
+}
+
+impl WithSimd for ResidualNorm<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let width = self.gamma.len();
+        if width == 0 {
+            return;
+        }
+        for (i, row) in self.x.chunks_exact_mut(width).enumerate() {
+            if let Some(d) = self.delta.get(i * width..(i + 1) * width) {
+                for ((v, d), b) in row.iter_mut().zip(d).zip(self.bias) {
+                    *v += d + b;
+                }
+            }
+            normalize_row(row, self.gamma, self.beta, self.eps);
+        }
+    }
 }
 
 /// `x <- gelu(x + bias)` for each `bias.len()`-wide row.
 pub fn add_bias_gelu(x: &mut [f32], bias: &[f32]) {
-    pulp::Arch::new().dispatch(|| {
-        for row in x.chunks_exact_mut(bias.len()) {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v = gelu(*v + b);
-            }
-        }
+    pulp::Arch::new().dispatch(AddBias {
+        x,
+        bias,
+        gelu: true,
     });
 }
 
 /// `x <- x + bias` for each `bias.len()`-wide row.
 pub fn add_bias(x: &mut [f32], bias: &[f32]) {
-    pulp::Arch::new().dispatch(|| {
-        for row in x.chunks_exact_mut(bias.len()) {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v += b;
+    pulp::Arch::new().dispatch(AddBias {
+        x,
+        bias,
+        gelu: false,
+    });
+}
+
+struct AddBias<'a> {
+    x: &'a mut [f32],
+    bias: &'a [f32],
+    gelu: bool,
+}
+
+impl WithSimd for AddBias<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        if self.bias.is_empty() {
+            return;
+        }
+        for row in self.x.chunks_exact_mut(self.bias.len()) {
+            if self.gelu {
+                for (v, b) in row.iter_mut().zip(self.bias) {
+                    *v = gelu(*v + b);
+                }
+            } else {
+                for (v, b) in row.iter_mut().zip(self.bias) {
+                    *v += b;
+                }
             }
         }
-    });
+    }
 }
 
 /// Softmax of each `width`-wide row, in place (max subtracted first).
@@ -178,8 +243,20 @@ pub fn softmax_rows(x: &mut [f32], width: usize) {
     if width == 0 {
         return;
     }
-    pulp::Arch::new().dispatch(|| {
-        for row in x.chunks_exact_mut(width) {
+    pulp::Arch::new().dispatch(SoftmaxRows { x, width });
+}
+
+struct SoftmaxRows<'a> {
+    x: &'a mut [f32],
+    width: usize,
+}
+
+impl WithSimd for SoftmaxRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        for row in self.x.chunks_exact_mut(self.width) {
             let max = lane_max(row);
             for v in row.iter_mut() {
                 *v = exp(*v - max);
@@ -189,7 +266,7 @@ pub fn softmax_rows(x: &mut [f32], width: usize) {
                 *v *= inv;
             }
         }
-    });
+    }
 }
 
 #[cfg(test)]
