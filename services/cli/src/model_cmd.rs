@@ -60,8 +60,8 @@ pub struct ModelDir {
     /// Directory with model.safetensors, tokenizer.json and config.json (scripts/fetch-model.sh fetches them).
     #[arg(long, env = "LIVESEG_MODEL_DIR", value_name = "DIR", default_value = liveseg_model::files::DEFAULT_DIR)]
     pub model_dir: PathBuf,
-    /// Dense-layer precision: f32 (exact, the default) or int8 (Q8_0 weights: faster, approximate; see BENCHMARKS.md for its accuracy).
-    #[arg(long, env = "LIVESEG_MODEL_PRECISION", value_name = "f32|int8", default_value_t = Precision::F32)]
+    /// Dense-layer precision: f32 (exact, the default), int8 (liveseg's int8 kernel: fastest, approximate) or q8_0 (Candle's Q8_0 blocks: closer to f32, slower); BENCHMARKS.md has their accuracy.
+    #[arg(long, env = "LIVESEG_MODEL_PRECISION", value_name = "f32|int8|q8_0", default_value_t = Precision::F32)]
     pub precision: Precision,
 }
 

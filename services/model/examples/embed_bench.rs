@@ -12,6 +12,8 @@
 //! ```
 //!
 //! `--buckets short,medium` and `--batches 1,8` pick cells;
+//! `--precisions f32,int8,q8_0` picks the Candle sides (default f32,int8;
+//! q8_0 is Candle's own quantized matmul, slow, for comparison);
 //! `--onnx-dir DIR` reads the ONNX graphs from DIR instead of the model
 //! directory; `--no-ort` times Candle alone (for quick iterations, not for
 //! recorded figures).
@@ -135,8 +137,10 @@ fn main() {
     let no_ort = std::env::args().any(|a| a == "--no-ort");
     let dir = repo().join("models/all-MiniLM-L6-v2");
     let onnx_dir = arg("--onnx-dir", &dir.display().to_string());
-    let embedders: Vec<(String, Embedder)> = [Precision::F32, Precision::Int8]
-        .into_iter()
+    let precisions = arg("--precisions", "f32,int8");
+    let embedders: Vec<(String, Embedder)> = precisions
+        .split(',')
+        .map(|p| p.parse::<Precision>().expect("--precisions"))
         .map(|p| {
             let e = Embedder::load_with(&dir, p).unwrap_or_else(|err| panic!("{err}"));
             (format!("candle-{p}"), e)
@@ -188,11 +192,17 @@ fn main() {
             }
         }
     }
+    let q8 = embedders.iter().any(|(name, _)| name == "candle-q8_0");
+    let (q8_head, q8_rule) = if q8 {
+        (" candle q8_0 | q8_0 / ORT int8 |", "---|---|")
+    } else {
+        ("", "")
+    };
     println!(
         "| bucket | batch | candle f32 texts/s (p50 / p99 ms) | ORT f32 | candle / ORT f32 \
-         | candle int8 | ORT int8 | candle / ORT int8 |"
+         | candle int8 | ORT int8 | candle / ORT int8 |{q8_head}"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|{q8_rule}");
     for &b in &buckets {
         for &n in &batches {
             let cell = |k: &str| (k.to_string(), b.to_string(), n);
@@ -200,8 +210,14 @@ fn main() {
             let (of, oft) = show(&results, &cell("ort-f32"));
             let (cq, cqt) = show(&results, &cell("candle-int8"));
             let (oq, oqt) = show(&results, &cell("ort-int8"));
+            let q8_cells = if q8 {
+                let (c8, c8t) = show(&results, &cell("candle-q8_0"));
+                format!(" {c8} | {:.2} |", c8t / oqt)
+            } else {
+                String::new()
+            };
             println!(
-                "| {b} | {n} | {cf} | {of} | {:.2} | {cq} | {oq} | {:.2} |",
+                "| {b} | {n} | {cf} | {of} | {:.2} | {cq} | {oq} | {:.2} |{q8_cells}",
                 cft / oft,
                 cqt / oqt
             );

@@ -1,13 +1,16 @@
-//! A dense layer's weights and its matrix product, in f32 or int8.
+//! A dense layer's weights and its matrix product, in f32 or one of two
+//! int8 forms.
 //!
-//! The int8 form is Candle's quantized matmul (`k_quants::matmul`, what
-//! `QMatMul` runs on CPU) called on slices: the weights are Q8_0 blocks
-//! (32 int8 values and one f16 scale), and each product quantizes its input
-//! rows to Q8_0 too, so both sides of every dot product are int8. 384 and
-//! 1536 are multiples of the 32-wide block; the 256-wide k-quants are not.
+//! `Int8` is liveseg's own kernel (`gemm_i8`). `Q8_0` is Candle's quantized
+//! matmul (`k_quants::matmul`, what `QMatMul` runs on CPU) called on slices:
+//! the weights are Q8_0 blocks (32 int8 values and one f16 scale), and each
+//! product quantizes its input rows to Q8_0 too, so both sides of every dot
+//! product are int8. 384 and 1536 are multiples of the 32-wide block; the
+//! 256-wide k-quants are not.
 
 use crate::error::{ModelError, Result};
 use crate::gemm_f32::{self, MatRef, Threads};
+use crate::gemm_i8::PackedI8;
 use crate::precision::Precision;
 use candle_core::quantized::GgmlType;
 use candle_core::quantized::k_quants::{self, BlockQ8_0};
@@ -15,6 +18,8 @@ use candle_core::quantized::k_quants::{self, BlockQ8_0};
 enum Weights {
     /// `(in, out)` row-major, so the product streams it contiguously.
     F32(Vec<f32>),
+    /// Quantized per output channel and packed for `gemm_i8`.
+    I8(PackedI8),
     /// `(out, in)`: each output's weights as `in / 32` blocks, the layout
     /// Candle's quantized matmul takes.
     Q8(Vec<BlockQ8_0>),
@@ -53,10 +58,11 @@ impl Dense {
                 }
                 Weights::F32(t)
             }
-            Precision::Int8 => {
+            Precision::Int8 => Weights::I8(PackedI8::new(weight_out_in, outputs, inputs)?),
+            Precision::Q8_0 => {
                 if !inputs.is_multiple_of(BlockQ8_0::BLCK_SIZE) {
                     return Err(ModelError::Load(format!(
-                        "int8 needs input widths that are multiples of {}; got {inputs}",
+                        "q8_0 needs input widths that are multiples of {}; got {inputs}",
                         BlockQ8_0::BLCK_SIZE
                     )));
                 }
@@ -100,6 +106,7 @@ impl Dense {
                 MatRef::row_major(w, k, n)?,
                 Threads::Pool,
             ),
+            Weights::I8(packed) => packed.matmul(x, rows, dst),
             Weights::Q8(blocks) => Ok(k_quants::matmul((rows, k, n), x, blocks, dst)?),
         }
     }
@@ -136,7 +143,11 @@ mod tests {
     fn f32_and_int8_products_match_the_definition() {
         let (w, x, rows, inputs, outputs) = case();
         let want = reference(&w, &x, rows, inputs, outputs);
-        for (precision, tolerance) in [(Precision::F32, 1e-4), (Precision::Int8, 0.15)] {
+        for (precision, tolerance) in [
+            (Precision::F32, 1e-4),
+            (Precision::Int8, 0.3),
+            (Precision::Q8_0, 0.15),
+        ] {
             let d = Dense::new(&w, vec![0.0; outputs], outputs, inputs, precision).unwrap();
             let mut dst = vec![0.0; rows * outputs];
             d.product(&x, rows, &mut dst).unwrap();
@@ -151,9 +162,11 @@ mod tests {
         let (w, x, rows, inputs, outputs) = case();
         assert!(Dense::new(&w[1..], vec![0.0; outputs], outputs, inputs, Precision::F32).is_err());
         let odd = vec![0.0; 12 * 33];
-        assert!(Dense::new(&odd, vec![0.0; 12], 12, 33, Precision::Int8).is_err());
-        let d = Dense::new(&w, vec![0.0; outputs], outputs, inputs, Precision::Int8).unwrap();
-        let mut dst = vec![0.0; rows * outputs - 1];
-        assert!(d.product(&x, rows, &mut dst).is_err());
+        assert!(Dense::new(&odd, vec![0.0; 12], 12, 33, Precision::Q8_0).is_err());
+        for precision in [Precision::Int8, Precision::Q8_0] {
+            let d = Dense::new(&w, vec![0.0; outputs], outputs, inputs, precision).unwrap();
+            let mut dst = vec![0.0; rows * outputs - 1];
+            assert!(d.product(&x, rows, &mut dst).is_err());
+        }
     }
 }

@@ -58,7 +58,8 @@ impl Embedder {
     pub fn backend(&self) -> String {
         match self.precision() {
             Precision::F32 => "candle-cpu f32".to_string(),
-            Precision::Int8 => "candle-cpu int8 (q8_0 weights)".to_string(),
+            Precision::Int8 => "candle-cpu int8 (liveseg s8 weights x u8 rows)".to_string(),
+            Precision::Q8_0 => "candle-cpu int8 (candle q8_0 blocks)".to_string(),
         }
     }
 
@@ -120,9 +121,13 @@ fn model_id(files: &ModelFiles, precision: Precision) -> Result<String> {
     }
     let digest = hash.finalize();
     let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    // "int8" in ids stored before the `gemm_i8` kernel named Candle's Q8_0
+    // vectors; it keeps that meaning, so a library embedded with Q8_0 is not
+    // silently mixed with the other int8 kernel's vectors.
     let precision = match precision {
         Precision::F32 => "f32",
-        Precision::Int8 => "int8",
+        Precision::Q8_0 => "int8",
+        Precision::Int8 => "int8-rows",
     };
     Ok(format!("{MODEL_NAME} {precision} sha256:{hex}"))
 }

@@ -9,6 +9,7 @@ pub mod embedder;
 pub mod error;
 pub mod files;
 pub mod gemm_f32;
+pub mod gemm_i8;
 pub mod kernels;
 pub mod precision;
 pub mod propensity;
