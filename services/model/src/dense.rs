@@ -11,13 +11,17 @@
 use crate::error::{ModelError, Result};
 use crate::gemm_f32::{self, MatRef, Threads};
 use crate::gemm_i8::PackedI8;
+use crate::panels_f32::{self, PackedF32};
 use crate::precision::Precision;
 use candle_core::quantized::GgmlType;
 use candle_core::quantized::k_quants::{self, BlockQ8_0};
 
 enum Weights {
-    /// `(in, out)` row-major, so the product streams it contiguously.
+    /// `(in, out)` row-major for `gemm`, so the product streams it
+    /// contiguously (CPUs without AVX-512).
     F32(Vec<f32>),
+    /// Packed for the panel kernel (CPUs with AVX-512).
+    F32Panels(PackedF32),
     /// Quantized per output channel and packed for `gemm_i8`.
     I8(PackedI8),
     /// `(out, in)`: each output's weights as `in / 32` blocks, the layout
@@ -49,6 +53,9 @@ impl Dense {
             )));
         }
         let weights = match precision {
+            Precision::F32 if panels_f32::available() => {
+                Weights::F32Panels(PackedF32::new(weight_out_in, outputs, inputs)?)
+            }
             Precision::F32 => {
                 let mut t = vec![0.0f32; inputs * outputs];
                 for (o, row) in weight_out_in.chunks_exact(inputs).enumerate() {
@@ -99,6 +106,7 @@ impl Dense {
             )));
         };
         match &self.weights {
+            Weights::F32Panels(packed) => packed.matmul(x, rows, dst),
             Weights::F32(w) => gemm_f32::matmul(
                 dst,
                 n,

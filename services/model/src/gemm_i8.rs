@@ -31,14 +31,7 @@ use crate::error::{ModelError, Result};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// Output columns per panel: one 512-bit register of i32 lanes.
-const PANEL: usize = 16;
-/// Panels per register tile (32 columns).
-const TILE_PANELS: usize = 2;
-/// Rows per register tile: 8 x 2 accumulators + 2 weight registers.
-const TILE_ROWS: usize = 8;
-/// Rows a thread takes at a time when the product is split by rows.
-const CHUNK_ROWS: usize = 64;
+use crate::panels::{self, PANEL, TILE_PANELS, TILE_ROWS};
 
 /// A dense layer's weights, quantized and packed for the kernel.
 pub struct PackedI8 {
@@ -50,7 +43,6 @@ pub struct PackedI8 {
     /// `4g..4g+4`) is 64 bytes at `(p * k4 / 4 + g) * 64`; byte `c*4 + j`
     /// is the weight of column `16p + c` for input `4g + j`.
     panels: Vec<i8>,
-    panel_count: usize,
     /// Per output column: the dequantization scale and `Σ w` over inputs.
     scales: Vec<f32>,
     col_sums: Vec<i32>,
@@ -75,7 +67,7 @@ impl PackedI8 {
             )));
         }
         let k4 = inputs.div_ceil(4) * 4;
-        let panel_count = outputs.div_ceil(PANEL * TILE_PANELS) * TILE_PANELS;
+        let panel_count = panels::panel_count(outputs);
         let mut panels = vec![0i8; panel_count * PANEL * k4];
         let mut scales = vec![0.0f32; outputs];
         let mut col_sums = vec![0i32; outputs];
@@ -95,7 +87,6 @@ impl PackedI8 {
             outputs,
             k4,
             panels,
-            panel_count,
             scales,
             col_sums,
         })
@@ -131,42 +122,9 @@ impl PackedI8 {
             };
             quantize_rows(x, rows, k, self.k4, q);
             let q: &QuantRows = q;
-            let threads = rayon::current_num_threads();
-            if rows >= CHUNK_ROWS * threads || threads == 1 {
-                // Enough rows: each thread takes whole row chunks.
-                dst.par_chunks_mut(CHUNK_ROWS * n)
-                    .enumerate()
-                    .for_each(|(i, out)| {
-                        let first = i * CHUNK_ROWS;
-                        let count = out.len() / n;
-                        self.rows_times_panels(q, vnni, first, count, 0, self.panel_count, out, n);
-                    });
-            } else {
-                // Few rows (short texts, small batches): split the columns,
-                // each thread into its own buffer, then copy into place.
-                let parts = threads.min(self.panel_count / TILE_PANELS).max(1);
-                let per = (self.panel_count / TILE_PANELS).div_ceil(parts) * TILE_PANELS;
-                let pieces: Vec<(usize, usize, Vec<f32>)> = (0..parts)
-                    .into_par_iter()
-                    .map(|part| {
-                        let p0 = (part * per).min(self.panel_count);
-                        let p1 = (p0 + per).min(self.panel_count);
-                        let c0 = (p0 * PANEL).min(n);
-                        let width = (p1 * PANEL).min(n) - c0;
-                        let mut out = vec![0.0f32; rows * width];
-                        self.rows_times_panels(q, vnni, 0, rows, p0, p1, &mut out, width);
-                        (c0, width, out)
-                    })
-                    .collect();
-                for (c0, width, out) in pieces {
-                    if width == 0 {
-                        continue;
-                    }
-                    for (dst_row, row) in dst.chunks_exact_mut(n).zip(out.chunks_exact(width)) {
-                        dst_row[c0..c0 + width].copy_from_slice(row);
-                    }
-                }
-            }
+            panels::spread(rows, n, dst, |first, count, p0, p1, out, stride| {
+                self.rows_times_panels(q, vnni, first, count, p0, p1, out, stride);
+            });
         });
         Ok(())
     }

@@ -11,6 +11,8 @@ pub mod files;
 pub mod gemm_f32;
 pub mod gemm_i8;
 pub mod kernels;
+pub mod panels;
+pub mod panels_f32;
 pub mod precision;
 pub mod propensity;
 pub mod tokenize;

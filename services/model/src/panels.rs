@@ -1,0 +1,71 @@
+//! How the panel kernels (`gemm_i8`, `panels_f32`) lay out weights and
+//! spread one product over rayon's pool.
+//!
+//! Weights are packed once into panels of `PANEL` output columns; a
+//! register tile is `TILE_ROWS` input rows by `TILE_PANELS` panels, so each
+//! weight vector loaded is used for 8 rows.
+
+use rayon::prelude::*;
+
+/// Output columns per panel: one 512-bit register of 32-bit lanes.
+pub const PANEL: usize = 16;
+/// Panels per register tile (32 columns).
+pub const TILE_PANELS: usize = 2;
+/// Rows per register tile: 8 x 2 accumulators + 2 weight registers.
+pub const TILE_ROWS: usize = 8;
+/// Rows a thread takes at a time when the product is split by rows.
+const CHUNK_ROWS: usize = 64;
+
+/// Panels for `outputs` columns, rounded up to whole tiles.
+pub fn panel_count(outputs: usize) -> usize {
+    outputs.div_ceil(PANEL * TILE_PANELS) * TILE_PANELS
+}
+
+/// Runs `work(first, count, p0, p1, out, out_stride)` over parts of a
+/// `rows x outputs` product into `dst` (row-major), in parallel: whole row
+/// chunks when there are enough rows, else column ranges (each part into
+/// its own buffer, copied into place after). `work` fills rows
+/// `first..first + count`, panels `p0..p1`, into `out`, whose rows are
+/// `out_stride` wide and start at column `PANEL * p0`.
+pub fn spread<W>(rows: usize, outputs: usize, dst: &mut [f32], work: W)
+where
+    W: Fn(usize, usize, usize, usize, &mut [f32], usize) + Sync,
+{
+    let n = outputs;
+    let panels = panel_count(n);
+    if rows == 0 || n == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    if rows >= CHUNK_ROWS * threads || threads == 1 {
+        dst.par_chunks_mut(CHUNK_ROWS * n)
+            .enumerate()
+            .for_each(|(i, out)| work(i * CHUNK_ROWS, out.len() / n, 0, panels, out, n));
+        return;
+    }
+    // Few rows (short texts, small batches): split the columns.
+    let parts = threads.min(panels / TILE_PANELS).max(1);
+    let per = (panels / TILE_PANELS).div_ceil(parts) * TILE_PANELS;
+    let pieces: Vec<(usize, usize, Vec<f32>)> = (0..parts)
+        .into_par_iter()
+        .map(|part| {
+            let p0 = (part * per).min(panels);
+            let p1 = (p0 + per).min(panels);
+            let c0 = (p0 * PANEL).min(n);
+            let width = (p1 * PANEL).min(n) - c0;
+            let mut out = vec![0.0f32; rows * width];
+            if width > 0 {
+                work(0, rows, p0, p1, &mut out, width);
+            }
+            (c0, width, out)
+        })
+        .collect();
+    for (c0, width, out) in pieces {
+        if width == 0 {
+            continue;
+        }
+        for (dst_row, row) in dst.chunks_exact_mut(n).zip(out.chunks_exact(width)) {
+            dst_row[c0..c0 + width].copy_from_slice(row);
+        }
+    }
+}
