@@ -301,6 +301,9 @@ impl pulp::WithSimd for QuantizeRows<'_> {
     }
 }
 
+/// 1.5 * 2^23 (see `quantize_row`).
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
 /// Lanes of the min/max reduction: independent partial results vectorise.
 const LANES: usize = 16;
 
@@ -324,11 +327,13 @@ fn quantize_row(row: &[f32], out: &mut [u8]) -> (f32, i32) {
     let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
     let zero = (-lo / scale).round().clamp(0.0, 255.0);
     let inv = 1.0 / scale;
-    // Round half up: the value plus a half, truncated (it is >= 0 here).
-    let shift = zero + 0.5;
     let (head, padding) = out.split_at_mut(row.len());
     for (o, v) in head.iter_mut().zip(row) {
-        *o = (v * inv + shift).clamp(0.0, 255.0) as u8;
+        // Adding 1.5 * 2^23 to a value in [0, 255] leaves it rounded (to
+        // nearest even) in the low mantissa bits: plain bit operations, so
+        // the loop vectorises, where a float-to-u8 cast did not.
+        let q = (v * inv + zero).clamp(0.0, 255.0) + ROUND_MAGIC;
+        *o = q.to_bits() as u8;
     }
     // Padding inputs hold the zero point, so they add `zero * 0`.
     padding.fill(zero as u8);
