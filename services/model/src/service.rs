@@ -22,7 +22,8 @@ pub const MAX_TEXT_BYTES: usize = 100_000;
 pub struct ModelConfig {
     pub model_dir: PathBuf,
     pub queue: QueueConfig,
-    /// Dense-layer weights: f32 (exact, the default) or int8 (Q8_0).
+    /// Dense-layer weights: f32 (exact, the default), int8 (liveseg's int8
+    /// kernel) or q8_0 (Candle's Q8_0 blocks).
     pub precision: crate::precision::Precision,
 }
 
