@@ -18,19 +18,15 @@
 //! column `w` is `s·s_w·(Σ q·w - z·Σ w)`; `Σ w` is stored per column at load
 //! time, so the inner loop multiplies raw u8 by s8 and nothing else.
 //!
-//! Where the CPU has no AVX-512 VNNI, a portable loop over the same packed
-//! layout gives bit-identical results (both sum exact i32), just slower.
-//!
-//! Why `unsafe` here: the VNNI kernel uses `std::arch` intrinsics (raw
-//! pointer loads) inside a `#[target_feature]` function that may only run
-//! after the run-time check. Every pointer it reads is derived from slices
-//! whose lengths are checked before the call; see `tile_vnni`.
-#![allow(unsafe_code)]
+//! Where the CPU has no AVX-512 VNNI, an AVX2 tile (or a portable loop)
+//! over the same packed layout gives bit-identical results (all sum exact
+//! i32), just slower; the tiles are in `int8_tiles`.
 
 use crate::error::{ModelError, Result};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
+use crate::int8_tiles::{self, Kernel};
 use crate::panels::{self, PANEL, TILE_PANELS, TILE_ROWS};
 
 /// A dense layer's weights, quantized and packed for the kernel.
@@ -94,12 +90,12 @@ impl PackedI8 {
 
     /// `dst[..rows * outputs] = x[..rows * inputs] * Wᵀ`, row-major.
     pub fn matmul(&self, x: &[f32], rows: usize, dst: &mut [f32]) -> Result<()> {
-        self.matmul_on(x, rows, dst, has_vnni())
+        self.matmul_on(x, rows, dst, Kernel::best())
     }
 
-    /// `matmul` on the VNNI kernel or the portable one (`vnni` is only a
-    /// request: without the CPU feature the portable loop runs).
-    fn matmul_on(&self, x: &[f32], rows: usize, dst: &mut [f32], vnni: bool) -> Result<()> {
+    /// `matmul` on a given tile kernel (only a request: without the CPU
+    /// features the portable loop runs).
+    fn matmul_on(&self, x: &[f32], rows: usize, dst: &mut [f32], kernel: Kernel) -> Result<()> {
         let (k, n) = (self.inputs, self.outputs);
         let (Some(x), Some(dst)) = (x.get(..rows * k), dst.get_mut(..rows * n)) else {
             return Err(ModelError::Inference(format!(
@@ -123,7 +119,7 @@ impl PackedI8 {
             quantize_rows(x, rows, k, self.k4, q);
             let q: &QuantRows = q;
             panels::spread(rows, n, dst, |first, count, p0, p1, out, stride| {
-                self.rows_times_panels(q, vnni, first, count, p0, p1, out, stride);
+                self.rows_times_panels(q, kernel, first, count, p0, p1, out, stride);
             });
         });
         Ok(())
@@ -136,7 +132,7 @@ impl PackedI8 {
     fn rows_times_panels(
         &self,
         q: &QuantRows,
-        vnni: bool,
+        kernel: Kernel,
         first: usize,
         count: usize,
         p0: usize,
@@ -147,7 +143,7 @@ impl PackedI8 {
         pulp::Arch::new().dispatch(RowsTimesPanels {
             packed: self,
             q,
-            vnni,
+            kernel,
             first,
             count,
             panels: (p0, p1),
@@ -161,7 +157,7 @@ impl PackedI8 {
     fn rows_times_panels_body(
         &self,
         q: &QuantRows,
-        vnni: bool,
+        kernel: Kernel,
         first: usize,
         count: usize,
         p0: usize,
@@ -175,11 +171,7 @@ impl PackedI8 {
             let w = &self.panels[p * panel_len..(p + TILE_PANELS) * panel_len];
             for r0 in (first..first + count).step_by(TILE_ROWS) {
                 let a = &q.data[r0 * self.k4..(r0 + TILE_ROWS) * self.k4];
-                if vnni {
-                    tile_vnni(a, w, self.k4, &mut acc);
-                } else {
-                    tile_portable(a, w, self.k4, &mut acc);
-                }
+                int8_tiles::tile(kernel, a, w, self.k4, &mut acc);
                 let live_rows = (first + count - r0).min(TILE_ROWS);
                 for (t, acc_row) in acc.iter().enumerate().take(live_rows) {
                     let r = r0 + t;
@@ -202,7 +194,7 @@ impl PackedI8 {
 struct RowsTimesPanels<'a> {
     packed: &'a PackedI8,
     q: &'a QuantRows,
-    vnni: bool,
+    kernel: Kernel,
     first: usize,
     count: usize,
     panels: (usize, usize),
@@ -218,7 +210,7 @@ impl pulp::WithSimd for RowsTimesPanels<'_> {
         let (p0, p1) = self.panels;
         self.packed.rows_times_panels_body(
             self.q,
-            self.vnni,
+            self.kernel,
             self.first,
             self.count,
             p0,
@@ -340,99 +332,6 @@ fn quantize_row(row: &[f32], out: &mut [u8]) -> (f32, i32) {
     (scale, zero as i32)
 }
 
-fn has_vnni() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// One register tile over the portable path: `acc[r][c] = Σ_i a[r][i] *
-/// w[c][i]` for 8 rows of `a` and the 32 columns of two panels.
-fn tile_portable(a: &[u8], w: &[i8], k4: usize, acc: &mut [[i32; 32]; TILE_ROWS]) {
-    for (r, acc_row) in acc.iter_mut().enumerate() {
-        let row = &a[r * k4..(r + 1) * k4];
-        for (half, panel) in w.chunks_exact(PANEL * k4).enumerate() {
-            let mut sums = [0i32; PANEL];
-            for (group, a4) in panel.chunks_exact(64).zip(row.chunks_exact(4)) {
-                for (c, sum) in sums.iter_mut().enumerate() {
-                    for j in 0..4 {
-                        *sum += i32::from(a4[j]) * i32::from(group[c * 4 + j]);
-                    }
-                }
-            }
-            acc_row[half * PANEL..(half + 1) * PANEL].copy_from_slice(&sums);
-        }
-    }
-}
-
-/// The same tile with AVX-512 VNNI; falls back to the portable loop where
-/// the CPU lacks it (callers check `has_vnni` once per product).
-fn tile_vnni(a: &[u8], w: &[i8], k4: usize, acc: &mut [[i32; 32]; TILE_ROWS]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if a.len() >= TILE_ROWS * k4 && w.len() >= TILE_PANELS * PANEL * k4 && has_vnni() {
-            // SAFETY: the CPU has avx512f/bw/vnni (checked just above), and
-            // `a` holds 8 rows of k4 bytes and `w` two panels of 16 * k4
-            // bytes (checked just above), which is all the kernel reads.
-            unsafe { vnni::tile(a, w, k4, acc) };
-            return;
-        }
-    }
-    tile_portable(a, w, k4, acc);
-}
-
-#[cfg(target_arch = "x86_64")]
-mod vnni {
-    use super::{PANEL, TILE_ROWS};
-    use std::arch::x86_64::*;
-
-    /// # Safety
-    /// The CPU must have avx512f, avx512bw and avx512vnni; `a` must hold
-    /// `TILE_ROWS * k4` bytes and `w` `2 * PANEL * k4` bytes.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn tile(a: &[u8], w: &[i8], k4: usize, acc: &mut [[i32; 32]; TILE_ROWS]) {
-        let mut sums = [[_mm512_setzero_si512(); 2]; TILE_ROWS];
-        let w0 = w.as_ptr();
-        // SAFETY (whole loop): group g < k4 / 4 reads bytes g*64..g*64+64
-        // of each panel (panel 1 starts at PANEL * k4), and 4 bytes at
-        // r * k4 + 4g of `a`: all inside the lengths the caller checked.
-        let w1 = unsafe { w0.add(PANEL * k4) };
-        for g in 0..k4 / 4 {
-            let (b0, b1) = unsafe {
-                (
-                    _mm512_loadu_si512(w0.add(g * 64).cast()),
-                    _mm512_loadu_si512(w1.add(g * 64).cast()),
-                )
-            };
-            for (r, s) in sums.iter_mut().enumerate() {
-                let four = unsafe {
-                    a.as_ptr()
-                        .add(r * k4 + g * 4)
-                        .cast::<i32>()
-                        .read_unaligned()
-                };
-                let x = _mm512_set1_epi32(four);
-                s[0] = _mm512_dpbusd_epi32(s[0], x, b0);
-                s[1] = _mm512_dpbusd_epi32(s[1], x, b1);
-            }
-        }
-        for (s, out) in sums.iter().zip(acc.iter_mut()) {
-            let (lo, hi) = out.split_at_mut(PANEL);
-            unsafe {
-                _mm512_storeu_si512(lo.as_mut_ptr().cast(), s[0]);
-                _mm512_storeu_si512(hi.as_mut_ptr().cast(), s[1]);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,9 +346,11 @@ mod tests {
         out
     }
 
-    fn run(p: &PackedI8, x: &[f32], rows: usize, vnni: bool) -> Vec<f32> {
+    const KERNELS: [Kernel; 3] = [Kernel::Portable, Kernel::Avx2, Kernel::Vnni];
+
+    fn run(p: &PackedI8, x: &[f32], rows: usize, kernel: Kernel) -> Vec<f32> {
         let mut dst = vec![f32::NAN; rows * p.outputs];
-        p.matmul_on(x, rows, &mut dst, vnni).unwrap();
+        p.matmul_on(x, rows, &mut dst, kernel).unwrap();
         dst
     }
 
@@ -478,8 +379,8 @@ mod tests {
                 })
                 .collect();
             let want = reference(&w, &x, rows, k, n);
-            for vnni in [false, true] {
-                for (a, b) in run(&p, &x, rows, vnni).iter().zip(&want) {
+            for kernel in KERNELS {
+                for (a, b) in run(&p, &x, rows, kernel).iter().zip(&want) {
                     assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{a} vs {b}");
                 }
             }
@@ -496,7 +397,7 @@ mod tests {
             .map(|i| (i as f32 * 0.11).cos() * 3.0)
             .collect();
         let p = PackedI8::new(&w, n, k).unwrap();
-        let got = run(&p, &x, rows, true);
+        let got = run(&p, &x, rows, Kernel::best());
         let want = reference(&w, &x, rows, k, n);
         for r in 0..rows {
             let xr = &x[r * k..(r + 1) * k];
@@ -521,10 +422,11 @@ mod tests {
         }
     }
 
-    /// Both kernels sum exact integers, so they agree to the bit, whatever
-    /// the split over threads.
+    /// The kernels sum exact integers, so they agree to the bit, whatever
+    /// the split over threads (each runs where the CPU has it; elsewhere the
+    /// portable loop stands in).
     #[test]
-    fn the_vnni_and_portable_kernels_agree_to_the_bit() {
+    fn the_vnni_avx2_and_portable_kernels_agree_to_the_bit() {
         let (k, n) = (96, 100);
         let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.73).sin()).collect();
         let p = PackedI8::new(&w, n, k).unwrap();
@@ -532,17 +434,16 @@ mod tests {
             let x: Vec<f32> = (0..rows * k)
                 .map(|i| (i as f32 * 0.29).cos() - 0.3)
                 .collect();
-            let a = run(&p, &x, rows, false);
-            let b = run(&p, &x, rows, true);
-            assert_eq!(
-                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                "{rows} rows"
-            );
+            let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let a = run(&p, &x, rows, Kernel::Portable);
             assert!(a.iter().all(|v| v.is_finite()));
-            // Row r's result does not depend on the rows around it.
-            let one = run(&p, &x[(rows - 1) * k..], 1, true);
-            assert_eq!(one, b[(rows - 1) * n..].to_vec());
+            for kernel in KERNELS {
+                let b = run(&p, &x, rows, kernel);
+                assert_eq!(bits(a.clone()), bits(b.clone()), "{kernel:?}, {rows} rows");
+                // Row r's result does not depend on the rows around it.
+                let one = run(&p, &x[(rows - 1) * k..], 1, kernel);
+                assert_eq!(one, b[(rows - 1) * n..].to_vec());
+            }
         }
     }
 
@@ -551,8 +452,8 @@ mod tests {
         let p = PackedI8::new(&[0.5; 8], 2, 4).unwrap();
         // All-zero weights and inputs give zeros, not NaN.
         let z = PackedI8::new(&[0.0; 8], 2, 4).unwrap();
-        assert_eq!(run(&z, &[0.0; 4], 1, true), vec![0.0, 0.0]);
-        assert_eq!(run(&p, &[0.0; 4], 1, true), vec![0.0, 0.0]);
+        assert_eq!(run(&z, &[0.0; 4], 1, Kernel::best()), vec![0.0, 0.0]);
+        assert_eq!(run(&p, &[0.0; 4], 1, Kernel::best()), vec![0.0, 0.0]);
         let mut short = vec![0.0; 1];
         assert!(p.matmul(&[1.0; 4], 1, &mut short).is_err());
         assert!(p.matmul(&[1.0; 3], 1, &mut [0.0; 2]).is_err());

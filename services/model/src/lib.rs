@@ -10,6 +10,7 @@ pub mod error;
 pub mod files;
 pub mod gemm_f32;
 pub mod gemm_i8;
+pub mod int8_tiles;
 pub mod kernels;
 pub mod panels;
 pub mod panels_f32;

@@ -6,8 +6,8 @@ use std::str::FromStr;
 /// f32 is exact (the golden tests hold it to a float64 reference). The two
 /// int8 forms are approximate and options only (BENCHMARKS.md has their
 /// measured retrieval accuracy): `Int8` is liveseg's own kernel (`gemm_i8`:
-/// s8 weights per output channel, u8 inputs per row, AVX-512 VNNI where the
-/// CPU has it), the fast one; `Q8_0` is Candle's quantized matmul over
+/// s8 weights per output channel, u8 inputs per row; AVX-512 VNNI, else AVX2,
+/// as the CPU has), the fast one; `Q8_0` is Candle's quantized matmul over
 /// 32-value blocks on both sides, closer to f32 and slower.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Precision {
