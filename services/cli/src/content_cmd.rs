@@ -26,9 +26,9 @@ pub enum ContentCommand {
     /// List the tenant's registered content.
     List(ListArgs),
     /// Embed every content item and affinity topic of the tenant again with
-    /// the node's current model (after a model upgrade, or a switch between
-    /// f32 and int8: vectors of two models cannot be compared, so the node
-    /// refuses new content until this has run).
+    /// the node's current model (after a model upgrade, or a switch of
+    /// precision, f32, int8 or q8_0: vectors of two models cannot be
+    /// compared, so the node refuses new content until this has run).
     Reembed,
 }
 

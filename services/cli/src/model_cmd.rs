@@ -60,7 +60,7 @@ pub struct ModelDir {
     /// Directory with model.safetensors, tokenizer.json and config.json (scripts/fetch-model.sh fetches them).
     #[arg(long, env = "LIVESEG_MODEL_DIR", value_name = "DIR", default_value = liveseg_model::files::DEFAULT_DIR)]
     pub model_dir: PathBuf,
-    /// Dense-layer precision: f32 (exact, the default), int8 (liveseg's int8 kernel: fastest, approximate) or q8_0 (Candle's Q8_0 blocks: closer to f32, slower); BENCHMARKS.md has their accuracy.
+    /// Dense-layer precision: f32 (exact, the default), int8 (liveseg's int8 kernel: fastest, approximate) or q8_0 (Candle's Q8_0 blocks: closer to f32, slower); BENCHMARKS.md has their accuracy. Stored vectors whose model id says int8 (not int8-rows) are Candle's Q8_0: keep them with q8_0, or reembed.
     #[arg(long, env = "LIVESEG_MODEL_PRECISION", value_name = "f32|int8|q8_0", default_value_t = Precision::F32)]
     pub precision: Precision,
 }

@@ -11,6 +11,7 @@
 use crate::error::{ModelError, Result};
 use crate::gemm_f32::{self, MatRef, Threads};
 use crate::gemm_i8::PackedI8;
+use crate::panels;
 use crate::panels_f32::{self, PackedF32};
 use crate::precision::Precision;
 use candle_core::quantized::GgmlType;
@@ -45,7 +46,20 @@ impl Dense {
         inputs: usize,
         precision: Precision,
     ) -> Result<Dense> {
-        if weight_out_in.len() != outputs * inputs || bias.len() != outputs {
+        let panels = panels_f32::available();
+        Dense::build(weight_out_in, bias, (outputs, inputs), precision, panels)
+    }
+
+    /// `new`, with the f32 kernel chosen by the caller (`f32_panels` false:
+    /// gemm, as on CPUs without AVX-512; tests run both here).
+    fn build(
+        weight_out_in: &[f32],
+        bias: Vec<f32>,
+        (outputs, inputs): (usize, usize),
+        precision: Precision,
+        f32_panels: bool,
+    ) -> Result<Dense> {
+        if Some(weight_out_in.len()) != outputs.checked_mul(inputs) || bias.len() != outputs {
             return Err(ModelError::Load(format!(
                 "dense layer {inputs}->{outputs}: weight of {} and bias of {} values",
                 weight_out_in.len(),
@@ -53,7 +67,7 @@ impl Dense {
             )));
         }
         let weights = match precision {
-            Precision::F32 if panels_f32::available() => {
+            Precision::F32 if f32_panels => {
                 Weights::F32Panels(PackedF32::new(weight_out_in, outputs, inputs)?)
             }
             Precision::F32 => {
@@ -98,13 +112,7 @@ impl Dense {
     /// (the caller fuses it into the next element-wise pass).
     pub fn product(&self, x: &[f32], rows: usize, dst: &mut [f32]) -> Result<()> {
         let (k, n) = (self.inputs, self.outputs);
-        let (Some(x), Some(dst)) = (x.get(..rows * k), dst.get_mut(..rows * n)) else {
-            return Err(ModelError::Inference(format!(
-                "dense {k}->{n} over {rows} rows: buffers of {} and {}",
-                x.len(),
-                dst.len()
-            )));
-        };
+        let (x, dst) = panels::operands("dense", x, dst, rows, (k, n))?;
         match &self.weights {
             Weights::F32Panels(packed) => packed.matmul(x, rows, dst),
             Weights::F32(w) => gemm_f32::matmul(
@@ -125,7 +133,14 @@ mod tests {
     use super::*;
 
     fn case() -> (Vec<f32>, Vec<f32>, usize, usize, usize) {
-        let (rows, inputs, outputs) = (5, 64, 12);
+        sized_case(5, 64, 12)
+    }
+
+    fn sized_case(
+        rows: usize,
+        inputs: usize,
+        outputs: usize,
+    ) -> (Vec<f32>, Vec<f32>, usize, usize, usize) {
         let w: Vec<f32> = (0..outputs * inputs)
             .map(|i| (i as f32 * 0.37).sin())
             .collect();
@@ -161,6 +176,34 @@ mod tests {
             d.product(&x, rows, &mut dst).unwrap();
             for (a, b) in dst.iter().zip(&want) {
                 assert!((a - b).abs() < tolerance, "{precision}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// Both f32 kernels (gemm, which CPUs without AVX-512 run, and the
+    /// panels) give the definition, and a row's result does not depend on
+    /// the rows computed with it: the property the golden batch test checks
+    /// end to end on whichever kernel the machine runs.
+    #[test]
+    fn both_f32_kernels_match_the_definition_whatever_the_batch() {
+        let (w, x, rows, inputs, outputs) = sized_case(70, 96, 40);
+        let want = reference(&w, &x, rows, inputs, outputs);
+        for panels in [false, panels_f32::available()] {
+            let shape = (outputs, inputs);
+            let d = Dense::build(&w, vec![0.0; outputs], shape, Precision::F32, panels).unwrap();
+            let mut all = vec![0.0; rows * outputs];
+            d.product(&x, rows, &mut all).unwrap();
+            for (a, b) in all.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "panels {panels}: {a} vs {b}");
+            }
+            for r in [0, 1, 33, rows - 1] {
+                let mut one = vec![0.0; outputs];
+                d.product(&x[r * inputs..], 1, &mut one).unwrap();
+                assert_eq!(
+                    one,
+                    all[r * outputs..(r + 1) * outputs],
+                    "panels {panels}, row {r}"
+                );
             }
         }
     }

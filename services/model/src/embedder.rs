@@ -58,8 +58,8 @@ impl Embedder {
     pub fn backend(&self) -> String {
         match self.precision() {
             Precision::F32 => "candle-cpu f32".to_string(),
-            Precision::Int8 => "candle-cpu int8 (liveseg s8 weights x u8 rows)".to_string(),
-            Precision::Q8_0 => "candle-cpu int8 (candle q8_0 blocks)".to_string(),
+            Precision::Int8 => "cpu int8 (liveseg kernel: s8 weights x u8 rows)".to_string(),
+            Precision::Q8_0 => "candle-cpu q8_0 (candle's quantized matmul)".to_string(),
         }
     }
 

@@ -2,9 +2,9 @@
 //! engine candle's CPU matmul calls, without candle's per-call tensor
 //! allocation, layout checks and copies.
 //!
-//! Why `unsafe` here: `gemm::gemm` takes raw pointers and strides. This is
-//! the only module of the crate that allows `unsafe`, and it exposes a
-//! safe function: every view is checked to lie inside its slice before the
+//! Why `unsafe` here: `gemm::gemm` takes raw pointers and strides. Like the
+//! other kernel modules that allow `unsafe` (`panels_f32`, `int8_tiles`),
+//! it exposes only safe functions: every view is checked to lie inside its slice before the
 //! call, and the borrow checker keeps the destination (`&mut`) apart from
 //! the operands (`&`). Strided views let attention read one head's Q, K or V
 //! columns straight out of the packed QKV rows, no transpose or copy.

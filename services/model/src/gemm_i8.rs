@@ -29,6 +29,9 @@ use std::cell::RefCell;
 use crate::int8_tiles::{self, Kernel};
 use crate::panels::{self, PANEL, TILE_PANELS, TILE_ROWS};
 
+/// The widest input an i32 sum of u8 x s8 products holds: 255 * 127 each.
+pub const MAX_INPUTS: usize = (i32::MAX / (255 * 127)) as usize;
+
 /// A dense layer's weights, quantized and packed for the kernel.
 pub struct PackedI8 {
     inputs: usize,
@@ -56,10 +59,16 @@ struct QuantRows {
 impl PackedI8 {
     /// From a PyTorch-layout `(out, in)` row-major weight.
     pub fn new(weight_out_in: &[f32], outputs: usize, inputs: usize) -> Result<PackedI8> {
-        if weight_out_in.len() != outputs * inputs || inputs == 0 {
+        if Some(weight_out_in.len()) != outputs.checked_mul(inputs) || inputs == 0 {
             return Err(ModelError::Load(format!(
                 "int8 dense layer {inputs}->{outputs}: weight of {} values",
                 weight_out_in.len()
+            )));
+        }
+        if inputs > MAX_INPUTS {
+            return Err(ModelError::Load(format!(
+                "int8 dense layer {inputs}->{outputs}: at most {MAX_INPUTS} inputs, \
+                 or its i32 sums could overflow"
             )));
         }
         let k4 = inputs.div_ceil(4) * 4;
@@ -97,13 +106,7 @@ impl PackedI8 {
     /// features the portable loop runs).
     fn matmul_on(&self, x: &[f32], rows: usize, dst: &mut [f32], kernel: Kernel) -> Result<()> {
         let (k, n) = (self.inputs, self.outputs);
-        let (Some(x), Some(dst)) = (x.get(..rows * k), dst.get_mut(..rows * n)) else {
-            return Err(ModelError::Inference(format!(
-                "int8 dense {k}->{n} over {rows} rows: buffers of {} and {}",
-                x.len(),
-                dst.len()
-            )));
-        };
+        let (x, dst) = panels::operands("int8 dense", x, dst, rows, (k, n))?;
         if rows == 0 || n == 0 {
             return Ok(());
         }
@@ -118,79 +121,27 @@ impl PackedI8 {
             };
             quantize_rows(x, rows, k, self.k4, q);
             let q: &QuantRows = q;
-            panels::spread(rows, n, dst, |first, count, p0, p1, out, stride| {
-                self.rows_times_panels(q, kernel, first, count, p0, p1, out, stride);
+            panels::spread(rows, n, dst, |first, count, p0, p1, out, out_stride| {
+                pulp::Arch::new().dispatch(RowsTimesPanels {
+                    packed: self,
+                    q,
+                    kernel,
+                    first,
+                    count,
+                    panels: (p0, p1),
+                    out,
+                    out_stride,
+                });
             });
         });
         Ok(())
     }
-
-    /// Rows `first..first + count` times panels `p0..p1` into `out`, whose
-    /// rows are `out_stride` wide and start at column `16 * p0`. Run through
-    /// `dispatch` so the scaling back to f32 is vector code too.
-    #[allow(clippy::too_many_arguments)]
-    fn rows_times_panels(
-        &self,
-        q: &QuantRows,
-        kernel: Kernel,
-        first: usize,
-        count: usize,
-        p0: usize,
-        p1: usize,
-        out: &mut [f32],
-        out_stride: usize,
-    ) {
-        pulp::Arch::new().dispatch(RowsTimesPanels {
-            packed: self,
-            q,
-            kernel,
-            first,
-            count,
-            panels: (p0, p1),
-            out,
-            out_stride,
-        });
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn rows_times_panels_body(
-        &self,
-        q: &QuantRows,
-        kernel: Kernel,
-        first: usize,
-        count: usize,
-        p0: usize,
-        p1: usize,
-        out: &mut [f32],
-        out_stride: usize,
-    ) {
-        let mut acc = [[0i32; PANEL * TILE_PANELS]; TILE_ROWS];
-        for p in (p0..p1).step_by(TILE_PANELS) {
-            let panel_len = PANEL * self.k4;
-            let w = &self.panels[p * panel_len..(p + TILE_PANELS) * panel_len];
-            for r0 in (first..first + count).step_by(TILE_ROWS) {
-                let a = &q.data[r0 * self.k4..(r0 + TILE_ROWS) * self.k4];
-                int8_tiles::tile(kernel, a, w, self.k4, &mut acc);
-                let live_rows = (first + count - r0).min(TILE_ROWS);
-                for (t, acc_row) in acc.iter().enumerate().take(live_rows) {
-                    let r = r0 + t;
-                    let (scale, zero) = (q.scales[r], q.zeros[r]);
-                    let col0 = p * PANEL;
-                    let cols = (self.outputs.saturating_sub(col0)).min(PANEL * TILE_PANELS);
-                    let base = (r - first) * out_stride + col0 - p0 * PANEL;
-                    let dst = out[base..base + cols].iter_mut();
-                    let sums = self.col_sums[col0..col0 + cols].iter();
-                    let scales = self.scales[col0..col0 + cols].iter();
-                    for (((d, a), s), w) in dst.zip(acc_row).zip(sums).zip(scales) {
-                        *d = (a - zero * s) as f32 * (scale * w);
-                    }
-                }
-            }
-        }
-    }
 }
 
+/// Rows `first..first + count` of a product times panels `panels.0..panels.1`
+/// into `out`, whose rows are `out_stride` wide and start at column
+/// `16 * panels.0`. Run through `dispatch` so that scaling the sums back to
+/// f32 is vector code too (the tiles have their own target features).
 struct RowsTimesPanels<'a> {
     packed: &'a PackedI8,
     q: &'a QuantRows,
@@ -207,17 +158,42 @@ impl pulp::WithSimd for RowsTimesPanels<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
-        let (p0, p1) = self.panels;
-        self.packed.rows_times_panels_body(
-            self.q,
-            self.kernel,
-            self.first,
-            self.count,
-            p0,
-            p1,
-            self.out,
-            self.out_stride,
-        );
+        let RowsTimesPanels {
+            packed,
+            q,
+            kernel,
+            first,
+            count,
+            panels: (p0, p1),
+            out,
+            out_stride,
+        } = self;
+        let k4 = packed.k4;
+        let mut acc = [[0i32; PANEL * TILE_PANELS]; TILE_ROWS];
+        for p in (p0..p1).step_by(TILE_PANELS) {
+            let panel_len = PANEL * k4;
+            let w = &packed.panels[p * panel_len..(p + TILE_PANELS) * panel_len];
+            let col0 = p * PANEL;
+            let cols = packed.outputs.saturating_sub(col0).min(PANEL * TILE_PANELS);
+            let sums = &packed.col_sums[col0..col0 + cols];
+            let scales = &packed.scales[col0..col0 + cols];
+            // `first` is a multiple of TILE_ROWS (see `panels::spread`) and
+            // the quantized rows are padded to one, so every tile is whole.
+            for r0 in (first..first + count).step_by(TILE_ROWS) {
+                let a = &q.data[r0 * k4..(r0 + TILE_ROWS) * k4];
+                int8_tiles::tile(kernel, a, w, k4, &mut acc);
+                let live_rows = (first + count - r0).min(TILE_ROWS);
+                for (t, acc_row) in acc.iter().enumerate().take(live_rows) {
+                    let r = r0 + t;
+                    let (scale, zero) = (q.scales[r], q.zeros[r]);
+                    let base = (r - first) * out_stride + col0 - p0 * PANEL;
+                    let dst = out[base..base + cols].iter_mut();
+                    for (((d, a), s), w) in dst.zip(acc_row).zip(sums).zip(scales) {
+                        *d = (a - zero * s) as f32 * (scale * w);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -333,131 +309,5 @@ fn quantize_row(row: &[f32], out: &mut [u8]) -> (f32, i32) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reference(w: &[f32], x: &[f32], rows: usize, k: usize, n: usize) -> Vec<f32> {
-        let mut out = vec![0.0; rows * n];
-        for r in 0..rows {
-            for o in 0..n {
-                out[r * n + o] = (0..k).map(|i| x[r * k + i] * w[o * k + i]).sum();
-            }
-        }
-        out
-    }
-
-    const KERNELS: [Kernel; 3] = [Kernel::Portable, Kernel::Avx2, Kernel::Vnni];
-
-    fn run(p: &PackedI8, x: &[f32], rows: usize, kernel: Kernel) -> Vec<f32> {
-        let mut dst = vec![f32::NAN; rows * p.outputs];
-        p.matmul_on(x, rows, &mut dst, kernel).unwrap();
-        dst
-    }
-
-    /// Weights and inputs that quantize without rounding: each weight row
-    /// holds ±127 and integers in between (times a scale), each input row
-    /// spans exactly 0..=255 (times a scale). The product is then exact.
-    #[test]
-    fn values_on_the_quantization_grid_multiply_exactly() {
-        // Odd sizes on purpose: inputs not a multiple of 4, outputs not of
-        // 32, rows not of 8; 3 rows (column split) and 150 (row chunks).
-        let (k, n) = (37, 45);
-        let w: Vec<f32> = (0..n * k)
-            .map(|i| match i % k {
-                0 => 127.0 * 0.01,
-                1 => -127.0 * 0.01,
-                j => ((i * 7 + j) % 255) as f32 * 0.01 - 1.27,
-            })
-            .collect();
-        let p = PackedI8::new(&w, n, k).unwrap();
-        for rows in [3, 150] {
-            let x: Vec<f32> = (0..rows * k)
-                .map(|i| match i % k {
-                    0 => 0.0,
-                    1 => 255.0 * 0.5,
-                    j => ((i * 13 + j) % 256) as f32 * 0.5,
-                })
-                .collect();
-            let want = reference(&w, &x, rows, k, n);
-            for kernel in KERNELS {
-                for (a, b) in run(&p, &x, rows, kernel).iter().zip(&want) {
-                    assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{a} vs {b}");
-                }
-            }
-        }
-    }
-
-    /// Off-grid values: every output within the bound the two roundings
-    /// allow (half a step of each operand, times the other's magnitude).
-    #[test]
-    fn general_values_stay_within_the_quantization_bound() {
-        let (k, n, rows) = (384, 70, 21);
-        let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.37).sin() * 0.2).collect();
-        let x: Vec<f32> = (0..rows * k)
-            .map(|i| (i as f32 * 0.11).cos() * 3.0)
-            .collect();
-        let p = PackedI8::new(&w, n, k).unwrap();
-        let got = run(&p, &x, rows, Kernel::best());
-        let want = reference(&w, &x, rows, k, n);
-        for r in 0..rows {
-            let xr = &x[r * k..(r + 1) * k];
-            let (lo, hi) = xr
-                .iter()
-                .fold((0.0f32, 0.0f32), |(l, h), v| (l.min(*v), h.max(*v)));
-            let sx = (hi - lo) / 255.0;
-            for o in 0..n {
-                let wr = &w[o * k..(o + 1) * k];
-                let sw = wr.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
-                let bound: f32 = xr
-                    .iter()
-                    .zip(wr)
-                    .map(|(a, b)| a.abs() * sw / 2.0 + b.abs() * sx / 2.0 + sw * sx / 4.0)
-                    .sum();
-                let (g, e) = (got[r * n + o], want[r * n + o]);
-                assert!(
-                    (g - e).abs() <= bound * 1.01 + 1e-5,
-                    "row {r} col {o}: {g} vs {e}"
-                );
-            }
-        }
-    }
-
-    /// The kernels sum exact integers, so they agree to the bit, whatever
-    /// the split over threads (each runs where the CPU has it; elsewhere the
-    /// portable loop stands in).
-    #[test]
-    fn the_vnni_avx2_and_portable_kernels_agree_to_the_bit() {
-        let (k, n) = (96, 100);
-        let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.73).sin()).collect();
-        let p = PackedI8::new(&w, n, k).unwrap();
-        for rows in [1, 9, 64, 200] {
-            let x: Vec<f32> = (0..rows * k)
-                .map(|i| (i as f32 * 0.29).cos() - 0.3)
-                .collect();
-            let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            let a = run(&p, &x, rows, Kernel::Portable);
-            assert!(a.iter().all(|v| v.is_finite()));
-            for kernel in KERNELS {
-                let b = run(&p, &x, rows, kernel);
-                assert_eq!(bits(a.clone()), bits(b.clone()), "{kernel:?}, {rows} rows");
-                // Row r's result does not depend on the rows around it.
-                let one = run(&p, &x[(rows - 1) * k..], 1, kernel);
-                assert_eq!(one, b[(rows - 1) * n..].to_vec());
-            }
-        }
-    }
-
-    #[test]
-    fn zero_rows_and_bad_buffers() {
-        let p = PackedI8::new(&[0.5; 8], 2, 4).unwrap();
-        // All-zero weights and inputs give zeros, not NaN.
-        let z = PackedI8::new(&[0.0; 8], 2, 4).unwrap();
-        assert_eq!(run(&z, &[0.0; 4], 1, Kernel::best()), vec![0.0, 0.0]);
-        assert_eq!(run(&p, &[0.0; 4], 1, Kernel::best()), vec![0.0, 0.0]);
-        let mut short = vec![0.0; 1];
-        assert!(p.matmul(&[1.0; 4], 1, &mut short).is_err());
-        assert!(p.matmul(&[1.0; 3], 1, &mut [0.0; 2]).is_err());
-        assert!(PackedI8::new(&[0.0; 7], 2, 4).is_err());
-        assert!(p.matmul(&[], 0, &mut []).is_ok());
-    }
-}
+#[path = "gemm_i8_tests.rs"]
+mod tests;

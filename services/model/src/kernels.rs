@@ -9,9 +9,11 @@
 //! against float64), far inside the golden tolerance.
 //!
 //! Why `pulp::Arch::dispatch`: the workspace builds for baseline x86-64
-//! (SSE2). `dispatch` runs a closure inside a function compiled for
-//! AVX2+FMA when the CPU has them (checked at run time, no `unsafe` here),
-//! so the same plain loops become 8-wide code; elsewhere they run as SSE2.
+//! (SSE2). `dispatch` runs a `WithSimd` body inside a function compiled for
+//! AVX-512 or AVX2+FMA, whichever the CPU has (checked at run time, no
+//! `unsafe` here), so the same plain loops become 16- or 8-wide code;
+//! elsewhere they run as SSE2. Each kernel is a struct, not a closure: see
+//! `ResidualNorm` for why.
 //!
 //! Reductions keep `LANES` independent partial sums, so they vectorise
 //! without reassociation, and their order is fixed: a row's result never
@@ -19,7 +21,8 @@
 
 use pulp::{Simd, WithSimd};
 
-/// Partial sums per reduction; one AVX register of f32.
+/// Partial sums per reduction: 8 lanes (an AVX2 register of f32; on
+/// AVX-512 the compiler pairs them).
 const LANES: usize = 8;
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;

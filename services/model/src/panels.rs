@@ -5,6 +5,7 @@
 //! register tile is `TILE_ROWS` input rows by `TILE_PANELS` panels, so each
 //! weight vector loaded is used for 8 rows.
 
+use crate::error::{ModelError, Result};
 use rayon::prelude::*;
 
 /// Output columns per panel: one 512-bit register of 32-bit lanes.
@@ -13,8 +14,11 @@ pub const PANEL: usize = 16;
 pub const TILE_PANELS: usize = 2;
 /// Rows per register tile: 8 x 2 accumulators + 2 weight registers.
 pub const TILE_ROWS: usize = 8;
-/// Rows a thread takes at a time when the product is split by rows.
+/// Rows a thread takes at a time when the product is split by rows; a
+/// multiple of `TILE_ROWS`, so every chunk starts on a whole tile (the int8
+/// kernel's padded rows rely on it).
 const CHUNK_ROWS: usize = 64;
+const _: () = assert!(CHUNK_ROWS.is_multiple_of(TILE_ROWS));
 
 /// Panels for `outputs` columns, rounded up to whole tiles.
 pub fn panel_count(outputs: usize) -> usize {
@@ -67,5 +71,25 @@ where
         for (dst_row, row) in dst.chunks_exact_mut(n).zip(out.chunks_exact(width)) {
             dst_row[c0..c0 + width].copy_from_slice(row);
         }
+    }
+}
+
+/// `x[..rows * inputs]` and `dst[..rows * outputs]`, or an error naming the
+/// layer (`what`) when a buffer is too short or the sizes overflow.
+pub fn operands<'a>(
+    what: &str,
+    x: &'a [f32],
+    dst: &'a mut [f32],
+    rows: usize,
+    (inputs, outputs): (usize, usize),
+) -> Result<(&'a [f32], &'a mut [f32])> {
+    let (x_len, dst_len) = (x.len(), dst.len());
+    let sizes = rows.checked_mul(inputs).zip(rows.checked_mul(outputs));
+    match sizes.and_then(|(xl, dl)| x.get(..xl).zip(dst.get_mut(..dl))) {
+        Some(pair) => Ok(pair),
+        None => Err(ModelError::Inference(format!(
+            "{what} {inputs}->{outputs} over {rows} rows: buffers of {x_len} and {dst_len} \
+             are too short (or the sizes overflow)"
+        ))),
     }
 }

@@ -50,7 +50,7 @@ pub fn available() -> bool {
 impl PackedF32 {
     /// From a PyTorch-layout `(out, in)` row-major weight.
     pub fn new(weight_out_in: &[f32], outputs: usize, inputs: usize) -> Result<PackedF32> {
-        if weight_out_in.len() != outputs * inputs {
+        if Some(weight_out_in.len()) != outputs.checked_mul(inputs) {
             return Err(ModelError::Load(format!(
                 "f32 dense layer {inputs}->{outputs}: weight of {} values",
                 weight_out_in.len()
@@ -74,13 +74,7 @@ impl PackedF32 {
     /// error on a CPU without AVX-512 (callers check `available`).
     pub fn matmul(&self, x: &[f32], rows: usize, dst: &mut [f32]) -> Result<()> {
         let (k, n) = (self.inputs, self.outputs);
-        let (Some(x), Some(dst)) = (x.get(..rows * k), dst.get_mut(..rows * n)) else {
-            return Err(ModelError::Inference(format!(
-                "f32 dense {k}->{n} over {rows} rows: buffers of {} and {}",
-                x.len(),
-                dst.len()
-            )));
-        };
+        let (x, dst) = panels::operands("f32 dense", x, dst, rows, (k, n))?;
         if !available() {
             return Err(ModelError::Inference(
                 "the f32 panel kernel needs AVX-512".to_string(),
@@ -125,27 +119,41 @@ impl PackedF32 {
 }
 
 /// `acc[r][c] = Σ_i a[r][i] * w[c][i]` for `live` rows of `a` and the two
-/// panels in `w`.
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+/// panels in `w`; a plain loop (same sums, same order) where the AVX-512
+/// kernel cannot run, so a tile is never left unwritten.
 fn tile(a: &[f32], live: usize, w: &[f32], k: usize, acc: &mut [[f32; 32]; TILE_ROWS]) {
+    let fits = (1..=TILE_ROWS).contains(&live)
+        && a.len() >= live * k
+        && w.len() >= TILE_PANELS * PANEL * k;
     #[cfg(target_arch = "x86_64")]
-    {
-        if a.len() >= live * k && w.len() >= TILE_PANELS * PANEL * k && available() {
-            // SAFETY: the CPU has avx512f (checked above), `a` holds `live`
-            // rows of k floats and `w` two panels of 16 * k floats (checked
-            // above), which is all the kernels read.
-            unsafe {
-                match live {
-                    8 => avx512::tile::<8>(a, w, k, acc),
-                    7 => avx512::tile::<7>(a, w, k, acc),
-                    6 => avx512::tile::<6>(a, w, k, acc),
-                    5 => avx512::tile::<5>(a, w, k, acc),
-                    4 => avx512::tile::<4>(a, w, k, acc),
-                    3 => avx512::tile::<3>(a, w, k, acc),
-                    2 => avx512::tile::<2>(a, w, k, acc),
-                    _ => avx512::tile::<1>(a, w, k, acc),
-                }
+    if fits && available() {
+        // SAFETY: the CPU has avx512f, `a` holds `live` (1..=8) rows of k
+        // floats and `w` two panels of 16 * k floats (all checked just
+        // above), which is all the kernels read.
+        unsafe {
+            match live {
+                8 => avx512::tile::<8>(a, w, k, acc),
+                7 => avx512::tile::<7>(a, w, k, acc),
+                6 => avx512::tile::<6>(a, w, k, acc),
+                5 => avx512::tile::<5>(a, w, k, acc),
+                4 => avx512::tile::<4>(a, w, k, acc),
+                3 => avx512::tile::<3>(a, w, k, acc),
+                2 => avx512::tile::<2>(a, w, k, acc),
+                _ => avx512::tile::<1>(a, w, k, acc),
             }
+        }
+        return;
+    }
+    for (r, acc_row) in acc.iter_mut().enumerate().take(live) {
+        let Some(row) = a.get(r * k..(r + 1) * k) else {
+            break;
+        };
+        for (c, out) in acc_row.iter_mut().enumerate() {
+            let (panel, col) = (c / PANEL, c % PANEL);
+            *out = row.iter().enumerate().fold(0.0f32, |sum, (i, x)| {
+                let weight = w.get((panel * k + i) * PANEL + col).copied().unwrap_or(0.0);
+                x.mul_add(weight, sum)
+            });
         }
     }
 }
@@ -198,11 +206,44 @@ mod avx512 {
 mod tests {
     use super::*;
 
+    /// In pools of 1, 2 and 3 threads, so that both ways of splitting a
+    /// product run whatever this machine's core count.
     #[test]
     fn matches_the_definition_for_every_row_count_and_odd_widths() {
         if !available() {
+            eprintln!("no AVX-512 here: the panel kernel is not used, nothing to test");
             return;
         }
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(definition_case);
+        }
+    }
+
+    /// The plain loop `tile` falls back on gives the kernel's sums.
+    #[test]
+    fn the_fallback_tile_matches_the_kernel() {
+        let k = 10;
+        let w: Vec<f32> = (0..TILE_PANELS * PANEL * k)
+            .map(|i| (i as f32 * 0.3).sin())
+            .collect();
+        let a: Vec<f32> = (0..3 * k).map(|i| (i as f32 * 0.7).cos()).collect();
+        let mut fast = [[0.0f32; 32]; TILE_ROWS];
+        tile(&a, 3, &w, k, &mut fast);
+        let mut slow = [[0.0f32; 32]; TILE_ROWS];
+        // Too short a weight slice for the kernel: the loop runs instead.
+        tile(&a, 3, &w[..w.len() - 1], k, &mut slow);
+        for r in 0..3 {
+            for c in 0..31 {
+                assert!((fast[r][c] - slow[r][c]).abs() < 1e-5, "({r}, {c})");
+            }
+        }
+    }
+
+    fn definition_case() {
         let (k, n) = (37, 45);
         let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.37).sin()).collect();
         let p = PackedF32::new(&w, n, k).unwrap();
@@ -235,5 +276,6 @@ mod tests {
         assert!(p.matmul(&[1.0; 3], 1, &mut [0.0; 2]).is_err());
         assert!(p.matmul(&[1.0; 4], 1, &mut [0.0; 1]).is_err());
         assert!(PackedF32::new(&[0.0; 7], 2, 4).is_err());
+        assert!(p.matmul(&[1.0; 4], usize::MAX, &mut [0.0; 2]).is_err());
     }
 }

@@ -105,7 +105,7 @@ fn batch_composition_does_not_change_a_result() {
 }
 
 /// The id stored with every vector names the model, the precision and the
-/// files: the same files give the same id, int8 another one.
+/// files: the same files give the same id, each int8 form its own.
 #[test]
 fn the_model_id_names_precision_and_files() {
     let id = embedder().model_id();

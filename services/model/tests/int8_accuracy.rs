@@ -1,6 +1,7 @@
-//! How far the int8 encoders (liveseg's kernel and Candle's Q8_0) stray from the exact f32 one, measured
-//! where it matters for retrieval: per-text cosine between the two
-//! embeddings, and whether each text's nearest neighbours stay the same.
+//! How far the int8 encoders (liveseg's kernel, Candle's Q8_0) stray from
+//! the exact f32 one, measured where it matters for retrieval: per-text
+//! cosine between the two embeddings, and whether each text's nearest
+//! neighbours stay the same.
 //! Texts: the golden edge cases plus the first `PER_BUCKET` benchmark texts
 //! of each length (88 in all; the whole corpus takes minutes in a debug
 //! build).
@@ -72,6 +73,10 @@ fn neighbours(vs: &[Vec<f32>], i: usize) -> Vec<usize> {
     sims.iter().take(TOP_K).map(|s| s.1).collect()
 }
 
+/// The least a precision must measure against f32; the same fields as
+/// `Measured`.
+type Floors = Measured;
+
 /// How one quantized precision compares with f32 over the texts.
 struct Measured {
     min_cosine: f64,
@@ -118,7 +123,7 @@ fn measure(precision: Precision, texts: &[&str], exact: &[Vec<f32>]) -> Measured
     }
 }
 
-fn check(precision: Precision, floor: Measured) {
+fn check(precision: Precision, floor: Floors) {
     let owned = texts();
     let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
     let exact = embed_all(Precision::F32, &texts);
@@ -151,7 +156,7 @@ fn check(precision: Precision, floor: Measured) {
 fn q8_0_keeps_embeddings_and_neighbours_close_to_f32() {
     check(
         Precision::Q8_0,
-        Measured {
+        Floors {
             min_cosine: 0.997,
             mean_cosine: 0.999,
             mean_overlap: 0.97,
@@ -167,7 +172,7 @@ fn q8_0_keeps_embeddings_and_neighbours_close_to_f32() {
 fn int8_keeps_embeddings_and_neighbours_close_to_f32() {
     check(
         Precision::Int8,
-        Measured {
+        Floors {
             min_cosine: 0.992,
             mean_cosine: 0.998,
             mean_overlap: 0.95,
