@@ -221,8 +221,10 @@ start_redis() {
     starting=1
     mkdir -p "$redis_dir"
     rm -f "$redis_dir/redis.pid"
+    # A short AOF tail keeps a restart's reload short (README, "Redis settings").
     redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$redis_dir" \
         --appendonly yes --appendfsync always --save "" \
+        --auto-aof-rewrite-percentage 25 \
         --daemonize yes --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log" ||
         die "redis-server did not start; see $redis_dir/redis.log"
     deadline=$((SECONDS + start_timeout))

@@ -91,6 +91,14 @@ impl RedisProcess {
             .args(["--dir", &self.dir.to_string_lossy()])
             .args(["--appendonly", "yes"])
             .args(["--appendfsync", self.fsync.as_str()])
+            // Rewrite the AOF once it grows 25% past its last rewrite (Redis's
+            // default is 100%). A restart loads the rewritten base as an RDB
+            // image and replays the commands after it, and the replay is the
+            // slow part: on 2M events (stream entries and dedupe keys) the
+            // base loaded in 2.0 s and a base-sized tail took 2.4-3.4 s more.
+            // The tail bounds the outage a Redis restart causes; a smaller
+            // one costs a few more background rewrites.
+            .args(["--auto-aof-rewrite-percentage", "25"])
             .args(["--save", ""])
             .args(["--logfile", &log.to_string_lossy()])
             .args(["--daemonize", "no"])
