@@ -19,9 +19,9 @@ use candle_core::quantized::k_quants::{self, BlockQ8_0};
 
 enum Weights {
     /// `(in, out)` row-major for `gemm`, so the product streams it
-    /// contiguously (CPUs without AVX-512).
+    /// contiguously (CPUs with neither panel kernel).
     F32(Vec<f32>),
-    /// Packed for the panel kernel (CPUs with AVX-512).
+    /// Packed for the panel kernels (CPUs with AVX-512, or AVX2 and FMA).
     F32Panels(PackedF32),
     /// Quantized per output channel and packed for `gemm_i8`.
     I8(PackedI8),
@@ -51,7 +51,7 @@ impl Dense {
     }
 
     /// `new`, with the f32 kernel chosen by the caller (`f32_panels` false:
-    /// gemm, as on CPUs without AVX-512; tests run both here).
+    /// gemm, as on CPUs with neither panel kernel; tests run both here).
     fn build(
         weight_out_in: &[f32],
         bias: Vec<f32>,
@@ -180,7 +180,7 @@ mod tests {
         }
     }
 
-    /// Both f32 kernels (gemm, which CPUs without AVX-512 run, and the
+    /// Both f32 kernels (gemm, which CPUs without AVX2 run, and the
     /// panels) give the definition, and a row's result does not depend on
     /// the rows computed with it: the property the golden batch test checks
     /// end to end on whichever kernel the machine runs.
