@@ -18,15 +18,15 @@
 //! column `w` is `s·s_w·(Σ q·w - z·Σ w)`; `Σ w` is stored per column at load
 //! time, so the inner loop multiplies raw u8 by s8 and nothing else.
 //!
-//! Where the CPU has no AVX-512 VNNI, an AVX2 tile (or a portable loop)
-//! over the same packed layout gives bit-identical results (all sum exact
-//! i32), just slower; the tiles are in `int8_tiles`.
+//! Where the CPU has no AVX-512 VNNI, an AVX2 tile (over the same layout
+//! widened to i16) or a portable loop gives bit-identical results (all sum
+//! exact i32), just slower; the tiles are in `int8_tiles`.
 
 use crate::error::{ModelError, Result};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-use crate::int8_tiles::{self, Kernel};
+use crate::int8_tiles::{self, Kernel, Panels};
 use crate::panels::{self, PANEL, TILE_PANELS, TILE_ROWS};
 
 /// The widest input an i32 sum of u8 x s8 products holds: 255 * 127 each.
@@ -38,10 +38,11 @@ pub struct PackedI8 {
     outputs: usize,
     /// `inputs` rounded up to a multiple of 4 (zero padded).
     k4: usize,
-    /// Panels, `TILE_PANELS`-aligned: panel `p`, group `g` (inputs
-    /// `4g..4g+4`) is 64 bytes at `(p * k4 / 4 + g) * 64`; byte `c*4 + j`
-    /// is the weight of column `16p + c` for input `4g + j`.
-    panels: Vec<i8>,
+    /// Panels, `TILE_PANELS`-aligned, in the layout of the kernel chosen
+    /// at load (see `Panels`).
+    panels: Panels,
+    /// The tile kernel the panels were laid out for.
+    kernel: Kernel,
     /// Per output column: the dequantization scale and `Σ w` over inputs.
     scales: Vec<f32>,
     col_sums: Vec<i32>,
@@ -57,8 +58,19 @@ struct QuantRows {
 }
 
 impl PackedI8 {
-    /// From a PyTorch-layout `(out, in)` row-major weight.
+    /// From a PyTorch-layout `(out, in)` row-major weight, for the fastest
+    /// kernel this CPU runs.
     pub fn new(weight_out_in: &[f32], outputs: usize, inputs: usize) -> Result<PackedI8> {
+        PackedI8::for_kernel(weight_out_in, outputs, inputs, Kernel::best())
+    }
+
+    /// `new`, laid out for `kernel`.
+    fn for_kernel(
+        weight_out_in: &[f32],
+        outputs: usize,
+        inputs: usize,
+        kernel: Kernel,
+    ) -> Result<PackedI8> {
         if Some(weight_out_in.len()) != outputs.checked_mul(inputs) || inputs == 0 {
             return Err(ModelError::Load(format!(
                 "int8 dense layer {inputs}->{outputs}: weight of {} values",
@@ -91,7 +103,8 @@ impl PackedI8 {
             inputs,
             outputs,
             k4,
-            panels,
+            panels: Panels::for_kernel(panels, kernel),
+            kernel,
             scales,
             col_sums,
         })
@@ -99,11 +112,12 @@ impl PackedI8 {
 
     /// `dst[..rows * outputs] = x[..rows * inputs] * Wᵀ`, row-major.
     pub fn matmul(&self, x: &[f32], rows: usize, dst: &mut [f32]) -> Result<()> {
-        self.matmul_on(x, rows, dst, Kernel::best())
+        self.matmul_on(x, rows, dst, self.kernel)
     }
 
     /// `matmul` on a given tile kernel (only a request: without the CPU
-    /// features the portable loop runs).
+    /// features, or with weights laid out for another kernel, the portable
+    /// loop runs).
     fn matmul_on(&self, x: &[f32], rows: usize, dst: &mut [f32], kernel: Kernel) -> Result<()> {
         let (k, n) = (self.inputs, self.outputs);
         let (x, dst) = panels::operands("int8 dense", x, dst, rows, (k, n))?;
@@ -172,7 +186,7 @@ impl pulp::WithSimd for RowsTimesPanels<'_> {
         let mut acc = [[0i32; PANEL * TILE_PANELS]; TILE_ROWS];
         for p in (p0..p1).step_by(TILE_PANELS) {
             let panel_len = PANEL * k4;
-            let w = &packed.panels[p * panel_len..(p + TILE_PANELS) * panel_len];
+            let w = packed.panels.slice(p * panel_len, TILE_PANELS * panel_len);
             let col0 = p * PANEL;
             let cols = packed.outputs.saturating_sub(col0).min(PANEL * TILE_PANELS);
             let sums = &packed.col_sums[col0..col0 + cols];

@@ -52,7 +52,6 @@ fn grid_case() {
             j => ((i * 7 + j) % 255) as f32 * 0.01 - 1.27,
         })
         .collect();
-    let p = PackedI8::new(&w, n, k).unwrap();
     for rows in [3, 150] {
         let x: Vec<f32> = (0..rows * k)
             .map(|i| match i % k {
@@ -63,6 +62,7 @@ fn grid_case() {
             .collect();
         let want = reference(&w, &x, rows, k, n);
         for kernel in KERNELS {
+            let p = PackedI8::for_kernel(&w, n, k, kernel).unwrap();
             for (a, b) in run(&p, &x, rows, kernel).iter().zip(&want) {
                 assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{a} vs {b}");
             }
@@ -125,6 +125,15 @@ fn kernels_case() {
         let a = run(&p, &x, rows, Kernel::Portable);
         assert!(a.iter().all(|v| v.is_finite()));
         for kernel in KERNELS {
+            // Each kernel on weights laid out for it, and on the portable
+            // loop over that layout.
+            let p = PackedI8::for_kernel(&w, n, k, kernel).unwrap();
+            let portable = run(&p, &x, rows, Kernel::Portable);
+            assert_eq!(
+                bits(a.clone()),
+                bits(portable),
+                "portable over {kernel:?}'s layout"
+            );
             let b = run(&p, &x, rows, kernel);
             assert_eq!(bits(a.clone()), bits(b.clone()), "{kernel:?}, {rows} rows");
             // Row r's result does not depend on the rows around it.
