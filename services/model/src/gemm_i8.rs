@@ -18,15 +18,15 @@
 //! column `w` is `s·s_w·(Σ q·w - z·Σ w)`; `Σ w` is stored per column at load
 //! time, so the inner loop multiplies raw u8 by s8 and nothing else.
 //!
-//! Where the CPU has no AVX-512 VNNI, an AVX2 tile (over the same layout
-//! widened to i16) or a portable loop gives bit-identical results (all sum
-//! exact i32), just slower; the tiles are in `int8_tiles`.
+//! Where the CPU has no AVX-512 VNNI, an AVX2 tile (over the weights
+//! widened to i16 in pairs) or a portable loop gives bit-identical results
+//! (all sum exact i32), just slower; the tiles are in `int8_tiles`.
 
 use crate::error::{ModelError, Result};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-use crate::int8_tiles::{self, Kernel, Panels};
+use crate::int8_tiles::{self, Kernel, Panels, Rows};
 use crate::panels::{self, PANEL, TILE_PANELS, TILE_ROWS};
 
 /// The widest input an i32 sum of u8 x s8 products holds: 255 * 127 each.
@@ -53,6 +53,9 @@ pub struct PackedI8 {
 struct QuantRows {
     /// `rows` rounded up to `TILE_ROWS` rows of `k4` bytes (zero padded).
     data: Vec<u8>,
+    /// `data` widened to u16, for the AVX2 tile (empty for the others):
+    /// a pair of inputs is then one 32-bit broadcast.
+    wide: Vec<u16>,
     scales: Vec<f32>,
     zeros: Vec<i32>,
 }
@@ -103,7 +106,7 @@ impl PackedI8 {
             inputs,
             outputs,
             k4,
-            panels: Panels::for_kernel(panels, kernel),
+            panels: Panels::for_kernel(panels, k4, kernel),
             kernel,
             scales,
             col_sums,
@@ -134,6 +137,10 @@ impl PackedI8 {
                 None => own.insert(QuantRows::default()),
             };
             quantize_rows(x, rows, k, self.k4, q);
+            q.wide.clear();
+            if matches!(self.panels, Panels::Wide(_)) {
+                q.wide.extend(q.data.iter().map(|b| u16::from(*b)));
+            }
             let q: &QuantRows = q;
             panels::spread(rows, n, dst, |first, count, p0, p1, out, out_stride| {
                 pulp::Arch::new().dispatch(RowsTimesPanels {
@@ -194,7 +201,11 @@ impl pulp::WithSimd for RowsTimesPanels<'_> {
             // `first` is a multiple of TILE_ROWS (see `panels::spread`) and
             // the quantized rows are padded to one, so every tile is whole.
             for r0 in (first..first + count).step_by(TILE_ROWS) {
-                let a = &q.data[r0 * k4..(r0 + TILE_ROWS) * k4];
+                let (a0, a1) = (r0 * k4, (r0 + TILE_ROWS) * k4);
+                let a = Rows {
+                    bytes: &q.data[a0..a1],
+                    wide: q.wide.get(a0..a1),
+                };
                 int8_tiles::tile(kernel, a, w, k4, &mut acc);
                 let live_rows = (first + count - r0).min(TILE_ROWS);
                 for (t, acc_row) in acc.iter().enumerate().take(live_rows) {
@@ -213,7 +224,12 @@ impl pulp::WithSimd for RowsTimesPanels<'_> {
 
 thread_local! {
     static SCRATCH: RefCell<QuantRows> = const {
-        RefCell::new(QuantRows { data: Vec::new(), scales: Vec::new(), zeros: Vec::new() })
+        RefCell::new(QuantRows {
+            data: Vec::new(),
+            wide: Vec::new(),
+            scales: Vec::new(),
+            zeros: Vec::new(),
+        })
     };
 }
 

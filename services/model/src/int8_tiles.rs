@@ -6,12 +6,12 @@
 //!   lane) per instruction; 8 rows x 2 panels of accumulators.
 //! - AVX2: no u8 x s8 instruction that does not saturate (`vpmaddubsw`
 //!   clamps pair sums at 16 bits, and 255 x 127 x 2 does not fit), so both
-//!   sides are i16 and `vpmaddwd` sums pairs into i32: two partial sums per
-//!   column, added at the end; 3 rows x 1 panel at a time to fit 16
-//!   registers. The weights are stored widened (`Panels::Wide`, same layout
-//!   in i16): `vpmaddwd` then reads them straight from memory, where
-//!   widening each 16 bytes in the loop cost as many instructions as the
-//!   products themselves on CPUs whose vector units are 128 bits wide.
+//!   sides are i16 and `vpmaddwd` sums a pair of inputs into each i32
+//!   lane. The weights are stored widened, in pairs (`Panels::Wide`), and
+//!   the inputs widened per call, so the loop is the f32 tile's: 6 rows x
+//!   16 columns, two weight loads and one broadcast per row per step.
+//!   Where `vpmaddwd` issues at half the FMA rate (measured on an AVX2 EPYC:
+//!   `scripts/model/simd_throughput.c`) this matches the f32 tile, no more.
 //! - Portable: plain loops, for other CPUs.
 //!
 //! Why `unsafe` here: `std::arch` intrinsics (raw pointer loads) inside
@@ -58,13 +58,16 @@ impl Kernel {
     }
 }
 
-/// Packed s8 weights: panel `p`, group `g` (inputs `4g..4g+4`) is 64
-/// values at `(p * k4 / 4 + g) * 64`; value `c*4 + j` is the weight of
-/// column `16p + c` for input `4g + j`.
+/// Packed s8 weights, `16 * k4` values per panel, in one of two layouts.
 pub enum Panels {
-    /// As bytes, for VNNI (and the portable loop).
+    /// For VNNI: panel `p`, group `g` (inputs `4g..4g+4`) is 64 bytes at
+    /// `(p * k4 / 4 + g) * 64`; byte `c*4 + j` is the weight of column
+    /// `16p + c` for input `4g + j`.
     Bytes(Vec<i8>),
-    /// The same values as i16, for the AVX2 tile.
+    /// For AVX2, as i16: panel `p`, pair `h` (inputs `2h, 2h+1`) is 32
+    /// values at `(p * k4 / 2 + h) * 32`; value `c*2 + j` is the weight of
+    /// column `16p + c` for input `2h + j`: one `vpmaddwd` of 8 columns
+    /// sums a pair into each column's lane.
     Wide(Vec<i16>),
 }
 
@@ -76,10 +79,20 @@ pub enum PanelsRef<'a> {
 }
 
 impl Panels {
-    /// The layout `kernel` reads, from the values as bytes.
-    pub fn for_kernel(bytes: Vec<i8>, kernel: Kernel) -> Panels {
+    /// The layout `kernel` reads, from the values in the `Bytes` layout.
+    pub fn for_kernel(bytes: Vec<i8>, k4: usize, kernel: Kernel) -> Panels {
         match kernel {
-            Kernel::Avx2 => Panels::Wide(bytes.into_iter().map(i16::from).collect()),
+            Kernel::Avx2 => {
+                let mut wide = vec![0i16; bytes.len()];
+                let per_panel = PANEL * k4;
+                for (at, b) in bytes.iter().enumerate() {
+                    let (p, rest) = (at / per_panel, at % per_panel);
+                    let (g, c, j) = (rest / 64, rest % 64 / 4, rest % 4);
+                    let (h, jj) = ((4 * g + j) / 2, j % 2);
+                    wide[p * per_panel + h * 32 + c * 2 + jj] = i16::from(*b);
+                }
+                Panels::Wide(wide)
+            }
             Kernel::Vnni | Kernel::Portable => Panels::Bytes(bytes),
         }
     }
@@ -102,47 +115,67 @@ impl PanelsRef<'_> {
     }
 }
 
+/// A tile's quantized input rows: 8 rows of `k4` values, as bytes, and
+/// widened to u16 where the AVX2 tile runs.
+#[derive(Clone, Copy)]
+pub struct Rows<'a> {
+    pub bytes: &'a [u8],
+    pub wide: Option<&'a [u16]>,
+}
+
 /// One tile on `kernel`, or on the portable loop where the CPU lacks it or
-/// the weights are not in the kernel's layout. `a` holds 8 rows of `k4`
-/// bytes, `w` two panels of `16 * k4` values.
+/// the operands are not in the kernel's layout. `w` holds two panels of
+/// `16 * k4` values.
 pub fn tile(
     kernel: Kernel,
-    a: &[u8],
+    rows: Rows<'_>,
     w: PanelsRef<'_>,
     k4: usize,
     acc: &mut [[i32; 32]; TILE_ROWS],
 ) {
+    let a = rows.bytes;
     let fits = a.len() >= TILE_ROWS * k4 && w.len() >= TILE_PANELS * PANEL * k4;
     #[cfg(target_arch = "x86_64")]
     if fits && kernel.supported() {
         // SAFETY: the CPU has the kernel's features (checked just above),
-        // and `a` and `w` hold what the kernels read (`fits`).
-        match (kernel, w) {
-            (Kernel::Vnni, PanelsRef::Bytes(w)) => return unsafe { vnni::tile(a, w, k4, acc) },
-            (Kernel::Avx2, PanelsRef::Wide(w)) => return unsafe { avx2::tile(a, w, k4, acc) },
+        // and `a` (or its widened form, checked here) and `w` hold what the
+        // kernels read (`fits`).
+        match (kernel, w, rows.wide) {
+            (Kernel::Vnni, PanelsRef::Bytes(w), _) => return unsafe { vnni::tile(a, w, k4, acc) },
+            (Kernel::Avx2, PanelsRef::Wide(w), Some(a)) if a.len() >= TILE_ROWS * k4 => {
+                return unsafe { avx2::tile(a, w, k4, acc) };
+            }
             _ => {}
         }
     }
     let _ = fits;
     match w {
-        PanelsRef::Bytes(w) => portable(a, w, k4, acc),
-        PanelsRef::Wide(w) => portable(a, w, k4, acc),
+        PanelsRef::Bytes(w) => portable(a, k4, acc, |p, c, i| {
+            i32::from(w[p * PANEL * k4 + i / 4 * 64 + c * 4 + i % 4])
+        }),
+        PanelsRef::Wide(w) => portable(a, k4, acc, |p, c, i| {
+            i32::from(w[p * PANEL * k4 + i / 2 * 32 + c * 2 + i % 2])
+        }),
     }
 }
 
-fn portable<T: Copy + Into<i32>>(a: &[u8], w: &[T], k4: usize, acc: &mut [[i32; 32]; TILE_ROWS]) {
+/// The tiles' sums as plain loops; `weight(p, c, i)` reads the weight of
+/// panel `p`, column `c`, input `i` from whichever layout.
+fn portable(
+    a: &[u8],
+    k4: usize,
+    acc: &mut [[i32; 32]; TILE_ROWS],
+    weight: impl Fn(usize, usize, usize) -> i32,
+) {
     for (r, acc_row) in acc.iter_mut().enumerate() {
         let row = &a[r * k4..(r + 1) * k4];
-        for (half, panel) in w.chunks_exact(PANEL * k4).enumerate() {
-            let mut sums = [0i32; PANEL];
-            for (group, a4) in panel.chunks_exact(64).zip(row.chunks_exact(4)) {
-                for (c, sum) in sums.iter_mut().enumerate() {
-                    for j in 0..4 {
-                        *sum += i32::from(a4[j]) * group[c * 4 + j].into();
-                    }
-                }
-            }
-            acc_row[half * PANEL..(half + 1) * PANEL].copy_from_slice(&sums);
+        for (col, out) in acc_row.iter_mut().enumerate() {
+            let (p, c) = (col / PANEL, col % PANEL);
+            *out = row
+                .iter()
+                .enumerate()
+                .map(|(i, x)| i32::from(*x) * weight(p, c, i))
+                .sum();
         }
     }
 }
@@ -198,72 +231,67 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     /// # Safety
-    /// The CPU must have avx2; `a` must hold `TILE_ROWS * k4` bytes and `w`
-    /// `2 * PANEL * k4` values.
+    /// The CPU must have avx2; `a` must hold `TILE_ROWS * k4` values and `w`
+    /// `2 * PANEL * k4` (the `Wide` layout).
     #[target_feature(enable = "avx2")]
-    pub unsafe fn tile(a: &[u8], w: &[i16], k4: usize, acc: &mut [[i32; 32]; TILE_ROWS]) {
+    pub unsafe fn tile(a: &[u16], w: &[i16], k4: usize, acc: &mut [[i32; 32]; TILE_ROWS]) {
         const _: () = assert!(TILE_ROWS == 8);
         for half in 0..TILE_PANELS {
-            // SAFETY: panel `half` is bytes half*16*k4 .. (half+1)*16*k4,
+            // SAFETY: panel `half` is values half*16*k4 .. (half+1)*16*k4,
             // rows 0..8 of `a` are inside it (the caller's guarantee).
             unsafe {
                 let panel = w.as_ptr().add(half * PANEL * k4);
-                rows::<3>(a, 0, panel, k4, acc, half);
-                rows::<3>(a, 3, panel, k4, acc, half);
+                rows::<6>(a, 0, panel, k4, acc, half);
                 rows::<2>(a, 6, panel, k4, acc, half);
             }
         }
     }
 
     /// Rows `r0..r0 + R` of `a` times one panel, into columns `16 * half..`
-    /// of `acc`. Per row, 4 registers of 8 i32: columns 4t..4t+4, two
-    /// partial sums (inputs 0-1 and 2-3 of each group) apiece; 3 rows are
-    /// 12 accumulators and 3 broadcast inputs, the weights read from memory
-    /// by `vpmaddwd` itself.
+    /// of `acc`: per row two registers of 8 i32 (columns 0-7 and 8-15),
+    /// each step one pair of inputs; 6 rows are 12 accumulators, 2 weight
+    /// vectors and a broadcast, like the f32 tile.
     ///
     /// # Safety
-    /// avx2; `a` holds rows `r0..r0 + R` of `k4` bytes, `panel` 16 * k4.
+    /// avx2; `a` holds rows `r0..r0 + R` of `k4` values, `panel` 16 * k4.
     #[target_feature(enable = "avx2")]
     unsafe fn rows<const R: usize>(
-        a: &[u8],
+        a: &[u16],
         r0: usize,
         panel: *const i16,
         k4: usize,
         acc: &mut [[i32; 32]; TILE_ROWS],
         half: usize,
     ) {
-        let mut s = [[_mm256_setzero_si256(); 4]; R];
-        for g in 0..k4 / 4 {
-            // Each row's four inputs of group g widened to i16 and repeated
-            // in every 64-bit lane (one per column of a weight vector).
-            let x: [__m256i; R] = std::array::from_fn(|i| {
-                // SAFETY: 4 bytes at (r0 + i) * k4 + 4g, inside row r0 + i.
-                let four = unsafe {
+        let mut s = [[_mm256_setzero_si256(); 2]; R];
+        for h in 0..k4 / 2 {
+            // SAFETY: values 32h .. 32h + 32 of the panel.
+            let (w0, w1) = unsafe {
+                (
+                    _mm256_loadu_si256(panel.add(h * 32).cast()),
+                    _mm256_loadu_si256(panel.add(h * 32 + 16).cast()),
+                )
+            };
+            for (i, si) in s.iter_mut().enumerate() {
+                // SAFETY: inputs 2h, 2h + 1 of row r0 + i (at most 255,
+                // so as i16 pairs they multiply exactly).
+                let pair = unsafe {
                     a.as_ptr()
-                        .add((r0 + i) * k4 + g * 4)
+                        .add((r0 + i) * k4 + 2 * h)
                         .cast::<i32>()
                         .read_unaligned()
                 };
-                _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(four)))
-            });
-            for t in 0..4 {
-                // SAFETY: values 64g + 16t .. +16 of the panel.
-                let wt = unsafe { _mm256_loadu_si256(panel.add(g * 64 + 16 * t).cast()) };
-                for (si, xi) in s.iter_mut().zip(&x) {
-                    si[t] = _mm256_add_epi32(si[t], _mm256_madd_epi16(wt, *xi));
-                }
+                let x = _mm256_set1_epi32(pair);
+                si[0] = _mm256_add_epi32(si[0], _mm256_madd_epi16(w0, x));
+                si[1] = _mm256_add_epi32(si[1], _mm256_madd_epi16(w1, x));
             }
         }
         for (i, si) in s.iter().enumerate() {
-            // Pairwise sums put columns in order 0 1 4 5 | 2 3 6 7; the
-            // 64-bit permute restores 0..8.
-            let lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(si[0], si[1]), 0b11_01_10_00);
-            let hi = _mm256_permute4x64_epi64(_mm256_hadd_epi32(si[2], si[3]), 0b11_01_10_00);
             let out = &mut acc[r0 + i][half * PANEL..(half + 1) * PANEL];
             // SAFETY: 16 i32 into a 16-element slice.
             unsafe {
-                _mm256_storeu_si256(out.as_mut_ptr().cast(), lo);
-                _mm256_storeu_si256(out.as_mut_ptr().add(8).cast(), hi);
+                _mm256_storeu_si256(out.as_mut_ptr().cast(), si[0]);
+                _mm256_storeu_si256(out.as_mut_ptr().add(8).cast(), si[1]);
             }
         }
     }
