@@ -12,14 +12,6 @@ use liveseg_model::dense::Dense;
 use liveseg_model::precision::Precision;
 use std::time::{Duration, Instant};
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
-
 /// Runs `f` in slices of about 20 ms until `budget` is spent; the calls
 /// made and the time they took.
 fn timed(budget: Duration, mut f: impl FnMut()) -> (u64, Duration) {
@@ -36,7 +28,10 @@ fn timed(budget: Duration, mut f: impl FnMut()) -> (u64, Duration) {
 }
 
 fn main() {
-    let seconds: f64 = arg("--seconds", "2").parse().expect("--seconds");
+    let seconds: f64 = std::env::args()
+        .skip_while(|a| a != "--seconds")
+        .nth(1)
+        .map_or(2.0, |s| s.parse().expect("--seconds takes a number"));
     // (rows, inputs, outputs): a short text, a medium one and a batch of 8
     // long ones, through the FFN's up projection and down projection.
     let shapes = [
