@@ -180,7 +180,7 @@ mod tests {
         }
     }
 
-    /// Both f32 kernels (gemm, which CPUs without AVX2 run, and the
+    /// Both f32 kernels (gemm, which CPUs with neither panel kernel run, and the
     /// panels) give the definition, and a row's result does not depend on
     /// the rows computed with it: the property the golden batch test checks
     /// end to end on whichever kernel the machine runs.

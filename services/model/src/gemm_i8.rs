@@ -10,7 +10,9 @@
 //! packed once into 16-column panels laid out for AVX-512 VNNI's `vpdpbusd`
 //! (u8 x s8, four products summed into each i32 lane, no saturation): one
 //! instruction does 64 multiply-adds, and a register tile of 8 rows x 32
-//! columns reuses every loaded weight 8 times. This is the scheme ONNX
+//! columns reuses every loaded weight 8 times. On CPUs without VNNI the
+//! panels are laid out for the AVX2 tile instead (i16, input pairs; see
+//! `int8_tiles::Panels`). This is the scheme ONNX
 //! Runtime's dynamic quantization runs (u8 activations, s8 weights), with a
 //! finer activation scale (per row, not per tensor).
 //!

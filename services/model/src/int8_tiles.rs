@@ -1,6 +1,7 @@
 //! The int8 register tiles of `gemm_i8`: `acc[r][c] = Σ_i a[r][i] *
-//! w[c][i]` for 8 rows of u8 inputs and the 32 columns of two s8 weight
-//! panels, summed exactly in i32, so every kernel gives the same bits.
+//! w[c][i]` for 8 rows of u8 inputs and the 32 columns of two panels of s8
+//! weights (held as bytes, or as i16 for AVX2: `Panels`), summed exactly in
+//! i32, so every kernel gives the same bits.
 //!
 //! - AVX-512 VNNI: `vpdpbusd` does 64 multiply-adds (u8 x s8, four per i32
 //!   lane) per instruction; 8 rows x 2 panels of accumulators.
@@ -149,6 +150,9 @@ pub fn tile(
         }
     }
     let _ = fits;
+    // Only reached with whole tiles (`gemm_i8` pads rows to 8 and slices
+    // two whole panels), which the loop's indexing relies on.
+    debug_assert!(a.len() >= TILE_ROWS * k4 && w.len() >= TILE_PANELS * PANEL * k4);
     match w {
         PanelsRef::Bytes(w) => portable(a, k4, acc, |p, c, i| {
             i32::from(w[p * PANEL * k4 + i / 4 * 64 + c * 4 + i % 4])
@@ -237,8 +241,9 @@ mod avx2 {
     pub unsafe fn tile(a: &[u16], w: &[i16], k4: usize, acc: &mut [[i32; 32]; TILE_ROWS]) {
         const _: () = assert!(TILE_ROWS == 8);
         for half in 0..TILE_PANELS {
-            // SAFETY: panel `half` is values half*16*k4 .. (half+1)*16*k4,
-            // rows 0..8 of `a` are inside it (the caller's guarantee).
+            // SAFETY: panel `half` is values half*16*k4 .. (half+1)*16*k4 of
+            // `w`, and `a` holds rows 0..8 of k4 values (both checked by
+            // `tile` before the call).
             unsafe {
                 let panel = w.as_ptr().add(half * PANEL * k4);
                 rows::<6>(a, 0, panel, k4, acc, half);

@@ -1,9 +1,10 @@
 //! How the panel kernels (`gemm_i8`, `panels_f32`) lay out weights and
 //! spread one product over rayon's pool.
 //!
-//! Weights are packed once into panels of `PANEL` output columns; a
-//! register tile is `TILE_ROWS` input rows by `TILE_PANELS` panels, so each
-//! weight vector loaded is used for 8 rows.
+//! Weights are packed once into panels of `PANEL` output columns; work is
+//! handed out in tiles of `TILE_ROWS` input rows by `TILE_PANELS` panels
+//! (the AVX-512 register tile; the AVX2 kernels cover one such tile in
+//! passes of 6 and 2 rows, one panel at a time).
 
 use crate::error::{ModelError, Result};
 use rayon::prelude::*;
@@ -12,7 +13,7 @@ use rayon::prelude::*;
 pub const PANEL: usize = 16;
 /// Panels per register tile (32 columns).
 pub const TILE_PANELS: usize = 2;
-/// Rows per register tile: 8 x 2 accumulators + 2 weight registers.
+/// Rows per tile (AVX-512: 8 x 2 accumulators + 2 weight registers).
 pub const TILE_ROWS: usize = 8;
 /// Rows a thread takes at a time when the product is split by rows; a
 /// multiple of `TILE_ROWS`, so every chunk starts on a whole tile (the int8
