@@ -29,7 +29,7 @@ use rayon::prelude::*;
 use std::cell::RefCell;
 
 use crate::int8_tiles::{self, Kernel, Panels, Rows};
-use crate::panels::{self, PANEL, TILE_PANELS, TILE_ROWS};
+use crate::panels::{self, PANEL, Part, TILE_PANELS, TILE_ROWS};
 
 /// The widest input an i32 sum of u8 x s8 products holds: 255 * 127 each.
 pub const MAX_INPUTS: usize = (i32::MAX / (255 * 127)) as usize;
@@ -144,16 +144,12 @@ impl PackedI8 {
                 q.wide.extend(q.data.iter().map(|b| u16::from(*b)));
             }
             let q: &QuantRows = q;
-            panels::spread(rows, n, dst, |first, count, p0, p1, out, out_stride| {
+            panels::spread(rows, n, dst, |part| {
                 pulp::Arch::new().dispatch(RowsTimesPanels {
                     packed: self,
                     q,
                     kernel,
-                    first,
-                    count,
-                    panels: (p0, p1),
-                    out,
-                    out_stride,
+                    part,
                 });
             });
         });
@@ -161,19 +157,14 @@ impl PackedI8 {
     }
 }
 
-/// Rows `first..first + count` of a product times panels `panels.0..panels.1`
-/// into `out`, whose rows are `out_stride` wide and start at column
-/// `16 * panels.0`. Run through `dispatch` so that scaling the sums back to
-/// f32 is vector code too (the tiles have their own target features).
+/// One `Part` of a product. Run through `dispatch` so that scaling the
+/// sums back to f32 is vector code too (the tiles have their own target
+/// features).
 struct RowsTimesPanels<'a> {
     packed: &'a PackedI8,
     q: &'a QuantRows,
     kernel: Kernel,
-    first: usize,
-    count: usize,
-    panels: (usize, usize),
-    out: &'a mut [f32],
-    out_stride: usize,
+    part: Part<'a>,
 }
 
 impl pulp::WithSimd for RowsTimesPanels<'_> {
@@ -185,11 +176,14 @@ impl pulp::WithSimd for RowsTimesPanels<'_> {
             packed,
             q,
             kernel,
-            first,
-            count,
-            panels: (p0, p1),
-            out,
-            out_stride,
+            part:
+                Part {
+                    first,
+                    count,
+                    panels: (p0, p1),
+                    out,
+                    out_stride,
+                },
         } = self;
         let k4 = packed.k4;
         let mut acc = [[0i32; PANEL * TILE_PANELS]; TILE_ROWS];

@@ -26,15 +26,24 @@ pub fn panel_count(outputs: usize) -> usize {
     outputs.div_ceil(PANEL * TILE_PANELS) * TILE_PANELS
 }
 
-/// Runs `work(first, count, p0, p1, out, out_stride)` over parts of a
-/// `rows x outputs` product into `dst` (row-major), in parallel: whole row
-/// chunks when there are enough rows, else column ranges (each part into
-/// its own buffer, copied into place after). `work` fills rows
-/// `first..first + count`, panels `p0..p1`, into `out`, whose rows are
-/// `out_stride` wide and start at column `PANEL * p0`.
+/// One part of a product `spread` hands out: rows `first..first + count`,
+/// panels `panels.0..panels.1`, into `out`, whose rows are `out_stride`
+/// wide and start at column `PANEL * panels.0`.
+pub struct Part<'a> {
+    pub first: usize,
+    pub count: usize,
+    pub panels: (usize, usize),
+    pub out: &'a mut [f32],
+    pub out_stride: usize,
+}
+
+/// Runs `work` over the parts of a `rows x outputs` product into `dst`
+/// (row-major), in parallel: whole row chunks when there are enough rows,
+/// else column ranges (each part into its own buffer, copied into place
+/// after).
 pub fn spread<W>(rows: usize, outputs: usize, dst: &mut [f32], work: W)
 where
-    W: Fn(usize, usize, usize, usize, &mut [f32], usize) + Sync,
+    W: Fn(Part<'_>) + Sync,
 {
     let n = outputs;
     let panels = panel_count(n);
@@ -45,7 +54,15 @@ where
     if rows >= CHUNK_ROWS * threads || threads == 1 {
         dst.par_chunks_mut(CHUNK_ROWS * n)
             .enumerate()
-            .for_each(|(i, out)| work(i * CHUNK_ROWS, out.len() / n, 0, panels, out, n));
+            .for_each(|(i, out)| {
+                work(Part {
+                    first: i * CHUNK_ROWS,
+                    count: out.len() / n,
+                    panels: (0, panels),
+                    out,
+                    out_stride: n,
+                })
+            });
         return;
     }
     // Few rows (short texts, small batches): split the columns.
@@ -60,7 +77,13 @@ where
             let width = (p1 * PANEL).min(n) - c0;
             let mut out = vec![0.0f32; rows * width];
             if width > 0 {
-                work(0, rows, p0, p1, &mut out, width);
+                work(Part {
+                    first: 0,
+                    count: rows,
+                    panels: (p0, p1),
+                    out: &mut out,
+                    out_stride: width,
+                });
             }
             (c0, width, out)
         })

@@ -28,7 +28,7 @@
 #![allow(unsafe_code)]
 
 use crate::error::{ModelError, Result};
-use crate::panels::{self, PANEL, TILE_PANELS, TILE_ROWS};
+use crate::panels::{self, PANEL, Part, TILE_PANELS, TILE_ROWS};
 
 /// A dense layer's f32 weights packed into panels.
 pub struct PackedF32 {
@@ -118,18 +118,9 @@ impl PackedF32 {
             dst.fill(0.0);
             return Ok(());
         }
-        panels::spread(rows, n, dst, |first, count, p0, p1, out, stride| {
-            let part = Part {
-                first,
-                count,
-                panels: (p0, p1),
-                out,
-                out_stride: stride,
-            };
-            match kernel {
-                Kernel::Avx512 => self.rows_times_panels(x, part),
-                Kernel::Avx2 => self.rows_times_panels_avx2(x, part),
-            }
+        panels::spread(rows, n, dst, |part| match kernel {
+            Kernel::Avx512 => self.rows_times_panels(x, part),
+            Kernel::Avx2 => self.rows_times_panels_avx2(x, part),
         });
         Ok(())
     }
@@ -195,17 +186,6 @@ impl PackedF32 {
 /// Rows per AVX2 register tile: 6 x 2 accumulators + 2 weight registers +
 /// 1 broadcast = 15 of 16 ymm registers.
 const AVX2_ROWS: usize = 6;
-
-/// One part of a product `panels::spread` hands out: rows `first..first +
-/// count`, panels `p0..p1`, into `out` (rows `out_stride` wide, starting at
-/// column `PANEL * p0`).
-struct Part<'a> {
-    first: usize,
-    count: usize,
-    panels: (usize, usize),
-    out: &'a mut [f32],
-    out_stride: usize,
-}
 
 /// `acc[r][c] = Σ_i a[r][i] * w[c][i]` for `live` rows of `a` and the two
 /// panels in `w`, on AVX-512; the plain loop where it cannot run, so a tile
