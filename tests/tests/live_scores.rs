@@ -5,6 +5,7 @@
 //! the model service.
 
 use anyhow::{Context, Result, bail};
+use liveseg_core::features::{FEATURE_COUNT, FEATURE_SET};
 use liveseg_proto::pb;
 use liveseg_proto::pb::propensity_service_client::PropensityServiceClient;
 use liveseg_tests::models::{
@@ -26,14 +27,14 @@ async fn model_service_scores_refuses_bad_rows_and_watches_drift() -> Result<()>
     let p = serve_models(&f.registry(), f.dir.path()).await?;
     let mut c = PropensityServiceClient::connect(p.url.clone()).await?;
 
-    let mut nan = vec![0.0f32; 48];
+    let mut nan = vec![0.0f32; FEATURE_COUNT];
     nan[5] = f32::NAN;
     let reply = c
         .score(pb::ScoreRequest {
             target: "click_7d".into(),
-            feature_set: "contact-v1".into(),
+            feature_set: FEATURE_SET.into(),
             rows: vec![
-                row("a", vec![1.0; 48]),
+                row("a", vec![1.0; FEATURE_COUNT]),
                 row("b", vec![0.0; 3]),
                 row("c", nan),
             ],
@@ -70,7 +71,7 @@ async fn model_service_scores_refuses_bad_rows_and_watches_drift() -> Result<()>
         .score(pb::ScoreRequest {
             target: "click_7d".into(),
             feature_set: "contact-v0".into(),
-            rows: vec![row("a", vec![1.0; 48])],
+            rows: vec![row("a", vec![1.0; FEATURE_COUNT])],
             ..Default::default()
         })
         .await
@@ -79,7 +80,7 @@ async fn model_service_scores_refuses_bad_rows_and_watches_drift() -> Result<()>
     let no_model = c
         .score(pb::ScoreRequest {
             target: "meeting_30d".into(),
-            rows: vec![row("a", vec![1.0; 48])],
+            rows: vec![row("a", vec![1.0; FEATURE_COUNT])],
             ..Default::default()
         })
         .await
@@ -98,7 +99,7 @@ async fn model_service_scores_refuses_bad_rows_and_watches_drift() -> Result<()>
         listed
             .models
             .iter()
-            .all(|m| m.active && m.auc > 0.0 && m.feature_set == "contact-v1")
+            .all(|m| m.active && m.auc > 0.0 && m.feature_set == FEATURE_SET)
     );
     let missing = c
         .activate_model(pb::ActivateModelRequest {
@@ -114,7 +115,7 @@ async fn model_service_scores_refuses_bad_rows_and_watches_drift() -> Result<()>
     c.score(pb::ScoreRequest {
         target: "click_7d".into(),
         rows: (0..1000)
-            .map(|i| row(&i.to_string(), vec![7.0; 48]))
+            .map(|i| row(&i.to_string(), vec![7.0; FEATURE_COUNT]))
             .collect(),
         ..Default::default()
     })

@@ -32,6 +32,8 @@ pub struct ClusterArgs {
     /// Segment-Spec JSONL history.
     #[arg(long, value_name = "FILE")]
     pub events: PathBuf,
+    #[command(flatten)]
+    pub content: crate::content_file::ContentFileArgs,
     /// Features as of this instant (RFC 3339); default: the latest event.
     #[arg(long, value_parser = liveseg_core::time::parse_rfc3339)]
     pub at: Option<Millis>,
@@ -57,6 +59,8 @@ pub struct LookalikeArgs {
     /// Segment-Spec JSONL history.
     #[arg(long, value_name = "FILE")]
     pub events: PathBuf,
+    #[command(flatten)]
+    pub content: crate::content_file::ContentFileArgs,
     /// As of this instant (RFC 3339); default: the latest event.
     #[arg(long, value_parser = liveseg_core::time::parse_rfc3339)]
     pub at: Option<Millis>,
@@ -108,7 +112,7 @@ pub fn cluster(a: &ClusterArgs) -> Result<()> {
         ))),
     };
     let (events, at) = load(&a.events, a.at)?;
-    let replay = replay_until(events, at);
+    let replay = replay_until(events, at, a.content.library()?);
     let (ids, x) = contact_matrix(&replay, at);
     let names = feature_names();
     let opts = KMeansOptions {
@@ -223,7 +227,7 @@ pub fn lookalike(a: &LookalikeArgs) -> Result<()> {
             format_rfc3339(at)
         );
     }
-    let replay = replay_until(events, at);
+    let replay = replay_until(events, at, a.content.library()?);
     let (ids, mut x) = contact_matrix(&replay, at);
     let dim = feature_names().len();
     standardise(&mut x, dim);

@@ -25,6 +25,7 @@ mod client;
 mod cluster_args;
 mod config_file;
 mod content_cmd;
+mod content_file;
 mod definitions;
 mod demo;
 mod discover_cmd;

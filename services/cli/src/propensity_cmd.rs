@@ -12,12 +12,15 @@
 use std::fs::File;
 use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use liveseg_core::content::ContentLibrary;
 use liveseg_core::event::Event;
 use liveseg_core::features::{FEATURE_SET, feature_names};
 use liveseg_core::labels::{Row, Target, training_rows};
+use liveseg_core::send_affinity::send_content_of;
 use liveseg_core::served::{ServedRow, score_records, served_rows};
 use liveseg_core::time::{DAY, Millis, format_rfc3339, parse_rfc3339};
 use liveseg_learn::artifact::{ModelArtifact, train_propensity};
@@ -27,6 +30,7 @@ use liveseg_learn::logistic::TrainOptions;
 use liveseg_learn::metrics::evaluate;
 use liveseg_learn::registry::Registry;
 
+use crate::content_file::ContentFileArgs;
 use crate::event_reader::read_events_with;
 use crate::exit::usage;
 
@@ -69,6 +73,8 @@ pub struct TrainArgs {
     /// Make the new version the active one.
     #[arg(long)]
     pub activate: bool,
+    #[command(flatten)]
+    pub content: ContentFileArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -126,6 +132,8 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE", requires = "events")]
     pub metrics_out: Option<PathBuf>,
     #[command(flatten)]
+    pub content: ContentFileArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -175,9 +183,13 @@ fn read_history_with(path: &Path, keep: fn(Event) -> Event) -> Result<(Vec<Event
 /// A history's rows, labelled as of `as_of` (default: the latest event time).
 /// Only what features and labels read of each event is kept while the
 /// history is held (0.47x the peak memory on a 2.55M-event history).
-pub fn history_rows(path: &Path, as_of: Option<Millis>) -> Result<(Vec<Row>, Millis)> {
+pub fn history_rows(
+    path: &Path,
+    as_of: Option<Millis>,
+    library: Arc<ContentLibrary>,
+) -> Result<(Vec<Row>, Millis)> {
     let (events, latest) = read_history_with(path, liveseg_core::features::keep_for_features)?;
-    Ok(rows_of(events, latest, as_of))
+    Ok(rows_of(events, latest, as_of, library))
 }
 
 /// `history_rows`, plus the sends whose served `target` score (a logged
@@ -186,18 +198,30 @@ fn served_history(
     path: &Path,
     as_of: Option<Millis>,
     target: Target,
+    library: Arc<ContentLibrary>,
 ) -> Result<(Vec<Row>, Vec<ServedRow>)> {
     let (events, latest) = read_history(path)?;
     let records = score_records(&events, target);
-    let (rows, _) = rows_of(events, latest, as_of);
+    let (rows, _) = rows_of(events, latest, as_of, library);
     let served = served_rows(&rows, &records, target);
     Ok((rows, served))
 }
 
-fn rows_of(events: Vec<Event>, latest: Millis, as_of: Option<Millis>) -> (Vec<Row>, Millis) {
+fn rows_of(
+    events: Vec<Event>,
+    latest: Millis,
+    as_of: Option<Millis>,
+    library: Arc<ContentLibrary>,
+) -> (Vec<Row>, Millis) {
     let started = std::time::Instant::now();
     let as_of = as_of.unwrap_or(latest);
-    let rows = training_rows(events, as_of);
+    if library.is_empty() && events.iter().any(|e| send_content_of(e).is_some()) {
+        eprintln!(
+            "warning: sends name content but no --content library was given: \
+             the content-affinity features read 0 (unknown) in every row"
+        );
+    }
+    let rows = training_rows(events, as_of, library);
     eprintln!(
         "{} sends with point-in-time features, labels as of {} ({:.1} s)",
         rows.len(),
@@ -231,7 +255,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     if let Some(l2) = a.l2 {
         options.l2 = l2;
     }
-    let (rows, _) = history_rows(&a.events, a.as_of)?;
+    let (rows, _) = history_rows(&a.events, a.as_of, a.content.library()?)?;
     let registry = Registry::open(&a.registry.registry)?;
     let mut out = io::stdout().lock();
     let mut failed = 0;
@@ -379,7 +403,7 @@ pub fn report(a: &ReportArgs) -> Result<()> {
     let Some(events) = &a.events else {
         return Ok(());
     };
-    let (rows, served) = served_history(events, a.as_of, target)?;
+    let (rows, served) = served_history(events, a.as_of, target, a.content.library()?)?;
     let after = artifact.meta.validation_window.end_ms;
     let mut alerts = Vec::new();
     writeln!(

@@ -32,6 +32,8 @@ pub struct ScoreArgs {
     /// Segment-Spec JSONL history.
     #[arg(long, value_name = "FILE")]
     pub events: PathBuf,
+    #[command(flatten)]
+    pub content: crate::content_file::ContentFileArgs,
     /// Score as of this instant (RFC 3339; events at or before it count); default: the latest event.
     #[arg(long, value_parser = liveseg_core::time::parse_rfc3339)]
     pub at: Option<Millis>,
@@ -200,7 +202,7 @@ fn derived_records(
 pub async fn run(a: &ScoreArgs, global: &crate::args::GlobalArgs) -> Result<()> {
     let (events, latest) = read_history(&a.events)?;
     let at = a.at.unwrap_or(latest);
-    let replay = replay_until(events, at);
+    let replay = replay_until(events, at, a.content.library()?);
     let registry = Registry::open(&a.registry.registry)?;
     let wanted = crate::propensity_cmd::targets(&a.target)?;
     // Which targets have an active model, and each one's validation base rate.

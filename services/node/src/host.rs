@@ -243,7 +243,7 @@ impl AccountHost {
             // Features see events strictly before their instant: `now + 1`
             // counts everything applied so far.
             Query::FeatureRows => {
-                Answer::FeatureRows(self.account.feature_rows(now.saturating_add(1)))
+                Answer::FeatureRows(self.account.feature_rows(set, now.saturating_add(1)))
             }
             Query::InsightSummary { seed } => Answer::InsightSummary(Box::new(insight::summarize(
                 &self.account,
@@ -256,6 +256,7 @@ impl AccountHost {
             }
             Query::ScoringRows(targets) => Answer::ScoringRows(crate::scorer::scoring_rows(
                 &self.account,
+                set,
                 targets,
                 now.saturating_add(1),
             )),

@@ -102,7 +102,7 @@ pub fn summarize(account: &Account, set: &SegmentSet, seed: Option<usize>, t: Mi
             s.hours[h] += u64::from(*n);
         }
     }
-    for (c, f) in account.contact_features(t) {
+    for (c, f) in account.contact_features(set, t) {
         s.rows += 1;
         if s.sum.is_empty() {
             s.sum = vec![0.0; f.len()];
@@ -216,7 +216,7 @@ impl LookalikeProbe {
         let centroid = unit(&self.profile.centroid).unwrap_or_default();
         let mut top: TopN<String> = TopN::new(self.limit);
         let mut details = std::collections::HashMap::new();
-        for (c, f) in account.contact_features(t) {
+        for (c, f) in account.contact_features(set, t) {
             if c.member.get(self.seed) {
                 continue;
             }

@@ -30,7 +30,7 @@ use crate::ingest::Input;
 use crate::runtime::Runtime;
 use crate::server::{NodeInner, Units};
 use crate::tenant::TenantState;
-use liveseg_core::Account;
+use liveseg_core::{Account, SegmentSet};
 use liveseg_core::Millis;
 use liveseg_core::features::FEATURE_SET;
 use liveseg_core::labels::Target;
@@ -83,9 +83,14 @@ pub struct ScoringRow {
 
 /// The scoring rows of an account at instant `t` (unsuppressed contacts
 /// with features), whether it is resident or read from a checkpoint.
-pub fn scoring_rows(account: &Account, targets: &[Target], t: Millis) -> Vec<ScoringRow> {
+pub fn scoring_rows(
+    account: &Account,
+    set: &SegmentSet,
+    targets: &[Target],
+    t: Millis,
+) -> Vec<ScoringRow> {
     account
-        .contact_features(t)
+        .contact_features(set, t)
         .map(|(c, features)| ScoringRow {
             contact: c.id.to_string(),
             account: account.core.id.to_string(),
@@ -221,9 +226,10 @@ async fn tenant_rows(
         .map_err(|e| format!("reading passivated accounts: {e}"))?;
     let t = inner.clock.now().saturating_add(1);
     let resident = rows.len();
+    let set = tenant.set();
     for account in &passive {
         if covered.insert(account.core.id.to_string()) {
-            rows.extend(scoring_rows(account, &targets, t));
+            rows.extend(scoring_rows(account, &set, &targets, t));
         }
     }
     let from_checkpoints = rows.len() - resident;

@@ -465,19 +465,21 @@ impl Account {
 
     /// The model features (`crate::features`) at instant `t` of every
     /// contact not suppressed by then, for a live scorer; empty unless the
-    /// set keeps features (a definition reads scores).
-    pub fn feature_rows(&self, t: Millis) -> Vec<(String, Vec<f32>)> {
-        self.contact_features(t)
+    /// set keeps features (a definition reads scores). The content-affinity
+    /// features look content up in the set's library.
+    pub fn feature_rows(&self, set: &SegmentSet, t: Millis) -> Vec<(String, Vec<f32>)> {
+        self.contact_features(set, t)
             .map(|(c, f)| (c.id.to_string(), f))
             .collect()
     }
 
     /// `feature_rows` with each contact's state (lookalikes read its
     /// memberships and interest profile too).
-    pub fn contact_features(
-        &self,
+    pub fn contact_features<'a>(
+        &'a self,
+        set: &'a SegmentSet,
         t: Millis,
-    ) -> impl Iterator<Item = (&ContactState, Vec<f32>)> + '_ {
+    ) -> impl Iterator<Item = (&'a ContactState, Vec<f32>)> + 'a {
         static EMPTY: std::sync::LazyLock<crate::features::AccountSignals> =
             std::sync::LazyLock::new(Default::default);
         let signals = self.core.signals.as_deref().unwrap_or(&EMPTY);
@@ -486,7 +488,10 @@ impl Account {
             .filter(move |c| !c.suppressed(t))
             .filter_map(move |c| {
                 let f = c.features.as_deref()?;
-                Some((c, crate::features::features_at(f, signals, t)))
+                Some((
+                    c,
+                    crate::features::live_features_at(f, signals, &set.content, t),
+                ))
             })
     }
 

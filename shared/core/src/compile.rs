@@ -335,7 +335,7 @@ impl SegmentSet {
 
 /// Version of the state layout (`state.rs`); bump it when `ContactState`
 /// or `AccountCore` change, so older checkpoints are rebuilt from the log.
-pub const STATE_FORMAT: u32 = 5;
+pub const STATE_FORMAT: u32 = 6;
 
 /// The shape of state: the layout version, whether profiles are kept, and
 /// the definitions in key order (so the order they were stored or applied

@@ -5,8 +5,9 @@
 //! A contact's `FeatureState` keeps, per engagement kind, the timestamps of
 //! the last 90 days (at most `MAX_TIMES` per kind), the last instant ever,
 //! its last sends with the first open/click/reply of each, an hour-of-day
-//! histogram of opens and clicks (for send timing) and the traits the
-//! features read. The account's `AccountSignals` keeps account-wide series
+//! histogram of opens and clicks (for send timing), the traits the
+//! features read, and its engagements with content and the content of its
+//! sends (`crate::send_affinity`). The account's `AccountSignals` keeps account-wide series
 //! (all contacts and account-level events) and account traits.
 //!
 //! Every update is independent of arrival order (timestamps are inserted
@@ -18,7 +19,9 @@
 //! Features at instant `t` read only events strictly before `t`, the rule
 //! that keeps a training row free of its own outcome.
 
+use crate::content::ContentLibrary;
 use crate::event::{Event, EventKind};
+use crate::send_affinity::ContentTrail;
 use crate::state::{Orphan, SendRecord, add_send, engage};
 use crate::time::{DAY, HOUR, Millis};
 use serde::{Deserialize, Serialize};
@@ -26,7 +29,7 @@ use serde_json::Value;
 
 /// Identifies the layout of `FeatureVector`; stored with every trained
 /// model, and a model trained on another layout is refused.
-pub const FEATURE_SET: &str = "contact-v1";
+pub const FEATURE_SET: &str = "contact-v2";
 
 /// The longest window any feature reads.
 pub const HORIZON: Millis = 90 * DAY;
@@ -173,12 +176,16 @@ pub struct FeatureState {
     pub hours: [u32; 24],
     pub seniority: Stamped,
     pub role: Stamped,
+    /// For the content-affinity features.
+    #[serde(default)]
+    pub content: ContentTrail,
 }
 
 impl FeatureState {
     /// Applies one event of this contact.
     pub fn apply(&mut self, e: &Event) {
         let ts = e.ts;
+        self.content.apply(e);
         let times = &mut self.times;
         let mut add = |k: Kind| times[k as usize].insert(ts);
         match &e.kind {
@@ -221,6 +228,7 @@ impl FeatureState {
         for t in &mut self.times {
             t.prune(now.saturating_sub(HORIZON));
         }
+        self.content.prune(now);
         // Sends before `now` beyond the last few can no longer be among the
         // last LAST_SENDS before any instant from `now` on.
         let settled = self.sends.partition_point(|s| s.ts < now);
@@ -230,14 +238,16 @@ impl FeatureState {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.times.iter().all(Times::is_empty) && self.seniority.value.is_none()
+        self.times.iter().all(Times::is_empty)
+            && self.seniority.value.is_none()
+            && self.content.is_empty()
     }
 }
 
 /// `e` with only what this module and `crate::labels` read: the kind,
 /// instant and ids (the anonymous id included: an alias or an event
-/// without a user id is routed by it), a click's `content_id`, and the
-/// traits features use. Training holds every event of a history in memory
+/// without a user id is routed by it), the content a send, click or page
+/// view names (`content_id`, `url`, `path`), and the traits features use. Training holds every event of a history in memory
 /// to replay it in time order; their other properties and traits and the
 /// track name are most of an event's bytes and change no row.
 pub fn keep_for_features(mut e: Event) -> Event {
@@ -250,7 +260,9 @@ pub fn keep_for_features(mut e: Event) -> Event {
         }
     };
     match e.kind {
-        EventKind::Click { .. } => keep(&mut e.properties, &["content_id"]),
+        EventKind::Send { .. } => keep(&mut e.properties, &["content_id"]),
+        EventKind::Click { .. } => keep(&mut e.properties, &["content_id", "url"]),
+        EventKind::Page { .. } => keep(&mut e.properties, &["path", "url"]),
         _ => e.properties = Default::default(),
     }
     keep(&mut e.traits, &TRAITS_READ);
@@ -351,14 +363,16 @@ pub fn feature_names() -> Vec<String> {
         "account_engagement_30d",
         "account_pricing_intent_30d",
         "account_intent_signals_30d",
+        "send_content_affinity",
+        "send_content_known",
     ] {
         names.push(n.to_string());
     }
     names
 }
 
-/// Number of features in `contact-v1`.
-pub const FEATURE_COUNT: usize = WINDOWED.len() * 4 + 20;
+/// Number of features in `FEATURE_SET`.
+pub const FEATURE_COUNT: usize = WINDOWED.len() * 4 + 22;
 
 fn singular(k: Kind) -> &'static str {
     match k {
@@ -374,8 +388,26 @@ fn singular(k: Kind) -> &'static str {
     }
 }
 
-/// The feature vector of a contact at instant `t` (events strictly before `t`).
-pub fn features_at(c: &FeatureState, a: &AccountSignals, t: Millis) -> Vec<f32> {
+/// The feature vector a live score reads: `features_at` for the content of
+/// the contact's latest send before `t` (see `crate::send_affinity`).
+pub fn live_features_at(
+    c: &FeatureState,
+    a: &AccountSignals,
+    lib: &ContentLibrary,
+    t: Millis,
+) -> Vec<f32> {
+    features_at(c, a, lib, t, c.content.latest_send_content(t))
+}
+
+/// The feature vector of a contact at instant `t` (events strictly before
+/// `t`) for a send of `content` (a content key; `None`: no content).
+pub fn features_at(
+    c: &FeatureState,
+    a: &AccountSignals,
+    lib: &ContentLibrary,
+    t: Millis,
+    content: Option<u64>,
+) -> Vec<f32> {
     let mut out = Vec::with_capacity(FEATURE_COUNT);
     let count = |times: &Times, days: i64| times.count_before(t, days * DAY) as f32;
     for k in WINDOWED {
@@ -442,6 +474,7 @@ pub fn features_at(c: &FeatureState, a: &AccountSignals, t: Millis) -> Vec<f32> 
     out.push(count(&a.engagement, 30));
     out.push(count(&a.pricing_intent, 30));
     out.push(count(&a.intent, 30));
+    out.extend(c.content.affinity(lib, t, content));
     out
 }
 

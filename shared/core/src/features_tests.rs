@@ -21,6 +21,11 @@ fn track(n: usize, ts: Millis, name: &str, props: serde_json::Value) -> Event {
     )
 }
 
+/// Features for a send without content (the affinity pair reads `[0, 0]`).
+fn no_content(c: &FeatureState, a: &AccountSignals, t: Millis) -> Vec<f32> {
+    features_at(c, a, &ContentLibrary::default(), t, None)
+}
+
 fn value(names: &[String], v: &[f32], name: &str) -> f32 {
     let i = names.iter().position(|n| n == name).expect("feature name");
     v[i]
@@ -30,7 +35,7 @@ fn value(names: &[String], v: &[f32], name: &str) -> f32 {
 fn names_match_the_vector() {
     let names = feature_names();
     assert_eq!(names.len(), FEATURE_COUNT);
-    let v = features_at(&FeatureState::default(), &AccountSignals::default(), T0);
+    let v = no_content(&FeatureState::default(), &AccountSignals::default(), T0);
     assert_eq!(v.len(), FEATURE_COUNT);
     let unique: std::collections::HashSet<_> = names.iter().collect();
     assert_eq!(unique.len(), names.len(), "duplicate feature names");
@@ -53,7 +58,7 @@ fn windows_cover_the_instants_strictly_before_t() {
         ));
     }
     let names = feature_names();
-    let v = features_at(&c, &AccountSignals::default(), t);
+    let v = no_content(&c, &AccountSignals::default(), t);
     assert_eq!(
         value(&names, &v, "clicks_7d"),
         2.0,
@@ -92,7 +97,7 @@ fn last_sends_count_engagement_before_t_even_when_it_arrives_first() {
         json!({"email_id":"e2"}),
     ));
     let names = feature_names();
-    let v = features_at(&c, &AccountSignals::default(), T0 + 2 * DAY);
+    let v = no_content(&c, &AccountSignals::default(), T0 + 2 * DAY);
     assert_eq!(value(&names, &v, "last5_sends_opened"), 1.0);
     assert_eq!(
         value(&names, &v, "last5_sends_clicked"),
@@ -101,7 +106,7 @@ fn last_sends_count_engagement_before_t_even_when_it_arrives_first() {
     );
     assert_eq!(value(&names, &v, "sends_7d"), 2.0);
     assert!((value(&names, &v, "days_since_first_send") - 2.0).abs() < 1e-6);
-    let later = features_at(&c, &AccountSignals::default(), T0 + 4 * DAY);
+    let later = no_content(&c, &AccountSignals::default(), T0 + 4 * DAY);
     assert_eq!(value(&names, &later, "last5_sends_clicked"), 1.0);
 }
 
@@ -141,7 +146,7 @@ fn arrival_order_does_not_change_features() {
         for e in order {
             c.apply(e);
         }
-        features_at(&c, &AccountSignals::default(), T0 + 30 * DAY)
+        no_content(&c, &AccountSignals::default(), T0 + 30 * DAY)
     };
     let mut sorted: Vec<&Event> = by_email.iter().flatten().chain(&traits).collect();
     sorted.sort_by_key(|e| e.ts);
@@ -187,8 +192,8 @@ fn pruning_keeps_every_feature_from_now_on() {
     assert!(pruned.times[Kind::Open as usize].ts.len() < c.times[Kind::Open as usize].ts.len());
     for t in [now, now + DAY, now + 40 * DAY, now + 400 * DAY] {
         assert_eq!(
-            features_at(&pruned, &AccountSignals::default(), t),
-            features_at(&c, &AccountSignals::default(), t),
+            no_content(&pruned, &AccountSignals::default(), t),
+            no_content(&c, &AccountSignals::default(), t),
             "at +{} days",
             (t - now) / DAY
         );
@@ -207,7 +212,7 @@ fn a_burst_over_the_cap_keeps_the_latest() {
         ));
     }
     assert_eq!(c.times[Kind::Open as usize].ts.len(), MAX_TIMES);
-    let v = features_at(&c, &AccountSignals::default(), T0 + 10 * DAY);
+    let v = no_content(&c, &AccountSignals::default(), T0 + 10 * DAY);
     assert_eq!(value(&feature_names(), &v, "opens_30d"), MAX_TIMES as f32);
     assert!(
         (value(&feature_names(), &v, "days_since_last_open") - (10.0 - 73.0 / 24.0)).abs() < 1e-5
@@ -232,7 +237,7 @@ fn account_signals_read_traits_and_intent() {
     a.apply(&group(2, T0, json!({"tier": 3})));
     a.apply(&ev(3, T0 + 2 * DAY, json!({"type":"page","anonymousId":"x","context":{"groupId":"acme"},"properties":{"path":"/pricing"}})));
     let names = feature_names();
-    let v = features_at(&FeatureState::default(), &a, T0 + 3 * DAY);
+    let v = no_content(&FeatureState::default(), &a, T0 + 3 * DAY);
     assert_eq!(
         value(&names, &v, "account_tier"),
         1.0,
@@ -262,7 +267,7 @@ fn a_later_null_trait_wins_in_any_arrival_order() {
         for e in order {
             c.apply(e);
         }
-        let v = features_at(&c, &AccountSignals::default(), T0 + 20 * DAY);
+        let v = no_content(&c, &AccountSignals::default(), T0 + 20 * DAY);
         assert_eq!(
             value(&names, &v, "seniority_level"),
             0.0,

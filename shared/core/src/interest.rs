@@ -219,7 +219,8 @@ impl Interest {
     }
 }
 
-fn decay(elapsed: Millis) -> f32 {
+/// The weight left after `elapsed` at half-life `INTEREST_HALF_LIFE`.
+pub(crate) fn decay(elapsed: Millis) -> f32 {
     (-(elapsed as f64) / INTEREST_HALF_LIFE as f64).exp2() as f32
 }
 

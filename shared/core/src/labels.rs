@@ -8,12 +8,15 @@
 //! Wednesday. Rows of contacts already suppressed at the send are left out
 //! (nobody sends to them, so a model should not learn from them).
 
+use crate::content::ContentLibrary;
 use crate::engine::Directory;
 use crate::event::{Event, EventKind};
-use crate::features::{AccountSignals, FeatureState, features_at};
+use crate::features::{AccountSignals, FeatureState, features_at, live_features_at};
+use crate::send_affinity::send_content_of;
 use crate::time::{DAY, Millis};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// What a propensity model predicts for a send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -111,6 +114,8 @@ pub struct FeatureReplay {
     pub accounts: HashMap<String, AccountSignals>,
     /// When each contact was first suppressed.
     pub suppressed: HashMap<String, Millis>,
+    /// The tenant's content, for the content-affinity features.
+    pub library: Arc<ContentLibrary>,
 }
 
 impl FeatureReplay {
@@ -142,14 +147,33 @@ impl FeatureReplay {
         }
     }
 
-    /// Features of `contact` (in its current account) at instant `t`.
+    /// Features of `contact` (in its current account) at instant `t`, as a
+    /// live score reads them (for the content of its latest send).
     pub fn features(&self, contact: &str, account: &str, t: Millis) -> Vec<f32> {
-        let empty_c = FeatureState::default();
-        let empty_a = AccountSignals::default();
-        features_at(
-            self.contacts.get(contact).unwrap_or(&empty_c),
-            self.accounts.get(account).unwrap_or(&empty_a),
-            t,
+        let (c, a) = self.states(contact, account);
+        live_features_at(c, a, &self.library, t)
+    }
+
+    /// Features of `contact` for a send of `content` at instant `t`.
+    pub fn send_features(
+        &self,
+        contact: &str,
+        account: &str,
+        t: Millis,
+        content: Option<u64>,
+    ) -> Vec<f32> {
+        let (c, a) = self.states(contact, account);
+        features_at(c, a, &self.library, t, content)
+    }
+
+    fn states(&self, contact: &str, account: &str) -> (&FeatureState, &AccountSignals) {
+        static EMPTY_C: std::sync::LazyLock<FeatureState> =
+            std::sync::LazyLock::new(Default::default);
+        static EMPTY_A: std::sync::LazyLock<AccountSignals> =
+            std::sync::LazyLock::new(Default::default);
+        (
+            self.contacts.get(contact).unwrap_or(&EMPTY_C),
+            self.accounts.get(account).unwrap_or(&EMPTY_A),
         )
     }
 }
@@ -162,9 +186,13 @@ pub fn in_time_order(mut events: Vec<Event>) -> Vec<Event> {
     events
 }
 
-/// Replays `events` up to and including `at` (any order in).
-pub fn replay_until(events: Vec<Event>, at: Millis) -> FeatureReplay {
-    let mut r = FeatureReplay::default();
+/// Replays `events` up to and including `at` (any order in), with the
+/// tenant's content `library`.
+pub fn replay_until(events: Vec<Event>, at: Millis, library: Arc<ContentLibrary>) -> FeatureReplay {
+    let mut r = FeatureReplay {
+        library,
+        ..Default::default()
+    };
     for e in in_time_order(events).iter().take_while(|e| e.ts <= at) {
         r.apply(e);
     }
@@ -174,20 +202,26 @@ pub fn replay_until(events: Vec<Event>, at: Millis) -> FeatureReplay {
 /// Builds the rows of every send in `events` (any order; sorted here by
 /// event time, stable), with labels known as of `as_of`. Duplicate
 /// `messageId`s count once, and a repeated delivery of one email id to a
-/// contact is one send, as in the engine.
-pub fn training_rows(events: Vec<Event>, as_of: Millis) -> Vec<Row> {
-    rows(events, as_of, true)
+/// contact is one send, as in the engine. Each row's content-affinity
+/// features are for the content of its send, looked up in `library`.
+pub fn training_rows(events: Vec<Event>, as_of: Millis, library: Arc<ContentLibrary>) -> Vec<Row> {
+    rows(events, as_of, Some(library))
 }
 
 /// `training_rows` without the features (left empty): the sends and their
 /// labels only, what calibration tracking needs, at a fraction of the cost.
 pub fn outcome_rows(events: Vec<Event>, as_of: Millis) -> Vec<Row> {
-    rows(events, as_of, false)
+    rows(events, as_of, None)
 }
 
-fn rows(events: Vec<Event>, as_of: Millis, with_features: bool) -> Vec<Row> {
+/// The rows, with features when a library is given.
+fn rows(events: Vec<Event>, as_of: Millis, library: Option<Arc<ContentLibrary>>) -> Vec<Row> {
     let events = in_time_order(events);
-    let mut replay = FeatureReplay::default();
+    let with_features = library.is_some();
+    let mut replay = FeatureReplay {
+        library: library.unwrap_or_default(),
+        ..Default::default()
+    };
     let mut outcomes: HashMap<String, Outcomes> = HashMap::new();
     let mut sent: HashSet<(String, u64)> = HashSet::new();
     let mut rows = Vec::new();
@@ -214,7 +248,7 @@ fn rows(events: Vec<Event>, as_of: Millis, with_features: bool) -> Vec<Row> {
             rows.push(Row {
                 contact: user.clone(),
                 features: if with_features {
-                    replay.features(user, &account, ts)
+                    replay.send_features(user, &account, ts, send_content_of(e))
                 } else {
                     Vec::new()
                 },

@@ -33,6 +33,7 @@ pub mod interest;
 pub mod labels;
 pub mod presets;
 pub mod scores;
+pub mod send_affinity;
 pub mod send_time;
 pub mod served;
 pub mod state;

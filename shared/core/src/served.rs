@@ -144,7 +144,7 @@ mod tests {
         ];
         let as_of = crate::time::parse_rfc3339("2026-05-01T00:00:00Z").unwrap_or_default();
         let records = score_records(&events, Target::Click7d);
-        let rows = training_rows(events, as_of);
+        let rows = training_rows(events, as_of, Default::default());
         let served = served_rows(&rows, &records, Target::Click7d);
         let got: Vec<(&str, f32, bool)> = served
             .iter()

@@ -1,22 +1,41 @@
 //! Train/serve parity: the features a live account computes for its
 //! contacts (what the node's scorer sends to the model service) equal the
 //! features training computes from the same history, whatever order the
-//! events arrived in.
+//! events arrived in, the content-affinity features included (sends with
+//! content, clicks on content, page views, one content item reached by its
+//! URL).
 
 mod common;
 
 use common::{Script, at};
 use liveseg_core::definition::parse_definitions;
 use liveseg_core::labels::replay_until;
+use liveseg_core::content::ContentLibrary;
 use liveseg_core::{Engine, SegmentSet};
 use serde_json::json;
+use std::sync::Arc;
+
+/// The tenant's content: what the sends carry, the clicked guide, and the
+/// pricing page (reached by its path).
+fn library() -> Arc<ContentLibrary> {
+    let mut l = ContentLibrary::default();
+    for (id, url, v) in [
+        ("guide", None, [1.0, 0.2, 0.0]),
+        ("pricing", Some("https://acme.example/pricing"), [0.1, 1.0, 0.3]),
+        ("launch", None, [0.7, 0.7, 0.1]),
+        ("webinar", None, [0.0, 0.3, 1.0]),
+    ] {
+        l.insert_content(id, url, &v).expect("fixture");
+    }
+    Arc::new(l)
+}
 
 fn scored_set() -> SegmentSet {
     let defs = parse_definitions(
         "[{key: hot, name: Hot, entity: contact, condition: {score: {target: click_7d, at_least: 0.5}}}]",
     )
     .expect("fixture");
-    SegmentSet::compile(&defs).expect("fixture")
+    SegmentSet::compile_with(&defs, library()).expect("fixture")
 }
 
 /// Contacts in three accounts, a job move, traits, sends and engagement.
@@ -41,11 +60,14 @@ fn history() -> Script {
         for (k, u) in ["u1", "u2", "u3"].iter().enumerate() {
             if (day + k) % 2 == 0 {
                 let email = format!("{u}-{day}");
+                // Content in turn: launch, webinar, none, and one nobody
+                // registered (the last send: u1's, u2's launch, u3's webinar).
+                let content = ["launch", "webinar", "", "unregistered"][(day / 2 + k) % 4];
                 s.track(
                     u,
                     None,
                     "Email Delivered",
-                    json!({"email_id": email}),
+                    json!({"email_id": email, "content_id": content}),
                     at(d + 0.3),
                 );
                 if (day * 3 + k) % 5 != 0 {
@@ -93,7 +115,7 @@ fn history() -> Script {
 fn live_feature_rows_equal_training_features() {
     let s = history();
     let t = at(81.0);
-    let expected = replay_until(s.events.clone(), t);
+    let expected = replay_until(s.events.clone(), t, library());
     // Arrival orders: in time order, and each block of 25 events reversed
     // (opens before their sends, pages before the group call that moves u2).
     let mut blocks = s.events.clone();
@@ -110,15 +132,22 @@ fn live_feature_rows_equal_training_features() {
             now = now.max(e.ts);
             engine.apply(e, now, &mut out);
         }
-        let mut rows = 0;
+        let (mut rows, mut known_rows) = (0, 0);
+        let set = scored_set();
+        let known = liveseg_core::features::feature_names()
+            .iter()
+            .position(|n| n == "send_content_known")
+            .expect("feature");
         for (id, account) in &engine.accounts {
-            for (contact, live) in account.feature_rows(t + 1) {
+            for (contact, live) in account.feature_rows(&set, t + 1) {
                 let trained = expected.features(&contact, id, t + 1);
                 assert_eq!(live, trained, "{name}: {contact} in {id}");
                 rows += 1;
+                known_rows += live[known] as usize;
             }
         }
         assert_eq!(rows, 3, "{name}: every contact has a row");
+        assert_eq!(known_rows, 2, "{name}: u1's last content is unknown");
     }
 }
 
@@ -142,7 +171,7 @@ fn slim_events_give_the_same_training_rows() {
         e.properties.insert("campaign".into(), json!("q3-launch"));
     }
     let t = at(81.0);
-    let full = liveseg_core::labels::training_rows(s.events.clone(), t);
+    let full = liveseg_core::labels::training_rows(s.events.clone(), t, library());
     let slim: Vec<_> = s
         .events
         .iter()
@@ -162,8 +191,13 @@ fn slim_events_give_the_same_training_rows() {
         kept(&s.events)
     );
     assert!(slim.iter().all(|e| e.name.is_none()));
-    let rows = liveseg_core::labels::training_rows(slim, t);
+    let rows = liveseg_core::labels::training_rows(slim, t, library());
     assert!(rows.len() > 100);
+    let known = liveseg_core::features::feature_names()
+        .iter()
+        .position(|n| n == "send_content_known")
+        .expect("feature");
+    assert!(rows.iter().filter(|r| r.features[known] == 1.0).count() > 30);
     assert_eq!(format!("{rows:?}"), format!("{full:?}"));
 }
 
@@ -171,7 +205,7 @@ fn slim_events_give_the_same_training_rows() {
 fn features_are_kept_only_when_scores_are_read() {
     let s = history();
     let plain = SegmentSet::compile(&liveseg_core::presets::presets()).expect("presets");
-    let mut engine = Engine::new(plain);
+    let mut engine = Engine::new(plain.clone());
     let mut out = Vec::new();
     for e in &s.events {
         engine.apply(e, e.ts, &mut out);
@@ -180,6 +214,6 @@ fn features_are_kept_only_when_scores_are_read() {
         engine
             .accounts
             .values()
-            .all(|a| a.feature_rows(at(81.0)).is_empty())
+            .all(|a| a.feature_rows(&plain, at(81.0)).is_empty())
     );
 }

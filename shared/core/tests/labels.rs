@@ -76,7 +76,7 @@ fn label_windows_are_strictly_after_the_send_and_closed() {
     s.track("u4", Some("acme"), "Meeting Booked", json!({}), t);
     s.track("u4", Some("acme"), "Unsubscribed", json!({}), t + 6 * DAY);
 
-    let rows = training_rows(s.events.clone(), t + 40 * DAY);
+    let rows = training_rows(s.events.clone(), t + 40 * DAY, Default::default());
     let labels = |u: &str| {
         let r = row(&rows, u, t);
         Target::ALL.map(|x| r.label(x))
@@ -100,14 +100,14 @@ fn label_windows_are_strictly_after_the_send_and_closed() {
     );
 
     // As of day 10 after the send: click and unsubscribe windows closed, reply and meeting open.
-    let early = training_rows(s.events.clone(), t + 10 * DAY);
+    let early = training_rows(s.events.clone(), t + 10 * DAY, Default::default());
     let r = row(&early, "u3", t);
     assert_eq!(
         Target::ALL.map(|x| r.label(x)),
         [Some(false), None, None, Some(false)]
     );
     // One day after the send nothing is known yet.
-    let none = training_rows(s.events, t + DAY);
+    let none = training_rows(s.events, t + DAY, Default::default());
     assert!(none.iter().all(|r| r.labels == [None; 4]));
 }
 
@@ -138,7 +138,7 @@ fn features_never_see_the_send_instant_or_later() {
         json!({"email_id":"e1"}),
         t + HOUR,
     );
-    let rows = training_rows(s.events, t + 30 * DAY);
+    let rows = training_rows(s.events, t + 30 * DAY, Default::default());
     let r = row(&rows, "u1", t);
     assert_eq!(feature(r, "opens_7d"), 1.0, "only the open an hour before");
     assert_eq!(feature(r, "pages_7d"), 0.0);
@@ -217,7 +217,7 @@ fn history() -> Script {
 fn no_row_changes_when_the_future_is_removed() {
     let s = history();
     let as_of = at(100.0);
-    let rows = training_rows(s.events.clone(), as_of);
+    let rows = training_rows(s.events.clone(), as_of, Default::default());
     assert!(rows.len() > 50, "{} rows", rows.len());
     for r in rows.iter().step_by(3) {
         let past: Vec<_> = s
@@ -226,7 +226,7 @@ fn no_row_changes_when_the_future_is_removed() {
             .filter(|e| e.ts <= r.send_ts)
             .cloned()
             .collect();
-        let cut = training_rows(past, as_of);
+        let cut = training_rows(past, as_of, Default::default());
         let same = row(&cut, &r.contact, r.send_ts);
         assert_eq!(same.features, r.features, "{} at {}", r.contact, r.send_ts);
         assert_eq!(same.account, r.account);
@@ -244,7 +244,7 @@ fn no_row_changes_when_the_future_is_removed() {
 fn outcome_rows_are_the_training_rows_without_features() {
     let s = history();
     for as_of in [at(20.0), at(100.0)] {
-        let full = training_rows(s.events.clone(), as_of);
+        let full = training_rows(s.events.clone(), as_of, Default::default());
         let bare = outcome_rows(s.events.clone(), as_of);
         assert_eq!(full.len(), bare.len());
         assert!(full.iter().any(|r| r.label(Target::Click7d) == Some(true)));
@@ -279,8 +279,65 @@ fn duplicates_and_suppressed_contacts_make_no_rows() {
         at(2.0),
     );
     send(&mut s, "u2", "e2", at(3.0));
-    let rows = training_rows(s.events, at(60.0));
+    let rows = training_rows(s.events, at(60.0), Default::default());
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!((rows[0].contact.as_str(), rows[0].send_ts), ("u1", at(1.0)));
     assert_eq!(T0 + DAY, at(1.0));
+}
+
+/// A send's content-affinity features are for its own content, from
+/// engagements strictly before it: a click at the send's instant, or the
+/// content of a later send, changes nothing.
+#[test]
+fn content_affinity_is_for_the_send_s_own_content_before_it() {
+    use liveseg_core::content::ContentLibrary;
+    let mut lib = ContentLibrary::default();
+    lib.insert_content("warehouse", None, &[1.0, 0.0])
+        .expect("fixture");
+    lib.insert_content("pricing", None, &[0.0, 1.0])
+        .expect("fixture");
+    let lib = std::sync::Arc::new(lib);
+    let mut s = Script::new();
+    let click = |s: &mut Script, content: &str, ts: Millis| {
+        s.track(
+            "u1",
+            Some("acme"),
+            "Email Link Clicked",
+            json!({"email_id": "e0", "content_id": content}),
+            ts,
+        );
+    };
+    let send_of = |s: &mut Script, email: &str, content: &str, ts: Millis| {
+        s.track(
+            "u1",
+            Some("acme"),
+            "Email Delivered",
+            json!({"email_id": email, "content_id": content}),
+            ts,
+        );
+    };
+    click(&mut s, "warehouse", at(1.0));
+    send_of(&mut s, "e1", "warehouse", at(2.0));
+    // At e2's own instant: a click on pricing, which e2 must not see.
+    send_of(&mut s, "e2", "pricing", at(3.0));
+    click(&mut s, "pricing", at(3.0));
+    send_of(&mut s, "e3", "pricing", at(4.0));
+    send(&mut s, "u1", "e4", at(5.0));
+    let rows = training_rows(s.events, at(60.0), lib);
+    let pair = |ts| {
+        let r = row(&rows, "u1", ts);
+        (
+            feature(r, "send_content_affinity"),
+            feature(r, "send_content_known"),
+        )
+    };
+    assert_eq!(pair(at(2.0)), (1.0, 1.0));
+    assert_eq!(pair(at(3.0)), (0.0, 1.0), "unrelated, and known");
+    // By e3, the pricing click (1 day old) outweighs the warehouse one (3 days).
+    let (a, known) = pair(at(4.0));
+    let (w_old, w_new) = (2f32.powf(-3.0 / 30.0), 2f32.powf(-1.0 / 30.0));
+    let expected = w_new / (w_old * w_old + w_new * w_new).sqrt();
+    assert!((a - expected).abs() < 1e-5 && known == 1.0, "{a} vs {expected}");
+    // A send without content: unknown.
+    assert_eq!(pair(at(5.0)), (0.0, 0.0));
 }

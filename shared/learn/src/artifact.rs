@@ -52,7 +52,7 @@ pub struct ModelMeta {
     pub target: String,
     pub feature_names: Vec<String>,
     /// Opaque id of the feature code that built the rows (e.g.
-    /// "contact-v1"): live scoring must use the same.
+    /// "contact-v2"): live scoring must use the same.
     pub feature_set: String,
     pub trainer: String,
     pub options: serde_json::Value,

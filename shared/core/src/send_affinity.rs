@@ -1,0 +1,152 @@
+//! The content-affinity features of a send: how close the content a send
+//! carries is to what the contact engaged with before it (the content it
+//! clicked, the pages it viewed), as a cosine of embeddings from the
+//! tenant's content library.
+//!
+//! Which content a row is for: in training, the send's own `content_id`
+//! (Email Delivered carries it); live, the content of the contact's latest
+//! send. A live score stands for "the next send", and the next send of a
+//! campaign or sequence usually follows the last one; a caller who knows
+//! the content asks for it by id instead (`features_for_content`). A send
+//! without content, content the library does not know, or a contact with no
+//! engagement the library knows gives affinity 0 with `known` 0, so the
+//! model can tell "unrelated" (a cosine near 0, known 1) from "no idea".
+//!
+//! Why not the segment profile (`crate::interest::Interest`): that one is
+//! bounded by distinct keys and updates its weights in log order, so two
+//! nodes that received the same events in different orders can differ in
+//! the last bits. Model features must be the same bits in training and live
+//! whatever the arrival order (`tests/feature_parity.rs`), so this keeps the
+//! engagements themselves (the last 90 days, at most `MAX_TIMES`) and sums
+//! those of the 90 days before the scored instant in one fixed order. Decay is the profile's:
+//! an engagement `d` before the instant weighs `2^(-d / 30 days)`.
+
+use crate::content::{ContentLibrary, content_key, cosine_unit};
+use crate::event::{Event, EventKind};
+use crate::features::{HORIZON, MAX_TIMES};
+use crate::interest::{InterestKey, decay, interest_of};
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+
+/// One engagement that names content.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Engaged {
+    pub ts: Millis,
+    pub key: InterestKey,
+    pub weight: f32,
+}
+
+impl Engaged {
+    /// A total order, so that engagements at one instant sit in the same
+    /// order whatever order they arrived in.
+    fn order(&self) -> (Millis, u64, u64, u32) {
+        (self.ts, self.key.key, self.key.alt, self.weight.to_bits())
+    }
+}
+
+/// A contact's engagements with content and the content of its sends.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContentTrail {
+    /// Sorted by `Engaged::order`; the latest `MAX_TIMES` within the horizon.
+    pub engaged: Vec<Engaged>,
+    /// `(send time, content key)` of sends that named content, sorted.
+    pub sends: Vec<(Millis, u64)>,
+}
+
+/// The content key a send names (its `content_id`), if any.
+pub fn send_content_of(e: &Event) -> Option<u64> {
+    if !matches!(e.kind, EventKind::Send { .. }) {
+        return None;
+    }
+    match e.properties.get("content_id")? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(content_key(s)),
+        serde_json::Value::Number(n) => Some(content_key(&n.to_string())),
+        _ => None,
+    }
+}
+
+impl ContentTrail {
+    /// Applies one event of the contact (any kind; most change nothing).
+    pub fn apply(&mut self, e: &Event) {
+        if let Some(content) = send_content_of(e) {
+            let entry = (e.ts, content);
+            let at = self.sends.partition_point(|s| *s < entry);
+            if self.sends.get(at) != Some(&entry) {
+                self.sends.insert(at, entry);
+            }
+        } else if let Some((key, weight)) = interest_of(e) {
+            let new = Engaged {
+                ts: e.ts,
+                key,
+                weight,
+            };
+            let at = self.engaged.partition_point(|x| x.order() <= new.order());
+            self.engaged.insert(at, new);
+            if self.engaged.len() > MAX_TIMES {
+                // The oldest goes: only the latest MAX_TIMES count (the
+                // arrival of an older one when full drops that one).
+                self.engaged.remove(0);
+            }
+        }
+    }
+
+    /// Drops what no row at an instant from `now` on can read: engagements
+    /// past the horizon, and sends before the latest one before `now`.
+    pub fn prune(&mut self, now: Millis) {
+        let old = self
+            .engaged
+            .partition_point(|x| x.ts < now.saturating_sub(HORIZON));
+        self.engaged.drain(..old);
+        let before = self.sends.partition_point(|(ts, _)| *ts < now);
+        if before > 1 {
+            self.sends.drain(..before - 1);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.engaged.is_empty() && self.sends.is_empty()
+    }
+
+    /// The content of the latest send strictly before `t` (at one instant,
+    /// the larger key, so arrival order does not matter).
+    pub fn latest_send_content(&self, t: Millis) -> Option<u64> {
+        let n = self.sends.partition_point(|(ts, _)| *ts < t);
+        n.checked_sub(1).map(|i| self.sends[i].1)
+    }
+
+    /// `[affinity, known]` of `content` at instant `t`: the cosine of the
+    /// decayed sum of the engagements in the horizon before `t`
+    /// (`[t - HORIZON, t)`, those the library knows) with the content's
+    /// vector; `[0, 0]` when either side is unknown.
+    pub fn affinity(&self, lib: &ContentLibrary, t: Millis, content: Option<u64>) -> [f32; 2] {
+        let Some(target) = content.and_then(|k| lib.get(k)) else {
+            return [0.0, 0.0];
+        };
+        let dims = target.vector.len();
+        let mut sum: Option<Vec<f32>> = None;
+        let from = self
+            .engaged
+            .partition_point(|e| e.ts < t.saturating_sub(HORIZON));
+        for e in self.engaged[from..].iter().take_while(|e| e.ts < t) {
+            let Some(item) = e.key.resolve(lib) else {
+                continue;
+            };
+            if item.vector.len() != dims {
+                continue;
+            }
+            let w = e.weight * decay(t - e.ts);
+            let acc = sum.get_or_insert_with(|| vec![0.0; dims]);
+            acc.iter_mut()
+                .zip(item.vector.iter())
+                .for_each(|(a, v)| *a += w * v);
+        }
+        match sum {
+            Some(v) if v.iter().any(|x| *x != 0.0) => [cosine_unit(&v, &target.vector), 1.0],
+            _ => [0.0, 0.0],
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "send_affinity_tests.rs"]
+mod tests;
