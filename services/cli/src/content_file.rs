@@ -41,7 +41,8 @@ impl ContentFileArgs {
 
 fn read_library_file(path: &Path, diag: &mut impl Write) -> Result<ContentLibrary> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    read_library(BufReader::new(file), diag).with_context(|| format!("--content {}", path.display()))
+    read_library(BufReader::new(file), diag)
+        .with_context(|| format!("--content {}", path.display()))
 }
 
 /// Reads the lines of a content file; bad lines are reported on `diag`.

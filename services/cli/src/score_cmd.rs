@@ -22,6 +22,7 @@ use liveseg_proto::pb;
 use liveseg_proto::pb::propensity_service_client::PropensityServiceClient;
 use serde::Serialize;
 
+use crate::exit::usage;
 use crate::propensity_cmd::{RegistryArgs, read_history};
 
 /// Rows per Score call.
@@ -34,6 +35,10 @@ pub struct ScoreArgs {
     pub events: PathBuf,
     #[command(flatten)]
     pub content: crate::content_file::ContentFileArgs,
+    /// Score a send of this content id (in --content) to every contact;
+    /// default: the content of each contact's latest send.
+    #[arg(long, value_name = "ID", requires = "content")]
+    pub for_content: Option<String>,
     /// Score as of this instant (RFC 3339; events at or before it count); default: the latest event.
     #[arg(long, value_parser = liveseg_core::time::parse_rfc3339)]
     pub at: Option<Millis>,
@@ -202,7 +207,17 @@ fn derived_records(
 pub async fn run(a: &ScoreArgs, global: &crate::args::GlobalArgs) -> Result<()> {
     let (events, latest) = read_history(&a.events)?;
     let at = a.at.unwrap_or(latest);
-    let replay = replay_until(events, at, a.content.library()?);
+    let library = a.content.library()?;
+    let for_content = match &a.for_content {
+        Some(id) => match library.content(id) {
+            Some(item) => Some(item.key),
+            None => bail!(usage(format!(
+                "--for-content: '{id}' is not in the --content file"
+            ))),
+        },
+        None => None,
+    };
+    let replay = replay_until(events, at, library);
     let registry = Registry::open(&a.registry.registry)?;
     let wanted = crate::propensity_cmd::targets(&a.target)?;
     // Which targets have an active model, and each one's validation base rate.
@@ -243,7 +258,14 @@ pub async fn run(a: &ScoreArgs, global: &crate::args::GlobalArgs) -> Result<()> 
     let t = at.saturating_add(1); // features see events strictly before t: at inclusive
     let rows: Vec<(String, Vec<f32>)> = ids
         .iter()
-        .map(|c| ((*c).clone(), replay.features(c, &replay.account_of(c), t)))
+        .map(|c| {
+            let account = replay.account_of(c);
+            let features = match for_content {
+                Some(content) => replay.send_features(c, &account, t, Some(content)),
+                None => replay.features(c, &account, t),
+            };
+            ((*c).clone(), features)
+        })
         .collect();
 
     let started = Instant::now();

@@ -7,7 +7,8 @@
 //! (Email Delivered carries it); live, the content of the contact's latest
 //! send. A live score stands for "the next send", and the next send of a
 //! campaign or sequence usually follows the last one; a caller who knows
-//! the content asks for it by id instead (`features_for_content`). A send
+//! the content scores a send of it by id instead (`liveseg model score
+//! --for-content`, through `features::features_at`). A send
 //! without content, content the library does not know, or a contact with no
 //! engagement the library knows gives affinity 0 with `known` 0, so the
 //! model can tell "unrelated" (a cosine near 0, known 1) from "no idea".

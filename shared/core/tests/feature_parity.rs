@@ -8,9 +8,9 @@
 mod common;
 
 use common::{Script, at};
+use liveseg_core::content::ContentLibrary;
 use liveseg_core::definition::parse_definitions;
 use liveseg_core::labels::replay_until;
-use liveseg_core::content::ContentLibrary;
 use liveseg_core::{Engine, SegmentSet};
 use serde_json::json;
 use std::sync::Arc;
@@ -21,7 +21,11 @@ fn library() -> Arc<ContentLibrary> {
     let mut l = ContentLibrary::default();
     for (id, url, v) in [
         ("guide", None, [1.0, 0.2, 0.0]),
-        ("pricing", Some("https://acme.example/pricing"), [0.1, 1.0, 0.3]),
+        (
+            "pricing",
+            Some("https://acme.example/pricing"),
+            [0.1, 1.0, 0.3],
+        ),
         ("launch", None, [0.7, 0.7, 0.1]),
         ("webinar", None, [0.0, 0.3, 1.0]),
     ] {

@@ -337,7 +337,10 @@ fn content_affinity_is_for_the_send_s_own_content_before_it() {
     let (a, known) = pair(at(4.0));
     let (w_old, w_new) = (2f32.powf(-3.0 / 30.0), 2f32.powf(-1.0 / 30.0));
     let expected = w_new / (w_old * w_old + w_new * w_new).sqrt();
-    assert!((a - expected).abs() < 1e-5 && known == 1.0, "{a} vs {expected}");
+    assert!(
+        (a - expected).abs() < 1e-5 && known == 1.0,
+        "{a} vs {expected}"
+    );
     // A send without content: unknown.
     assert_eq!(pair(at(5.0)), (0.0, 0.0));
 }
