@@ -69,7 +69,11 @@ fn history() -> String {
         for day in (0..DAYS).step_by(2) {
             let ts = T0 + day * DAY + (c as i64 % 24) * HOUR;
             let topic = rng.next() as usize % TOPICS;
-            let variant = if rng.next().is_multiple_of(2) { "a" } else { "b" };
+            let variant = if rng.next().is_multiple_of(2) {
+                "a"
+            } else {
+                "b"
+            };
             let (email, content) = (format!("{user}-{day}"), format!("t{topic}-{variant}"));
             line(
                 "Email Delivered",

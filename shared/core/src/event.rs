@@ -69,6 +69,11 @@ pub struct Event {
     pub properties: Map<String, Value>,
     /// `traits` (identify, group).
     pub traits: Map<String, Value>,
+    /// The content it names, by library key (`crate::interest::content_named`):
+    /// read from `properties` once, when the event is parsed, so that
+    /// training can drop the properties it holds
+    /// (`features::keep_for_features`).
+    pub content: Option<crate::interest::InterestKey>,
 }
 
 /// What an event means to the engine.
@@ -293,12 +298,14 @@ fn parse_inner(
             "a score is of a contact: userId is required",
         ));
     }
+    let content = crate::interest::content_named(&kind, properties);
     Ok(Event {
         message_id,
         ts,
         user_id,
         anonymous_id,
         group_id,
+        content,
         kind,
         name,
         properties: if copy_maps {

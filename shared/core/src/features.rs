@@ -246,8 +246,9 @@ impl FeatureState {
 
 /// `e` with only what this module and `crate::labels` read: the kind,
 /// instant and ids (the anonymous id included: an alias or an event
-/// without a user id is routed by it), the content a send, click or page
-/// view names (`content_id`, `url`, `path`), and the traits features use. Training holds every event of a history in memory
+/// without a user id is routed by it), a click's `content_id`, the content
+/// an event names (`Event::content`, already keys), and the traits features
+/// use. Training holds every event of a history in memory
 /// to replay it in time order; their other properties and traits and the
 /// track name are most of an event's bytes and change no row.
 pub fn keep_for_features(mut e: Event) -> Event {
@@ -260,9 +261,7 @@ pub fn keep_for_features(mut e: Event) -> Event {
         }
     };
     match e.kind {
-        EventKind::Send { .. } => keep(&mut e.properties, &["content_id"]),
-        EventKind::Click { .. } => keep(&mut e.properties, &["content_id", "url"]),
-        EventKind::Page { .. } => keep(&mut e.properties, &["path", "url"]),
+        EventKind::Click { .. } => keep(&mut e.properties, &["content_id"]),
         _ => e.properties = Default::default(),
     }
     keep(&mut e.traits, &TRAITS_READ);

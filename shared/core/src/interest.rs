@@ -33,6 +33,7 @@ use crate::content::{ContentLibrary, LibraryItem, content_key, cosine_unit, dot,
 use crate::event::{Event, EventKind};
 use crate::time::{DAY, Millis};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// How fast an engagement's weight halves.
@@ -67,39 +68,49 @@ impl InterestKey {
     }
 }
 
-/// What an event says about a contact's interests: the content it names
-/// and how much that weighs. A click names its `content_id`, with its `url`
-/// as the fallback key; a page view its `path`, with its `url` as the
-/// fallback. Whether the library knows the content is decided later, when
-/// the vector is built, so the profile is the same whatever was registered
-/// when the event arrived.
-pub fn interest_of(e: &Event) -> Option<(InterestKey, f32)> {
+/// The content an event names, as library keys: a send's `content_id`; a
+/// click's `content_id`, with its `url` as the fallback key; a page view's
+/// `path`, with its `url` as the fallback. Whether the library knows the
+/// content is decided later, when a vector is built, so state is the same
+/// whatever was registered when the event arrived. Computed once per event
+/// at parse time (`Event::content`).
+pub fn content_named(kind: &EventKind, properties: &Map<String, Value>) -> Option<InterestKey> {
     let prop = |name: &str| -> Option<String> {
-        match e.properties.get(name)? {
-            serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
+        match properties.get(name)? {
+            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
             _ => None,
         }
     };
-    let (first, second, weight) = match e.kind {
+    let (first, second) = match kind {
+        EventKind::Send { .. } => (prop("content_id").map(|id| content_key(&id)), None),
         EventKind::Click { .. } => (
             prop("content_id").map(|id| content_key(&id)),
             prop("url").map(|u| url_key(&u)),
-            CLICK_WEIGHT,
         ),
         EventKind::Page { .. } => (
             prop("path").map(|p| url_key(&p)),
             prop("url").map(|u| url_key(&u)),
-            PAGE_WEIGHT,
         ),
         _ => return None,
     };
-    let key = match (first, second) {
-        (Some(k), Some(alt)) if alt != k => InterestKey { key: k, alt },
-        (Some(k), _) | (None, Some(k)) => InterestKey::single(k),
-        (None, None) => return None,
+    match (first, second) {
+        (Some(k), Some(alt)) if alt != k => Some(InterestKey { key: k, alt }),
+        (Some(k), _) | (None, Some(k)) => Some(InterestKey::single(k)),
+        (None, None) => None,
+    }
+}
+
+/// What an event says about a contact's interests: the content it names
+/// (`Event::content`) and how much that weighs. Clicks and page views count;
+/// a send is not an engagement.
+pub fn interest_of(e: &Event) -> Option<(InterestKey, f32)> {
+    let weight = match e.kind {
+        EventKind::Click { .. } => CLICK_WEIGHT,
+        EventKind::Page { .. } => PAGE_WEIGHT,
+        _ => return None,
     };
-    Some((key, weight))
+    Some((e.content?, weight))
 }
 
 /// One kept engagement key with its weight as of the profile's `at`.

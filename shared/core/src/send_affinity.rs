@@ -22,7 +22,7 @@
 //! those of the 90 days before the scored instant in one fixed order. Decay is the profile's:
 //! an engagement `d` before the instant weighs `2^(-d / 30 days)`.
 
-use crate::content::{ContentLibrary, content_key, cosine_unit};
+use crate::content::{ContentLibrary, LibraryItem, cosine_unit};
 use crate::event::{Event, EventKind};
 use crate::features::{HORIZON, MAX_TIMES};
 use crate::interest::{InterestKey, decay, interest_of};
@@ -56,12 +56,8 @@ pub struct ContentTrail {
 
 /// The content key a send names (its `content_id`), if any.
 pub fn send_content_of(e: &Event) -> Option<u64> {
-    if !matches!(e.kind, EventKind::Send { .. }) {
-        return None;
-    }
-    match e.properties.get("content_id")? {
-        serde_json::Value::String(s) if !s.trim().is_empty() => Some(content_key(s)),
-        serde_json::Value::Number(n) => Some(content_key(&n.to_string())),
+    match e.kind {
+        EventKind::Send { .. } => e.content.map(|c| c.key),
         _ => None,
     }
 }
@@ -124,7 +120,10 @@ impl ContentTrail {
             return [0.0, 0.0];
         };
         let dims = target.vector.len();
-        let mut sum: Option<Vec<f32>> = None;
+        // Weights per item first (a contact engages the same few items
+        // again and again, by id or URL), so each vector is added once:
+        // a live round computes this for every contact of a tenant.
+        let mut items: Vec<(&LibraryItem, f32)> = Vec::new();
         let from = self
             .engaged
             .partition_point(|e| e.ts < t.saturating_sub(HORIZON));
@@ -136,15 +135,24 @@ impl ContentTrail {
                 continue;
             }
             let w = e.weight * decay(t - e.ts);
-            let acc = sum.get_or_insert_with(|| vec![0.0; dims]);
-            acc.iter_mut()
+            match items.iter_mut().find(|(i, _)| i.key == item.key) {
+                Some((_, sum)) => *sum += w,
+                None => items.push((item, w)),
+            }
+        }
+        if items.is_empty() {
+            return [0.0, 0.0];
+        }
+        let mut v = vec![0.0f32; dims];
+        for (item, w) in items {
+            v.iter_mut()
                 .zip(item.vector.iter())
-                .for_each(|(a, v)| *a += w * v);
+                .for_each(|(a, x)| *a += w * x);
         }
-        match sum {
-            Some(v) if v.iter().any(|x| *x != 0.0) => [cosine_unit(&v, &target.vector), 1.0],
-            _ => [0.0, 0.0],
+        if v.iter().all(|x| *x == 0.0) {
+            return [0.0, 0.0];
         }
+        [cosine_unit(&v, &target.vector), 1.0]
     }
 }
 

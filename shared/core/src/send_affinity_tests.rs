@@ -1,4 +1,5 @@
 use super::*;
+use crate::content::content_key;
 use crate::event::{Limits, parse_message};
 use crate::time::{DAY, format_rfc3339};
 use serde_json::json;
