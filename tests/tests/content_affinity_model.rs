@@ -124,7 +124,7 @@ fn a_click_model_learns_content_affinity_from_the_content_file() -> Result<()> {
     let with_err = String::from_utf8_lossy(&with.stderr);
     assert!(with.status.success(), "{with_out}\n{with_err}");
     assert!(
-        with_err.contains("content: 8 items, 0 invalid lines"),
+        with_err.contains("content: 8 items (0 to embed), 0 invalid lines"),
         "{with_err}"
     );
     let without = train("without", &[])?;
@@ -214,7 +214,7 @@ fn a_click_model_learns_content_affinity_from_the_content_file() -> Result<()> {
     assert!(out.status.success(), "{err}");
     assert!(
         err.contains("content line 9: x: vector: vector has 2 dimensions; the library's have 4")
-            && err.contains("content: 8 items, 1 invalid lines"),
+            && err.contains("content: 8 items (0 to embed), 1 invalid lines"),
         "{err}"
     );
     Ok(())

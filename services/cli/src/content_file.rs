@@ -1,53 +1,102 @@
-//! `--content FILE`: a tenant's content library for the commands that
-//! compute model features offline over a history (`model train`, `model
-//! report`, `score`, `discover`), so their content-affinity features are the
-//! ones the node computes live from its registered content.
+//! `--content FILE`: a tenant's content library for the commands that run
+//! over a history offline (`replay`, `model train`, `model report`, `model
+//! score`, `model cluster`, `model lookalike`), so their affinity
+//! conditions and content-affinity features see what the node's registered
+//! content gives it.
 //!
-//! The file is JSON lines of `{"id", "url", "vector", "model"}`, what
-//! `liveseg content list --vectors -o jsonl` prints; other fields are
-//! ignored. A bad line is reported on stderr with its number, field and
-//! reason, and the good lines are still read.
+//! The file is JSON lines of content items. A line with a `vector` is used
+//! as it is: what `liveseg content list --vectors -o jsonl` prints (with
+//! the `model` that embedded it). A line with a `text` and no vector is
+//! embedded here with the model of `--model-dir`, as a node embeds at
+//! registration: `{"id", "text", "url"}`, what `liveseg content add --file`
+//! reads. The definitions' affinity topics are embedded with it. A bad line
+//! is reported on stderr with its number, field and reason, and the good
+//! lines are still read.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use liveseg_core::content::ContentLibrary;
+use liveseg_model::Embedder;
 use serde_json::Value;
 
-#[derive(Args, Debug, Clone, Default)]
+use crate::exit::usage;
+use crate::model_cmd::ModelDir;
+
+#[derive(Args, Debug, Clone)]
 pub struct ContentFileArgs {
-    /// The tenant's content with its vectors, as JSON lines (what `liveseg
-    /// content list --vectors -o jsonl` prints): the content-affinity
-    /// features look sends and engagements up in it. Without it they read
-    /// 0, "unknown", for every contact.
-    #[arg(long = "content", value_name = "FILE")]
+    /// The tenant's content as JSON lines: with vectors as `liveseg content
+    /// list --vectors -o jsonl` prints them, or `{"id","text","url"}` to
+    /// embed with the model of --model-dir (as a node does at
+    /// registration). Affinity conditions and the content-affinity model
+    /// features look content up in it; without it, the features read 0
+    /// ("unknown") for every contact.
+    #[arg(long = "content", value_name = "FILE.jsonl")]
     pub content: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelDir,
 }
 
 impl ContentFileArgs {
     /// The library of the file, or an empty one without `--content`.
     pub fn library(&self) -> Result<Arc<ContentLibrary>> {
-        let Some(path) = &self.content else {
-            return Ok(Arc::default());
+        Ok(Arc::new(self.library_with_topics(&[])?))
+    }
+
+    /// The library of the file plus the embeddings of `topics` (the
+    /// definitions' affinity topic texts); the model is loaded only when
+    /// there is text to embed.
+    pub fn library_with_topics(&self, topics: &[String]) -> Result<ContentLibrary> {
+        let (mut lib, texts) = match &self.content {
+            Some(path) => {
+                let file =
+                    File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+                read_library(BufReader::new(file), &mut io::stderr().lock())
+                    .with_context(|| format!("--content {}", path.display()))?
+            }
+            None => (ContentLibrary::default(), Vec::new()),
         };
-        let lib = read_library_file(path, &mut io::stderr().lock())?;
-        Ok(Arc::new(lib))
+        if texts.is_empty() && topics.is_empty() {
+            return Ok(lib);
+        }
+        let model = Embedder::load_with(&self.model.model_dir, self.model.precision)?;
+        let refs: Vec<&str> = texts.iter().map(|t| t.text.as_str()).collect();
+        for (item, v) in texts.iter().zip(model.embed(&refs)?) {
+            lib.insert_content(&item.id, Some(item.url.as_str()), &v)
+                .map_err(|e| usage(format!("content {}: {e}", item.id)))?;
+        }
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        for (t, v) in topics.iter().zip(model.embed(&refs)?) {
+            lib.insert_topic(t, &v)
+                .map_err(|e| usage(format!("topic {t:?}: {e}")))?;
+        }
+        lib.note_model(model.model_id());
+        check_one_model(&lib)?;
+        Ok(lib)
     }
 }
 
-fn read_library_file(path: &Path, diag: &mut impl Write) -> Result<ContentLibrary> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    read_library(BufReader::new(file), diag)
-        .with_context(|| format!("--content {}", path.display()))
+/// A content line with text to embed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextItem {
+    pub id: String,
+    pub url: String,
+    pub text: String,
 }
 
-/// Reads the lines of a content file; bad lines are reported on `diag`.
-pub fn read_library(reader: impl BufRead, diag: &mut impl Write) -> Result<ContentLibrary> {
+/// Reads the lines of a content file: items with vectors go into the
+/// library, items with only text are returned to be embedded; bad lines are
+/// reported on `diag`.
+pub fn read_library(
+    reader: impl BufRead,
+    diag: &mut impl Write,
+) -> Result<(ContentLibrary, Vec<TextItem>)> {
     let mut lib = ContentLibrary::default();
+    let mut texts = Vec::new();
     let (mut items, mut invalid) = (0usize, 0usize);
     for (n, line) in reader.lines().enumerate() {
         let line = line.context("reading")?;
@@ -55,29 +104,43 @@ pub fn read_library(reader: impl BufRead, diag: &mut impl Write) -> Result<Conte
             continue;
         }
         match add_line(&mut lib, &line) {
-            Ok(()) => items += 1,
+            Ok(text) => {
+                items += 1;
+                texts.extend(text);
+            }
             Err(reason) => {
                 invalid += 1;
                 writeln!(diag, "content line {}: {reason}", n + 1)?;
             }
         }
     }
+    check_one_model(&lib)?;
+    if items == 0 && invalid > 0 {
+        bail!("none of its {invalid} lines is a content item");
+    }
+    writeln!(
+        diag,
+        "content: {items} items ({} to embed), {invalid} invalid lines",
+        texts.len()
+    )?;
+    Ok((lib, texts))
+}
+
+fn check_one_model(lib: &ContentLibrary) -> Result<()> {
     let models: Vec<&str> = lib.models().collect();
     if models.len() > 1 {
         bail!(
             "vectors of more than one model ({}) cannot be compared: run \
-             `liveseg content reembed` on the node and list the content again",
+             `liveseg content reembed` on the node and list the content again, \
+             or give texts to embed here",
             models.join(", ")
         );
     }
-    if items == 0 && invalid > 0 {
-        bail!("none of its {invalid} lines is a content item");
-    }
-    writeln!(diag, "content: {items} items, {invalid} invalid lines")?;
-    Ok(lib)
+    Ok(())
 }
 
-fn add_line(lib: &mut ContentLibrary, line: &str) -> Result<(), String> {
+/// Adds a line with a vector to `lib`, or returns its text to embed.
+fn add_line(lib: &mut ContentLibrary, line: &str) -> Result<Option<TextItem>, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let id = match v.get("id") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
@@ -89,16 +152,24 @@ fn add_line(lib: &mut ContentLibrary, line: &str) -> Result<(), String> {
         Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => return Err(format!("{id}: url: must be a string")),
     };
-    let vector: Vec<f32> = match v.get("vector") {
-        Some(Value::Array(xs)) => xs
+    let vector: Vec<f32> = match (v.get("vector"), v.get("text")) {
+        (Some(Value::Array(xs)), _) => xs
             .iter()
             .map(|x| x.as_f64().map(|f| f as f32))
             .collect::<Option<_>>()
             .ok_or_else(|| format!("{id}: vector: must hold numbers only"))?,
-        Some(_) => return Err(format!("{id}: vector: must be an array of numbers")),
-        None => {
+        (Some(_), _) => return Err(format!("{id}: vector: must be an array of numbers")),
+        (None, Some(Value::String(text))) if !text.trim().is_empty() => {
+            return Ok(Some(TextItem {
+                id: id.to_string(),
+                url: url.unwrap_or_default().to_string(),
+                text: text.clone(),
+            }));
+        }
+        (None, Some(_)) => return Err(format!("{id}: text: must be a non-empty string")),
+        (None, None) => {
             return Err(format!(
-                "{id}: vector: missing (list content with --vectors)"
+                "{id}: vector or text: one is required (list content with --vectors)"
             ));
         }
     };
@@ -107,7 +178,7 @@ fn add_line(lib: &mut ContentLibrary, line: &str) -> Result<(), String> {
     if let Some(Value::String(m)) = v.get("model") {
         lib.note_model(m);
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -117,7 +188,7 @@ mod tests {
 
     fn read(text: &str) -> (Result<ContentLibrary>, String) {
         let mut diag = Vec::new();
-        let lib = read_library(text.as_bytes(), &mut diag);
+        let lib = read_library(text.as_bytes(), &mut diag).map(|(lib, _)| lib);
         (lib, String::from_utf8(diag).expect("utf-8"))
     }
 
@@ -131,6 +202,7 @@ mod tests {
 {"id":"novec","model":"m"}
 not json
 {"id":"deck","vector":[0,2],"model":"m"}
+{"id":"blank","text":" "}
 "#;
         let (lib, diag) = read(text);
         let lib = lib.expect("good lines are read");
@@ -142,12 +214,34 @@ not json
             "content line 2: id: must be a non-empty string",
             "content line 4: short: vector: vector has 1 dimensions; the library's have 2",
             "content line 5: nan: vector: must hold numbers only",
-            "content line 6: novec: vector: missing (list content with --vectors)",
+            "content line 6: novec: vector or text: one is required (list content with --vectors)",
             "content line 7: not JSON",
-            "content: 2 items, 5 invalid lines",
+            "content line 9: blank: text: must be a non-empty string",
+            "content: 2 items (0 to embed), 6 invalid lines",
         ] {
             assert!(diag.contains(expected), "{expected:?} not in:\n{diag}");
         }
+    }
+
+    #[test]
+    fn returns_texts_to_embed_beside_the_vectors() {
+        let text = "{\"id\":\"a\",\"vector\":[1,0]}\n{\"id\":\"b\",\"text\":\"Pricing guide\",\"url\":\"/guide\"}\n";
+        let mut diag = Vec::new();
+        let (lib, texts) = read_library(text.as_bytes(), &mut diag).expect("read");
+        assert_eq!(lib.len(), 1);
+        assert_eq!(
+            texts,
+            vec![TextItem {
+                id: "b".into(),
+                url: "/guide".into(),
+                text: "Pricing guide".into()
+            }]
+        );
+        let diag = String::from_utf8(diag).expect("utf-8");
+        assert!(
+            diag.contains("content: 2 items (1 to embed), 0 invalid lines"),
+            "{diag}"
+        );
     }
 
     #[test]

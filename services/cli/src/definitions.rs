@@ -10,7 +10,8 @@ use liveseg_core::definition::parse_definitions;
 use liveseg_core::presets::presets;
 use liveseg_core::{SegmentDefinition, SegmentSet, ValidationError};
 
-use crate::exit::{Reported, usage};
+use crate::content_file::ContentFileArgs;
+use crate::exit::Reported;
 use liveseg_core::content::ContentLibrary;
 use liveseg_core::content::affinity_topics;
 use std::sync::Arc;
@@ -39,77 +40,20 @@ pub fn with_presets(extra: &str) -> Result<Vec<SegmentDefinition>, Vec<Validatio
     }
 }
 
-/// Content for affinity conditions offline: JSON lines of items
-/// (`{"id","text","url"}`), embedded here with the model in `model_dir`,
-/// as a node would at registration; topic texts are embedded too.
-pub struct OfflineContent<'a> {
-    pub items: Option<&'a Path>,
-    pub model_dir: &'a Path,
-    pub precision: liveseg_model::precision::Precision,
-}
-
 /// The compiled presets plus the definitions in `file`, with affinity
-/// conditions resolved against `content`; every problem is printed to
-/// stderr as `FILE: path: reason`.
-pub fn compile_with_content(
-    file: Option<&Path>,
-    content: &OfflineContent<'_>,
-) -> Result<SegmentSet> {
+/// conditions resolved against the `--content` library (its texts and the
+/// definitions' topics embedded here); every problem is printed to stderr
+/// as `FILE: path: reason`.
+pub fn compile_with_content(file: Option<&Path>, content: &ContentFileArgs) -> Result<SegmentSet> {
     let (label, defs) = read_definitions(file)?;
     let library = match &defs {
-        Ok(d) => offline_library(d, content)?,
+        Ok(d) => content.library_with_topics(&affinity_topics(d))?,
         Err(_) => ContentLibrary::default(),
     };
     report(
         &label,
         defs.and_then(|d| SegmentSet::compile_with(&d, Arc::new(library))),
     )
-}
-
-/// Embeds the content file's texts and the definitions' topic texts; loads
-/// the model only when there is something to embed.
-fn offline_library(
-    defs: &[SegmentDefinition],
-    content: &OfflineContent<'_>,
-) -> Result<ContentLibrary> {
-    #[derive(serde::Deserialize)]
-    struct Item {
-        id: String,
-        text: String,
-        #[serde(default)]
-        url: String,
-    }
-    let mut items = Vec::new();
-    if let Some(path) = content.items {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        for (n, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let item: Item = serde_json::from_str(line)
-                .map_err(|e| usage(format!("{}: line {}: {e}", path.display(), n + 1)))?;
-            items.push(item);
-        }
-    }
-    let topics = affinity_topics(defs);
-    let mut lib = ContentLibrary::default();
-    if items.is_empty() && topics.is_empty() {
-        return Ok(lib);
-    }
-    let model = liveseg_model::Embedder::load_with(content.model_dir, content.precision)?;
-    let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
-    for (item, v) in items.iter().zip(model.embed(&texts)?) {
-        lib.insert_content(&item.id, Some(item.url.as_str()), &v)
-            .map_err(|e| usage(format!("content {}: {e}", item.id)))?;
-    }
-    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    for (t, v) in topics.iter().zip(model.embed(&topic_refs)?) {
-        lib.insert_topic(t, &v)
-            .map_err(|e| usage(format!("topic {t:?}: {e}")))?;
-    }
-    Ok(lib)
 }
 
 type Definitions = Result<Vec<SegmentDefinition>, Vec<ValidationError>>;

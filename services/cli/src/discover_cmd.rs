@@ -23,7 +23,7 @@ use liveseg_learn::kmeans::{self, KMeansOptions, Metric};
 use liveseg_learn::neighbours::{SeedProfile, Similarity, rank_lookalikes};
 use serde::Serialize;
 
-use crate::definitions::{OfflineContent, compile_with_content};
+use crate::definitions::compile_with_content;
 use crate::exit::usage;
 use crate::propensity_cmd::read_history;
 
@@ -195,14 +195,7 @@ struct Lookalike<'a> {
 }
 
 pub fn lookalike(a: &LookalikeArgs) -> Result<()> {
-    let set = compile_with_content(
-        a.segments.as_deref(),
-        &OfflineContent {
-            items: None,
-            model_dir: std::path::Path::new(liveseg_model::files::DEFAULT_DIR),
-            precision: liveseg_model::precision::Precision::F32,
-        },
-    )?;
+    let set = compile_with_content(a.segments.as_deref(), &a.content)?;
     let (events, at) = load(&a.events, a.at)?;
     // The seed segment's members at `at`, by the engine itself.
     let mut engine = Engine::new(set);

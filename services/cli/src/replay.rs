@@ -28,7 +28,7 @@ use liveseg_core::{Change, Engine, Millis, SegmentSet};
 use serde::Serialize;
 
 use crate::args::parse_instant;
-use crate::definitions::{OfflineContent, compile_with_content};
+use crate::definitions::compile_with_content;
 use crate::event_reader::{ReadCounts, read_events};
 use crate::exit::Reported;
 use crate::output::rate;
@@ -52,13 +52,8 @@ pub struct ReplayArgs {
     /// Fail (exit 1, nothing on stdout) if any line is invalid.
     #[arg(long)]
     pub strict: bool,
-    /// Registered content for affinity conditions: JSON lines
-    /// `{"id","text","url"}`, embedded with the model of --model-dir (as a
-    /// node embeds at registration).
-    #[arg(long, value_name = "FILE.jsonl")]
-    pub content: Option<PathBuf>,
     #[command(flatten)]
-    pub model: crate::model_cmd::ModelDir,
+    pub content: crate::content_file::ContentFileArgs,
 }
 
 /// What a replay did, for the summary.
@@ -92,14 +87,7 @@ struct TransitionLine<'a> {
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
     let started = Instant::now();
-    let set = compile_with_content(
-        args.segments.as_deref(),
-        &OfflineContent {
-            items: args.content.as_deref(),
-            model_dir: &args.model.model_dir,
-            precision: args.model.precision,
-        },
-    )?;
+    let set = compile_with_content(args.segments.as_deref(), &args.content)?;
     let input: Box<dyn BufRead + Send> = if args.events.as_os_str() == "-" {
         Box::new(BufReader::with_capacity(1 << 20, io::stdin()))
     } else {

@@ -75,10 +75,11 @@ impl InterestKey {
 /// whatever was registered when the event arrived. Computed once per event
 /// at parse time (`Event::content`).
 pub fn content_named(kind: &EventKind, properties: &Map<String, Value>) -> Option<InterestKey> {
-    let prop = |name: &str| -> Option<String> {
+    // Borrowed: this runs for every send, click and page view ingested.
+    let prop = |name: &str| -> Option<std::borrow::Cow<'_, str>> {
         match properties.get(name)? {
-            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) if !s.trim().is_empty() => Some(s.as_str().into()),
+            Value::Number(n) => Some(n.to_string().into()),
             _ => None,
         }
     };
