@@ -124,7 +124,8 @@ fn a_click_model_learns_content_affinity_from_the_content_file() -> Result<()> {
     let with_err = String::from_utf8_lossy(&with.stderr);
     assert!(with.status.success(), "{with_out}\n{with_err}");
     assert!(
-        with_err.contains("content: 8 items (0 to embed), 0 invalid lines"),
+        with_err.contains("content: 8 items (0 to embed), 0 invalid lines")
+            && with_err.contains("18000 of 18000 sends name content the --content library knows"),
         "{with_err}"
     );
     let without = train("without", &[])?;
@@ -217,5 +218,28 @@ fn a_click_model_learns_content_affinity_from_the_content_file() -> Result<()> {
             && err.contains("content: 8 items (0 to embed), 1 invalid lines"),
         "{err}"
     );
+    // `replay --strict` fails on the bad line; without it the rest is used.
+    let bad = bad.display().to_string();
+    let replay = |strict: bool| {
+        let mut args = vec![
+            "replay",
+            "--events",
+            &events,
+            "--at",
+            "2026-06-01T00:00:00Z",
+        ];
+        args.extend(["--content", bad.as_str()]);
+        if strict {
+            args.push("--strict");
+        }
+        liveseg(&args)
+    };
+    let strict = replay(true)?;
+    let why = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        !strict.status.success() && why.contains("--content: 1 bad lines (--strict fails on any)"),
+        "{why}"
+    );
+    assert!(replay(false)?.status.success());
     Ok(())
 }

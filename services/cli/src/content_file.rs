@@ -44,45 +44,64 @@ pub struct ContentFileArgs {
 impl ContentFileArgs {
     /// The library of the file, or an empty one without `--content`.
     pub fn library(&self) -> Result<Arc<ContentLibrary>> {
-        Ok(Arc::new(self.library_with_topics(&[])?))
+        Ok(Arc::new(self.library_with_topics(&[], false)?))
     }
 
     /// The library of the file plus the embeddings of `topics` (the
     /// definitions' affinity topic texts); the model is loaded only when
-    /// there is text to embed.
-    pub fn library_with_topics(&self, topics: &[String]) -> Result<ContentLibrary> {
-        let (mut lib, texts) = match &self.content {
+    /// there is text to embed. With `strict`, any bad line fails the run
+    /// (after all of them are reported).
+    pub fn library_with_topics(&self, topics: &[String], strict: bool) -> Result<ContentLibrary> {
+        let mut diag = io::stderr().lock();
+        let (mut lib, texts, mut invalid) = match &self.content {
             Some(path) => {
                 let file =
                     File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-                read_library(BufReader::new(file), &mut io::stderr().lock())
+                read_library(BufReader::new(file), &mut diag)
                     .with_context(|| format!("--content {}", path.display()))?
             }
-            None => (ContentLibrary::default(), Vec::new()),
+            None => (ContentLibrary::default(), Vec::new(), 0),
         };
-        if texts.is_empty() && topics.is_empty() {
-            return Ok(lib);
+        if !texts.is_empty() || !topics.is_empty() {
+            let model = Embedder::load_with(&self.model.model_dir, self.model.precision)?;
+            let refs: Vec<&str> = texts.iter().map(|t| t.text.as_str()).collect();
+            for (item, v) in texts.iter().zip(model.embed(&refs)?) {
+                if let Err(e) = lib.insert_content(&item.id, Some(item.url.as_str()), &v) {
+                    invalid += 1;
+                    writeln!(diag, "content line {}: {}: vector: {e}", item.line, item.id)?;
+                }
+            }
+            embed_topics(&mut lib, &model, topics)?;
+            lib.note_model(model.model_id());
+            check_one_model(&lib)?;
         }
-        let model = Embedder::load_with(&self.model.model_dir, self.model.precision)?;
-        let refs: Vec<&str> = texts.iter().map(|t| t.text.as_str()).collect();
-        for (item, v) in texts.iter().zip(model.embed(&refs)?) {
-            lib.insert_content(&item.id, Some(item.url.as_str()), &v)
-                .map_err(|e| usage(format!("content {}: {e}", item.id)))?;
+        if strict && invalid > 0 {
+            bail!(usage(format!(
+                "--content: {invalid} bad lines (--strict fails on any)"
+            )));
         }
-        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        for (t, v) in topics.iter().zip(model.embed(&refs)?) {
-            lib.insert_topic(t, &v)
-                .map_err(|e| usage(format!("topic {t:?}: {e}")))?;
-        }
-        lib.note_model(model.model_id());
-        check_one_model(&lib)?;
         Ok(lib)
     }
+}
+
+/// Adds the embeddings of the definitions' topic texts.
+fn embed_topics(lib: &mut ContentLibrary, model: &Embedder, topics: &[String]) -> Result<()> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    for (t, v) in topics.iter().zip(model.embed(&refs)?) {
+        lib.insert_topic(t, &v)
+            .map_err(|e| usage(format!("topic {t:?}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// A content line with text to embed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextItem {
+    /// Its line number in the file, for messages.
+    pub line: usize,
     pub id: String,
     pub url: String,
     pub text: String,
@@ -90,23 +109,33 @@ pub struct TextItem {
 
 /// Reads the lines of a content file: items with vectors go into the
 /// library, items with only text are returned to be embedded; bad lines are
-/// reported on `diag`.
+/// reported on `diag` and counted (the third value).
 pub fn read_library(
     reader: impl BufRead,
     diag: &mut impl Write,
-) -> Result<(ContentLibrary, Vec<TextItem>)> {
+) -> Result<(ContentLibrary, Vec<TextItem>, usize)> {
     let mut lib = ContentLibrary::default();
     let mut texts = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let (mut items, mut invalid) = (0usize, 0usize);
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.context("reading")?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match add_line(&mut lib, &line) {
-            Ok(text) => {
+    for (n, bytes) in reader.split(b'\n').enumerate() {
+        let bytes = bytes.context("reading")?;
+        let outcome = match std::str::from_utf8(&bytes) {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => add_line(&mut lib, line, n + 1),
+            Err(e) => Err(format!("not UTF-8: {e}")),
+        };
+        match outcome {
+            Ok((id, text)) => {
                 items += 1;
                 texts.extend(text);
+                if !seen.insert(id.clone()) {
+                    writeln!(
+                        diag,
+                        "content line {}: {id}: id repeated; this line wins",
+                        n + 1
+                    )?;
+                }
             }
             Err(reason) => {
                 invalid += 1;
@@ -123,7 +152,7 @@ pub fn read_library(
         "content: {items} items ({} to embed), {invalid} invalid lines",
         texts.len()
     )?;
-    Ok((lib, texts))
+    Ok((lib, texts, invalid))
 }
 
 fn check_one_model(lib: &ContentLibrary) -> Result<()> {
@@ -139,8 +168,13 @@ fn check_one_model(lib: &ContentLibrary) -> Result<()> {
     Ok(())
 }
 
-/// Adds a line with a vector to `lib`, or returns its text to embed.
-fn add_line(lib: &mut ContentLibrary, line: &str) -> Result<Option<TextItem>, String> {
+/// Adds a line with a vector to `lib`, or returns its text to embed; with
+/// the item's id either way.
+fn add_line(
+    lib: &mut ContentLibrary,
+    line: &str,
+    number: usize,
+) -> Result<(String, Option<TextItem>), String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let id = match v.get("id") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
@@ -160,11 +194,15 @@ fn add_line(lib: &mut ContentLibrary, line: &str) -> Result<Option<TextItem>, St
             .ok_or_else(|| format!("{id}: vector: must hold numbers only"))?,
         (Some(_), _) => return Err(format!("{id}: vector: must be an array of numbers")),
         (None, Some(Value::String(text))) if !text.trim().is_empty() => {
-            return Ok(Some(TextItem {
-                id: id.to_string(),
-                url: url.unwrap_or_default().to_string(),
-                text: text.clone(),
-            }));
+            return Ok((
+                id.to_string(),
+                Some(TextItem {
+                    line: number,
+                    id: id.to_string(),
+                    url: url.unwrap_or_default().to_string(),
+                    text: text.clone(),
+                }),
+            ));
         }
         (None, Some(_)) => return Err(format!("{id}: text: must be a non-empty string")),
         (None, None) => {
@@ -178,7 +216,7 @@ fn add_line(lib: &mut ContentLibrary, line: &str) -> Result<Option<TextItem>, St
     if let Some(Value::String(m)) = v.get("model") {
         lib.note_model(m);
     }
-    Ok(None)
+    Ok((id.to_string(), None))
 }
 
 #[cfg(test)]
@@ -188,7 +226,7 @@ mod tests {
 
     fn read(text: &str) -> (Result<ContentLibrary>, String) {
         let mut diag = Vec::new();
-        let lib = read_library(text.as_bytes(), &mut diag).map(|(lib, _)| lib);
+        let lib = read_library(text.as_bytes(), &mut diag).map(|(lib, _, _)| lib);
         (lib, String::from_utf8(diag).expect("utf-8"))
     }
 
@@ -227,11 +265,13 @@ not json
     fn returns_texts_to_embed_beside_the_vectors() {
         let text = "{\"id\":\"a\",\"vector\":[1,0]}\n{\"id\":\"b\",\"text\":\"Pricing guide\",\"url\":\"/guide\"}\n";
         let mut diag = Vec::new();
-        let (lib, texts) = read_library(text.as_bytes(), &mut diag).expect("read");
+        let (lib, texts, invalid) = read_library(text.as_bytes(), &mut diag).expect("read");
+        assert_eq!(invalid, 0);
         assert_eq!(lib.len(), 1);
         assert_eq!(
             texts,
             vec![TextItem {
+                line: 2,
                 id: "b".into(),
                 url: "/guide".into(),
                 text: "Pricing guide".into()
@@ -240,6 +280,26 @@ not json
         let diag = String::from_utf8(diag).expect("utf-8");
         assert!(
             diag.contains("content: 2 items (1 to embed), 0 invalid lines"),
+            "{diag}"
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_or_repeats_an_id_is_named() {
+        let mut text = b"{\"id\":\"a\",\"vector\":[1,0]}\n".to_vec();
+        text.extend(b"{\"id\":\"\xff\"}\n");
+        text.extend(b"{\"id\":\"a\",\"vector\":[0,1]}\n");
+        let mut diag = Vec::new();
+        let (lib, _, invalid) = read_library(&text[..], &mut diag).expect("read");
+        let diag = String::from_utf8(diag).expect("utf-8");
+        assert_eq!((lib.len(), invalid), (1, 1), "{diag}");
+        assert_eq!(
+            lib.content("a").map(|i| i.vector.clone()),
+            Some(vec![0.0, 1.0])
+        );
+        assert!(diag.contains("content line 2: not UTF-8"), "{diag}");
+        assert!(
+            diag.contains("content line 3: a: id repeated; this line wins"),
             "{diag}"
         );
     }

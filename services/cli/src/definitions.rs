@@ -42,12 +42,16 @@ pub fn with_presets(extra: &str) -> Result<Vec<SegmentDefinition>, Vec<Validatio
 
 /// The compiled presets plus the definitions in `file`, with affinity
 /// conditions resolved against the `--content` library (its texts and the
-/// definitions' topics embedded here); every problem is printed to stderr
-/// as `FILE: path: reason`.
-pub fn compile_with_content(file: Option<&Path>, content: &ContentFileArgs) -> Result<SegmentSet> {
+/// definitions' topics embedded here; with `strict`, a bad content line
+/// fails); every problem is printed to stderr as `FILE: path: reason`.
+pub fn compile_with_content(
+    file: Option<&Path>,
+    content: &ContentFileArgs,
+    strict: bool,
+) -> Result<SegmentSet> {
     let (label, defs) = read_definitions(file)?;
     let library = match &defs {
-        Ok(d) => content.library_with_topics(&affinity_topics(d))?,
+        Ok(d) => content.library_with_topics(&affinity_topics(d), strict)?,
         Err(_) => ContentLibrary::default(),
     };
     report(

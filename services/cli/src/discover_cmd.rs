@@ -195,9 +195,11 @@ struct Lookalike<'a> {
 }
 
 pub fn lookalike(a: &LookalikeArgs) -> Result<()> {
-    let set = compile_with_content(a.segments.as_deref(), &a.content)?;
+    let set = compile_with_content(a.segments.as_deref(), &a.content, false)?;
     let (events, at) = load(&a.events, a.at)?;
     // The seed segment's members at `at`, by the engine itself.
+    // The same library feeds the features below: read (and embed) it once.
+    let library = set.content.clone();
     let mut engine = Engine::new(set);
     let mut sorted: Vec<&Event> = events.iter().filter(|e| e.ts <= at).collect();
     sorted.sort_by_key(|e| e.ts);
@@ -220,7 +222,7 @@ pub fn lookalike(a: &LookalikeArgs) -> Result<()> {
             format_rfc3339(at)
         );
     }
-    let replay = replay_until(events, at, a.content.library()?);
+    let replay = replay_until(events, at, library);
     let (ids, mut x) = contact_matrix(&replay, at);
     let dim = feature_names().len();
     standardise(&mut x, dim);

@@ -215,10 +215,22 @@ fn rows_of(
 ) -> (Vec<Row>, Millis) {
     let started = std::time::Instant::now();
     let as_of = as_of.unwrap_or(latest);
-    if library.is_empty() && events.iter().any(|e| send_content_of(e).is_some()) {
+    let named: Vec<u64> = events.iter().filter_map(send_content_of).collect();
+    let known = named.iter().filter(|k| library.get(**k).is_some()).count();
+    if library.is_empty() && !named.is_empty() {
         eprintln!(
             "warning: sends name content but no --content library was given: \
              the content-affinity features read 0 (unknown) in every row"
+        );
+    } else if !library.is_empty() {
+        eprintln!(
+            "{known} of {} sends name content the --content library knows{}",
+            named.len(),
+            if known == 0 {
+                " (warning: the content-affinity features read 0 in every row)"
+            } else {
+                ""
+            }
         );
     }
     let rows = training_rows(events, as_of, library);

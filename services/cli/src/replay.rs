@@ -87,7 +87,7 @@ struct TransitionLine<'a> {
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
     let started = Instant::now();
-    let set = compile_with_content(args.segments.as_deref(), &args.content)?;
+    let set = compile_with_content(args.segments.as_deref(), &args.content, args.strict)?;
     let input: Box<dyn BufRead + Send> = if args.events.as_os_str() == "-" {
         Box::new(BufReader::with_capacity(1 << 20, io::stdin()))
     } else {

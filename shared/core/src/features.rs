@@ -120,10 +120,6 @@ impl Times {
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.ts.is_empty() && self.dropped_last.is_none()
-    }
-
     fn prune(&mut self, cutoff: Millis) {
         let n = self.ts.partition_point(|x| *x < cutoff);
         if n > 0 {
@@ -235,12 +231,6 @@ impl FeatureState {
         if settled > LAST_SENDS {
             self.sends.drain(..settled - LAST_SENDS);
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.times.iter().all(Times::is_empty)
-            && self.seniority.value.is_none()
-            && self.content.is_empty()
     }
 }
 

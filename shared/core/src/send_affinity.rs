@@ -8,7 +8,11 @@
 //! send. A live score stands for "the next send", and the next send of a
 //! campaign or sequence usually follows the last one; a caller who knows
 //! the content scores a send of it by id instead (`liveseg model score
-//! --for-content`, through `features::features_at`). A send
+//! --for-content`, through `features::features_at`). One skew is accepted:
+//! a live row may count the contact's click on that latest send itself,
+//! which a training row (engagement strictly before its own send) never
+//! does; a contact who clicked the last send's content likes that content,
+//! which is what the feature is for. A send
 //! without content, content the library does not know, or a contact with no
 //! engagement the library knows gives affinity 0 with `known` 0, so the
 //! model can tell "unrelated" (a cosine near 0, known 1) from "no idea".
@@ -18,8 +22,9 @@
 //! nodes that received the same events in different orders can differ in
 //! the last bits. Model features must be the same bits in training and live
 //! whatever the arrival order (`tests/feature_parity.rs`), so this keeps the
-//! engagements themselves (the last 90 days, at most `MAX_TIMES`) and sums
-//! those of the 90 days before the scored instant in one fixed order. Decay is the profile's:
+//! engagements themselves (the last 90 days, at most `MAX_TIMES` clicks and
+//! as many page views) and sums those of the 90 days before the scored
+//! instant in one fixed order. Decay is the profile's:
 //! an engagement `d` before the instant weighs `2^(-d / 30 days)`.
 
 use crate::content::{ContentLibrary, LibraryItem, cosine_unit};
@@ -48,10 +53,15 @@ impl Engaged {
 /// A contact's engagements with content and the content of its sends.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContentTrail {
-    /// Sorted by `Engaged::order`; the latest `MAX_TIMES` within the horizon.
-    pub engaged: Vec<Engaged>,
-    /// `(send time, content key)` of sends that named content, sorted.
-    pub sends: Vec<(Millis, u64)>,
+    /// Clicks naming content, sorted by `Engaged::order`; the latest
+    /// `MAX_TIMES` within the horizon.
+    pub clicks: Vec<Engaged>,
+    /// Page views, kept apart so that a heavy browser's views of pages the
+    /// library does not know cannot push its clicks out.
+    pub pages: Vec<Engaged>,
+    /// `(send time, content key)` of every send, `None` for a send without
+    /// content, sorted.
+    pub sends: Vec<(Millis, Option<u64>)>,
 }
 
 /// The content key a send names (its `content_id`), if any.
@@ -62,11 +72,29 @@ pub fn send_content_of(e: &Event) -> Option<u64> {
     }
 }
 
+/// The engagements of `list` (sorted) in `[t - HORIZON, t)`.
+fn in_window(list: &[Engaged], t: Millis) -> &[Engaged] {
+    let from = list.partition_point(|e| e.ts < t.saturating_sub(HORIZON));
+    let to = list.partition_point(|e| e.ts < t);
+    &list[from..to.max(from)]
+}
+
+/// Inserts `new` in order, keeping the latest `MAX_TIMES`.
+fn insert_capped(list: &mut Vec<Engaged>, new: Engaged) {
+    let at = list.partition_point(|x| x.order() <= new.order());
+    list.insert(at, new);
+    if list.len() > MAX_TIMES {
+        // The oldest goes: only the latest MAX_TIMES count (the arrival of
+        // an older one when full drops that one).
+        list.remove(0);
+    }
+}
+
 impl ContentTrail {
     /// Applies one event of the contact (any kind; most change nothing).
     pub fn apply(&mut self, e: &Event) {
-        if let Some(content) = send_content_of(e) {
-            let entry = (e.ts, content);
+        if matches!(e.kind, EventKind::Send { .. }) {
+            let entry = (e.ts, send_content_of(e));
             let at = self.sends.partition_point(|s| *s < entry);
             if self.sends.get(at) != Some(&entry) {
                 self.sends.insert(at, entry);
@@ -77,12 +105,9 @@ impl ContentTrail {
                 key,
                 weight,
             };
-            let at = self.engaged.partition_point(|x| x.order() <= new.order());
-            self.engaged.insert(at, new);
-            if self.engaged.len() > MAX_TIMES {
-                // The oldest goes: only the latest MAX_TIMES count (the
-                // arrival of an older one when full drops that one).
-                self.engaged.remove(0);
+            match e.kind {
+                EventKind::Page { .. } => insert_capped(&mut self.pages, new),
+                _ => insert_capped(&mut self.clicks, new),
             }
         }
     }
@@ -90,25 +115,22 @@ impl ContentTrail {
     /// Drops what no row at an instant from `now` on can read: engagements
     /// past the horizon, and sends before the latest one before `now`.
     pub fn prune(&mut self, now: Millis) {
-        let old = self
-            .engaged
-            .partition_point(|x| x.ts < now.saturating_sub(HORIZON));
-        self.engaged.drain(..old);
+        for list in [&mut self.clicks, &mut self.pages] {
+            let old = list.partition_point(|x| x.ts < now.saturating_sub(HORIZON));
+            list.drain(..old);
+        }
         let before = self.sends.partition_point(|(ts, _)| *ts < now);
         if before > 1 {
             self.sends.drain(..before - 1);
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.engaged.is_empty() && self.sends.is_empty()
-    }
-
-    /// The content of the latest send strictly before `t` (at one instant,
-    /// the larger key, so arrival order does not matter).
+    /// The content of the latest send strictly before `t`, however old
+    /// (`None` when that send named none; at one instant, the one with
+    /// content, then the larger key, so arrival order does not matter).
     pub fn latest_send_content(&self, t: Millis) -> Option<u64> {
         let n = self.sends.partition_point(|(ts, _)| *ts < t);
-        n.checked_sub(1).map(|i| self.sends[i].1)
+        n.checked_sub(1).and_then(|i| self.sends[i].1)
     }
 
     /// `[affinity, known]` of `content` at instant `t`: the cosine of the
@@ -124,10 +146,10 @@ impl ContentTrail {
         // again and again, by id or URL), so each vector is added once:
         // a live round computes this for every contact of a tenant.
         let mut items: Vec<(&LibraryItem, f32)> = Vec::new();
-        let from = self
-            .engaged
-            .partition_point(|e| e.ts < t.saturating_sub(HORIZON));
-        for e in self.engaged[from..].iter().take_while(|e| e.ts < t) {
+        for e in in_window(&self.clicks, t)
+            .iter()
+            .chain(in_window(&self.pages, t))
+        {
             let Some(item) = e.key.resolve(lib) else {
                 continue;
             };

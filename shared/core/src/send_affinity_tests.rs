@@ -134,7 +134,7 @@ fn arrival_order_changes_no_bit() {
 }
 
 #[test]
-fn latest_send_content_is_the_last_send_with_content_before_the_instant() {
+fn latest_send_content_is_the_last_send_s_before_the_instant() {
     let t = trail(&[
         send(1, T0, Some("warehouse")),
         send(2, T0 + DAY, None),
@@ -142,9 +142,9 @@ fn latest_send_content_is_the_last_send_with_content_before_the_instant() {
     ]);
     assert_eq!(t.latest_send_content(T0), None);
     assert_eq!(t.latest_send_content(T0 + 1), key("warehouse"));
-    // A send without content leaves the last content standing.
-    assert_eq!(t.latest_send_content(T0 + DAY + 1), key("warehouse"));
-    assert_eq!(t.latest_send_content(T0 + 2 * DAY), key("warehouse"));
+    // The latest send named no content: none, not an older send's.
+    assert_eq!(t.latest_send_content(T0 + DAY + 1), None);
+    assert_eq!(t.latest_send_content(T0 + 2 * DAY), None);
     assert_eq!(t.latest_send_content(T0 + 2 * DAY + 1), key("pricing"));
 }
 
@@ -165,7 +165,8 @@ fn pruning_changes_no_row_from_its_instant_on() {
     for now in [T0 + 50 * DAY, T0 + 120 * DAY, T0 + 200 * DAY] {
         let mut pruned = full.clone();
         pruned.prune(now);
-        assert!(pruned.engaged.len() < full.engaged.len() || now < T0 + HORIZON);
+        let kept = |t: &ContentTrail| t.clicks.len() + t.pages.len();
+        assert!(kept(&pruned) < kept(&full) || now < T0 + HORIZON);
         for t in [now, now + 1, now + 5 * DAY, now + 100 * DAY] {
             let content = full.latest_send_content(t);
             assert_eq!(pruned.latest_send_content(t), content, "at {t}");
@@ -186,10 +187,22 @@ fn keeps_the_latest_engagements_past_the_cap() {
         .map(|i| click(i, T0 + i as Millis, "warehouse"))
         .collect();
     let t = trail(&events);
-    assert_eq!(t.engaged.len(), MAX_TIMES);
-    assert_eq!(t.engaged[0].ts, T0 + 10);
+    assert_eq!(t.clicks.len(), MAX_TIMES);
+    assert_eq!(t.clicks[0].ts, T0 + 10);
     // One older than all kept, arriving late, is not kept.
     let mut late = t.clone();
     late.apply(&click(999, T0 - 1, "pricing"));
     assert_eq!(late, t);
+    // Page views, however many, do not push the clicks out.
+    let mut browsed = t.clone();
+    for i in 0..3 * MAX_TIMES {
+        browsed.apply(&page(2000 + i, T0 + 1000 + i as Millis, "/unknown"));
+    }
+    assert_eq!(browsed.clicks, t.clicks);
+    assert_eq!(browsed.pages.len(), MAX_TIMES);
+    let lib = library();
+    assert_eq!(
+        browsed.affinity(&lib, T0 + DAY, key("warehouse")),
+        [1.0, 1.0]
+    );
 }

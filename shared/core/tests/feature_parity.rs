@@ -94,6 +94,20 @@ fn history() -> Script {
                 }
             }
         }
+        // Past the content trail's caps (64 clicks and 64 page views in 90
+        // days), arriving out of order in the reversed blocks: u2 reads the
+        // pricing page and an unregistered one daily, u3 clicks twice a day.
+        s.page(Some("u2"), None, "/pricing", at(d + 0.2));
+        s.page(Some("u2"), None, "/blog/unregistered", at(d + 0.25));
+        for (content, hour) in [("guide", 0.9), ("webinar", 0.95)] {
+            s.track(
+                "u3",
+                None,
+                "Email Link Clicked",
+                json!({"email_id": "x", "content_id": content}),
+                at(d + hour),
+            );
+        }
         if day % 6 == 0 {
             s.page(Some("u2"), None, "/pricing", at(d + 0.5));
             s.page(None, Some("globex"), "/compare", at(d + 0.6));
@@ -152,6 +166,9 @@ fn live_feature_rows_equal_training_features() {
         }
         assert_eq!(rows, 3, "{name}: every contact has a row");
         assert_eq!(known_rows, 2, "{name}: u1's last content is unknown");
+        let trail = |c: &str| &expected.contacts[c].content;
+        assert_eq!(trail("u2").pages.len(), liveseg_core::features::MAX_TIMES);
+        assert_eq!(trail("u3").clicks.len(), liveseg_core::features::MAX_TIMES);
     }
 }
 
