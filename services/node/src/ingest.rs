@@ -59,7 +59,7 @@ impl Sink {
     ) -> std::result::Result<Vec<AppendOutcome>, StoreError> {
         match self {
             Sink::Committer(c) => c.append(items, now).await,
-            Sink::Shards(s) => s.append(tenant, items).await,
+            Sink::Shards(s) => s.append(tenant, items, now).await,
         }
     }
 

@@ -157,12 +157,14 @@ impl ShardIntake {
         }
     }
 
-    /// Appends one tenant's items. An `Err` is indeterminate: some items may
+    /// Appends one tenant's items at `now_ms` (the engine clock; the dedupe
+    /// window is measured on it). An `Err` is indeterminate: some items may
     /// be durable; re-sending the same messageIds is always safe.
     pub async fn append(
         &self,
         tenant: &str,
         items: Vec<AppendItem>,
+        now_ms: i64,
     ) -> std::result::Result<Vec<AppendOutcome>, StoreError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
@@ -190,7 +192,7 @@ impl ShardIntake {
         );
         tokio::task::spawn_blocking(move || {
             let _writer = writer;
-            log.append(&items, 0)
+            log.append(&items, now_ms)
         })
         .await
         .map_err(|e| StoreError::Internal(format!("ingest task: {e}")))?

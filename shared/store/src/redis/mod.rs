@@ -11,7 +11,9 @@
 //! |---|---|---|
 //! | `seg:{sN}:seq` | int: last assigned seq | `INGEST` |
 //! | `seg:{sN}:ev` | stream, ids `<seq>-0`: the shard's event log | `INGEST` |
-//! | `seg:{sN}:d:<len>:<tenant><message id>` | dedupe key → seq, `PX window` | `INGEST` |
+//! | `seg:{sN}:dd:<bucket>` | hash `<len>:<tenant><message id>` → seq, expires (`dedupe.rs`) | `INGEST` |
+//! | `seg:{sN}:ddmeta` | hash: `legacy_until` (per-id dedupe keys of the older layout) | `INGEST` |
+//! | `seg:{sN}:d:<len>:<tenant><message id>` | older layout: dedupe key → seq, `PX window`; read, not written | `INGEST` |
 //! | `seg:{sN}:epoch` | int: fencing epoch source, never deleted | `ACQUIRE` |
 //! | `seg:{sN}:lease` | `node#epoch`, `PX ttl` | `ACQUIRE` / `RELEASE` |
 //! | `seg:{sN}:aseq` / `seg:{sN}:astate` | hash account → applied seq / state | `COMMIT` |
@@ -26,11 +28,14 @@
 //! number.
 
 mod catalog;
+mod dedupe;
 mod lease;
 mod process;
 mod scripts;
 mod shard;
 
+#[cfg(test)]
+mod dedupe_tests;
 #[cfg(test)]
 mod tests;
 
@@ -47,8 +52,9 @@ use std::time::Duration;
 pub struct RedisOptions {
     /// `redis://host:port/` of the primary.
     pub url: String,
-    /// How long a dedupe key lives: a retry with the same message id within
-    /// this window is answered `Duplicate` (the client idempotency contract).
+    /// How long a message id is remembered: a retry with the same id within
+    /// this window is answered `Duplicate` (the client idempotency contract;
+    /// Redis may remember it up to 1.5 windows, see `dedupe.rs`).
     pub dedupe_window_ms: u64,
     /// Per-command socket timeout. A blocked Redis (or one paused by a fault
     /// test) surfaces as an error instead of a hung caller.
@@ -81,6 +87,7 @@ struct Inner {
     client: ::redis::Client,
     options: RedisOptions,
     idle: Mutex<Vec<::redis::Connection>>,
+    legacy_dedupe: dedupe::LegacyWindow,
 }
 
 /// Connections kept idle in the pool; more are opened under load and closed.
@@ -95,6 +102,7 @@ impl RedisStore {
                 client,
                 options,
                 idle: Mutex::new(Vec::new()),
+                legacy_dedupe: dedupe::LegacyWindow::default(),
             }),
         };
         store.with_conn(|c| ::redis::cmd("PING").query::<String>(c))?;
@@ -104,6 +112,11 @@ impl RedisStore {
     /// The options this store was opened with.
     pub fn options(&self) -> &RedisOptions {
         &self.inner.options
+    }
+
+    /// Per shard, whether ingest must still send per-id dedupe key names.
+    pub(crate) fn legacy_dedupe(&self) -> &dedupe::LegacyWindow {
+        &self.inner.legacy_dedupe
     }
 
     /// Runs `f` on a pooled connection. A connection that saw an error is

@@ -10,7 +10,7 @@
 //!
 //! Why each script is safe to re-send (a reply lost on a dropped connection
 //! leaves the caller unsure whether it ran):
-//! - `INGEST`: the dedupe key of each item is written with its `XADD`; a
+//! - `INGEST`: the dedupe entry of each item is written with its `XADD`; a
 //!   re-send finds it and answers `Duplicate` with the original seq.
 //! - `ACQUIRE`: a re-send by the new holder finds the lease held by its own
 //!   node and takes a fresh epoch; epochs may skip, never repeat
@@ -22,29 +22,90 @@
 
 /// Append items to a shard's stream, deduplicated by message id.
 ///
-/// KEYS: 1 seq counter, 2 event stream, 3.. one dedupe key per item.
-/// ARGV: 1 dedupe window (ms), then per item: tenant, message id, payload.
-/// Returns per item `{1, seq}` (accepted) or `{0, seq}` (duplicate of `seq`).
-/// A second occurrence of a key within the batch is a duplicate of the first.
+/// Dedupe entries are fields of per-shard time-bucket hashes (see
+/// `dedupe.rs` for why and for the bucket arithmetic), so a Redis restart
+/// reloads a few large hashes instead of one key with its own expiry per
+/// message id.
+///
+/// KEYS: 1 seq counter, 2 event stream, 3 dedupe meta (hash), 4 the bucket
+/// written now, 5..3+nb the other buckets of the window, then, when the
+/// caller sends them, one key of the per-id layout (before buckets) per item.
+/// ARGV: 1 now (ms, the caller's clock), 2 window (ms), 3 the written
+/// bucket's TTL (ms), 4 nb (buckets in KEYS), then per item: tenant, message
+/// id, payload, dedupe field.
+/// Returns `{1, legacy_until, new, seq, new, seq, ...}` with `new` 1 for an
+/// accepted item and 0 for a duplicate of `seq`, or `{0, legacy_until}`
+/// (nothing written) when per-id keys may still be live and the caller did
+/// not send their names. A second occurrence of a field within the batch is
+/// a duplicate of the first.
 pub(crate) const INGEST: &str = r#"
-local window = ARGV[1]
-local n = (#ARGV - 1) / 3
-local out = {}
-local seen = {}
-for i = 1, n do
-  local dk = KEYS[2 + i]
-  local prior = seen[dk] or redis.call('GET', dk)
-  if prior then
-    out[i] = {0, tonumber(prior)}
-  else
-    local seq = redis.call('INCR', KEYS[1])
-    redis.call('XADD', KEYS[2], string.format('%d-0', seq),
-      't', ARGV[3 * i - 1], 'm', ARGV[3 * i], 'p', ARGV[3 * i + 1])
-    redis.call('SET', dk, seq, 'PX', window)
-    seen[dk] = seq
-    out[i] = {1, seq}
+local now = tonumber(ARGV[1])
+local nb = tonumber(ARGV[4])
+local n = (#ARGV - 4) / 4
+-- Per-id keys of the older layout live one window past the first ingest
+-- under this one, and only on a shard that had ingested before it.
+local lu = redis.call('HGET', KEYS[3], 'legacy_until')
+if not lu then
+  lu = 0
+  if redis.call('EXISTS', KEYS[1]) == 1 then lu = now + tonumber(ARGV[2]) end
+  redis.call('HSET', KEYS[3], 'legacy_until', lu)
+end
+lu = tonumber(lu)
+local legacy = 3 + nb
+if now < lu and #KEYS < legacy + n then
+  return {0, lu}
+end
+local fields = {}
+for i = 1, n do fields[i] = ARGV[4 * i + 4] end
+local prior = {}
+for b = 4, 3 + nb do
+  local got = redis.call('HMGET', KEYS[b], unpack(fields))
+  for i = 1, n do
+    if not prior[i] and got[i] then prior[i] = tonumber(got[i]) end
   end
 end
+if now < lu then
+  for i = 1, n do
+    if not prior[i] then
+      local v = redis.call('GET', KEYS[legacy + i])
+      if v then prior[i] = tonumber(v) end
+    end
+  end
+end
+local seen = {}
+local fresh = 0
+for i = 1, n do
+  if not prior[i] and not seen[fields[i]] then
+    fresh = fresh + 1
+    seen[fields[i]] = fresh
+  end
+end
+local out = {1, lu}
+if fresh == 0 then
+  for i = 1, n do out[#out + 1] = 0; out[#out + 1] = prior[i] end
+  return out
+end
+local first = redis.call('INCRBY', KEYS[1], fresh) - fresh
+local writes = {}
+local done = {}
+for i = 1, n do
+  local f = fields[i]
+  if prior[i] then
+    out[#out + 1] = 0; out[#out + 1] = prior[i]
+  elseif done[f] then
+    out[#out + 1] = 0; out[#out + 1] = done[f]
+  else
+    local seq = first + seen[f]
+    redis.call('XADD', KEYS[2], string.format('%d-0', seq),
+      't', ARGV[4 * i + 1], 'm', ARGV[4 * i + 2], 'p', ARGV[4 * i + 3])
+    done[f] = seq
+    writes[#writes + 1] = f
+    writes[#writes + 1] = seq
+    out[#out + 1] = 1; out[#out + 1] = seq
+  end
+end
+redis.call('HSET', KEYS[4], unpack(writes))
+redis.call('PEXPIRE', KEYS[4], ARGV[3])
 return out
 "#;
 

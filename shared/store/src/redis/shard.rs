@@ -7,12 +7,14 @@
 //!   (so no script blocks Redis for long). An `Err` therefore means
 //!   *indeterminate*: some chunks may be written. Re-sending the same batch
 //!   is always safe; written items come back `Duplicate` with their seq.
-//! - The dedupe window is Redis's key TTL, measured by Redis's clock from
-//!   acceptance; `now_ms` is not used and `prune_dedupe` has nothing to do.
+//! - Dedupe entries live in time buckets that Redis expires (`dedupe.rs`):
+//!   a duplicate is caught for at least the window, measured on the
+//!   callers' clocks (`now_ms`), and at most 1.5 windows; `prune_dedupe`
+//!   has nothing to do.
 
 use super::keys::{self, scoped, unscope};
-use super::scripts;
 use super::{Fence, RedisStore};
+use super::{dedupe, scripts};
 use crate::error::{Result, StoreError};
 use crate::traits::{
     AppendItem, AppendOutcome, CheckpointImage, CommitBatch, EventLog, LogEntry, Seq, StateStore,
@@ -283,29 +285,72 @@ fn stream_seq(id: &str) -> Result<Seq> {
 }
 
 impl EventLog for ShardStore {
-    fn append(&self, items: &[AppendItem], _now_ms: i64) -> Result<Vec<AppendOutcome>> {
-        let window = self.redis.options().dedupe_window_ms.max(1);
+    fn append(&self, items: &[AppendItem], now_ms: i64) -> Result<Vec<AppendOutcome>> {
+        let window = self.redis.options().dedupe_window_ms;
+        let buckets: Vec<String> = dedupe::buckets(now_ms, window)
+            .into_iter()
+            .map(|b| self.key(&format!("dd:{b}")))
+            .collect();
+        let ttl = dedupe::written_ttl_ms(now_ms, window);
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(APPEND_CHUNK) {
-            let mut inv = INGEST.prepare_invoke();
-            inv.key(self.key("seq")).key(self.key("ev"));
-            for it in chunk {
-                inv.key(self.key(&format!("d:{}", scoped(&it.tenant, &it.message_id))));
-            }
-            inv.arg(window);
-            for it in chunk {
-                inv.arg(&it.tenant).arg(&it.message_id).arg(&it.payload);
-            }
-            let replies: Vec<(i64, u64)> = self.redis.with_conn(|c| inv.invoke(c))?;
-            if replies.len() != chunk.len() {
+            let fields: Vec<String> = chunk
+                .iter()
+                .map(|it| scoped(&it.tenant, &it.message_id))
+                .collect();
+            let mut legacy = self.redis.legacy_dedupe().needed(self.shard, now_ms);
+            let replies = loop {
+                let mut inv = INGEST.prepare_invoke();
+                inv.key(self.key("seq"))
+                    .key(self.key("ev"))
+                    .key(self.key("ddmeta"));
+                for b in &buckets {
+                    inv.key(b);
+                }
+                if legacy {
+                    for f in &fields {
+                        inv.key(self.key(&format!("d:{f}")));
+                    }
+                }
+                inv.arg(now_ms).arg(window).arg(ttl).arg(buckets.len());
+                for (it, f) in chunk.iter().zip(&fields) {
+                    inv.arg(&it.tenant)
+                        .arg(&it.message_id)
+                        .arg(&it.payload)
+                        .arg(f);
+                }
+                let reply: Vec<i64> = self.redis.with_conn(|c| inv.invoke(c))?;
+                let (status, until) = match reply.as_slice() {
+                    [status, until, ..] => (*status, *until),
+                    _ => {
+                        return Err(StoreError::Internal(format!(
+                            "ingest script answered {reply:?}"
+                        )));
+                    }
+                };
+                self.redis.legacy_dedupe().learn(self.shard, until);
+                match status {
+                    1 => break reply,
+                    // Per-id keys may still be live: send their names.
+                    0 if !legacy => legacy = true,
+                    _ => {
+                        return Err(StoreError::Internal(format!(
+                            "ingest script answered {status} with per-id key names sent"
+                        )));
+                    }
+                }
+            };
+            let outcomes = &replies[2..];
+            if outcomes.len() != 2 * chunk.len() {
                 return Err(StoreError::Internal(format!(
                     "ingest script answered {} outcomes for {} items",
-                    replies.len(),
+                    outcomes.len() / 2,
                     chunk.len()
                 )));
             }
-            out.extend(replies.into_iter().map(|(new, seq)| {
-                if new == 1 {
+            out.extend(outcomes.chunks_exact(2).map(|pair| {
+                let seq = pair[1] as u64;
+                if pair[0] == 1 {
                     AppendOutcome::Accepted { seq }
                 } else {
                     AppendOutcome::Duplicate { seq }
@@ -335,6 +380,7 @@ impl EventLog for ShardStore {
         Ok(v.unwrap_or(0))
     }
 
+    /// Bucket hashes expire by themselves.
     fn prune_dedupe(&self, _older_than_ms: i64) -> Result<usize> {
         Ok(0)
     }

@@ -106,29 +106,6 @@ fn large_batches_are_chunked_in_order() {
 }
 
 #[test]
-fn dedupe_keys_expire_after_the_window() {
-    let p = RedisProcess::start(Fsync::Always).unwrap();
-    let mut opts = RedisOptions::new(p.url());
-    opts.dedupe_window_ms = 50;
-    let s = RedisStore::connect(opts).unwrap();
-    let log = s.shard(1, Fence::new("n", 1));
-    log.append(&[item("t", "m", "1")], 0).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let out = log.append(&[item("t", "m", "again")], 0).unwrap();
-        if let AppendOutcome::Accepted { seq } = out[0] {
-            assert_eq!(seq, 2);
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "dedupe key never expired"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
-#[test]
 fn leases_have_growing_epochs_and_compare_and_delete_release() {
     let (_p, s) = server();
     let l = s.leases();
