@@ -85,6 +85,11 @@ struct Cluster {
     redis: RedisProcess,
     store: RedisStore,
     dir: tempfile::TempDir,
+    /// Death detection of the members started from now on.
+    dead_after: Duration,
+    /// Whether those members vouch for Redis's durability (no quarantine
+    /// after a restart).
+    redis_durable: bool,
 }
 
 impl Cluster {
@@ -95,6 +100,8 @@ impl Cluster {
             redis,
             store,
             dir: tempfile::tempdir().unwrap(),
+            dead_after: MemberConfig::test("", "", SHARDS).dead_after,
+            redis_durable: false,
         }
     }
 
@@ -106,6 +113,8 @@ impl Cluster {
         let host = RecordingHost::new(self.store.clone());
         let mut config = MemberConfig::test(node, &format!("addr-of-{node}"), SHARDS);
         config.journal = Some(self.journal(node));
+        config.dead_after = self.dead_after;
+        config.redis_durable = self.redis_durable;
         let m = Member::start(self.store.clone(), config, host.clone()).unwrap();
         (m, host)
     }
@@ -527,5 +536,54 @@ fn failed_over_shards_settle_before_a_join_moves_them() {
         );
     }
     drop(d);
+    c.assert_no_double_ownership();
+}
+
+#[test]
+fn shards_stay_with_their_owners_when_redis_loads_for_longer_than_death_detection() {
+    let mut c = Cluster::new();
+    // 2M keys: a restart then answers `LOADING` for about 1.1 s on this
+    // machine, twice the `dead_after` used here. Written before the members
+    // start (each script blocks Redis for a while).
+    c.dead_after = Duration::from_millis(600);
+    // As the nodes run against `appendfsync always`: no quarantine, so the
+    // leader places as soon as Redis has loaded.
+    c.redis_durable = true;
+    let mut conn = c.store.open(Duration::from_secs(60)).unwrap();
+    for from in (0..2_000_000).step_by(250_000) {
+        let _: i64 = ::redis::cmd("EVAL")
+            .arg("for i = ARGV[1], ARGV[1] + 249999 do redis.call('SET', 'fill:' .. i, i) end return 1")
+            .arg(0)
+            .arg(from)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let ((a, ha), (b, hb), (m3, h3)) = c.three_spread();
+    let hosts = [&ha, &hb, &h3];
+    let owned: Vec<BTreeSet<u32>> = hosts.iter().map(|h| h.active()).collect();
+    let drains: Vec<usize> = hosts
+        .iter()
+        .map(|h| h.drains.lock().unwrap().len())
+        .collect();
+    c.redis.kill9();
+    eventually(
+        Duration::from_secs(20),
+        "owners stop at their deadlines",
+        || hosts.iter().all(|h| h.active().is_empty()),
+    );
+    // While Redis loads, members read its new run id but cannot heartbeat;
+    // when it is done, whoever leads sees its own heartbeat land first.
+    c.redis.restart().unwrap();
+    eventually(Duration::from_secs(30), "shards are served again", || {
+        converged(&[(&a, &ha), (&b, &hb), (&m3, &h3)])
+    });
+    for (i, h) in hosts.iter().enumerate() {
+        assert_eq!(h.active(), owned[i], "member {i} got other shards back");
+        assert_eq!(
+            h.drains.lock().unwrap().len(),
+            drains[i],
+            "member {i} drained a shard: the leader moved shards of live members"
+        );
+    }
     c.assert_no_double_ownership();
 }

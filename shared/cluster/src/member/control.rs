@@ -44,6 +44,8 @@ pub(super) struct Loop {
     leader_epoch: Option<u64>,
     assignment: crate::coordinator::Assignment,
     last_heartbeat_ns: i64,
+    /// A heartbeat failed since the last one that landed.
+    heartbeat_failed: bool,
     /// When this process's first heartbeat landed (it is in the live set
     /// since then); `None` before.
     live_since_ns: Option<i64>,
@@ -85,6 +87,7 @@ impl Loop {
             leader_epoch: None,
             assignment: Default::default(),
             last_heartbeat_ns: 0,
+            heartbeat_failed: false,
             live_since_ns: None,
             left_live_set: false,
             view,
@@ -121,10 +124,16 @@ impl Loop {
                 self.config.dead_after.as_millis() as u64,
             ) {
                 Ok(_) => {
+                    if std::mem::take(&mut self.heartbeat_failed) {
+                        self.hold_placement();
+                    }
                     self.last_heartbeat_ns = now;
                     self.live_since_ns.get_or_insert(now);
                 }
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                Err(e) => {
+                    self.heartbeat_failed = true;
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
             }
         }
         // Renewals first: nothing else in the step may delay them.
@@ -262,8 +271,16 @@ impl Loop {
     /// A leader that just saw Redis restart cannot trust the live set (the
     /// heartbeats may be lost): without a pause it would move every shard
     /// to the few nodes it heard from first, and back again a moment later.
+    /// The same holds once its own heartbeats go through again after
+    /// failing: whatever kept them out (Redis down, loading its data set
+    /// after a restart, stalled) kept its peers' out too, so theirs may be
+    /// older than `dead_after` until they have had `dead_after` to land.
+    /// The hold must start then, not when the restart was seen: Redis
+    /// answers `INFO` (the run id) while it loads, and a load can outlast
+    /// `dead_after` (a 2 s load once moved 7 of 8 shards onto the leader).
     fn hold_placement(&mut self) {
-        self.placement_hold_until_ns = mono_ns() + ns(self.config.dead_after);
+        let until = mono_ns() + ns(self.config.dead_after);
+        self.placement_hold_until_ns = self.placement_hold_until_ns.max(until);
     }
 
     /// A new leader reads the same heartbeats its predecessor did (they are
