@@ -221,10 +221,11 @@ start_redis() {
     starting=1
     mkdir -p "$redis_dir"
     rm -f "$redis_dir/redis.pid"
-    # A short AOF tail keeps a restart's reload short (README, "Redis settings").
+    # A short AOF tail keeps a restart's reload short, and expired dedupe
+    # buckets are freed off Redis's main thread (README, "Redis settings").
     redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$redis_dir" \
         --appendonly yes --appendfsync always --save "" \
-        --auto-aof-rewrite-percentage 25 \
+        --auto-aof-rewrite-percentage 25 --lazyfree-lazy-expire yes \
         --daemonize yes --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log" ||
         die "redis-server did not start; see $redis_dir/redis.log"
     deadline=$((SECONDS + start_timeout))

@@ -124,7 +124,15 @@ impl Loop {
                 self.config.dead_after.as_millis() as u64,
             ) {
                 Ok(_) => {
-                    if std::mem::take(&mut self.heartbeat_failed) {
+                    // Peers' heartbeats were kept out as long as this
+                    // node's were: once that is long enough for them to
+                    // look dead, hold placement until they have landed. A
+                    // short failure streak holds nothing, so heartbeats
+                    // that fail now and then cannot stall placement.
+                    let away = now - self.last_heartbeat_ns;
+                    if std::mem::take(&mut self.heartbeat_failed)
+                        && away >= ns(self.config.dead_after) / 2
+                    {
                         self.hold_placement();
                     }
                     self.last_heartbeat_ns = now;
@@ -272,9 +280,10 @@ impl Loop {
     /// heartbeats may be lost): without a pause it would move every shard
     /// to the few nodes it heard from first, and back again a moment later.
     /// The same holds once its own heartbeats go through again after
-    /// failing: whatever kept them out (Redis down, loading its data set
-    /// after a restart, stalled) kept its peers' out too, so theirs may be
-    /// older than `dead_after` until they have had `dead_after` to land.
+    /// failing for half of `dead_after` or more: whatever kept them out
+    /// (Redis down, loading its data set after a restart, stalled) kept its
+    /// peers' out too, so theirs may be older than `dead_after` until they
+    /// have had `dead_after` to land.
     /// The hold must start then, not when the restart was seen: Redis
     /// answers `INFO` (the run id) while it loads, and a load can outlast
     /// `dead_after` (a 2 s load once moved 7 of 8 shards onto the leader).

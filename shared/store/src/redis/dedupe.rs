@@ -18,10 +18,21 @@
 //! for at least the window and at most 1.5 windows after acceptance,
 //! where per-id keys caught it for exactly the window.
 //!
-//! Time is the caller's clock (`now_ms` of `EventLog::append`), as in the
-//! embedded store; expiry is Redis's, relative to when a bucket is written.
+//! Time is Redis's clock (`TIME`, sampled once a minute and carried forward
+//! on the local monotonic clock; [`ServerClock`]), as it was for the per-id
+//! key TTLs, so the window holds whatever the nodes' clocks say (they may be
+//! manual). Tests can measure it on the `now_ms` callers pass instead
+//! (`DedupeClock::Caller`).
+//!
+//! A bucket holds a quarter window of a shard's ids and is freed whole when
+//! it expires; the Redis the tests and `deploy/local` start frees expired
+//! keys in the background (`lazyfree-lazy-expire yes`) so that does not
+//! stall it.
 //!
 //! Upgrade: per-id keys written before this layout stay live for a window.
+//! Nodes of the older layout do not read buckets, so stop them all before
+//! starting nodes of this one (a rolling upgrade would not catch a retry
+//! that lands on a node of the other version).
 //! The ingest script records, per shard, until when that may be
 //! (`legacy_until`, 0 on a shard that never ingested before) and checks them
 //! until then; it answers "send the per-id key names" if a caller left them
@@ -30,19 +41,31 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Windows longer than this (about 100 years) are treated as this long, so
+/// the arithmetic below cannot overflow.
+const MAX_WINDOW_MS: u64 = 100 * 366 * 86_400_000;
+
+fn window(window_ms: u64) -> i64 {
+    window_ms.min(MAX_WINDOW_MS) as i64
+}
 
 /// Bucket length for a dedupe window (at least 1 ms).
 pub(crate) fn bucket_ms(window_ms: u64) -> i64 {
-    (window_ms / 4).max(1) as i64
+    (window(window_ms) / 4).max(1)
 }
 
 /// The buckets an ingest at `now_ms` reads, the written one (`now`'s) first.
 pub(crate) fn buckets(now_ms: i64, window_ms: u64) -> Vec<i64> {
     let b = bucket_ms(window_ms);
     let cur = now_ms.div_euclid(b);
-    let oldest = now_ms.saturating_sub(window_ms as i64).div_euclid(b) - 1;
+    let oldest = now_ms
+        .saturating_sub(window(window_ms))
+        .div_euclid(b)
+        .saturating_sub(1);
     std::iter::once(cur)
-        .chain((oldest..=cur + 1).filter(|&k| k != cur))
+        .chain((oldest..=cur.saturating_add(1)).filter(|&k| k != cur))
         .collect()
 }
 
@@ -50,8 +73,35 @@ pub(crate) fn buckets(now_ms: i64, window_ms: u64) -> Vec<i64> {
 /// after the bucket ends, so every entry in it outlives the window.
 pub(crate) fn written_ttl_ms(now_ms: i64, window_ms: u64) -> i64 {
     let b = bucket_ms(window_ms);
-    let end = (now_ms.div_euclid(b) + 1) * b;
-    (end - now_ms) + window_ms as i64 + b
+    let into_bucket = now_ms.rem_euclid(b);
+    (b - into_bucket) + window(window_ms) + b
+}
+
+/// How long a sample of Redis's clock is carried forward before it is read
+/// again (bounds the drift between the local and Redis's clock).
+const CLOCK_RESAMPLE: Duration = Duration::from_secs(60);
+
+/// Redis's wall clock, read with `TIME` now and then and carried forward
+/// on the local monotonic clock in between.
+#[derive(Default)]
+pub(crate) struct ServerClock {
+    sample: Mutex<Option<(Instant, i64)>>,
+}
+
+impl ServerClock {
+    /// Redis's time in ms; `time` reads `TIME` as (seconds, microseconds).
+    pub(crate) fn now_ms<E>(&self, time: impl FnOnce() -> Result<(i64, i64), E>) -> Result<i64, E> {
+        let mut sample = self.sample.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, ms)) = *sample
+            && at.elapsed() < CLOCK_RESAMPLE
+        {
+            return Ok(ms.saturating_add(at.elapsed().as_millis() as i64));
+        }
+        let (secs, micros) = time()?;
+        let ms = secs.saturating_mul(1000).saturating_add(micros / 1000);
+        *sample = Some((Instant::now(), ms));
+        Ok(ms)
+    }
 }
 
 /// Per shard, until when the per-id keys of the older layout may be live,
@@ -131,6 +181,34 @@ mod tests {
         assert_eq!(bucket_ms(3), 1);
         let read = buckets(100, 3);
         assert!(read.contains(&97) && read.contains(&100) && read.contains(&101));
+    }
+
+    #[test]
+    fn absurd_windows_do_not_overflow() {
+        for now in [i64::MIN, -1, 0, i64::MAX] {
+            let read = buckets(now, u64::MAX);
+            assert!(!read.is_empty());
+            assert!(written_ttl_ms(now, u64::MAX) > 0);
+        }
+    }
+
+    #[test]
+    fn the_server_clock_is_read_once_and_carried_forward() {
+        let clock = ServerClock::default();
+        let first = clock
+            .now_ms(|| Ok::<_, ()>((1_700_000_000, 123_456)))
+            .unwrap();
+        assert_eq!(first, 1_700_000_000_123);
+        // Within the resample period the sample is carried, not read again.
+        let again = clock
+            .now_ms(|| -> Result<(i64, i64), ()> { panic!("read again") })
+            .unwrap();
+        assert!(again >= first && again < first + 60_000);
+        // A failed first read is the caller's error.
+        assert_eq!(
+            ServerClock::default().now_ms(|| Err::<(i64, i64), _>("down")),
+            Err("down")
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ fn server(window: u64) -> (RedisProcess, RedisStore) {
     let p = RedisProcess::start(Fsync::Always).unwrap();
     let mut opts = RedisOptions::new(p.url());
     opts.dedupe_window_ms = window;
+    opts.dedupe_clock = DedupeClock::Caller;
     (p, RedisStore::connect(opts).unwrap())
 }
 
@@ -72,6 +73,33 @@ fn a_bucket_expires_a_window_after_it_ends_and_never_sooner() {
 }
 
 #[test]
+fn by_default_the_window_is_on_redis_s_clock_not_the_caller_s() {
+    let p = RedisProcess::start(Fsync::Always).unwrap();
+    let mut opts = RedisOptions::new(p.url());
+    opts.dedupe_window_ms = WINDOW;
+    let s = RedisStore::connect(opts).unwrap();
+    let log = s.shard(3, Fence::new("n", 1));
+    // Callers whose clocks say 1970 and 2286: the same Redis time.
+    assert_eq!(one(&log, "m", 0), AppendOutcome::Accepted { seq: 1 });
+    assert_eq!(
+        one(&log, "m", 10_000_000_000_000),
+        AppendOutcome::Duplicate { seq: 1 }
+    );
+    let (secs, _): (i64, i64) = raw(&s, &mut ::redis::cmd("TIME"));
+    let bucket = (secs * 1000).div_euclid(WINDOW as i64 / 4);
+    let written: i64 = raw(
+        &s,
+        ::redis::cmd("EXISTS")
+            .arg(format!("{}dd:{bucket}", keys::shard(3)))
+            .arg(format!("{}dd:{}", keys::shard(3), bucket - 1)),
+    );
+    assert_eq!(
+        written, 1,
+        "the bucket of Redis's time (or the one before) holds it"
+    );
+}
+
+#[test]
 fn redis_expires_old_buckets_by_itself() {
     // A 40 ms window: buckets of 10 ms expire within 60 ms of their end.
     let (_p, s) = server(40);
@@ -123,8 +151,9 @@ fn per_id_keys_of_the_older_layout_are_honoured_for_one_window() {
     );
     assert!(other.legacy_dedupe().needed(5, T0 + WINDOW as i64 - 1));
     assert!(!other.legacy_dedupe().needed(5, T0 + WINDOW as i64));
-    // A window after the first ingest under buckets, the per-id keys are dead
-    // (they had a TTL of one window) and no longer read.
+    // A window after the first ingest under buckets, per-id keys (which the
+    // older layout wrote with a TTL of one window) are no longer read: this
+    // one is still in Redis, and ignored.
     assert_eq!(
         one(&log2, "old", T0 + WINDOW as i64),
         AppendOutcome::Accepted { seq: 43 }

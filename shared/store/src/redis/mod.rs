@@ -59,6 +59,19 @@ pub struct RedisOptions {
     /// Per-command socket timeout. A blocked Redis (or one paused by a fault
     /// test) surfaces as an error instead of a hung caller.
     pub io_timeout: Duration,
+    /// Which clock the dedupe window is measured on.
+    pub dedupe_clock: DedupeClock,
+}
+
+/// The clock of the dedupe window in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupeClock {
+    /// Redis's own (`TIME`), as the per-id key TTLs of the older layout
+    /// were: the window does not depend on the nodes' clocks, which may be
+    /// manual or skewed. The default.
+    Server,
+    /// The `now_ms` callers pass to `append`, for tests that move time.
+    Caller,
 }
 
 impl RedisOptions {
@@ -68,6 +81,7 @@ impl RedisOptions {
             url: url.into(),
             dedupe_window_ms: 7 * 24 * 60 * 60 * 1000,
             io_timeout: Duration::from_secs(2),
+            dedupe_clock: DedupeClock::Server,
         }
     }
 }
@@ -88,6 +102,7 @@ struct Inner {
     options: RedisOptions,
     idle: Mutex<Vec<::redis::Connection>>,
     legacy_dedupe: dedupe::LegacyWindow,
+    server_clock: dedupe::ServerClock,
 }
 
 /// Connections kept idle in the pool; more are opened under load and closed.
@@ -103,6 +118,7 @@ impl RedisStore {
                 options,
                 idle: Mutex::new(Vec::new()),
                 legacy_dedupe: dedupe::LegacyWindow::default(),
+                server_clock: dedupe::ServerClock::default(),
             }),
         };
         store.with_conn(|c| ::redis::cmd("PING").query::<String>(c))?;
@@ -117,6 +133,17 @@ impl RedisStore {
     /// Per shard, whether ingest must still send per-id dedupe key names.
     pub(crate) fn legacy_dedupe(&self) -> &dedupe::LegacyWindow {
         &self.inner.legacy_dedupe
+    }
+
+    /// The dedupe clock's time for an append the caller made at `caller_ms`.
+    pub(crate) fn dedupe_now_ms(&self, caller_ms: i64) -> Result<i64> {
+        match self.inner.options.dedupe_clock {
+            DedupeClock::Caller => Ok(caller_ms),
+            DedupeClock::Server => self
+                .inner
+                .server_clock
+                .now_ms(|| self.with_conn(|c| ::redis::cmd("TIME").query::<(i64, i64)>(c))),
+        }
     }
 
     /// Runs `f` on a pooled connection. A connection that saw an error is

@@ -99,6 +99,9 @@ impl RedisProcess {
             // The tail bounds the outage a Redis restart causes; a smaller
             // one costs a few more background rewrites.
             .args(["--auto-aof-rewrite-percentage", "25"])
+            // Dedupe buckets hold a quarter window of a shard's message ids
+            // each and expire whole: free them off the main thread.
+            .args(["--lazyfree-lazy-expire", "yes"])
             .args(["--save", ""])
             .args(["--logfile", &log.to_string_lossy()])
             .args(["--daemonize", "no"])

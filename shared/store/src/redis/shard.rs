@@ -8,9 +8,9 @@
 //!   *indeterminate*: some chunks may be written. Re-sending the same batch
 //!   is always safe; written items come back `Duplicate` with their seq.
 //! - Dedupe entries live in time buckets that Redis expires (`dedupe.rs`):
-//!   a duplicate is caught for at least the window, measured on the
-//!   callers' clocks (`now_ms`), and at most 1.5 windows; `prune_dedupe`
-//!   has nothing to do.
+//!   a duplicate is caught for at least the window, measured on Redis's
+//!   clock (`now_ms` is not used unless `DedupeClock::Caller`), and at most
+//!   1.5 windows; `prune_dedupe` has nothing to do.
 
 use super::keys::{self, scoped, unscope};
 use super::{Fence, RedisStore};
@@ -287,6 +287,7 @@ fn stream_seq(id: &str) -> Result<Seq> {
 impl EventLog for ShardStore {
     fn append(&self, items: &[AppendItem], now_ms: i64) -> Result<Vec<AppendOutcome>> {
         let window = self.redis.options().dedupe_window_ms;
+        let now_ms = self.redis.dedupe_now_ms(now_ms)?;
         let buckets: Vec<String> = dedupe::buckets(now_ms, window)
             .into_iter()
             .map(|b| self.key(&format!("dd:{b}")))
