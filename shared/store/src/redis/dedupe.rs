@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 /// the arithmetic below cannot overflow.
 const MAX_WINDOW_MS: u64 = 100 * 366 * 86_400_000;
 
-fn window(window_ms: u64) -> i64 {
+/// The window as used: at most [`MAX_WINDOW_MS`].
+pub(crate) fn window(window_ms: u64) -> i64 {
     window_ms.min(MAX_WINDOW_MS) as i64
 }
 

@@ -313,7 +313,10 @@ impl EventLog for ShardStore {
                         inv.key(self.key(&format!("d:{f}")));
                     }
                 }
-                inv.arg(now_ms).arg(window).arg(ttl).arg(buckets.len());
+                inv.arg(now_ms)
+                    .arg(dedupe::window(window))
+                    .arg(ttl)
+                    .arg(buckets.len());
                 for (it, f) in chunk.iter().zip(&fields) {
                     inv.arg(&it.tenant)
                         .arg(&it.message_id)
