@@ -63,6 +63,11 @@ impl Embedder {
         }
     }
 
+    /// Threads a forward pass runs on.
+    pub fn threads(&self) -> usize {
+        self.encoder.threads()
+    }
+
     pub fn dims(&self) -> usize {
         self.encoder.dims()
     }

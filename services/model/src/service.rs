@@ -195,7 +195,7 @@ impl ModelService for ModelGrpc {
             dimensions: ready.embedder.dims() as u32,
             max_tokens: ready.embedder.max_tokens() as u32,
             backend: ready.embedder.backend(),
-            threads: candle_core::utils::get_num_threads() as u32,
+            threads: ready.embedder.threads() as u32,
             model_id: ready.embedder.model_id().to_string(),
         }))
     }
