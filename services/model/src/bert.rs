@@ -137,7 +137,8 @@ pub struct BertEncoder {
     /// be injected into the global pool from outside, with the caller
     /// asleep on a latch until it finished; inside `install` they are
     /// forks and joins between the pool's own workers. At batch 1 that made
-    /// short texts 1.2-1.5x faster (BENCHMARKS, session 15).
+    /// short texts 1.1-1.25x faster in f32 and 1.35-1.55x in int8
+    /// (BENCHMARKS, session 15).
     pool: rayon::ThreadPool,
 }
 
@@ -250,10 +251,8 @@ impl BertEncoder {
             embed_norm,
             layers,
             scratch: Mutex::new(Scratch::default()),
-            // As many threads as the global pool: RAYON_NUM_THREADS, else
-            // one per core.
+            // Rayon's default size: RAYON_NUM_THREADS, else one per core.
             pool: rayon::ThreadPoolBuilder::new()
-                .num_threads(rayon::current_num_threads())
                 .thread_name(|i| format!("encoder-{i}"))
                 .build()
                 .map_err(|e| ModelError::Load(format!("starting the encoder's threads: {e}")))?,
@@ -444,7 +443,7 @@ mod tests {
     }
 
     #[test]
-    fn by_rows_splits_between_threads_and_gives_the_serial_result() {
+    fn by_rows_gives_the_serial_result_in_one_piece_per_thread() {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()

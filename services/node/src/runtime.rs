@@ -362,7 +362,6 @@ impl Runtime {
     }
 }
 
-/// Fills each tenant's membership index from its resident accounts.
 /// Checkpoints read per round trip during recovery: large enough that a
 /// shard of 20k accounts loads in a few dozen reads, small enough that one
 /// reply stays a few megabytes.
@@ -408,6 +407,7 @@ fn restore_accounts(
 /// would cost a thread hop per account.
 const INDEX_CONCURRENCY: usize = 256;
 
+/// Fills each tenant's membership index from its resident accounts.
 async fn build_index(registry: &Registry, tenants: &Tenants) {
     use futures::StreamExt;
     let answers = futures::stream::iter(registry.resident(None))
@@ -438,19 +438,20 @@ async fn build_index(registry: &Registry, tenants: &Tenants) {
         if let Some(t) = tenants.get(&tenant) {
             let mut built = sorted_set(keys);
             let mut index = t.index.write().unwrap_or_else(|p| p.into_inner());
-            // Changes the outbox indexed during the replay are kept (the
-            // answers agree with them or are newer).
+            // The outbox may index the replay's changes before or after
+            // this: it applies them in order, each predates the answers
+            // (nothing reaches an actor until the dispatcher starts, after
+            // this), so either way the index ends as the actors' state.
             index.append(&mut built);
         }
     }
 }
 
-/// A set of `keys` built bottom-up from their sorted order.
+/// A set of `keys` built bottom-up: `collect` sorts (one pass over input
+/// already in order), drops repeats and builds the tree without searching
+/// it. The unstable sort first is the cheaper one for shuffled input.
 fn sorted_set(mut keys: Vec<IndexKey>) -> BTreeSet<IndexKey> {
     keys.sort_unstable();
-    keys.dedup();
-    // `collect` on sorted input checks the order in one pass and builds
-    // the tree without searching it.
     keys.into_iter().collect()
 }
 
@@ -470,4 +471,41 @@ pub(crate) fn wake_due(
         }
     }
     due
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use liveseg_core::Entity;
+
+    fn key(segment: &str, account: &str, entity: Entity, id: &str) -> IndexKey {
+        (segment.into(), account.into(), entity, id.into())
+    }
+
+    #[test]
+    fn a_bulk_built_index_equals_one_built_key_by_key_and_keeps_what_was_there() {
+        let keys = vec![
+            key("b", "acct2", Entity::Contact, "c9"),
+            key("a", "acct1", Entity::Account, "acct1"),
+            key("b", "acct1", Entity::Contact, "c3"),
+            key("a", "acct1", Entity::Contact, "c1"),
+            key("b", "acct2", Entity::Contact, "c9"),
+            key("a", "acct10", Entity::Contact, "c0"),
+        ];
+        let one_by_one: BTreeSet<IndexKey> = keys.iter().cloned().collect();
+        let built = sorted_set(keys.clone());
+        assert_eq!(built, one_by_one);
+        assert_eq!(built.len(), 5, "the repeated key is kept once");
+
+        // What the outbox indexed before the bulk append stays, once.
+        let mut index: BTreeSet<IndexKey> = [
+            key("b", "acct1", Entity::Contact, "c3"),
+            key("c", "acct3", Entity::Contact, "c7"),
+        ]
+        .into_iter()
+        .collect();
+        index.append(&mut sorted_set(keys));
+        assert_eq!(index.len(), 6);
+        assert!(index.contains(&key("c", "acct3", Entity::Contact, "c7")));
+    }
 }
