@@ -496,3 +496,61 @@ fn a_shard_loading_or_just_serving_is_held_from_balance() {
     // another moment) holds rather than releases.
     assert!(at(9_000, &[Some(9_500)]));
 }
+
+/// With serving data, a node takes one balancing move at a time: one per
+/// round, none while a shard it received is still loading, the next once
+/// that shard serves. Shards without a live owner still go to it at once.
+#[test]
+fn a_node_takes_one_balancing_handoff_at_a_time() {
+    let mut live: Vec<Node> = (1..=4).map(|i| node(i, 1)).collect();
+    let (before, _) = converge(16, &live, vec![], 16);
+    let back = live.remove(0);
+    let (failed_over, _) = converge(16, &live, before, 16);
+    live.push(back.clone());
+    let now_ms = 1_000_000;
+    let never = vec![None; 16];
+    let long_ago = vec![Some(0); 16];
+    fn settling<'a>(moved_at: &'a [Option<i64>], serving_at: &'a [Option<i64>]) -> Settling<'a> {
+        Settling {
+            now_ms: 1_000_000,
+            moved_at,
+            serving_at,
+            period_ms: 3_500,
+            warming: &[],
+        }
+    }
+    // Without serving data the old rule: several shards at once.
+    let all_at_once = settling_round(&live, &failed_over, Settling::NONE);
+    let onto = |p: &Plan| p.moves.iter().filter(|m| m.to == back.id).count();
+    assert!(onto(&all_at_once) >= 2, "{all_at_once:?}");
+    // With it: one.
+    let first = settling_round(&live, &failed_over, settling(&never, &long_ago));
+    assert_eq!(onto(&first), 1, "{first:?}");
+    let shard = first
+        .moves
+        .iter()
+        .find(|m| m.to == back.id)
+        .map(|m| m.shard as usize);
+    let shard = shard.expect("a move onto the node");
+    let after_first = first.assignment.clone();
+    // That shard loads: nothing more lands on its node.
+    let mut moved_at = never.clone();
+    moved_at[shard] = Some(now_ms - 1_000);
+    let mut serving_at = long_ago.clone();
+    serving_at[shard] = None;
+    let loading = settling_round(&live, &after_first, settling(&moved_at, &serving_at));
+    assert_eq!(onto(&loading), 0, "{loading:?}");
+    // It serves: the next one comes.
+    serving_at[shard] = Some(now_ms - 500);
+    let served = settling_round(&live, &after_first, settling(&moved_at, &serving_at));
+    assert_eq!(onto(&served), 1, "{served:?}");
+    // An owner dies while the node loads: its shards are placed at once,
+    // on the loading node too.
+    let dead = live[0].clone();
+    let survivors: Vec<Node> = live.iter().filter(|n| n.id != dead.id).cloned().collect();
+    serving_at[shard] = None;
+    let lost = load_of(&after_first, &dead.id);
+    let p = settling_round(&survivors, &after_first, settling(&moved_at, &serving_at));
+    let unowned = p.moves.iter().filter(|m| m.reason == MoveReason::Unowned);
+    assert_eq!(unowned.count(), lost, "{p:?}");
+}
