@@ -28,19 +28,24 @@
 //!   node stays where it is (it is not sent to the next node, which would
 //!   hand it on later), and owners left over capacity by the join do not
 //!   shed until it is warm; shards without a live owner still go to it.
-//! - **One handoff at a time per node**: with serving data, a node that is
-//!   loading a shard (moved to it, not yet serving) receives no balancing
-//!   move, and a round sends it at most one. Loads on one node share its
-//!   cores, so two at once keep both shards unavailable for about twice as
-//!   long. Held, like a warming node's, not redirected.
+//! - **One handoff at a time per node**: with serving data (the leader
+//!   always has it), a node that is loading a shard (moved to it, not yet
+//!   serving) receives no balancing move, and a round sends it at most one.
+//!   Loads on one node share its cores: on the 2-core test machine two at
+//!   once kept both shards unavailable for about twice as long. So a node
+//!   that joins takes its share one load after another, and a lost serving
+//!   stamp holds balancing onto the whole node for `LOADING_PERIODS` settle
+//!   periods. Held, like a warming node's, not redirected.
 //!
 //! Convergence: with a fixed live set, after the first round every shard has a
 //! live owner, and every later move either removes one unit of over-capacity
 //! excess (shedding never lands on a full node) or, leaving the excess alone,
 //! strictly improves its shard's HRW rank. That potential is finite, so repeated
 //! rounds with `max_moves >= 1` reach a fixed point: no oscillation. Settling
-//! only delays moves, so the same fixed point is reached once the settle
-//! periods have passed.
+//! and one-at-a-time only remove candidates, for a bounded time (a serving
+//! stamp or `LOADING_PERIODS` ends a load), so they delay moves, and may
+//! change their order (hence possibly which fixed point), never prevent
+//! convergence.
 
 use std::cmp::Ordering;
 
@@ -122,7 +127,8 @@ pub struct Settling<'a> {
     /// Last move per shard; missing entries and `None` never moved (or long ago).
     pub moved_at: &'a [Option<i64>],
     /// When each shard last started serving at an owner. Empty: no serving
-    /// data, and a shard settles for `period_ms` after its move.
+    /// data, so a shard settles for `period_ms` after its move and nodes
+    /// are not held to one handoff at a time.
     pub serving_at: &'a [Option<i64>],
     /// A shard that moved (or started serving) less than this long ago is
     /// not moved for balance.
@@ -284,9 +290,6 @@ pub fn plan(input: &PlacementInput<'_>) -> Plan {
     }
     let mut budget = input.max_moves;
 
-    // 1. Place every ownerless shard on its best node with room. Room always
-    //    exists (capacities sum to >= S and over-full nodes only add to the
-    //    spare elsewhere); the fallback just keeps this total.
     // With serving data, a node takes one handoff at a time: while it is
     // loading a shard it receives no balancing move. Loads onto one node
     // compete for its cores, so two at once make both shards unavailable
@@ -298,9 +301,13 @@ pub fn plan(input: &PlacementInput<'_>) -> Plan {
     let mut receiving = vec![false; nodes.len()];
     for (s, o) in owner.iter().enumerate() {
         if let Some(n) = *o {
-            receiving[n] |= one_at_a_time && input.settling.loading(s);
+            receiving[n] |= input.settling.loading(s);
         }
     }
+
+    // 1. Place every ownerless shard on its best node with room. Room always
+    //    exists (capacities sum to >= S and over-full nodes only add to the
+    //    spare elsewhere); the fallback just keeps this total.
     let mut moved = vec![false; count];
     for s in 0..count {
         if owner[s].is_none() {

@@ -443,6 +443,22 @@ proptest! {
             p.moves.iter().filter(|m| m.reason == MoveReason::Unowned).cloned().collect()
         };
         prop_assert_eq!(unowned(&p), unowned(&free));
+        // With serving data, one handoff at a time per node: a node that
+        // owns a loading shard or takes an ownerless one gets no balancing
+        // move, and no node gets two.
+        if !served.is_empty() {
+            let mut receiving: Vec<String> = (0..s as usize)
+                .filter(|&sh| settling.loading(sh))
+                .filter_map(|sh| current.get(sh).cloned().flatten())
+                .collect();
+            receiving.extend(unowned(&p).into_iter().map(|m| m.to));
+            let mut onto: Vec<&String> = Vec::new();
+            for m in p.moves.iter().filter(|m| m.reason == MoveReason::Rebalance) {
+                prop_assert!(!receiving.contains(&m.to), "{m:?} onto a receiving node");
+                prop_assert!(!onto.contains(&&m.to), "two balancing moves onto {}", m.to);
+                onto.push(&m.to);
+            }
+        }
     }
 
     #[test]
@@ -507,7 +523,7 @@ fn a_node_takes_one_balancing_handoff_at_a_time() {
     let back = live.remove(0);
     let (failed_over, _) = converge(16, &live, before, 16);
     live.push(back.clone());
-    let now_ms = 1_000_000;
+    let now_ms = 1_000_000; // as in `settling` below
     let never = vec![None; 16];
     let long_ago = vec![Some(0); 16];
     fn settling<'a>(moved_at: &'a [Option<i64>], serving_at: &'a [Option<i64>]) -> Settling<'a> {
@@ -545,12 +561,24 @@ fn a_node_takes_one_balancing_handoff_at_a_time() {
     let served = settling_round(&live, &after_first, settling(&moved_at, &serving_at));
     assert_eq!(onto(&served), 1, "{served:?}");
     // An owner dies while the node loads: its shards are placed at once,
-    // on the loading node too.
-    let dead = live[0].clone();
-    let survivors: Vec<Node> = live.iter().filter(|n| n.id != dead.id).cloned().collect();
+    // the loading node taking its HRW share of them.
     serving_at[shard] = None;
-    let lost = load_of(&after_first, &dead.id);
+    let survivors: Vec<Node> = live
+        .iter()
+        .filter(|n| n.id != live[0].id)
+        .cloned()
+        .collect();
+    let lost = load_of(&after_first, &live[0].id);
     let p = settling_round(&survivors, &after_first, settling(&moved_at, &serving_at));
-    let unowned = p.moves.iter().filter(|m| m.reason == MoveReason::Unowned);
-    assert_eq!(unowned.count(), lost, "{p:?}");
+    let free = settling_round(&survivors, &after_first, Settling::NONE);
+    let unowned = |p: &Plan| -> Vec<Move> {
+        let it = p.moves.iter().filter(|m| m.reason == MoveReason::Unowned);
+        it.cloned().collect()
+    };
+    assert_eq!(unowned(&p).len(), lost, "{p:?}");
+    assert_eq!(
+        unowned(&p),
+        unowned(&free),
+        "placed where they would be anyway"
+    );
 }
