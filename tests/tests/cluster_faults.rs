@@ -66,12 +66,16 @@ async fn kill9_of_an_owner_and_restart() -> Result<()> {
     let run = Run::start(&c, tenants.clone(), 0);
     run.wait_progress(300, STEP).await?;
     let (victim, takeover) = crash_first_owner(&mut c, &run).await?;
+    // The survivors loaded the victim's shards while its lease ran out.
+    let standbys = standbys_used(&c).await?;
     c.restart(victim).await?;
     run.retarget(&c);
     run.wait_progress(300, STEP).await?;
-    finish("kill9_owner", &c, run, vec![takeover])
+    let note = format!("shards served from a standby: {standbys}");
+    finish("kill9_owner", &c, run, vec![takeover, note])
         .await?
         .assert_pass(CRASH_BOUND);
+    assert!(standbys >= 1.0, "no takeover used a standby");
     Ok(())
 }
 
@@ -243,11 +247,22 @@ async fn redis_stall_past_the_lease_resumes_owners_without_a_reload() -> Result<
 
 /// `liveseg_shard_resumes_total` summed over the running nodes.
 async fn resumes(c: &Cluster) -> Result<f64> {
+    counter(c, "liveseg_shard_resumes_total").await
+}
+
+/// Shards served from a standby loaded ahead of their lease, summed over
+/// the running nodes.
+async fn standbys_used(c: &Cluster) -> Result<f64> {
+    counter(c, r#"liveseg_shard_standbys_total{kind="used"}"#).await
+}
+
+/// A counter (`name` may carry labels) summed over the running nodes.
+async fn counter(c: &Cluster, name: &str) -> Result<f64> {
     let mut total = 0.0;
     for url in c.live_urls() {
         let addr = url.trim_start_matches("http://");
         let page = liveseg_tests::http_get(addr, "/metrics").await?;
-        total += liveseg_tests::metric_value(&page, "liveseg_shard_resumes_total");
+        total += liveseg_tests::metric_value(&page, name);
     }
     Ok(total)
 }

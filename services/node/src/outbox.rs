@@ -96,10 +96,15 @@ pub fn channel() -> (OutboxSender, OutboxReceiver) {
 const MAX_BATCH: usize = 16_384;
 
 /// Runs until `stop` fires (then drains what was sent) or every sender is dropped.
+/// `writable` says whether the runtime may write now: while it may not (a
+/// standby loaded ahead of its lease, a runtime parked after its lease
+/// lapsed) changes are carried without trying, and go out with the first
+/// batch or flush after it may.
 pub async fn run_writer(
     rx: OutboxReceiver,
     store: Arc<dyn StateStore>,
     tenants: Arc<Tenants>,
+    writable: crate::runtime::Check,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut rx = rx.0;
@@ -142,7 +147,13 @@ pub async fn run_writer(
                 Err(_) => break,
             }
         }
-        if !pending.is_empty() {
+        if !pending.is_empty() && !writable() {
+            failure = Some(FlushError {
+                message: "the shard's lease is not held; changes are kept".into(),
+                transient: true,
+            });
+            carried = pending;
+        } else if !pending.is_empty() {
             match commit(&store, &tenants, pending).await {
                 // Everything carried went out with it: nothing is owed.
                 Ok(()) => failure = None,

@@ -171,6 +171,7 @@ impl Runtime {
             outbox_rx,
             state.clone(),
             tenants.clone(),
+            valid.clone(),
             outbox_stop_rx,
         ));
 

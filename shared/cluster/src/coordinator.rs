@@ -89,11 +89,28 @@ redis.call('HSET', KEYS[2], ARGV[1], now)
 return now
 "#;
 
+/// Name the standbys of shards whose owner looks dead (placement's
+/// `standby_moves`), replacing earlier names, if the caller leads under
+/// its epoch. The names expire on their own: a leader renames them every
+/// round while the suspicion lasts.
+/// KEYS: 1 leader lease, 2 standby hash. ARGV: 1 `leader#epoch`, 2 TTL
+/// (ms), then (shard, node) pairs. Returns 1, or -1 when not the leader.
+const STANDBY: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('DEL', KEYS[2])
+if #ARGV > 2 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+"#;
+
 static HEARTBEAT_SCRIPT: LazyLock<::redis::Script> =
     LazyLock::new(|| ::redis::Script::new(HEARTBEAT));
 static LIVE_SCRIPT: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(LIVE));
 static ASSIGN_SCRIPT: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(ASSIGN));
 static SERVING_SCRIPT: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(SERVING));
+static STANDBY_SCRIPT: LazyLock<::redis::Script> = LazyLock::new(|| ::redis::Script::new(STANDBY));
 
 fn key(suffix: &str) -> String {
     format!("{COORDINATOR}{suffix}")
@@ -293,6 +310,36 @@ impl Coordinator {
         }
         let v: i64 = self.redis.with_conn(|c| inv.invoke(c))?;
         Ok(u64::try_from(v).ok())
+    }
+
+    /// Names `standbys` (shard → node) for `ttl_ms` if `leader` still leads
+    /// under `epoch`; an empty list clears the names. Returns whether the
+    /// write was the leader's.
+    pub fn write_standby(
+        &self,
+        leader: &str,
+        epoch: u64,
+        standbys: &[(u32, String)],
+        ttl_ms: u64,
+    ) -> Result<bool> {
+        let mut inv = STANDBY_SCRIPT.prepare_invoke();
+        inv.key(key("lease"))
+            .key(key("standby"))
+            .arg(format!("{leader}#{epoch}"))
+            .arg(ttl_ms.max(1));
+        for (shard, node) in standbys {
+            inv.arg(*shard).arg(node);
+        }
+        let r: i64 = self.redis.with_conn(|c| inv.invoke(c))?;
+        Ok(r == 1)
+    }
+
+    /// The standbys the leader names now: shard → node.
+    pub fn standby(&self) -> Result<BTreeMap<u32, String>> {
+        let all: Vec<(u32, String)> = self
+            .redis
+            .with_conn(|c| ::redis::cmd("HGETALL").arg(key("standby")).query(c))?;
+        Ok(all.into_iter().collect())
     }
 
     /// The leader lease's key prefix (for [`liveseg_store::redis::ShardLeases::acquire_at`]).

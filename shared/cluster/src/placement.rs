@@ -391,5 +391,33 @@ pub fn plan(input: &PlacementInput<'_>) -> Plan {
     Plan { assignment, moves }
 }
 
+/// Where the shards of `suspects` would go if those nodes were dead now:
+/// the moves of a round over the live nodes without them, for their shards
+/// only. The leader names these nodes while death detection still runs
+/// (`Coordinator::write_standby`), so they can load the shards while the
+/// suspects' leases run out; the round that finds the suspects dead
+/// computes the same placement from the same inputs, unless something else
+/// changed meanwhile (then a standby is loaded for nothing and dropped).
+pub fn standby_moves(input: &PlacementInput<'_>, suspects: &[String]) -> Vec<Move> {
+    let live: Vec<Node> = input
+        .live
+        .iter()
+        .filter(|n| !suspects.contains(&n.id))
+        .cloned()
+        .collect();
+    if live.len() == input.live.len() {
+        return Vec::new();
+    }
+    let without = PlacementInput {
+        live: &live,
+        ..*input
+    };
+    plan(&without)
+        .moves
+        .into_iter()
+        .filter(|m| m.from.as_ref().is_some_and(|f| suspects.contains(f)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -87,6 +87,46 @@ fn assignment_writes_stamp_move_times_on_redis_time() {
     );
 }
 
+/// Standby names are the leader's alone, replace each other, and expire
+/// unless named again.
+#[test]
+fn standby_names_are_fenced_by_the_leader_and_expire() {
+    use liveseg_store::redis::LeaseOutcome;
+    let c = Cluster::new();
+    let coordinator = Coordinator::new(c.store.clone());
+    let Ok(LeaseOutcome::Acquired { epoch }) =
+        c.store
+            .leases()
+            .acquire_at(Coordinator::leader_prefix(), "l", 10_000, None)
+    else {
+        panic!("leader lease");
+    };
+    let named = [(2, "x".to_string()), (5, "y".to_string())];
+    assert!(
+        !coordinator
+            .write_standby("l", epoch + 1, &named, 60_000)
+            .unwrap()
+    );
+    assert!(
+        coordinator.standby().unwrap().is_empty(),
+        "a non-leader names nothing"
+    );
+    assert!(
+        coordinator
+            .write_standby("l", epoch, &named, 60_000)
+            .unwrap()
+    );
+    let read = coordinator.standby().unwrap();
+    assert_eq!(read.into_iter().collect::<Vec<_>>(), named.to_vec());
+    // The next names replace these, whole.
+    let next = [(7, "z".to_string())];
+    assert!(coordinator.write_standby("l", epoch, &next, 200).unwrap());
+    assert_eq!(coordinator.standby().unwrap().len(), 1);
+    eventually(Duration::from_secs(5), "the names expire", || {
+        coordinator.standby().unwrap().is_empty()
+    });
+}
+
 /// Placement holds balancing moves off a node that just (re)joined: the
 /// coordinator records when a node's current run of heartbeats began, and
 /// a silence longer than the death-detection time (a pause) starts a new

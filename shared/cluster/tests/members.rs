@@ -30,6 +30,8 @@ struct RecordingHost {
     /// When each shard was last activated, and every drain (shard, instant).
     activated: Mutex<BTreeMap<u32, Instant>>,
     drains: Mutex<Vec<(u32, Instant)>>,
+    /// Every standby request (shard, instant).
+    prepared: Mutex<Vec<(u32, Instant)>>,
 }
 
 impl RecordingHost {
@@ -40,6 +42,7 @@ impl RecordingHost {
             stops: Mutex::default(),
             activated: Mutex::default(),
             drains: Mutex::default(),
+            prepared: Mutex::default(),
         })
     }
 
@@ -63,6 +66,10 @@ impl ShardHost for RecordingHost {
     fn deactivate(&self, shard: u32, reason: StopReason) {
         self.active.lock().unwrap().remove(&shard);
         self.stops.lock().unwrap().push((shard, reason));
+    }
+
+    fn prepare(&self, shard: u32) {
+        self.prepared.lock().unwrap().push((shard, Instant::now()));
     }
 
     fn drain(&self, shard: u32, done: DrainDone) {
@@ -233,6 +240,42 @@ fn members_converge_and_survive_an_owner_crash() {
         .commit(&CommitBatch::default())
         .unwrap_err();
     assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
+    c.assert_no_double_ownership();
+}
+
+/// While a paused owner's heartbeats are missing but before it counts as
+/// dead, the leader names a standby for each of its shards, and each
+/// survivor is asked to prepare exactly the shards it then acquires,
+/// before it acquires them. Healthy owners' shards get no standby.
+#[test]
+fn survivors_prepare_a_silent_owners_shards_before_they_take_them() {
+    let c = Cluster::new();
+    let ((a, ha), (b, hb), (m3, h3)) = c.three_spread();
+    let silent = h3.active();
+    let paused_at = Instant::now();
+    m3.set_paused(true);
+    eventually(Duration::from_secs(20), "survivors take c's shards", || {
+        converged(&[(&a, &ha), (&b, &hb)])
+    });
+    for h in [&ha, &hb] {
+        let prepared: Vec<(u32, Instant)> = h.prepared.lock().unwrap().clone();
+        let activated = h.activated.lock().unwrap().clone();
+        let taken: BTreeSet<u32> = silent.intersection(&h.active()).copied().collect();
+        let asked: BTreeSet<u32> = prepared.iter().map(|(s, _)| *s).collect();
+        assert_eq!(asked, taken, "standbys named are the shards taken");
+        for (shard, at) in &prepared {
+            assert!(*at >= paused_at);
+            assert!(
+                *at < activated[shard],
+                "shard {shard} prepared before it was acquired"
+            );
+        }
+    }
+    assert!(
+        !ha.prepared.lock().unwrap().is_empty() || !hb.prepared.lock().unwrap().is_empty(),
+        "some standby was named"
+    );
+    drop(m3);
     c.assert_no_double_ownership();
 }
 

@@ -52,6 +52,12 @@ pub const SHARD_LOAD_SECONDS: &str = "liveseg_shard_load_seconds";
 /// lease lapsed (Redis away, a pause) and it acquired the next epoch.
 pub const SHARD_RESUMES_TOTAL: &str = "liveseg_shard_resumes_total";
 
+/// Counter of standby shard loads (a shard loaded while its silent owner's
+/// lease runs out), by [`label::KIND`]: `loaded`, `used` (served from after
+/// the lease was acquired) or `unused` (dropped: not activated here, or the
+/// shard was written since the load).
+pub const SHARD_STANDBYS_TOTAL: &str = "liveseg_shard_standbys_total";
+
 /// Histogram: one pass of a node's live calibration of served scores
 /// (reading its logs, matching scores to matured outcomes).
 pub const SERVED_CALIBRATION_SECONDS: &str = "liveseg_served_calibration_seconds";
@@ -91,6 +97,7 @@ pub const ALL: &[&str] = &[
     CHECKPOINT_DURATION_SECONDS,
     SHARD_LOAD_SECONDS,
     SHARD_RESUMES_TOTAL,
+    SHARD_STANDBYS_TOTAL,
     SERVED_CALIBRATION_SECONDS,
     TENANT_REBUILDS_TOTAL,
     MODEL_REJECTED_TOTAL,

@@ -162,6 +162,11 @@ pub fn describe_metrics() {
         Unit::Count,
         "Shards resumed without a load: the lease lapsed and this node acquired the next epoch."
     );
+    describe_counter!(
+        names::SHARD_STANDBYS_TOTAL,
+        Unit::Count,
+        "Standby shard loads, by kind: loaded, used after the lease was acquired, or unused."
+    );
     describe_histogram!(
         names::SERVED_CALIBRATION_SECONDS,
         Unit::Seconds,

@@ -236,6 +236,7 @@ pub async fn start(config: crate::NodeConfig, cluster: ClusterConfig) -> Result<
         shards,
         redis_durable: cluster.member.redis_durable,
         handle: tokio::runtime::Handle::current(),
+        node_id: node_id.clone(),
     });
     let state = Arc::new(ClusterState {
         shards: runtimes.clone(),

@@ -22,6 +22,11 @@
 //! a catalog that no longer matches the runtime's definitions and content
 //! (a write Redis applied after its caller gave up): the parked runtime is
 //! dropped and the shard loads as usual.
+//!
+//! A standby (`shards::standby`) waits here too: a runtime this node loaded
+//! read-only, before it held the lease. It was never any epoch's, so
+//! instead of the epoch rule, Redis's commit count for the shard must be
+//! the one read before the standby's load began (`standby_agrees_with`).
 
 use crate::runtime::{Health, Runtime};
 use liveseg_store::redis::{Fence, RedisStore, ShardStore};
@@ -40,20 +45,29 @@ pub struct Parked {
     /// Tells this parking apart from a later one of the same shard.
     pub id: u64,
     pub since: Instant,
+    /// A standby (loaded before this node held the lease, see
+    /// `shards::standby`): the shard's commit count when its load began.
+    /// `None`: a runtime whose own lease lapsed.
+    pub standby: Option<u64>,
 }
 
 impl Parked {
-    /// Whether `next` continues this runtime's ownership: same node, the
-    /// epoch right after, and a runtime that has not failed meanwhile.
+    /// Whether `next` may take this runtime over, subject to Redis agreeing
+    /// (`agrees_with`, `standby_agrees_with`): a runtime that has not
+    /// failed, of this node, and for a lapsed one the epoch right after its
+    /// own (nobody held the shard in between). A standby was never any
+    /// epoch's; Redis's commit count proves nobody wrote since its load.
     /// (Whether Redis keeps every write is checked by the caller.)
     pub fn continues_with(&self, next: &Fence) -> bool {
         let held = self.store.fence();
-        held.node() == next.node()
-            && matches!(
+        let epochs = match self.standby {
+            Some(_) => true,
+            None => matches!(
                 (epoch_of(&held.token), epoch_of(&next.token)),
                 (Some(a), Some(b)) if b == a + 1
-            )
-            && *self.runtime.health().borrow() == Health::Serving
+            ),
+        };
+        held.node() == next.node() && epochs && *self.runtime.health().borrow() == Health::Serving
     }
 }
 
@@ -74,23 +88,81 @@ pub fn agrees_with(
     let durable = redis.durable_writes().map_err(|e| e.to_string())?;
     let head = store.head().map_err(|e| e.to_string())?;
     resumable(durable, head, seen)?;
-    let local = *runtime
+    same_entry(last_applied(runtime), seen, entry_at(store, seen)?)?;
+    agrees_with_catalog(runtime, catalog)
+}
+
+/// The entry `runtime` applied last: its seq and fingerprint.
+fn last_applied(runtime: &Runtime) -> Option<(Seq, u64)> {
+    *runtime
         .progress
         .last_entry
         .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let remote = store
-        .read_after(seen.saturating_sub(1), 1)
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// The seq and fingerprint of the entry Redis holds at `seq`, if any.
+fn entry_at(store: &ShardStore, seq: Seq) -> Result<Option<(Seq, u64)>, String> {
+    Ok(store
+        .read_after(seq.saturating_sub(1), 1)
         .map_err(|e| e.to_string())?
         .first()
-        .map(|e| (e.seq, crate::dispatch::entry_fingerprint(e)));
-    same_entry(local, seen, remote)?;
+        .map(|e| (e.seq, crate::dispatch::entry_fingerprint(e))))
+}
+
+/// Whether the runtime's definitions and content are the catalog's.
+fn agrees_with_catalog(runtime: &Runtime, catalog: &dyn Catalog) -> Result<(), String> {
     match runtime.differs_from_catalog(catalog) {
         Ok(None) => Ok(()),
         Ok(Some(tenant)) => Err(format!(
             "tenant {tenant}'s definitions or content changed in the catalog meanwhile"
         )),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether Redis and the catalog, read now (under the lease), still agree
+/// with a standby that dispatched up to `seen` and began its load when the
+/// shard's commit count was `commits_at_load`. An unchanged count proves
+/// nobody wrote the shard's state since before the standby read it
+/// (checkpoints, directory, change log all go through counted commits), so
+/// the standby holds what a load now would, less the stream entries after
+/// `seen`, which its tail reads next. Redis must keep every write (as for
+/// a resume): a Redis that lost writes could hand `seen`'s sequence numbers
+/// to other events. Blocking.
+pub fn standby_agrees_with(
+    redis: &RedisStore,
+    store: &ShardStore,
+    runtime: &Runtime,
+    catalog: &dyn Catalog,
+    seen: Seq,
+    commits_at_load: u64,
+) -> Result<(), String> {
+    let durable = redis.durable_writes().map_err(|e| e.to_string())?;
+    let head = store.head().map_err(|e| e.to_string())?;
+    resumable(durable, head, seen)?;
+    let commits = store.commit_count().map_err(|e| e.to_string())?;
+    unwritten_since(commits_at_load, commits)?;
+    // A standby that replayed nothing loaded its checkpoints at `seen`,
+    // which the unchanged commit count vouches for.
+    let local = last_applied(runtime);
+    if local.is_some() {
+        same_entry(local, seen, entry_at(store, seen)?)?;
+    }
+    agrees_with_catalog(runtime, catalog)
+}
+
+/// Whether the shard's commit count is still the one a standby's load
+/// began at: any other count means someone (the old owner before it died,
+/// or an owner in between) wrote state the standby may not have read.
+pub fn unwritten_since(at_load: u64, now: u64) -> Result<(), String> {
+    if at_load == now {
+        Ok(())
+    } else {
+        Err(format!(
+            "the shard was written since the standby loaded ({} commits)",
+            i128::from(now) - i128::from(at_load)
+        ))
     }
 }
 
@@ -158,6 +230,11 @@ impl ParkedRuntimes {
         self.lock().insert(shard, p)
     }
 
+    /// Whether a runtime of `shard` is parked.
+    pub fn holds(&self, shard: u32) -> bool {
+        self.lock().contains_key(&shard)
+    }
+
     /// Takes the parked runtime of `shard`, if any.
     pub fn take(&self, shard: u32) -> Option<Parked> {
         self.lock().remove(&shard)
@@ -176,7 +253,7 @@ impl ParkedRuntimes {
 
 #[cfg(test)]
 mod tests {
-    use super::{epoch_of, resumable, same_entry};
+    use super::{epoch_of, resumable, same_entry, unwritten_since};
 
     #[test]
     fn a_resume_needs_the_entry_it_applied_last_at_the_same_seq_in_redis() {
@@ -201,6 +278,18 @@ mod tests {
         assert!(behind.contains("990 is behind the 1000"), "{behind}");
         let everysec = resumable(false, 1_000, 1_000).err().unwrap_or_default();
         assert!(everysec.contains("fsync"), "{everysec}");
+    }
+
+    #[test]
+    fn a_standby_serves_only_if_nobody_committed_since_its_load() {
+        assert_eq!(unwritten_since(41, 41), Ok(()));
+        let later = unwritten_since(41, 43).err().unwrap_or_default();
+        assert!(
+            later.contains("written since the standby loaded (2 commits)"),
+            "{later}"
+        );
+        // A count that went back (Redis lost commits) refuses as well.
+        assert!(unwritten_since(41, 40).is_err());
     }
 
     #[test]

@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod standby;
+
 /// Pause before retrying a failed shard load or tail read.
 pub(super) const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
@@ -39,6 +41,8 @@ pub struct ShardContext {
     /// (`--redis-durable`): required to resume a parked runtime.
     pub redis_durable: bool,
     pub handle: tokio::runtime::Handle,
+    /// This member's id (the node part of its fences).
+    pub node_id: String,
 }
 
 enum Slot {
@@ -80,6 +84,8 @@ pub struct ShardRuntimes {
     generations: AtomicU64,
     /// Pauses of supervised restarts of failing shards.
     restarts: RestartBackoff,
+    /// Standby loads under way, each with the activation waiting for it.
+    standbys: standby::InFlight,
 }
 
 impl ShardRuntimes {
@@ -90,6 +96,7 @@ impl ShardRuntimes {
             parked: ParkedRuntimes::default(),
             generations: AtomicU64::new(0),
             restarts: RestartBackoff::default(),
+            standbys: Default::default(),
         })
     }
 
@@ -135,6 +142,17 @@ impl ShardRuntimes {
         if let Some(old) = previous {
             self.stop_slot(shard, old);
         }
+        // A standby of this shard is loading: the activation takes it over
+        // when it is done (`standby`), rather than loading a second time.
+        if self.standbys.await_for(shard, generation, &fence) {
+            return;
+        }
+        self.take_over_or_load(shard, fence, generation);
+    }
+
+    /// Continues a parked runtime or standby of `shard` if there is one
+    /// this activation may take over, else loads.
+    fn take_over_or_load(self: &Arc<Self>, shard: u32, fence: Fence, generation: u64) {
         match self.parked.take(shard) {
             Some(p) if p.continues_with(&fence) && self.ctx.redis_durable => {
                 // Redis is asked on a task: this runs on the member's thread.
@@ -145,7 +163,8 @@ impl ShardRuntimes {
             }
             parked => {
                 if let Some(p) = parked {
-                    tracing::info!(shard, token = %fence.token, "parked shard runtime dropped: the shard comes back under another ownership");
+                    tracing::info!(shard, token = %fence.token, standby = p.standby.is_some(), "parked shard runtime dropped: the shard comes back under another ownership");
+                    standby::count_unused(&p);
                     self.ctx
                         .handle
                         .spawn(async move { p.runtime.abort().await });
@@ -166,16 +185,27 @@ impl ShardRuntimes {
             Err(_) => Err("the dispatcher stopped".to_string()),
         };
         let (redis, catalog) = (self.ctx.redis.clone(), self.ctx.catalog.clone());
-        let (store, runtime) = (p.store.clone(), p.runtime.clone());
-        let check = tokio::task::spawn_blocking(move || {
-            super::parked::agrees_with(&redis, &store, &runtime, catalog.as_ref(), barrier?)
+        let (store, runtime, standby) = (p.store.clone(), p.runtime.clone(), p.standby);
+        let check = tokio::task::spawn_blocking(move || match standby {
+            Some(commits) => super::parked::standby_agrees_with(
+                &redis,
+                &store,
+                &runtime,
+                catalog.as_ref(),
+                barrier?,
+                commits,
+            ),
+            None => {
+                super::parked::agrees_with(&redis, &store, &runtime, catalog.as_ref(), barrier?)
+            }
         })
         .await
         .unwrap_or_else(|e| Err(format!("the check did not finish: {e}")));
         match check {
             Ok(()) => self.resume(shard, p, fence, generation),
             Err(why) => {
-                tracing::warn!(shard, token = %fence.token, reason = %why, "parked shard runtime dropped; loading the shard");
+                tracing::warn!(shard, token = %fence.token, standby = p.standby.is_some(), reason = %why, "parked shard runtime dropped; loading the shard");
+                standby::count_unused(&p);
                 p.runtime.abort().await;
                 self.load(shard, fence, generation).await;
             }
@@ -222,13 +252,23 @@ impl ShardRuntimes {
                 },
             );
         }
-        tracing::info!(
-            shard,
-            token = %fence.token,
-            parked_ms = p.since.elapsed().as_millis() as u64,
-            "shard resumed: nobody held it since this node's lease lapsed"
-        );
-        metrics::counter!(liveseg_telemetry::names::SHARD_RESUMES_TOTAL).increment(1);
+        if p.standby.is_some() {
+            tracing::info!(
+                shard,
+                token = %fence.token,
+                ready_ms = p.since.elapsed().as_millis() as u64,
+                "shard serving from its standby: nobody wrote it since the standby loaded"
+            );
+            standby::count(standby::USED);
+        } else {
+            tracing::info!(
+                shard,
+                token = %fence.token,
+                parked_ms = p.since.elapsed().as_millis() as u64,
+                "shard resumed: nobody held it since this node's lease lapsed"
+            );
+            metrics::counter!(liveseg_telemetry::names::SHARD_RESUMES_TOTAL).increment(1);
+        }
         self.serve(shard, generation, p.runtime, p.store, fence, tail_stop);
     }
 
@@ -252,6 +292,7 @@ impl ShardRuntimes {
                 store,
                 id,
                 since: Instant::now(),
+                standby: None,
             },
         );
         if let Some(old) = displaced {
@@ -300,36 +341,11 @@ impl ShardRuntimes {
     async fn load(self: Arc<Self>, shard: u32, fence: Fence, generation: u64) {
         let started = Instant::now();
         let store = Arc::new(self.ctx.redis.shard(shard, fence.clone()));
-        // The store's fence, not this one: a resumed runtime's fence changes.
-        let valid: crate::runtime::Check = {
-            let store = store.clone();
-            Arc::new(move || store.fence_valid())
-        };
         let runtime = loop {
             if !self.is_current(shard, generation) || !(fence.valid)() {
                 return;
             }
-            let shards = self.ctx.shards;
-            let parts = RuntimeParts {
-                shard: Some(shard),
-                catalog: self.ctx.catalog.clone(),
-                state: store.clone(),
-                log: store.clone(),
-                clock: self.ctx.clock.clone(),
-                config: self.ctx.config.clone(),
-                pool: self.ctx.pool.clone(),
-                valid: valid.clone(),
-                owns: Arc::new(move |tenant: &str| shard_of(tenant, shards) == shard),
-            };
-            // Recovery makes many blocking Redis calls (checkpoints, the
-            // directory, the stream tail): keep them off the async workers.
-            let result = match tokio::runtime::Handle::current().runtime_flavor() {
-                tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| {
-                    tokio::runtime::Handle::current().block_on(Runtime::start(parts))
-                }),
-                _ => Runtime::start(parts).await,
-            };
-            match result {
+            match self.start_runtime(shard, &store).await {
                 Ok(rt) => break rt,
                 Err(e) => {
                     tracing::warn!(shard, error = %e, "loading the shard failed; retrying");
@@ -375,6 +391,41 @@ impl ShardRuntimes {
         metrics::histogram!(liveseg_telemetry::names::SHARD_LOAD_SECONDS)
             .record(started.elapsed().as_secs_f64());
         self.serve(shard, generation, runtime, store, fence, tail_stop);
+    }
+
+    /// Recovers a runtime of `shard` from `store` (checkpoints, directories,
+    /// stream tail, index).
+    async fn start_runtime(
+        &self,
+        shard: u32,
+        store: &Arc<ShardStore>,
+    ) -> crate::error::Result<Arc<Runtime>> {
+        let shards = self.ctx.shards;
+        // The store's fence, not the one at the start: a resumed runtime's
+        // (and a standby's) fence changes.
+        let valid: crate::runtime::Check = {
+            let store = store.clone();
+            Arc::new(move || store.fence_valid())
+        };
+        let parts = RuntimeParts {
+            shard: Some(shard),
+            catalog: self.ctx.catalog.clone(),
+            state: store.clone(),
+            log: store.clone(),
+            clock: self.ctx.clock.clone(),
+            config: self.ctx.config.clone(),
+            pool: self.ctx.pool.clone(),
+            valid,
+            owns: Arc::new(move |tenant: &str| shard_of(tenant, shards) == shard),
+        };
+        // Recovery makes many blocking Redis calls (checkpoints, the
+        // directory, the stream tail): keep them off the async workers.
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(Runtime::start(parts))
+            }),
+            _ => Runtime::start(parts).await,
+        }
     }
 
     /// Starts a serving runtime's tail and supervisor, and stamps the end
@@ -490,6 +541,10 @@ impl ShardHost for Host {
             (Some(slot), _) => self.0.stop_slot(shard, slot),
             (None, _) => {}
         }
+    }
+
+    fn prepare(&self, shard: u32) {
+        self.0.prepare(shard);
     }
 
     fn drain(&self, shard: u32, done: DrainDone) {

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod standby;
+
 /// What the member's owner asks of the loop (`Member::stop`).
 pub(super) const RUN: u8 = 0;
 pub(super) const LEAVE: u8 = 1;
@@ -150,6 +152,7 @@ impl Loop {
         self.leader_step();
         self.refresh_assignment();
         self.acquire_assigned(run_id.as_deref());
+        self.prepare_standbys();
         self.drain_unassigned();
         self.finish_drains();
     }
@@ -336,7 +339,7 @@ impl Loop {
             })
             .map(|n| n.id.clone())
             .collect();
-        let plan = placement::plan(&PlacementInput {
+        let input = PlacementInput {
             shards: self.config.shards,
             live: &live,
             current: &current,
@@ -349,7 +352,9 @@ impl Loop {
                 period_ms,
                 warming: &warming,
             },
-        });
+        };
+        let plan = placement::plan(&input);
+        self.name_standbys(epoch, &input);
         if plan.moves.is_empty() {
             return Ok(());
         }

@@ -105,6 +105,14 @@ impl MemberConfig {
         self.lease_ttl + self.dead_after
     }
 
+    /// A node silent this long is suspected dead: the leader names where
+    /// its shards would go (a third of `dead_after`, at least three ticks,
+    /// so one late heartbeat is not a suspicion), and those nodes load them
+    /// while death detection and the lease run out. Never a safety gate.
+    pub fn suspect_after(&self) -> Duration {
+        (self.dead_after / 3).max(self.tick * 3)
+    }
+
     /// Safety margin subtracted from the lease TTL for the local deadline:
     /// 50 ms plus 1% of the TTL (clock-rate differences, scheduling).
     pub fn margin(&self) -> Duration {
@@ -150,6 +158,13 @@ pub trait ShardHost: Send + Sync + 'static {
     /// Stop taking work for `shard`, make the final fenced commit, stop
     /// serving, then call `done.finish(..)`. The lease is released after.
     fn drain(&self, shard: u32, done: DrainDone);
+    /// The owner of `shard` looks dead and the leader named this node its
+    /// next owner: load it now, reading only (no lease, no writes), so that
+    /// `activate` finds it loaded once the lease is free and acquired.
+    /// Called on every step while the name stands; a host must not load
+    /// twice, and must drop a standby that is not activated in time, or
+    /// whose shard someone else wrote meanwhile. The default does nothing.
+    fn prepare(&self, _shard: u32) {}
 }
 
 /// What the member believes now, for routing and status.

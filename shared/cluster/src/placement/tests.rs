@@ -582,3 +582,42 @@ fn a_node_takes_one_balancing_handoff_at_a_time() {
         "placed where they would be anyway"
     );
 }
+
+/// The standby of a suspect's shard is the node the round that finds the
+/// suspect dead gives it to; nothing is named for healthy owners, and a
+/// leader without suspects names nothing.
+#[test]
+fn standbys_are_where_a_suspects_shards_go_once_it_is_dead() {
+    let live: Vec<Node> = (1..=4).map(|i| node(i, 1)).collect();
+    let (placed, _) = converge(8, &live, vec![], 16);
+    let input = PlacementInput {
+        shards: 8,
+        live: &live,
+        current: &placed,
+        max_moves: 16,
+        load_factor: 1.1,
+        settling: Settling::NONE,
+    };
+    assert!(standby_moves(&input, &[]).is_empty());
+    let suspect = live[1].id.clone();
+    let standby = standby_moves(&input, std::slice::from_ref(&suspect));
+    assert!(!standby.is_empty(), "the suspect owns shards");
+    assert_eq!(standby.len(), load_of(&placed, &suspect), "{standby:?}");
+    assert!(
+        standby
+            .iter()
+            .all(|m| m.from.as_deref() == Some(suspect.as_str()))
+    );
+    assert!(standby.iter().all(|m| m.to != suspect));
+    // The round after the suspect died places its shards on the standbys.
+    let survivors: Vec<Node> = live.iter().filter(|n| n.id != suspect).cloned().collect();
+    let dead = round(8, &survivors, &placed, 16);
+    let unowned: Vec<(u32, String)> = dead
+        .moves
+        .iter()
+        .filter(|m| m.reason == MoveReason::Unowned)
+        .map(|m| (m.shard, m.to.clone()))
+        .collect();
+    let named: Vec<(u32, String)> = standby.iter().map(|m| (m.shard, m.to.clone())).collect();
+    assert_eq!(named, unowned);
+}

@@ -80,6 +80,19 @@ impl ShardStore {
         *self.fence.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
 
+    /// How many commits Redis has accepted for this shard, from anyone:
+    /// equal readings before and after something prove nobody wrote the
+    /// shard's state (checkpoints, directory, change log) in between.
+    pub fn commit_count(&self) -> Result<u64> {
+        let v: Option<u64> = self.redis.with_conn(|c| {
+            ::redis::cmd("HGET")
+                .arg(self.key("ckpt"))
+                .arg("commits")
+                .query(c)
+        })?;
+        Ok(v.unwrap_or(0))
+    }
+
     /// The shard number.
     pub fn shard(&self) -> u32 {
         self.shard

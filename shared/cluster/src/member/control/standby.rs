@@ -1,0 +1,89 @@
+//! Standbys: loading a shard before its owner is found dead.
+//!
+//! A crash takeover waits for death detection and for the old lease to run
+//! out (about a lease TTL after the crash), and only then loads the shard:
+//! checkpoints, directories, stream tail and membership index, O(state),
+//! seconds for a large shard on a busy machine. Loading needs no lease (it
+//! only reads), so it can overlap that wait: once an owner has been silent
+//! for `suspect_after`, the leader names where its shards would go if it
+//! were dead (`placement::standby_moves`), and those nodes load them while
+//! the lease runs out. The acquisition then finds the shard loaded and only
+//! reads the stream written since.
+//!
+//! The names are advice and carry no safety: a node still acquires the
+//! lease before it serves, and its host serves from a standby only if
+//! nobody wrote the shard's state since the standby was loaded.
+
+use super::{Loop, ns};
+use crate::journal::mono_ns;
+use crate::placement::{self, PlacementInput};
+
+impl Loop {
+    /// Whether this node's own heartbeats landed within `suspect_after`:
+    /// a node that cannot reach Redis cannot tell who else is silent.
+    fn heard_recently(&self) -> bool {
+        mono_ns() - self.last_heartbeat_ns <= ns(self.config.suspect_after())
+    }
+
+    /// Leader, every round: names standbys for the shards of live nodes
+    /// silent for `suspect_after`. Best effort; the names expire after a
+    /// few ticks unless the next round names them again.
+    pub(super) fn name_standbys(&self, epoch: u64, input: &PlacementInput<'_>) {
+        if !self.heard_recently() {
+            return;
+        }
+        let suspect_after = self.config.suspect_after().as_millis() as u64;
+        let fresh = match self.coordinator.live_nodes(suspect_after) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading recent heartbeats failed");
+                return;
+            }
+        };
+        let suspects: Vec<String> = input
+            .live
+            .iter()
+            .map(|n| n.id.clone())
+            .filter(|id| *id != self.config.node_id && !fresh.contains(id))
+            .collect();
+        if suspects.is_empty() {
+            return;
+        }
+        let named: Vec<(u32, String)> = placement::standby_moves(input, &suspects)
+            .into_iter()
+            .map(|m| (m.shard, m.to))
+            .collect();
+        if named.is_empty() {
+            return;
+        }
+        let ttl = (self.config.tick * 3).as_millis() as u64;
+        match self
+            .coordinator
+            .write_standby(&self.config.node_id, epoch, &named, ttl)
+        {
+            Ok(true) => tracing::debug!(?suspects, ?named, "standbys named"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "naming standbys failed"),
+        }
+    }
+
+    /// Every node, every step: asks the host to prepare the shards the
+    /// leader names this node the standby of, unless it holds them.
+    pub(super) fn prepare_standbys(&mut self) {
+        if self.quarantined() || !self.heard_recently() {
+            return;
+        }
+        let named = match self.coordinator.standby() {
+            Ok(named) => named,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading standby names failed");
+                return;
+            }
+        };
+        for (shard, node) in named {
+            if node == self.config.node_id && !self.held.contains_key(&shard) {
+                self.host.prepare(shard);
+            }
+        }
+    }
+}
