@@ -420,4 +420,6 @@ pub fn standby_moves(input: &PlacementInput<'_>, suspects: &[String]) -> Vec<Mov
 }
 
 #[cfg(test)]
+mod standby_tests;
+#[cfg(test)]
 mod tests;

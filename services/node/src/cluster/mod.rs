@@ -237,6 +237,7 @@ pub async fn start(config: crate::NodeConfig, cluster: ClusterConfig) -> Result<
         redis_durable: cluster.member.redis_durable,
         handle: tokio::runtime::Handle::current(),
         node_id: node_id.clone(),
+        standby_for: (cluster.member.lease_ttl + cluster.member.dead_after) * 2,
     });
     let state = Arc::new(ClusterState {
         shards: runtimes.clone(),

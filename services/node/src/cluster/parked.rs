@@ -235,6 +235,18 @@ impl ParkedRuntimes {
         self.lock().contains_key(&shard)
     }
 
+    /// The parked runtime of `shard`, if any, left in place.
+    #[cfg(test)]
+    pub fn runtime_of(&self, shard: u32) -> Option<Arc<Runtime>> {
+        self.lock().get(&shard).map(|p| p.runtime.clone())
+    }
+
+    /// Whether what is parked for `shard` is a standby.
+    #[cfg(test)]
+    pub fn standby_of(&self, shard: u32) -> bool {
+        self.lock().get(&shard).is_some_and(|p| p.standby.is_some())
+    }
+
     /// Takes the parked runtime of `shard`, if any.
     pub fn take(&self, shard: u32) -> Option<Parked> {
         self.lock().remove(&shard)

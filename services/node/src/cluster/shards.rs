@@ -9,11 +9,10 @@
 //! lease is still valid; the rest of the node keeps serving.
 
 use super::backoff::RestartBackoff;
-use super::parked::{PARK_FOR, Parked, ParkedRuntimes};
+use super::parked::ParkedRuntimes;
 use crate::actors::ActorPool;
 use crate::clock::SharedClock;
 use crate::config::NodeConfig;
-use crate::dispatch::Command;
 use crate::runtime::{Health, Runtime, RuntimeParts};
 use liveseg_cluster::member::{DrainDone, ShardHost, StopReason};
 use liveseg_cluster::placement::shard_of;
@@ -24,7 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod resume;
 mod standby;
+#[cfg(test)]
+mod tests;
 
 /// Pause before retrying a failed shard load or tail read.
 pub(super) const RETRY_PAUSE: Duration = Duration::from_millis(250);
@@ -43,6 +45,10 @@ pub struct ShardContext {
     pub handle: tokio::runtime::Handle,
     /// This member's id (the node part of its fences).
     pub node_id: String,
+    /// How long a standby waits for its activation, and a shard whose
+    /// standby load failed waits for the next: enough for death detection
+    /// and a lease to run out, twice.
+    pub standby_for: Duration,
 }
 
 enum Slot {
@@ -150,68 +156,6 @@ impl ShardRuntimes {
         self.take_over_or_load(shard, fence, generation);
     }
 
-    /// Continues a parked runtime or standby of `shard` if there is one
-    /// this activation may take over, else loads.
-    fn take_over_or_load(self: &Arc<Self>, shard: u32, fence: Fence, generation: u64) {
-        match self.parked.take(shard) {
-            Some(p) if p.continues_with(&fence) && self.ctx.redis_durable => {
-                // Redis is asked on a task: this runs on the member's thread.
-                let this = self.clone();
-                self.ctx
-                    .handle
-                    .spawn(async move { this.resume_or_load(shard, p, fence, generation).await });
-            }
-            parked => {
-                if let Some(p) = parked {
-                    tracing::info!(shard, token = %fence.token, standby = p.standby.is_some(), "parked shard runtime dropped: the shard comes back under another ownership");
-                    standby::count_unused(&p);
-                    self.ctx
-                        .handle
-                        .spawn(async move { p.runtime.abort().await });
-                }
-                self.spawn_load(shard, fence, generation, Duration::ZERO);
-            }
-        }
-    }
-
-    /// Resumes `p` if Redis and the catalog still agree with its runtime
-    /// (`Parked::agrees_with`), else drops it and loads.
-    async fn resume_or_load(self: Arc<Self>, shard: u32, p: Parked, fence: Fence, generation: u64) {
-        // Everything queued before is applied or dropped (the tail that read
-        // it is of the lapsed lease): nothing moves `seen` until the new tail.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let barrier = match p.runtime.dispatch.send(Command::Barrier(tx)).await {
-            Ok(()) => rx.await.map_err(|_| "the dispatcher stopped".to_string()),
-            Err(_) => Err("the dispatcher stopped".to_string()),
-        };
-        let (redis, catalog) = (self.ctx.redis.clone(), self.ctx.catalog.clone());
-        let (store, runtime, standby) = (p.store.clone(), p.runtime.clone(), p.standby);
-        let check = tokio::task::spawn_blocking(move || match standby {
-            Some(commits) => super::parked::standby_agrees_with(
-                &redis,
-                &store,
-                &runtime,
-                catalog.as_ref(),
-                barrier?,
-                commits,
-            ),
-            None => {
-                super::parked::agrees_with(&redis, &store, &runtime, catalog.as_ref(), barrier?)
-            }
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("the check did not finish: {e}")));
-        match check {
-            Ok(()) => self.resume(shard, p, fence, generation),
-            Err(why) => {
-                tracing::warn!(shard, token = %fence.token, standby = p.standby.is_some(), reason = %why, "parked shard runtime dropped; loading the shard");
-                standby::count_unused(&p);
-                p.runtime.abort().await;
-                self.load(shard, fence, generation).await;
-            }
-        }
-    }
-
     fn next_generation(&self) -> u64 {
         self.generations.fetch_add(1, Ordering::AcqRel) + 1
     }
@@ -221,96 +165,6 @@ impl ShardRuntimes {
         self.ctx.handle.spawn(async move {
             tokio::time::sleep(after).await;
             this.load(shard, fence, generation).await
-        });
-    }
-
-    /// Continues a parked runtime under `fence` (the next epoch of its own
-    /// ownership): no load, a new tail from where the dispatcher is.
-    fn resume(self: &Arc<Self>, shard: u32, p: Parked, fence: Fence, generation: u64) {
-        let tail_stop = Arc::new(AtomicBool::new(false));
-        {
-            let mut slots = self.lock();
-            if slots.get(&shard).map(Slot::generation) != Some(generation) {
-                drop(slots);
-                tracing::info!(
-                    shard,
-                    "parked shard runtime dropped: the activation ended before it resumed"
-                );
-                self.ctx
-                    .handle
-                    .spawn(async move { p.runtime.abort().await });
-                return;
-            }
-            p.store.renew_fence(fence.clone());
-            slots.insert(
-                shard,
-                Slot::Active {
-                    generation,
-                    runtime: p.runtime.clone(),
-                    store: p.store.clone(),
-                    tail_stop: tail_stop.clone(),
-                },
-            );
-        }
-        if p.standby.is_some() {
-            tracing::info!(
-                shard,
-                token = %fence.token,
-                ready_ms = p.since.elapsed().as_millis() as u64,
-                "shard serving from its standby: nobody wrote it since the standby loaded"
-            );
-            standby::count(standby::USED);
-        } else {
-            tracing::info!(
-                shard,
-                token = %fence.token,
-                parked_ms = p.since.elapsed().as_millis() as u64,
-                "shard resumed: nobody held it since this node's lease lapsed"
-            );
-            metrics::counter!(liveseg_telemetry::names::SHARD_RESUMES_TOTAL).increment(1);
-        }
-        self.serve(shard, generation, p.runtime, p.store, fence, tail_stop);
-    }
-
-    /// Keeps the runtime of an active slot whose lease lapsed, for
-    /// [`PARK_FOR`], in case this node gets the shard's next epoch.
-    fn park(self: &Arc<Self>, shard: u32, runtime: Arc<Runtime>, store: Arc<ShardStore>) {
-        // A failed runtime could never resume: free it now.
-        if *runtime.health().borrow() != Health::Serving {
-            tracing::info!(
-                shard,
-                "shard runtime stopped: its lease lapsed after it failed"
-            );
-            self.ctx.handle.spawn(async move { runtime.abort().await });
-            return;
-        }
-        let id = self.next_generation();
-        let displaced = self.parked.park(
-            shard,
-            Parked {
-                runtime,
-                store,
-                id,
-                since: Instant::now(),
-                standby: None,
-            },
-        );
-        if let Some(old) = displaced {
-            self.ctx
-                .handle
-                .spawn(async move { old.runtime.abort().await });
-        }
-        tracing::info!(shard, "shard runtime parked: its lease lapsed");
-        let this = self.clone();
-        self.ctx.handle.spawn(async move {
-            tokio::time::sleep(PARK_FOR).await;
-            if let Some(p) = this.parked.take_if(shard, id) {
-                tracing::info!(
-                    shard,
-                    "parked shard runtime dropped: the shard did not come back"
-                );
-                p.runtime.abort().await;
-            }
         });
     }
 

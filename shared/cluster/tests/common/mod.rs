@@ -14,3 +14,5 @@ pub fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> D
     }
     start.elapsed()
 }
+
+pub mod members;

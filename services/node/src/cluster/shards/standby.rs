@@ -16,7 +16,10 @@
 //! ended. Otherwise it is dropped and the shard loads as usual. An
 //! activation that comes while the standby still loads waits for it rather
 //! than loading the shard a second time. A standby that is not activated
-//! within [`STANDBY_FOR`] is dropped.
+//! within `ShardContext::standby_for` is dropped, and a shard whose standby
+//! load failed gets no other for as long. Standbys need the operator's word
+//! that Redis keeps every write (`redis_durable`), as resumes do: without
+//! it none could be used, so none is loaded.
 
 use super::ShardRuntimes;
 use crate::cluster::parked::Parked;
@@ -26,38 +29,53 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a standby waits for its activation: death detection plus a
-/// lease of the production timers (6 s + 10 s), with room.
-const STANDBY_FOR: Duration = Duration::from_secs(30);
-
 /// Values of the `kind` label of `liveseg_shard_standbys_total`.
 const LOADED: &str = "loaded";
 pub(super) const USED: &str = "used";
 const UNUSED: &str = "unused";
 
-/// Standby loads under way: shard → the activation waiting for it, if any.
+/// An activation (generation and fence) waiting for a standby load.
+type Waiting = Option<(u64, Fence)>;
+
+/// Standby loads under way (shard → the activation waiting for it, if
+/// any), and when each shard's last standby load failed.
 #[derive(Default)]
-pub(super) struct InFlight(Mutex<HashMap<u32, Option<(u64, Fence)>>>);
+pub(super) struct InFlight {
+    loading: Mutex<HashMap<u32, Waiting>>,
+    failed: Mutex<HashMap<u32, Instant>>,
+}
 
 impl InFlight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Option<(u64, Fence)>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    pub(super) fn loading(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Waiting>> {
+        self.loading.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a standby load of `shard`; false if one is under way.
-    fn start(&self, shard: u32) -> bool {
-        let mut map = self.lock();
-        if map.contains_key(&shard) {
+    fn failed(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Instant>> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a standby load of `shard`; false if one is under way, or
+    /// the last one failed less than `pause` ago.
+    fn start(&self, shard: u32, pause: Duration) -> bool {
+        if self
+            .failed()
+            .get(&shard)
+            .is_some_and(|at| at.elapsed() < pause)
+        {
             return false;
         }
-        map.insert(shard, None);
+        let mut loading = self.loading();
+        if loading.contains_key(&shard) {
+            return false;
+        }
+        loading.insert(shard, None);
         true
     }
 
     /// If a standby of `shard` is loading, makes activation `generation`
     /// (under `fence`) wait for it, and says so.
     pub(super) fn await_for(&self, shard: u32, generation: u64, fence: &Fence) -> bool {
-        match self.lock().get_mut(&shard) {
+        match self.loading().get_mut(&shard) {
             Some(waiting) => {
                 *waiting = Some((generation, fence.clone()));
                 true
@@ -65,10 +83,31 @@ impl InFlight {
             None => false,
         }
     }
+}
 
-    /// Ends the load of `shard`: the activation waiting for it, if any.
-    fn finish(&self, shard: u32) -> Option<(u64, Fence)> {
-        self.lock().remove(&shard).flatten()
+/// Ends a standby load however its task ends: a load that panics or is
+/// cancelled still frees the shard and hands a waiting activation a load.
+struct LoadGuard {
+    runtimes: Arc<ShardRuntimes>,
+    shard: u32,
+    finished: bool,
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let waiting = self
+            .runtimes
+            .standbys
+            .loading()
+            .remove(&self.shard)
+            .flatten();
+        if let Some((generation, fence)) = waiting {
+            self.runtimes
+                .spawn_load(self.shard, fence, generation, Duration::ZERO);
+        }
     }
 }
 
@@ -83,23 +122,39 @@ pub(super) fn count_unused(p: &Parked) {
     }
 }
 
+/// What became of a finished standby load.
+enum Outcome {
+    /// Parked as `id` to wait for its activation, with what it displaced.
+    Parked(u64, Option<Parked>),
+    /// An activation waits for it: take it over.
+    TakeOver(Parked, u64, Fence),
+    /// Not wanted any more: stop it.
+    Drop(Parked),
+}
+
 impl ShardRuntimes {
-    /// Loads a standby of `shard`, unless this node already has the shard
-    /// in any form (serving, loading, draining, parked) or loads one.
+    /// Loads a standby of `shard`, unless standbys could not be used
+    /// (`redis_durable`), or this node already has the shard in any form
+    /// (serving, loading, draining, parked) or loads one.
     pub(super) fn prepare(self: &Arc<Self>, shard: u32) {
-        if self.lock().contains_key(&shard) || self.parked.holds(shard) {
+        if !self.ctx.redis_durable || self.lock().contains_key(&shard) || self.parked.holds(shard) {
             return;
         }
-        if !self.standbys.start(shard) {
+        if !self.standbys.start(shard, self.ctx.standby_for) {
             return;
         }
-        let this = self.clone();
+        let guard = LoadGuard {
+            runtimes: self.clone(),
+            shard,
+            finished: false,
+        };
         self.ctx
             .handle
-            .spawn(async move { this.load_standby(shard).await });
+            .spawn(async move { guard.runtimes.clone().load_standby(guard).await });
     }
 
-    async fn load_standby(self: Arc<Self>, shard: u32) {
+    async fn load_standby(self: Arc<Self>, mut guard: LoadGuard) {
+        let shard = guard.shard;
         let started = Instant::now();
         tracing::info!(shard, "standby load started: the shard's owner is silent");
         let store = Arc::new(self.ctx.redis.shard(
@@ -110,56 +165,81 @@ impl ShardRuntimes {
             },
         ));
         let loaded = self.read_standby(shard, &store).await;
-        let waiting = self.standbys.finish(shard);
         let (commits, runtime) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::warn!(shard, error = %e, "standby load failed");
-                if let Some((generation, fence)) = waiting {
-                    self.spawn_load(shard, fence, generation, Duration::ZERO);
-                }
+                self.standbys.failed().insert(shard, Instant::now());
+                // The guard hands a waiting activation a load.
                 return;
             }
         };
         count(LOADED);
-        tracing::info!(
-            shard,
-            load_ms = started.elapsed().as_millis() as u64,
-            activated = waiting.is_some(),
-            "standby loaded"
-        );
-        let id = self.next_generation();
         let p = Parked {
             runtime,
             store,
-            id,
+            id: self.next_generation(),
             since: Instant::now(),
             standby: Some(commits),
         };
-        if let Some((generation, fence)) = waiting {
-            // The lease came while this loaded: take over now, if Redis agrees.
-            if p.continues_with(&fence) && self.ctx.redis_durable {
-                self.resume_or_load(shard, p, fence, generation).await;
-            } else {
+        let outcome = self.settle_standby(shard, p);
+        guard.finished = true;
+        tracing::info!(
+            shard,
+            load_ms = started.elapsed().as_millis() as u64,
+            activated = matches!(outcome, Outcome::TakeOver(..)),
+            "standby loaded"
+        );
+        match outcome {
+            Outcome::Parked(id, displaced) => {
+                self.drop_unused_after(shard, id);
+                if let Some(old) = displaced {
+                    count_unused(&old);
+                    old.runtime.abort().await;
+                }
+            }
+            Outcome::TakeOver(p, generation, fence) => {
+                if !self.is_current(shard, generation) {
+                    count(UNUSED);
+                    p.runtime.abort().await;
+                } else if p.continues_with(&fence) {
+                    self.resume_or_load(shard, p, fence, generation).await;
+                } else {
+                    count(UNUSED);
+                    p.runtime.abort().await;
+                    self.load(shard, fence, generation).await;
+                }
+            }
+            Outcome::Drop(p) => {
                 count(UNUSED);
                 p.runtime.abort().await;
-                self.load(shard, fence, generation).await;
             }
-            return;
+        }
+    }
+
+    /// Ends the load's registration and parks the standby in one step (no
+    /// second load can start between), unless an activation waits for it
+    /// or the shard was activated here without waiting (it raced
+    /// `prepare`).
+    fn settle_standby(&self, shard: u32, p: Parked) -> Outcome {
+        let mut loading = self.standbys.loading();
+        if let Some((generation, fence)) = loading.remove(&shard).flatten() {
+            return Outcome::TakeOver(p, generation, fence);
         }
         if self.lock().contains_key(&shard) {
-            // Activated without waiting (it raced `prepare`): not needed.
-            count(UNUSED);
-            p.runtime.abort().await;
-            return;
+            return Outcome::Drop(p);
         }
-        if let Some(old) = self.parked.park(shard, p) {
-            count_unused(&old);
-            old.runtime.abort().await;
-        }
+        let id = p.id;
+        let displaced = self.parked.park(shard, p);
+        Outcome::Parked(id, displaced)
+    }
+
+    /// Drops the standby parked as `id` if it is still parked after
+    /// `standby_for`.
+    fn drop_unused_after(self: &Arc<Self>, shard: u32, id: u64) {
         let this = self.clone();
         self.ctx.handle.spawn(async move {
-            tokio::time::sleep(STANDBY_FOR).await;
+            tokio::time::sleep(this.ctx.standby_for).await;
             if let Some(p) = this.parked.take_if(shard, id) {
                 tracing::info!(shard, "standby dropped: the shard was not activated here");
                 count(UNUSED);
