@@ -10,12 +10,17 @@ Run the mix with the probe log on and keep its output:
 
 The test prints `fault K on slot S at T s` before each fault and, with
 LIVESEG_PROBE_LOG=1, `probe T s TENANT via NODE: ERROR` for each failed
-probe (T on the shared monotonic clock). An outage is a run of failed
-probes of one tenant with no gap over 0.5 s; it is charged to the last
-fault that started before it. Prints outages longer than --over seconds
-(default 4.0) and, per fault kind, how many outages exceeded the 4.5 s
-crash bound. The lengths are first to last failed probe, so slightly
-shorter than the checker's (which counts to the next success).
+probe and `probe T s TENANT via NODE: ok` for the first good probe after
+failures (T on the shared monotonic clock). An outage is a run of failed
+probes of one tenant up to the good probe that ends it; it is charged to
+the last fault that started before it, and outages during which another
+fault started are marked as chains. Prints outages longer than --over
+seconds (default 4.0) and, per fault kind, how many outages exceeded the
+4.5 s crash bound. The lengths run from the first failed probe to the
+good one, one probe interval shorter than the checker's (which starts at
+the last good probe before). Logs without `ok` lines (before session 16)
+split runs of failures at gaps over 0.5 s instead, which merges outages
+separated by a short recovery.
 """
 import argparse
 import collections
@@ -43,10 +48,16 @@ def main():
     outages = []
     for tenant, seen in fails.items():
         seen.sort()
-        start, last, first_error = seen[0][0], seen[0][0], seen[0][1]
-        for t, error in seen[1:] + [(float("inf"), "")]:
-            if t - last > 0.5:
-                outages.append((start, last - start, tenant, first_error))
+        marked = any(e == "ok" for _, e in seen)
+        start = None
+        last = None
+        for t, error in seen + [(float("inf"), "ok")]:
+            ends = error == "ok" if marked else last is not None and t - last > 0.5
+            if start is not None and ends:
+                end = t if marked and t != float("inf") else last
+                outages.append((start, end - start, tenant, first_error))
+                start = None
+            if error != "ok" and start is None:
                 start, first_error = t, error
             last = t
     per_kind = collections.defaultdict(list)
@@ -55,8 +66,10 @@ def main():
         at, kind, slot = before[-1] if before else (start, -1, -1)
         name = KINDS.get(kind, "before any fault")
         per_kind[name].append(length)
+        chain = [f for f in faults if start + 0.05 < f[0] < start + length]
         if length > a.over:
-            print(f"{start:.1f} {tenant} {length:.2f} s, {start - at:.1f} s after {name} (slot {slot}): {error}")
+            also = f"; then {len(chain)} more fault(s), the last {start + length - chain[-1][0]:.2f} s before the end" if chain else ""
+            print(f"{start:.1f} {tenant} {length:.2f} s, {start - at:.1f} s after {name} (slot {slot}){also}: {error}")
     print()
     for name, lengths in sorted(per_kind.items()):
         over = sum(1 for x in lengths if x > BOUND_S)

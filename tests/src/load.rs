@@ -309,8 +309,10 @@ pub async fn probe(
     shared: Arc<Mutex<Availability>>,
 ) {
     let mut round = 0usize;
-    // Diagnosing long outages: LIVESEG_PROBE_LOG=1 prints each failed probe.
+    // Diagnosing long outages: LIVESEG_PROBE_LOG=1 prints each failed
+    // probe, and the first good one after failures (where an outage ends).
     let log_failures = std::env::var_os("LIVESEG_PROBE_LOG").is_some();
+    let mut failing: std::collections::HashSet<String> = Default::default();
     // Paces the rounds; a slow round (timeouts) delays the next, no burst.
     let mut pace = tokio::time::interval(every);
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -323,8 +325,14 @@ pub async fn probe(
             };
             let ok = match node {
                 Some(n) => match query(&n, key).await {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        if failing.remove(tenant) && log_failures {
+                            eprintln!("probe {:.3} s {tenant} via {n}: ok", mono_ns() as f64 / 1e9);
+                        }
+                        true
+                    }
                     Err(e) => {
+                        failing.insert(tenant.clone());
                         if log_failures {
                             eprintln!(
                                 "probe {:.3} s {tenant} via {n}: {e}",

@@ -56,3 +56,40 @@ fn survivors_prepare_a_silent_owners_shards_before_they_take_them() {
     drop(paused);
     c.assert_no_double_ownership();
 }
+
+/// A leader that takes over while it has itself been live for less than
+/// death detection holds placement (the cluster may be starting), but
+/// still names standbys: the killed leader's shards are prepared before
+/// the new leader assigns them to itself.
+#[test]
+fn a_new_leader_in_its_takeover_hold_names_standbys() {
+    let mut c = Cluster::new();
+    // Death detection long enough that the whole takeover happens inside
+    // the new leader's hold.
+    c.dead_after = Duration::from_secs(3);
+    let (a, ha) = c.member("a");
+    eventually(Duration::from_secs(20), "a owns every shard", || {
+        converged(&[(&a, &ha)])
+    });
+    assert!(a.view().leader);
+    let (b, hb) = c.member("b");
+    let coordinator = liveseg_cluster::coordinator::Coordinator::new(c.store.clone());
+    eventually(Duration::from_secs(20), "b is live", || {
+        coordinator
+            .live_nodes(1_000)
+            .unwrap()
+            .contains(&"b".to_string())
+    });
+    let orphaned = ha.active();
+    drop(a);
+    eventually(Duration::from_secs(30), "b owns every shard", || {
+        converged(&[(&b, &hb)])
+    });
+    let prepared = hb.prepared.lock().unwrap().clone();
+    let activated = hb.activated.lock().unwrap().clone();
+    let asked: BTreeSet<u32> = prepared.iter().map(|(s, _)| *s).collect();
+    assert_eq!(asked, orphaned, "every orphaned shard had a standby");
+    for (shard, at) in &prepared {
+        assert!(*at < activated[shard], "shard {shard} prepared first");
+    }
+}

@@ -38,6 +38,9 @@ pub(super) struct Loop {
     join_at_ns: i64,
     /// The leader makes no placement round before this instant.
     placement_hold_until_ns: i64,
+    /// The leader names no standbys before this instant: heartbeats may
+    /// be missing for everyone (Redis away), not only for the silent.
+    standby_hold_until_ns: i64,
     coordinator: Coordinator,
     config: MemberConfig,
     host: Arc<dyn ShardHost>,
@@ -81,6 +84,7 @@ impl Loop {
             // acquire them yet, and they would sit unowned meanwhile.
             join_at_ns: mono_ns() + ns(config.lease_ttl),
             placement_hold_until_ns: 0,
+            standby_hold_until_ns: 0,
             coordinator,
             config,
             host,
@@ -269,11 +273,17 @@ impl Loop {
         if self.leader_epoch.is_some() && !was_leader {
             self.hold_placement_after_takeover();
         }
-        if mono_ns() < self.placement_hold_until_ns {
+        let now = mono_ns();
+        // A new leader's hold (the cluster may be starting) still names
+        // standbys: a silent node's heartbeats are in Redis all the same,
+        // and a leader that took over from a killed one has its shards to
+        // name. Only after Redis was away are heartbeats untrustworthy.
+        let assign = now >= self.placement_hold_until_ns;
+        if !assign && now < self.standby_hold_until_ns {
             return;
         }
         if let Some(epoch) = self.leader_epoch
-            && let Err(e) = self.placement_round(epoch)
+            && let Err(e) = self.placement_round(epoch, assign)
         {
             tracing::warn!(error = %e, "placement round failed");
         }
@@ -293,6 +303,7 @@ impl Loop {
     fn hold_placement(&mut self) {
         let until = mono_ns() + ns(self.config.dead_after);
         self.placement_hold_until_ns = self.placement_hold_until_ns.max(until);
+        self.standby_hold_until_ns = self.standby_hold_until_ns.max(until);
     }
 
     /// A new leader reads the same heartbeats its predecessor did (they are
@@ -309,8 +320,9 @@ impl Loop {
         self.placement_hold_until_ns = self.placement_hold_until_ns.max(until);
     }
 
-    /// One leader round: live nodes + current table -> plan -> fenced write.
-    fn placement_round(&mut self, epoch: u64) -> liveseg_store::Result<()> {
+    /// One leader round: live nodes + current table -> standbys named, and
+    /// with `assign`, plan -> fenced write.
+    fn placement_round(&mut self, epoch: u64, assign: bool) -> liveseg_store::Result<()> {
         let live: Vec<Node> = self
             .coordinator
             .live_nodes(self.config.dead_after.as_millis() as u64)?
@@ -353,8 +365,11 @@ impl Loop {
                 warming: &warming,
             },
         };
-        let plan = placement::plan(&input);
         self.name_standbys(epoch, &input);
+        if !assign {
+            return Ok(());
+        }
+        let plan = placement::plan(&input);
         if plan.moves.is_empty() {
             return Ok(());
         }
