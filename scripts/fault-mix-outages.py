@@ -20,7 +20,9 @@ seconds (default 4.0) and, per fault kind, how many outages exceeded the
 good one, one probe interval shorter than the checker's (which starts at
 the last good probe before). Logs without `ok` lines (before session 16)
 split runs of failures at gaps over 0.5 s instead, which merges outages
-separated by a short recovery.
+separated by a short recovery; --gaps splits any log that way, to
+compare new runs with old ones. Per kind, it prints the median and p90
+(nearest rank) of the outage lengths too.
 """
 import argparse
 import collections
@@ -34,6 +36,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("log")
     p.add_argument("--over", type=float, default=4.0)
+    p.add_argument("--gaps", action="store_true", help="split at gaps over 0.5 s even where good probes are logged")
     a = p.parse_args()
     faults, fails = [], collections.defaultdict(list)
     with open(a.log, errors="replace") as f:
@@ -48,7 +51,9 @@ def main():
     outages = []
     for tenant, seen in fails.items():
         seen.sort()
-        marked = any(e == "ok" for _, e in seen)
+        marked = not a.gaps and any(e == "ok" for _, e in seen)
+        if a.gaps:
+            seen = [(t, e) for t, e in seen if e != "ok"]
         start = None
         last = None
         for t, error in seen + [(float("inf"), "ok")]:
@@ -73,7 +78,10 @@ def main():
     print()
     for name, lengths in sorted(per_kind.items()):
         over = sum(1 for x in lengths if x > BOUND_S)
-        print(f"{name:<16} outages {len(lengths):>4}  over {BOUND_S} s: {over:>3}  longest {max(lengths):.2f} s")
+        ranked = sorted(lengths)
+        median = ranked[(len(ranked) - 1) // 2]
+        p90 = ranked[int(0.9 * (len(ranked) - 1))]
+        print(f"{name:<16} outages {len(lengths):>4}  over {BOUND_S} s: {over:>3}  median {median:.2f} s  p90 {p90:.2f} s  longest {max(lengths):.2f} s")
 
 
 if __name__ == "__main__":

@@ -115,7 +115,8 @@ pub async fn run_writer(
     // Changes whose commit failed (Redis away, or the lease lapsed), kept in
     // order and sent first with the next batch: the runtime outlives a
     // store outage, and a resumed shard must not miss them. Bounded by what
-    // the accounts emit while nothing can be ingested (timers only).
+    // the accounts emit while nothing is applied (timers only), or, for a
+    // standby (loaded ahead of its lease), by its replay of the log tail.
     let mut carried: Vec<(Arc<str>, Change)> = Vec::new();
     loop {
         let next = if stopping {

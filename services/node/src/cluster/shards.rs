@@ -40,7 +40,8 @@ pub struct ShardContext {
     pub pool: Arc<ActorPool>,
     pub shards: u32,
     /// The operator vouches that Redis never loses an acknowledged write
-    /// (`--redis-durable`): required to resume a parked runtime.
+    /// (`--redis-durable`): required to resume a parked runtime, and to
+    /// load standbys at all.
     pub redis_durable: bool,
     pub handle: tokio::runtime::Handle,
     /// This member's id (the node part of its fences).
@@ -88,6 +89,8 @@ pub struct ShardRuntimes {
     parked: ParkedRuntimes,
     /// Tells a load apart from a later activation of the same shard.
     generations: AtomicU64,
+    /// Loads started (not resumes, not standbys), for tests and logs.
+    loads: AtomicU64,
     /// Pauses of supervised restarts of failing shards.
     restarts: RestartBackoff,
     /// Standby loads under way, each with the activation waiting for it.
@@ -101,6 +104,7 @@ impl ShardRuntimes {
             slots: Mutex::new(HashMap::new()),
             parked: ParkedRuntimes::default(),
             generations: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
             restarts: RestartBackoff::default(),
             standbys: Default::default(),
         })
@@ -142,18 +146,20 @@ impl ShardRuntimes {
 
     fn start_loading(self: &Arc<Self>, shard: u32, fence: Fence) {
         let generation = self.next_generation();
-        let previous = self.lock().insert(shard, Slot::Loading { generation });
+        // With the slot in place, in one step: if a standby of this shard
+        // is loading, the activation takes it over when it is done
+        // (`standby`) rather than loading a second time.
+        let (previous, waits) = self.standbys.activate(shard, generation, &fence, || {
+            self.lock().insert(shard, Slot::Loading { generation })
+        });
         // The member stops a shard before it activates it again, so nothing
         // should be here; if something is, it must not keep running unseen.
         if let Some(old) = previous {
             self.stop_slot(shard, old);
         }
-        // A standby of this shard is loading: the activation takes it over
-        // when it is done (`standby`), rather than loading a second time.
-        if self.standbys.await_for(shard, generation, &fence) {
-            return;
+        if !waits {
+            self.take_over_or_load(shard, fence, generation);
         }
-        self.take_over_or_load(shard, fence, generation);
     }
 
     fn next_generation(&self) -> u64 {
@@ -193,6 +199,7 @@ impl ShardRuntimes {
     /// Recovers the shard's runtime (retrying while the lease is valid and
     /// the activation current), then starts its tail and its supervisor.
     async fn load(self: Arc<Self>, shard: u32, fence: Fence, generation: u64) {
+        self.loads.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let store = Arc::new(self.ctx.redis.shard(shard, fence.clone()));
         let runtime = loop {

@@ -41,6 +41,9 @@ pub(super) struct Loop {
     /// The leader names no standbys before this instant: heartbeats may
     /// be missing for everyone (Redis away), not only for the silent.
     standby_hold_until_ns: i64,
+    /// The last leader round named standbys (the next one with none to
+    /// name clears them, rather than leaving them for their TTL).
+    named_standbys: bool,
     coordinator: Coordinator,
     config: MemberConfig,
     host: Arc<dyn ShardHost>,
@@ -85,6 +88,7 @@ impl Loop {
             join_at_ns: mono_ns() + ns(config.lease_ttl),
             placement_hold_until_ns: 0,
             standby_hold_until_ns: 0,
+            named_standbys: false,
             coordinator,
             config,
             host,

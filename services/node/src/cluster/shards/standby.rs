@@ -50,13 +50,15 @@ impl InFlight {
         self.loading.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn failed(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Instant>> {
+    pub(super) fn failed(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Instant>> {
         self.failed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a standby load of `shard`; false if one is under way, or
-    /// the last one failed less than `pause` ago.
-    fn start(&self, shard: u32, pause: Duration) -> bool {
+    /// Registers a standby load of `shard`; false if one is under way, the
+    /// last one failed less than `pause` ago, or `held` (checked under the
+    /// same lock as the registration and `settle_standby`'s parking, so no
+    /// second load can slip in between) says the node has the shard.
+    fn start(&self, shard: u32, pause: Duration, held: impl FnOnce() -> bool) -> bool {
         if self
             .failed()
             .get(&shard)
@@ -65,22 +67,32 @@ impl InFlight {
             return false;
         }
         let mut loading = self.loading();
-        if loading.contains_key(&shard) {
+        if loading.contains_key(&shard) || held() {
             return false;
         }
         loading.insert(shard, None);
         true
     }
 
-    /// If a standby of `shard` is loading, makes activation `generation`
-    /// (under `fence`) wait for it, and says so.
-    pub(super) fn await_for(&self, shard: u32, generation: u64, fence: &Fence) -> bool {
-        match self.loading().get_mut(&shard) {
+    /// Puts activation `generation`'s slot in place (`insert`, returning
+    /// what it displaced) and, if a standby of `shard` is loading, makes the
+    /// activation wait for it, in one step against `settle_standby`.
+    /// Returns the displaced slot and whether the activation waits.
+    pub(super) fn activate<T>(
+        &self,
+        shard: u32,
+        generation: u64,
+        fence: &Fence,
+        insert: impl FnOnce() -> T,
+    ) -> (T, bool) {
+        let mut loading = self.loading();
+        let displaced = insert();
+        match loading.get_mut(&shard) {
             Some(waiting) => {
                 *waiting = Some((generation, fence.clone()));
-                true
+                (displaced, true)
             }
-            None => false,
+            None => (displaced, false),
         }
     }
 }
@@ -98,6 +110,11 @@ impl Drop for LoadGuard {
         if self.finished {
             return;
         }
+        // Failed or panicked: no other standby of the shard for a while.
+        self.runtimes
+            .standbys
+            .failed()
+            .insert(self.shard, Instant::now());
         let waiting = self
             .runtimes
             .standbys
@@ -137,10 +154,11 @@ impl ShardRuntimes {
     /// (`redis_durable`), or this node already has the shard in any form
     /// (serving, loading, draining, parked) or loads one.
     pub(super) fn prepare(self: &Arc<Self>, shard: u32) {
-        if !self.ctx.redis_durable || self.lock().contains_key(&shard) || self.parked.holds(shard) {
+        if !self.ctx.redis_durable {
             return;
         }
-        if !self.standbys.start(shard, self.ctx.standby_for) {
+        let held = || self.lock().contains_key(&shard) || self.parked.holds(shard);
+        if !self.standbys.start(shard, self.ctx.standby_for, held) {
             return;
         }
         let guard = LoadGuard {
@@ -169,8 +187,8 @@ impl ShardRuntimes {
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::warn!(shard, error = %e, "standby load failed");
-                self.standbys.failed().insert(shard, Instant::now());
-                // The guard hands a waiting activation a load.
+                // The guard marks the failure and hands a waiting
+                // activation a load.
                 return;
             }
         };
@@ -217,10 +235,11 @@ impl ShardRuntimes {
         }
     }
 
-    /// Ends the load's registration and parks the standby in one step (no
-    /// second load can start between), unless an activation waits for it
-    /// or the shard was activated here without waiting (it raced
-    /// `prepare`).
+    /// Ends the load's registration and parks the standby in one step
+    /// under the registration lock (`InFlight::start` checks what is parked
+    /// under it too, so no second load can start between), unless an
+    /// activation waits for it or the shard was activated here without
+    /// waiting (it raced `prepare`).
     fn settle_standby(&self, shard: u32, p: Parked) -> Outcome {
         let mut loading = self.standbys.loading();
         if let Some((generation, fence)) = loading.remove(&shard).flatten() {

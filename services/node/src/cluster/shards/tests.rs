@@ -7,7 +7,7 @@ use liveseg_store::StateStore;
 use liveseg_store::redis::{Fsync, LeaseOutcome, RedisOptions, RedisProcess};
 
 struct Node {
-    _redis: RedisProcess,
+    redis_process: RedisProcess,
     redis: RedisStore,
     runtimes: Arc<ShardRuntimes>,
     _dir: tempfile::TempDir,
@@ -16,8 +16,17 @@ struct Node {
 /// A node's shard runtimes (4 shards, node id "me") over a fresh Redis
 /// with `appendfsync always`.
 fn node(redis_durable: bool) -> Node {
+    node_with(redis_durable, Duration::from_secs(2))
+}
+
+/// [`node`] whose Redis calls time out after `io_timeout`.
+fn node_with(redis_durable: bool, io_timeout: Duration) -> Node {
     let process = RedisProcess::start(Fsync::Always).unwrap();
-    let redis = RedisStore::connect(RedisOptions::new(process.url())).unwrap();
+    let redis = RedisStore::connect(RedisOptions {
+        io_timeout,
+        ..RedisOptions::new(process.url())
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = NodeConfig {
         data_dir: dir.path().to_path_buf(),
@@ -36,7 +45,7 @@ fn node(redis_durable: bool) -> Node {
         standby_for: Duration::from_secs(60),
     });
     Node {
-        _redis: process,
+        redis_process: process,
         redis,
         runtimes,
         _dir: dir,
@@ -113,4 +122,42 @@ async fn without_durable_redis_no_standby_is_loaded() {
     n.runtimes.prepare(3);
     assert!(!n.runtimes.standbys.loading().contains_key(&3));
     assert!(!n.runtimes.parked.holds(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_during_the_standby_load_waits_for_it_instead_of_loading() {
+    let n = node(true);
+    let fence = acquire(&n.redis, 1, "me");
+    // Registered at once; the load itself takes several Redis round trips.
+    n.runtimes.prepare(1);
+    Host(n.runtimes.clone()).activate(1, fence);
+    let served = until("the shard to serve", || n.runtimes.runtime(1)).await;
+    assert!(served.is_valid());
+    assert_eq!(
+        n.runtimes.loads.load(Ordering::Relaxed),
+        0,
+        "no load of its own"
+    );
+    assert!(!n.runtimes.parked.holds(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_waiting_for_a_failed_standby_gets_a_load() {
+    let n = node_with(true, Duration::from_millis(200));
+    let fence = acquire(&n.redis, 1, "me");
+    n.redis_process.pause().unwrap();
+    n.runtimes.prepare(1);
+    Host(n.runtimes.clone()).activate(1, fence);
+    until("the standby load to fail", || {
+        n.runtimes.standbys.failed().contains_key(&1).then_some(())
+    })
+    .await;
+    n.redis_process.resume().unwrap();
+    let served = until("the shard to serve", || n.runtimes.runtime(1)).await;
+    assert!(served.is_valid());
+    assert!(
+        n.runtimes.loads.load(Ordering::Relaxed) >= 1,
+        "loaded instead"
+    );
+    assert!(n.runtimes.standbys.loading().is_empty());
 }

@@ -27,17 +27,40 @@ impl Loop {
 
     /// Leader, every round: names standbys for the shards of live nodes
     /// silent for `suspect_after`. Best effort; the names expire after a
-    /// few ticks unless the next round names them again.
-    pub(super) fn name_standbys(&self, epoch: u64, input: &PlacementInput<'_>) {
-        if !self.heard_recently() {
+    /// few ticks unless the next round names them again, and a round with
+    /// none to name clears those of the round before (a suspect that spoke
+    /// again).
+    pub(super) fn name_standbys(&mut self, epoch: u64, input: &PlacementInput<'_>) {
+        let named = if self.heard_recently() {
+            self.standbys_for_suspects(input)
+        } else {
+            Vec::new()
+        };
+        if named.is_empty() && !self.named_standbys {
             return;
         }
+        let ttl = (self.config.tick * 3).as_millis() as u64;
+        match self
+            .coordinator
+            .write_standby(&self.config.node_id, epoch, &named, ttl)
+        {
+            Ok(true) => {
+                tracing::debug!(?named, "standbys named");
+                self.named_standbys = !named.is_empty();
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "naming standbys failed"),
+        }
+    }
+
+    /// Where the shards of live nodes silent for `suspect_after` would go.
+    fn standbys_for_suspects(&self, input: &PlacementInput<'_>) -> Vec<(u32, String)> {
         let suspect_after = self.config.suspect_after().as_millis() as u64;
         let fresh = match self.coordinator.live_nodes(suspect_after) {
             Ok(fresh) => fresh,
             Err(e) => {
                 tracing::warn!(error = %e, "reading recent heartbeats failed");
-                return;
+                return Vec::new();
             }
         };
         let suspects: Vec<String> = input
@@ -47,24 +70,12 @@ impl Loop {
             .filter(|id| *id != self.config.node_id && !fresh.contains(id))
             .collect();
         if suspects.is_empty() {
-            return;
+            return Vec::new();
         }
-        let named: Vec<(u32, String)> = placement::standby_moves(input, &suspects)
+        placement::standby_moves(input, &suspects)
             .into_iter()
             .map(|m| (m.shard, m.to))
-            .collect();
-        if named.is_empty() {
-            return;
-        }
-        let ttl = (self.config.tick * 3).as_millis() as u64;
-        match self
-            .coordinator
-            .write_standby(&self.config.node_id, epoch, &named, ttl)
-        {
-            Ok(true) => tracing::debug!(?suspects, ?named, "standbys named"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "naming standbys failed"),
-        }
+            .collect()
     }
 
     /// Every node, every step: asks the host to prepare the shards the
