@@ -48,8 +48,10 @@ pub struct ClusterArgs {
     pub max_moves: Option<usize>,
     /// Vouch that Redis never loses an acknowledged write (one instance, AOF
     /// with `appendfsync always`, no failover to an asynchronous replica):
-    /// nodes then skip the one-lease quarantine after a Redis restart, if
-    /// Redis also reports that configuration.
+    /// nodes then skip the one-lease quarantine after a Redis restart,
+    /// resume shards whose lease lapsed while Redis was away instead of
+    /// reloading them, and load standbys of a silent owner's shards ahead
+    /// of its lease, if Redis also reports that configuration.
     #[arg(long, env = "LIVESEG_REDIS_DURABLE")]
     pub redis_durable: bool,
     /// Append ownership changes (on CLOCK_MONOTONIC) to this JSON-lines file.
