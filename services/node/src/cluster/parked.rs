@@ -26,7 +26,7 @@
 //! A standby (`shards::standby`) waits here too: a runtime this node loaded
 //! read-only, before it held the lease. It was never any epoch's, so
 //! instead of the epoch rule, Redis's commit count for the shard must be
-//! the one read before the standby's load began (`standby_agrees_with`).
+//! the one read before the standby's load began (`agrees_with`).
 
 use crate::runtime::{Health, Runtime};
 use liveseg_store::redis::{Fence, RedisStore, ShardStore};
@@ -53,7 +53,7 @@ pub struct Parked {
 
 impl Parked {
     /// Whether `next` may take this runtime over, subject to Redis agreeing
-    /// (`agrees_with`, `standby_agrees_with`): a runtime that has not
+    /// (`agrees_with`): a runtime that has not
     /// failed, of this node, and for a lapsed one the epoch right after its
     /// own (nobody held the shard in between). A standby was never any
     /// epoch's; Redis's commit count proves nobody wrote since its load.
@@ -71,25 +71,43 @@ impl Parked {
     }
 }
 
-/// Whether Redis and the catalog, read now, still agree with a parked
-/// runtime that dispatched up to `seen`. Epoch e+1 proves nobody else held
-/// the shard only if Redis forgot nothing: the operator vouches for that
-/// (`redis_durable`, checked by the caller), Redis reports `appendfsync
-/// always`, its log head is not behind `seen` and it holds at `seen` the
-/// entry the runtime applied last. The tenants' definitions and content
-/// must match the catalog, which a fresh load would compile. Blocking.
+/// Whether Redis and the catalog, read now (under the new lease), still
+/// agree with the kept runtime `p`, which dispatched up to `seen`, so that
+/// it holds what a load now would, less the stream entries after `seen`
+/// that its new tail reads. Blocking.
+///
+/// Both kinds need a Redis that forgot nothing: the operator vouches for
+/// that (`redis_durable`, checked by the caller), Redis reports
+/// `appendfsync always` and its log head is not behind `seen` (a Redis
+/// that lost writes hands those sequence numbers to other events). And the
+/// tenants' definitions and content must match the catalog, which a fresh
+/// load would compile. Then, by kind:
+/// - a runtime whose lease lapsed: epoch e+1 (checked by the caller)
+///   proves nobody else held the shard; Redis must hold at `seen` the very
+///   entry the runtime applied last;
+/// - a standby: the shard's commit count must be the one read before its
+///   load began, proving nobody wrote the shard's state since (checkpoints,
+///   directory and change log all go through counted commits). The entry
+///   check applies if it replayed any; one that replayed nothing loaded
+///   its checkpoints at `seen`, which the unchanged count vouches for.
 pub fn agrees_with(
     redis: &RedisStore,
-    store: &ShardStore,
-    runtime: &Runtime,
+    p: &Parked,
     catalog: &dyn Catalog,
     seen: Seq,
 ) -> Result<(), String> {
     let durable = redis.durable_writes().map_err(|e| e.to_string())?;
-    let head = store.head().map_err(|e| e.to_string())?;
+    let head = p.store.head().map_err(|e| e.to_string())?;
     resumable(durable, head, seen)?;
-    same_entry(last_applied(runtime), seen, entry_at(store, seen)?)?;
-    agrees_with_catalog(runtime, catalog)
+    let local = last_applied(&p.runtime);
+    if let Some(at_load) = p.standby {
+        let commits = p.store.commit_count().map_err(|e| e.to_string())?;
+        unwritten_since(at_load, commits)?;
+    }
+    if p.standby.is_none() || local.is_some() {
+        same_entry(local, seen, entry_at(&p.store, seen)?)?;
+    }
+    agrees_with_catalog(&p.runtime, catalog)
 }
 
 /// The entry `runtime` applied last: its seq and fingerprint.
@@ -119,37 +137,6 @@ fn agrees_with_catalog(runtime: &Runtime, catalog: &dyn Catalog) -> Result<(), S
         )),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// Whether Redis and the catalog, read now (under the lease), still agree
-/// with a standby that dispatched up to `seen` and began its load when the
-/// shard's commit count was `commits_at_load`. An unchanged count proves
-/// nobody wrote the shard's state since before the standby read it
-/// (checkpoints, directory, change log all go through counted commits), so
-/// the standby holds what a load now would, less the stream entries after
-/// `seen`, which its tail reads next. Redis must keep every write (as for
-/// a resume): a Redis that lost writes could hand `seen`'s sequence numbers
-/// to other events. Blocking.
-pub fn standby_agrees_with(
-    redis: &RedisStore,
-    store: &ShardStore,
-    runtime: &Runtime,
-    catalog: &dyn Catalog,
-    seen: Seq,
-    commits_at_load: u64,
-) -> Result<(), String> {
-    let durable = redis.durable_writes().map_err(|e| e.to_string())?;
-    let head = store.head().map_err(|e| e.to_string())?;
-    resumable(durable, head, seen)?;
-    let commits = store.commit_count().map_err(|e| e.to_string())?;
-    unwritten_since(commits_at_load, commits)?;
-    // A standby that replayed nothing loaded its checkpoints at `seen`,
-    // which the unchanged commit count vouches for.
-    let local = last_applied(runtime);
-    if local.is_some() {
-        same_entry(local, seen, entry_at(store, seen)?)?;
-    }
-    agrees_with_catalog(runtime, catalog)
 }
 
 /// Whether the shard's commit count is still the one a standby's load

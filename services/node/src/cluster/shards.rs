@@ -89,7 +89,8 @@ pub struct ShardRuntimes {
     parked: ParkedRuntimes,
     /// Tells a load apart from a later activation of the same shard.
     generations: AtomicU64,
-    /// Loads started (not resumes, not standbys), for tests and logs.
+    /// Loads started (not resumes, not standbys): tests tell a takeover
+    /// from a load by it.
     loads: AtomicU64,
     /// Pauses of supervised restarts of failing shards.
     restarts: RestartBackoff,

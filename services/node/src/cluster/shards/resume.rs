@@ -40,7 +40,7 @@ impl ShardRuntimes {
     }
 
     /// Resumes `p` if Redis and the catalog still agree with its runtime
-    /// (`Parked::agrees_with`), else drops it and loads.
+    /// (`parked::agrees_with`), else drops it and loads.
     pub(super) async fn resume_or_load(
         self: Arc<Self>,
         shard: u32,
@@ -56,26 +56,23 @@ impl ShardRuntimes {
             Err(_) => Err("the dispatcher stopped".to_string()),
         };
         let (redis, catalog) = (self.ctx.redis.clone(), self.ctx.catalog.clone());
-        let (store, runtime, standby) = (p.store.clone(), p.runtime.clone(), p.standby);
-        let check = tokio::task::spawn_blocking(move || match standby {
-            Some(commits) => crate::cluster::parked::standby_agrees_with(
-                &redis,
-                &store,
-                &runtime,
-                catalog.as_ref(),
-                barrier?,
-                commits,
-            ),
-            None => crate::cluster::parked::agrees_with(
-                &redis,
-                &store,
-                &runtime,
-                catalog.as_ref(),
-                barrier?,
-            ),
+        // The check runs on a blocking thread, then `p` comes back with it.
+        let check = tokio::task::spawn_blocking(move || {
+            let r = barrier.and_then(|seen| {
+                crate::cluster::parked::agrees_with(&redis, &p, catalog.as_ref(), seen)
+            });
+            (p, r)
         })
-        .await
-        .unwrap_or_else(|e| Err(format!("the check did not finish: {e}")));
+        .await;
+        let (p, check) = match check {
+            Ok(done) => done,
+            // The check panicked and took `p` with it: nothing to resume.
+            Err(e) => {
+                tracing::warn!(shard, error = %e, "the takeover check did not finish; loading the shard");
+                self.load(shard, fence, generation).await;
+                return;
+            }
+        };
         match check {
             Ok(()) => self.resume(shard, p, fence, generation),
             Err(why) => {
@@ -174,19 +171,28 @@ impl ShardRuntimes {
             },
         );
         if let Some(old) = displaced {
+            standby::count_unused(&old);
             self.ctx
                 .handle
                 .spawn(async move { old.runtime.abort().await });
         }
         tracing::info!(shard, "shard runtime parked: its lease lapsed");
+        self.drop_parked_after(shard, id, PARK_FOR);
+    }
+
+    /// Drops the runtime parked as `id` (lapsed or standby) if it is still
+    /// parked after `after`: the shard did not come back to this node.
+    pub(super) fn drop_parked_after(self: &Arc<Self>, shard: u32, id: u64, after: Duration) {
         let this = self.clone();
         self.ctx.handle.spawn(async move {
-            tokio::time::sleep(PARK_FOR).await;
+            tokio::time::sleep(after).await;
             if let Some(p) = this.parked.take_if(shard, id) {
                 tracing::info!(
                     shard,
-                    "parked shard runtime dropped: the shard did not come back"
+                    standby = p.standby.is_some(),
+                    "parked shard runtime dropped: the shard was not activated here"
                 );
+                standby::count_unused(&p);
                 p.runtime.abort().await;
             }
         });

@@ -10,7 +10,7 @@
 //! writes nothing (the outbox carries the replay's changes, periodic duties
 //! skip it) and answers nothing. Once loaded it is parked (`Parked` with
 //! `standby`). When this node acquires the lease, the activation takes it
-//! over if Redis agrees (`parked::standby_agrees_with`: no commit since
+//! over if Redis agrees (`parked::agrees_with`: no commit since
 //! the load began, the entry it applied last still in place, the catalog
 //! unchanged): its fence is renewed and its tail starts where its replay
 //! ended. Otherwise it is dropped and the shard loads as usual. An
@@ -210,7 +210,7 @@ impl ShardRuntimes {
         );
         match outcome {
             Outcome::Parked(id, displaced) => {
-                self.drop_unused_after(shard, id);
+                self.drop_parked_after(shard, id, self.ctx.standby_for);
                 if let Some(old) = displaced {
                     count_unused(&old);
                     old.runtime.abort().await;
@@ -251,20 +251,6 @@ impl ShardRuntimes {
         let id = p.id;
         let displaced = self.parked.park(shard, p);
         Outcome::Parked(id, displaced)
-    }
-
-    /// Drops the standby parked as `id` if it is still parked after
-    /// `standby_for`.
-    fn drop_unused_after(self: &Arc<Self>, shard: u32, id: u64) {
-        let this = self.clone();
-        self.ctx.handle.spawn(async move {
-            tokio::time::sleep(this.ctx.standby_for).await;
-            if let Some(p) = this.parked.take_if(shard, id) {
-                tracing::info!(shard, "standby dropped: the shard was not activated here");
-                count(UNUSED);
-                p.runtime.abort().await;
-            }
-        });
     }
 
     /// The shard's commit count, then a runtime recovered from its store.
