@@ -19,7 +19,7 @@ use liveseg_store::{
 };
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 pub enum Command {
@@ -46,6 +46,12 @@ pub enum Command {
     },
     /// Answers once every entry sent before it has been applied.
     Barrier(oneshot::Sender<Seq>),
+    /// A handoff is planned: a checkpoint of everything sent before, then
+    /// no more writes (`Progress::frozen`) until `Thaw`. Answers with the
+    /// position checkpointed.
+    Freeze(oneshot::Sender<Result<Seq>>),
+    /// The handoff was called off: write again.
+    Thaw(oneshot::Sender<()>),
     /// Final checkpoint, then stop (everything sent before it is applied first).
     Shutdown(oneshot::Sender<Result<usize>>),
 }
@@ -63,6 +69,11 @@ pub struct Progress {
     /// The last dispatched entry: its seq and `entry_fingerprint`, which a
     /// resume compares with what Redis holds at that seq now.
     pub last_entry: std::sync::Mutex<Option<(Seq, u64)>>,
+    /// Frozen for a handoff: entries are still applied and answers given,
+    /// but nothing is written (checkpoints, passivation and rebuilds are
+    /// refused, the outbox carries its changes), so the shard's state in
+    /// Redis stays what the next owner's standby loads.
+    pub frozen: AtomicBool,
 }
 
 /// A wake that failed (the store away) is tried again this much later.
@@ -142,6 +153,9 @@ impl Dispatcher {
     /// (crash-only: restart recovers from checkpoints and the log).
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<()> {
         while let Some(cmd) = rx.recv().await {
+            let Some(cmd) = self.unless_frozen(cmd) else {
+                continue;
+            };
             match cmd {
                 Command::Entries(entries, durable_at, tail) => {
                     if tail != 0 && tail != self.progress.tail.load(Ordering::Acquire) {
@@ -221,7 +235,18 @@ impl Dispatcher {
                 Command::Barrier(reply) => {
                     let _ = reply.send(self.dispatched);
                 }
+                Command::Freeze(reply) => self.freeze(reply).await?,
+                Command::Thaw(reply) => {
+                    self.progress.frozen.store(false, Ordering::Release);
+                    let _ = reply.send(());
+                }
                 Command::Shutdown(reply) => {
+                    // Frozen: the freeze's checkpoint was the final one, and
+                    // the next owner's standby holds it.
+                    if self.progress.frozen.load(Ordering::Acquire) {
+                        let _ = reply.send(Ok(0));
+                        return Ok(());
+                    }
                     let r = self.checkpoint().await;
                     let failed = r.as_ref().err().map(|e| e.to_string());
                     let _ = reply.send(r);
@@ -442,6 +467,53 @@ impl Dispatcher {
         Ok(n)
     }
 
+    /// `cmd`, unless the runtime is frozen and `cmd` would write: then it
+    /// is answered here (nothing written; a rebuild is refused as
+    /// retryable) and `None` returned.
+    fn unless_frozen(&self, cmd: Command) -> Option<Command> {
+        if !self.progress.frozen.load(Ordering::Acquire) {
+            return Some(cmd);
+        }
+        let handing_off = || {
+            NodeError::Unavailable(
+                "the shard is being handed off to another node; retry shortly".into(),
+            )
+        };
+        match cmd {
+            Command::Checkpoint(reply) | Command::Passivate(_, reply) => {
+                let _ = reply.send(Ok(0));
+            }
+            Command::Redefine { reply, .. } | Command::Rejudge { reply, .. } => {
+                let _ = reply.send(Err(handing_off()));
+            }
+            other => return Some(other),
+        }
+        None
+    }
+
+    /// Checkpoints, then freezes (`Command::Freeze`). A checkpoint that
+    /// fails leaves the runtime as it was (and stops it, if fatal).
+    async fn freeze(&mut self, reply: oneshot::Sender<Result<Seq>>) -> Result<()> {
+        if self.progress.frozen.load(Ordering::Acquire) {
+            let _ = reply.send(Ok(self.dispatched));
+            return Ok(());
+        }
+        let r = self.checkpoint().await;
+        let fatal = fatal(&r);
+        if let Err(e) = r {
+            let _ = reply.send(Err(e));
+            return fatal.map_or(Ok(()), |e| {
+                Err(NodeError::Internal(format!("checkpoint failed: {e}")))
+            });
+        }
+        self.progress.frozen.store(true, Ordering::Release);
+        // A change-log commit the outbox began before the flag ends before
+        // the answer: nothing this runtime writes lands after it.
+        let _ = self.registry.outbox().flush().await;
+        let _ = reply.send(Ok(self.dispatched));
+        Ok(())
+    }
+
     /// Writes a failed checkpoint's images before a rebuild writes newer
     /// ones of the same accounts (they would otherwise overwrite them).
     async fn write_unwritten(&mut self) -> Result<()> {
@@ -484,79 +556,6 @@ impl Dispatcher {
         }
         out
     }
-
-    /// Stops accounts idle since `cutoff` after writing their final image.
-    async fn passivate(&mut self, cutoff: Millis) -> Result<usize> {
-        let idle = self.registry.idle(cutoff);
-        if idle.is_empty() {
-            return Ok(0);
-        }
-        // The outbox must be able to write before any actor stops: its
-        // changes are published before the images that include them.
-        self.registry
-            .outbox()
-            .flush()
-            .await
-            .map_err(NodeError::from)?;
-        let mut checkpoints = Vec::new();
-        let mut stopped = Vec::new();
-        for (key, actor) in idle {
-            if let Ok(Ok((seq, bytes, due))) = actor.passivate().await {
-                checkpoints.push(AccountCheckpoint {
-                    tenant: key.0.to_string(),
-                    account: key.1.clone(),
-                    applied_seq: seq,
-                    state: Some(bytes),
-                });
-                stopped.push((key, due));
-            }
-        }
-        let n = stopped.len();
-        if n > 0 {
-            self.registry
-                .outbox()
-                .flush()
-                .await
-                .map_err(|e| NodeError::Internal(format!("change log: {}", e.message)))?;
-            let batch = CommitBatch {
-                checkpoints,
-                directory: vec![],
-                changes: vec![],
-                watermark: None,
-            };
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.commit(&batch))
-                .await
-                .map_err(|e| NodeError::Internal(e.to_string()))?
-                .map_err(|e| NodeError::Internal(format!("passivation commit: {e}")))?;
-            let mut sleepers = self.sleepers.lock().unwrap_or_else(|p| p.into_inner());
-            for (key, due) in stopped {
-                self.registry.remove(&key);
-                if let Some(due) = due {
-                    sleepers.insert((due, key));
-                }
-            }
-        }
-        Ok(n)
-    }
-
-    /// Stops every resident actor of a tenant, returning their final images.
-    pub(crate) async fn stop_tenant_actors(
-        &self,
-        tenant: &str,
-    ) -> Result<Vec<(AccountKey, Seq, Vec<u8>)>> {
-        let mut images = Vec::new();
-        for (key, actor) in self.registry.resident(Some(tenant)) {
-            let image: std::result::Result<_, _> = actor.passivate().await;
-            match image {
-                Ok(Ok((seq, bytes, _))) => images.push((key.clone(), seq, bytes)),
-                Ok(Err(e)) => return Err(NodeError::Internal(e)),
-                Err(_) => {}
-            }
-            self.registry.remove(&key);
-        }
-        Ok(images)
-    }
 }
 
 /// Answers a rebuild's caller. A failed rebuild is fatal, as a failed
@@ -594,6 +593,9 @@ fn fatal(r: &Result<usize>) -> Option<String> {
         .filter(|e| !retryable(e))
         .map(|e| e.to_string())
 }
+
+#[path = "dispatch_passivate.rs"]
+mod passivate;
 
 #[cfg(test)]
 #[path = "dispatch_tests.rs"]

@@ -167,16 +167,22 @@ impl Runtime {
             config.mailbox_capacity,
         ));
         let (outbox_stop, outbox_stop_rx) = oneshot::channel();
+        let progress = Arc::new(Progress::default());
+        // Changes are written while the lease holds and no handoff froze
+        // the runtime; otherwise the outbox carries them.
+        let writable: Check = {
+            let (valid, progress) = (valid.clone(), progress.clone());
+            Arc::new(move || valid() && !progress.frozen.load(Ordering::Acquire))
+        };
         let outbox = tokio::spawn(crate::outbox::run_writer(
             outbox_rx,
             state.clone(),
             tenants.clone(),
-            valid.clone(),
+            writable,
             outbox_stop_rx,
         ));
 
         // Recovery: every checkpointed account, then the log after the watermark.
-        let progress = Arc::new(Progress::default());
         let sleepers: Arc<Mutex<BTreeSet<(Millis, AccountKey)>>> = Arc::default();
         let phase = std::time::Instant::now();
         let stale = restore_accounts(state.as_ref(), &tenants, &registry)?;
@@ -284,6 +290,29 @@ impl Runtime {
             }
         }
         Ok(None)
+    }
+
+    /// Freezes the runtime for a handoff (`Command::Freeze`): a checkpoint,
+    /// then no writes until `thaw`. Returns the position checkpointed.
+    pub async fn freeze(&self) -> Result<Seq> {
+        self.ask(Command::Freeze).await
+    }
+
+    /// Writes again after a freeze, first the changes carried meanwhile.
+    pub async fn thaw(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.dispatch
+            .send(Command::Thaw(tx))
+            .await
+            .map_err(|_| NodeError::Moved(self.shard))?;
+        rx.await.map_err(|_| NodeError::Moved(self.shard))?;
+        self.registry.outbox().flush().await?;
+        Ok(())
+    }
+
+    /// Whether a handoff froze the runtime.
+    pub fn is_frozen(&self) -> bool {
+        self.progress.frozen.load(Ordering::Acquire)
     }
 
     /// An error for answers this runtime must not give any more.

@@ -17,6 +17,9 @@ use liveseg_store::{Result, StoreError};
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
+mod handoff;
+pub use handoff::{Freeze, Handoff, Handoffs, Stamp};
+
 /// Record a heartbeat, and when the node's current run of heartbeats
 /// began: its first one, or its first after a silence longer than the
 /// death-detection time (a pause, a lost connection, a Redis restart).
@@ -194,8 +197,8 @@ impl Coordinator {
         })
     }
 
-    /// Removes `node` from the live set at once (graceful leave): the leader
-    /// reassigns its shards on its next round.
+    /// Removes `node` from the live set at once (the end of a graceful
+    /// leave): the leader reassigns what it still owns on its next round.
     pub fn leave(&self, node: &str) -> Result<()> {
         self.redis.with_conn(|c| {
             ::redis::pipe()
@@ -206,7 +209,9 @@ impl Coordinator {
                 .cmd("HDEL")
                 .arg(key("since"))
                 .arg(node)
-                .query::<(i64, i64)>(c)
+                .cmd("DEL")
+                .arg(key(&format!("leaving:{node}")))
+                .query::<(i64, i64, i64)>(c)
         })?;
         Ok(())
     }

@@ -6,7 +6,10 @@
 //!   hashing of shards onto live nodes with a bounded-load cap and a limit
 //!   on moves per round.
 //! - [`coordinator`] — the coordinator's Redis state: heartbeats judged on
-//!   Redis's clock, the assignment table, fenced leader writes.
+//!   Redis's clock, the assignment table, fenced leader writes, handoff
+//!   intents.
+//! - [`handoff`] — pure: which planned moves wait for a handoff
+//!   (make-before-break) and which the leader writes now.
 //! - [`member`] — a node's control loop: heartbeat, leader election and
 //!   placement rounds, shard lease acquire/renew/drain/release with a
 //!   monotonic local deadline, behind the [`member::ShardHost`] trait.
@@ -20,6 +23,7 @@
 //! decides intent, so a wrong or stale leader costs moves, never safety.
 
 pub mod coordinator;
+pub mod handoff;
 pub mod journal;
 pub mod member;
 pub mod placement;

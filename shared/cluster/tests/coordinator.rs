@@ -91,16 +91,8 @@ fn assignment_writes_stamp_move_times_on_redis_time() {
 /// unless named again.
 #[test]
 fn standby_names_are_fenced_by_the_leader_and_expire() {
-    use liveseg_store::redis::LeaseOutcome;
     let c = Cluster::new();
-    let coordinator = Coordinator::new(c.store.clone());
-    let Ok(LeaseOutcome::Acquired { epoch }) =
-        c.store
-            .leases()
-            .acquire_at(Coordinator::leader_prefix(), "l", 10_000, None)
-    else {
-        panic!("leader lease");
-    };
+    let (coordinator, epoch) = leading_as_l(&c);
     let named = [(2, "x".to_string()), (5, "y".to_string())];
     assert!(
         !coordinator
@@ -158,4 +150,101 @@ fn heartbeats_record_when_a_node_came_back() {
     assert!(back > again);
     coordinator.leave("n1").unwrap();
     assert_eq!(since(&coordinator), None, "a leave forgets it");
+}
+
+/// Handoff intents are the leader's alone; an intent kept from round to
+/// round keeps its id, time and stamps, a changed one starts over; stamps
+/// count only from the side they name and for the intent they name.
+#[test]
+fn handoff_intents_are_fenced_keep_their_stamps_and_expire() {
+    use liveseg_cluster::coordinator::{Freeze, Stamp};
+    let c = Cluster::new();
+    let (coordinator, epoch) = leading_as_l(&c);
+    let s = |v: &str| v.to_string();
+    let intents = [(2, s("a"), s("b")), (5, s("a"), s("c"))];
+    assert!(
+        !coordinator
+            .write_handoffs("l", epoch + 1, &intents, 60_000)
+            .unwrap()
+    );
+    assert!(coordinator.handoffs().unwrap().intents.is_empty());
+    assert!(
+        coordinator
+            .write_handoffs("l", epoch, &intents, 60_000)
+            .unwrap()
+    );
+    let first = coordinator.handoffs().unwrap().intents;
+    let (id2, id5) = (first[&2].id, first[&5].id);
+    assert_ne!(id2, id5);
+    // Only the named side stamps, and only the intent it names.
+    assert!(
+        !coordinator
+            .stamp_handoff(2, id2, "b", Stamp::Frozen(true))
+            .unwrap()
+    );
+    assert!(
+        !coordinator
+            .stamp_handoff(2, id5, "a", Stamp::Frozen(true))
+            .unwrap()
+    );
+    assert!(
+        coordinator
+            .stamp_handoff(2, id2, "a", Stamp::Frozen(true))
+            .unwrap()
+    );
+    assert!(
+        coordinator
+            .stamp_handoff(2, id2, "b", Stamp::Ready)
+            .unwrap()
+    );
+    assert!(
+        coordinator
+            .stamp_handoff(5, id5, "a", Stamp::Frozen(false))
+            .unwrap()
+    );
+    let read = coordinator.handoffs().unwrap().intents;
+    assert_eq!((read[&2].owner, read[&2].ready), (Freeze::Frozen, true));
+    assert_eq!((read[&5].owner, read[&5].ready), (Freeze::Refused, false));
+    // Next round: 2 kept (same id, time, stamps), 5 to another target
+    // (starts over), 7 new; an intent left out is dropped.
+    let next = [
+        (2, s("a"), s("b")),
+        (5, s("a"), s("d")),
+        (7, s("b"), s("c")),
+    ];
+    assert!(
+        coordinator
+            .write_handoffs("l", epoch, &next, 60_000)
+            .unwrap()
+    );
+    let read = coordinator.handoffs().unwrap().intents;
+    assert_eq!(
+        read[&2],
+        first[&2].clone().with_stamps(Freeze::Frozen, true)
+    );
+    assert!(read[&5].id > id5 && read[&5].to == "d");
+    assert_eq!((read[&5].owner, read[&5].ready), (Freeze::Pending, false));
+    assert_eq!(read.len(), 3);
+    assert!(
+        coordinator
+            .write_handoffs("l", epoch, &next[..1], 200)
+            .unwrap()
+    );
+    assert_eq!(coordinator.handoffs().unwrap().intents.len(), 1);
+    eventually(Duration::from_secs(5), "the intents expire", || {
+        coordinator.handoffs().unwrap().intents.is_empty()
+    });
+}
+
+/// A coordinator over `c` with node "l" holding the leader lease, and its epoch.
+fn leading_as_l(c: &Cluster) -> (Coordinator, u64) {
+    use liveseg_store::redis::LeaseOutcome;
+    let Ok(LeaseOutcome::Acquired { epoch }) =
+        c.store
+            .leases()
+            .acquire_at(Coordinator::leader_prefix(), "l", 10_000, None)
+    else {
+        panic!("leader lease");
+    };
+    (Coordinator::new(c.store.clone()), epoch)
 }

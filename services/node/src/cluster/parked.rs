@@ -239,6 +239,25 @@ impl ParkedRuntimes {
         self.lock().remove(&shard)
     }
 
+    /// The standby parked for `shard`, if any: its parking id, the commit
+    /// count its load began at, and its store.
+    pub fn standby(&self, shard: u32) -> Option<(u64, u64, Arc<ShardStore>)> {
+        let map = self.lock();
+        let p = map.get(&shard)?;
+        p.standby.map(|at_load| (p.id, at_load, p.store.clone()))
+    }
+
+    /// Takes the parked runtime of `shard` if it is one whose lease lapsed
+    /// (not a standby).
+    pub fn take_lapsed(&self, shard: u32) -> Option<Parked> {
+        let mut map = self.lock();
+        if map.get(&shard).is_some_and(|p| p.standby.is_none()) {
+            map.remove(&shard)
+        } else {
+            None
+        }
+    }
+
     /// Takes the parked runtime of `shard` if it is still parking `id`.
     pub fn take_if(&self, shard: u32, id: u64) -> Option<Parked> {
         let mut map = self.lock();

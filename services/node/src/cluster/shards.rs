@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod handoff;
 mod resume;
 mod standby;
 #[cfg(test)]
@@ -407,6 +408,22 @@ impl ShardHost for Host {
 
     fn prepare(&self, shard: u32) {
         self.0.prepare(shard);
+    }
+
+    fn prepare_handoff(&self, shard: u32) {
+        self.0.prepare_handoff(shard);
+    }
+
+    fn standby_ready(&self, shard: u32) -> bool {
+        self.0.standby_ready(shard)
+    }
+
+    fn freeze(&self, shard: u32, done: DrainDone) {
+        self.0.freeze(shard, done);
+    }
+
+    fn thaw(&self, shard: u32) {
+        self.0.thaw(shard);
     }
 
     fn drain(&self, shard: u32, done: DrainDone) {

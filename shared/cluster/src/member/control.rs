@@ -1,18 +1,20 @@
 //! The member's control loop: one step every tick on its own thread, with
 //! blocking Redis calls. Renewals come first in every step; then the Redis
 //! restart check, the leader's placement round, acquisitions of assigned
-//! shards, and drains of shards assigned elsewhere.
+//! shards, handoffs (`handoff`), and drains of shards assigned elsewhere.
 
 use super::{DrainDone, MemberConfig, ShardHost, StopReason, View};
 use crate::coordinator::Coordinator;
 use crate::journal::{Journal, Kind, Record, mono_ns};
 use crate::placement::{self, Node, PlacementInput, Settling};
+use handoff::Freezing;
 use liveseg_store::redis::{Fence, LeaseOutcome, RedisStore, ShardLeases};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod handoff;
 mod standby;
 
 /// What the member's owner asks of the loop (`Member::stop`).
@@ -25,6 +27,8 @@ struct Held {
     deadline: Arc<AtomicI64>,
     last_renew_ns: i64,
     draining: Option<(i64, DrainDone)>,
+    /// Frozen (or freezing) for a handoff intent.
+    freeze: Option<Freezing>,
 }
 
 pub(super) struct Loop {
@@ -59,6 +63,8 @@ pub(super) struct Loop {
     live_since_ns: Option<i64>,
     /// Set once a graceful leave has removed this node from the live set.
     left_live_set: bool,
+    /// When a graceful leave began (CLOCK_MONOTONIC ns).
+    leave_started_ns: Option<i64>,
     view: Arc<Mutex<View>>,
 }
 
@@ -100,6 +106,7 @@ impl Loop {
             heartbeat_failed: false,
             live_since_ns: None,
             left_live_set: false,
+            leave_started_ns: None,
             view,
         }
     }
@@ -123,7 +130,8 @@ impl Loop {
         }
     }
 
-    fn step(&mut self) {
+    /// Heartbeats, at most once per tick, once the start quarantine is over.
+    fn heartbeat(&mut self) {
         let now = mono_ns();
         if now >= self.join_at_ns && now - self.last_heartbeat_ns >= ns(self.config.tick) {
             let forget = self.config.dead_after * 20;
@@ -154,13 +162,23 @@ impl Loop {
                 }
             }
         }
+    }
+
+    fn step(&mut self) {
+        self.heartbeat();
         // Renewals first: nothing else in the step may delay them.
         self.expire_and_renew();
         let run_id = self.observe_redis();
         self.leader_step();
+        // Intents before the assignment (see `handoff`).
+        let handoffs = self.read_handoffs();
         self.refresh_assignment();
         self.acquire_assigned(run_id.as_deref());
         self.prepare_standbys();
+        if let Some(h) = &handoffs {
+            self.freeze_for_handoffs(h);
+            self.prepare_handoffs(h);
+        }
         self.drain_unassigned();
         self.finish_drains();
     }
@@ -224,36 +242,65 @@ impl Loop {
         mono_ns() < self.quarantine_until_ns
     }
 
-    /// Leaving: leave the live set, stop leading, drain everything,
-    /// release; true when done. The live set is left here, on the loop's
-    /// own thread, because a step already under way when the owner asked
-    /// to leave would heartbeat again after a removal made from outside,
-    /// and the leader would then wait `dead_after` to move what this node
-    /// drained.
+    /// Leaving, one step; true when done. The node stops leading, marks
+    /// itself leaving and keeps heartbeating, renewing and answering: the
+    /// leader places nothing more on it and hands its shards off like any
+    /// planned move (each frozen here while its next owner loads it), and
+    /// this node drains each one once the table moves it. It leaves the
+    /// live set once it holds nothing, on the loop's own thread: a step
+    /// already under way would otherwise heartbeat again after a removal
+    /// made from outside. Past `leave_timeout` (no leader, say) it drains
+    /// everything and leaves the live set at once, so the leader moves
+    /// what it drained without a handoff.
     fn leave_step(&mut self) -> bool {
-        if !self.left_live_set {
-            match self.coordinator.leave(&self.config.node_id) {
-                Ok(()) => self.left_live_set = true,
-                Err(e) => tracing::warn!(error = %e, "leaving the live set failed; retrying"),
-            }
-        }
+        let now = mono_ns();
+        let started = *self.leave_started_ns.get_or_insert(now);
         if let Some(e) = self.leader_epoch.take() {
             let _ = self
                 .leases
                 .release_at(Coordinator::leader_prefix(), &self.config.node_id, e);
         }
+        let forced = now - started >= ns(self.config.leave_timeout());
+        if !self.left_live_set && !forced {
+            let ttl = (self.config.dead_after * 3).as_millis() as u64;
+            if let Err(e) = self.coordinator.mark_leaving(&self.config.node_id, ttl) {
+                tracing::warn!(error = %e, "marking this node as leaving failed; retrying");
+            }
+            self.heartbeat();
+        }
         self.expire_and_renew();
-        let shards: Vec<u32> = self
-            .held
-            .iter()
-            .filter(|(_, h)| h.draining.is_none())
-            .map(|(s, _)| *s)
-            .collect();
-        for s in shards {
-            self.start_drain(s);
+        let handoffs = self.read_handoffs();
+        self.refresh_assignment();
+        if let Some(h) = &handoffs {
+            self.freeze_for_handoffs(h);
+        }
+        self.drain_unassigned();
+        if forced {
+            if !self.left_live_set {
+                self.leave_live_set();
+            }
+            let shards: Vec<u32> = self
+                .held
+                .iter()
+                .filter(|(_, h)| h.draining.is_none())
+                .map(|(s, _)| *s)
+                .collect();
+            for s in shards {
+                self.start_drain(s);
+            }
         }
         self.finish_drains();
-        self.held.is_empty()
+        if self.held.is_empty() && !self.left_live_set {
+            self.leave_live_set();
+        }
+        self.held.is_empty() && self.left_live_set
+    }
+
+    fn leave_live_set(&mut self) {
+        match self.coordinator.leave(&self.config.node_id) {
+            Ok(()) => self.left_live_set = true,
+            Err(e) => tracing::warn!(error = %e, "leaving the live set failed; retrying"),
+        }
     }
 
     fn leader_step(&mut self) {
@@ -327,10 +374,15 @@ impl Loop {
     /// One leader round: live nodes + current table -> standbys named, and
     /// with `assign`, plan -> fenced write.
     fn placement_round(&mut self, epoch: u64, assign: bool) -> liveseg_store::Result<()> {
-        let live: Vec<Node> = self
+        let heard = self
             .coordinator
-            .live_nodes(self.config.dead_after.as_millis() as u64)?
+            .live_nodes(self.config.dead_after.as_millis() as u64)?;
+        // Leaving nodes take nothing more; what they own moves off them
+        // (handed off while they still answer, `handoff`).
+        let leaving = self.coordinator.leaving(&heard)?;
+        let live: Vec<Node> = heard
             .into_iter()
+            .filter(|id| !leaving.contains(id))
             .map(|id| Node { id, weight: 1 })
             .collect();
         let table = self.coordinator.assignment()?;
@@ -374,21 +426,7 @@ impl Loop {
             return Ok(());
         }
         let plan = placement::plan(&input);
-        if plan.moves.is_empty() {
-            return Ok(());
-        }
-        let changes: Vec<(u32, Option<String>)> = plan
-            .moves
-            .iter()
-            .map(|m| (m.shard, Some(m.to.clone())))
-            .collect();
-        if let Some(v) = self
-            .coordinator
-            .write_assignment(&self.config.node_id, epoch, &changes)?
-        {
-            tracing::info!(version = v, moves = changes.len(), "assignment written");
-        }
-        Ok(())
+        self.write_moves(epoch, &plan.moves)
     }
 
     fn refresh_assignment(&mut self) {
@@ -510,6 +548,7 @@ impl Loop {
                     deadline,
                     last_renew_ns: t0,
                     draining: None,
+                    freeze: None,
                 },
             );
             self.host.activate(s, fence);
@@ -535,7 +574,7 @@ impl Loop {
         let Some(h) = self.held.get_mut(&s) else {
             return;
         };
-        let done = DrainDone(Arc::new(AtomicU8::new(0)));
+        let done = DrainDone::new();
         h.draining = Some((mono_ns(), done.clone()));
         let epoch = h.epoch;
         self.record(s, epoch, Kind::Draining, None);

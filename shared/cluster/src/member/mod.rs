@@ -113,6 +113,21 @@ impl MemberConfig {
         (self.dead_after / 3).max(self.tick * 3)
     }
 
+    /// How long a planned move waits for its handoff (the owner's freeze
+    /// and the target's standby load) before the leader writes it anyway:
+    /// a lease TTL plus death detection, about what a load takes at worst
+    /// and what a crash takeover waits. A move written on time-out still
+    /// finds the target's standby if its load is under way.
+    pub fn handoff_timeout(&self) -> Duration {
+        self.lease_ttl + self.dead_after
+    }
+
+    /// How long a graceful leave waits for its shards to be handed off
+    /// before it drains them all and leaves the live set (no leader).
+    pub fn leave_timeout(&self) -> Duration {
+        self.handoff_timeout() * 2 + self.drain_timeout
+    }
+
     /// Safety margin subtracted from the lease TTL for the local deadline:
     /// 50 ms plus 1% of the TTL (clock-rate differences, scheduling).
     pub fn margin(&self) -> Duration {
@@ -133,11 +148,25 @@ pub enum StopReason {
     Shutdown,
 }
 
-/// Signals the end of a drain (the final fenced commit is done, or failed).
-#[derive(Clone)]
+/// Signals the end of a drain (the final fenced commit is done, or failed),
+/// or of a freeze for a handoff.
+#[derive(Clone, Default)]
 pub struct DrainDone(Arc<AtomicU8>);
 
 impl DrainDone {
+    /// Not finished yet.
+    pub fn new() -> Self {
+        DrainDone(Arc::new(AtomicU8::new(0)))
+    }
+
+    /// `None` until finished, then whether it succeeded.
+    pub fn outcome(&self) -> Option<bool> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            v => Some(v == 1),
+        }
+    }
+
     /// The drain finished; `committed` says whether the final commit landed.
     pub fn finish(&self, committed: bool) {
         self.0
@@ -165,6 +194,30 @@ pub trait ShardHost: Send + Sync + 'static {
     /// twice, and must drop a standby that is not activated in time, or
     /// whose shard someone else wrote meanwhile. The default does nothing.
     fn prepare(&self, _shard: u32) {}
+    /// A handoff: `shard`'s owner froze it for this node (final checkpoint
+    /// written, no more writes until the move or a thaw): load a standby as
+    /// `prepare` does, replacing whatever of the shard this node kept from
+    /// an earlier ownership (it can never resume: the shard was held since).
+    fn prepare_handoff(&self, shard: u32) {
+        self.prepare(shard);
+    }
+    /// Whether a standby of `shard` is loaded here and nobody wrote the
+    /// shard since its load began (so the move may be written now). Called
+    /// on the control thread; may ask Redis. A stale standby is dropped, so
+    /// that the next `prepare_handoff` loads afresh.
+    fn standby_ready(&self, _shard: u32) -> bool {
+        false
+    }
+    /// The leader plans to move `shard` away: write a final checkpoint, then
+    /// write nothing more (keep answering; changes are carried), and call
+    /// `done.finish(true)`, or `done.finish(false)` if it cannot. A drain
+    /// of a frozen shard then writes nothing. The default cannot freeze.
+    fn freeze(&self, _shard: u32, done: DrainDone) {
+        done.finish(false);
+    }
+    /// The planned move of a frozen `shard` was called off: write again
+    /// (first what was carried while frozen).
+    fn thaw(&self, _shard: u32) {}
 }
 
 /// What the member believes now, for routing and status.

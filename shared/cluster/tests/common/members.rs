@@ -10,6 +10,7 @@ use liveseg_store::redis::{Fence, Fsync, RedisOptions, RedisProcess, RedisStore}
 use liveseg_store::{CommitBatch, StateStore};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,12 @@ pub struct RecordingHost {
     pub drains: Mutex<Vec<(u32, Instant)>>,
     /// Every standby request (shard, instant).
     pub prepared: Mutex<Vec<(u32, Instant)>>,
+    /// Every handoff: standby requests, freezes and thaws (shard, instant).
+    pub handoff_prepared: Mutex<Vec<(u32, Instant)>>,
+    pub frozen: Mutex<Vec<(u32, Instant)>>,
+    pub thawed: Mutex<Vec<(u32, Instant)>>,
+    /// Whether a standby prepared for a handoff says it is ready.
+    pub ready: AtomicBool,
 }
 
 impl RecordingHost {
@@ -37,7 +44,20 @@ impl RecordingHost {
             activated: Mutex::default(),
             drains: Mutex::default(),
             prepared: Mutex::default(),
+            handoff_prepared: Mutex::default(),
+            frozen: Mutex::default(),
+            thawed: Mutex::default(),
+            ready: AtomicBool::new(true),
         })
+    }
+
+    /// The shards of `events` (first instant of each).
+    pub fn first(events: &Mutex<Vec<(u32, Instant)>>) -> BTreeMap<u32, Instant> {
+        let mut out = BTreeMap::new();
+        for (s, at) in events.lock().unwrap().iter() {
+            out.entry(*s).or_insert(*at);
+        }
+        out
     }
 
     pub fn active(&self) -> BTreeSet<u32> {
@@ -64,6 +84,32 @@ impl ShardHost for RecordingHost {
 
     fn prepare(&self, shard: u32) {
         self.prepared.lock().unwrap().push((shard, Instant::now()));
+    }
+
+    fn prepare_handoff(&self, shard: u32) {
+        self.handoff_prepared
+            .lock()
+            .unwrap()
+            .push((shard, Instant::now()));
+    }
+
+    fn standby_ready(&self, shard: u32) -> bool {
+        self.ready.load(Ordering::Acquire)
+            && self
+                .handoff_prepared
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(s, _)| *s == shard)
+    }
+
+    fn freeze(&self, shard: u32, done: DrainDone) {
+        self.frozen.lock().unwrap().push((shard, Instant::now()));
+        done.finish(true);
+    }
+
+    fn thaw(&self, shard: u32) {
+        self.thawed.lock().unwrap().push((shard, Instant::now()));
     }
 
     fn drain(&self, shard: u32, done: DrainDone) {

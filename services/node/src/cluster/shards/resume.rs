@@ -131,12 +131,14 @@ impl ShardRuntimes {
             metrics::counter!(liveseg_telemetry::names::SHARD_RESUMES_TOTAL).increment(1);
         }
         // Changes the runtime carried while it could not write (a standby's
-        // replay, time-driven exits while parked) are indexed only once
-        // written: write them now rather than with the next batch.
+        // replay, time-driven exits while parked or frozen) are indexed
+        // only once written: write them now rather than with the next
+        // batch. A runtime frozen for a handoff before its lease lapsed
+        // writes again (`thaw` is in-band, after anything queued).
         let runtime = p.runtime.clone();
         self.ctx.handle.spawn(async move {
-            if let Err(e) = runtime.registry.outbox().flush().await {
-                tracing::warn!(shard, error = %e.message, "writing carried changes failed; they go with the next batch");
+            if let Err(e) = runtime.thaw().await {
+                tracing::warn!(shard, error = %e, "writing carried changes failed; they go with the next batch");
             }
         });
         self.serve(shard, generation, p.runtime, p.store, fence, tail_stop);

@@ -174,7 +174,10 @@ impl ShardRuntimes {
     async fn load_standby(self: Arc<Self>, mut guard: LoadGuard) {
         let shard = guard.shard;
         let started = Instant::now();
-        tracing::info!(shard, "standby load started: the shard's owner is silent");
+        tracing::info!(
+            shard,
+            "standby load started: the shard's owner is silent, or froze it for this node"
+        );
         let store = Arc::new(self.ctx.redis.shard(
             shard,
             Fence {

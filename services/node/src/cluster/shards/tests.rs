@@ -1,8 +1,11 @@
-//! Standby takeovers against a real `redis-server`: the activation serves
-//! the standby itself when nobody committed to the shard since its load
-//! began, and loads afresh when someone did.
+//! Standby takeovers and handoffs against a real `redis-server`: the
+//! activation serves the standby itself when nobody committed to the shard
+//! since its load began, and loads afresh when someone did; an owner frozen
+//! for a handoff writes nothing (so the next owner's standby stays good)
+//! until it is thawed.
 
 use super::*;
+use liveseg_cluster::member::DrainDone;
 use liveseg_store::StateStore;
 use liveseg_store::redis::{Fsync, LeaseOutcome, RedisOptions, RedisProcess};
 
@@ -28,11 +31,27 @@ fn node_with(redis_durable: bool, io_timeout: Duration) -> Node {
     })
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let runtimes = runtimes_on(&redis, "me", dir.path(), redis_durable);
+    Node {
+        redis_process: process,
+        redis,
+        runtimes,
+        _dir: dir,
+    }
+}
+
+/// Node `node_id`'s shard runtimes over `redis`.
+fn runtimes_on(
+    redis: &RedisStore,
+    node_id: &str,
+    dir: &std::path::Path,
+    redis_durable: bool,
+) -> Arc<ShardRuntimes> {
     let config = NodeConfig {
-        data_dir: dir.path().to_path_buf(),
+        data_dir: dir.to_path_buf(),
         ..NodeConfig::default()
     };
-    let runtimes = ShardRuntimes::new(ShardContext {
+    ShardRuntimes::new(ShardContext {
         redis: redis.clone(),
         catalog: Arc::new(redis.catalog()),
         clock: crate::server::clock_for(&config),
@@ -41,15 +60,9 @@ fn node_with(redis_durable: bool, io_timeout: Duration) -> Node {
         shards: 4,
         redis_durable,
         handle: tokio::runtime::Handle::current(),
-        node_id: "me".into(),
+        node_id: node_id.into(),
         standby_for: Duration::from_secs(60),
-    });
-    Node {
-        redis_process: process,
-        redis,
-        runtimes,
-        _dir: dir,
-    }
+    })
 }
 
 /// Polls `f` every 10 ms until it returns something, for at most 20 s.
@@ -160,4 +173,148 @@ async fn an_activation_waiting_for_a_failed_standby_gets_a_load() {
         "loaded instead"
     );
     assert!(n.runtimes.standbys.loading().is_empty());
+}
+
+/// Tenant `t` with one segment, and its shard.
+fn tenant_t(redis: &RedisStore) -> u32 {
+    let catalog = redis.catalog();
+    catalog.create_tenant("t", "T", 0).unwrap();
+    let segment = r#"{"key":"webinar","name":"W","entity":"contact","condition":{"events":{"event":{"kind":"custom","name":"Webinar Registered"},"within":"365d"}}}"#;
+    catalog.put_segment("t", "webinar", segment).unwrap();
+    shard_of("t", 4)
+}
+
+/// Appends a `Webinar Registered` of `user` to `shard`'s stream; its seq.
+fn append(redis: &RedisStore, shard: u32, user: &str) -> u64 {
+    use liveseg_store::{AppendOutcome, EventLog};
+    let json = serde_json::json!({
+        "type": "track", "event": "Webinar Registered", "messageId": format!("m-{user}"),
+        "userId": user, "context": {"groupId": "acme"}, "timestamp": "2026-11-30T10:00:00Z",
+    });
+    let item = liveseg_store::AppendItem {
+        tenant: "t".into(),
+        message_id: format!("m-{user}"),
+        payload: json.to_string().into_bytes(),
+    };
+    let store = redis.shard(shard, Fence::new("ingest", 0));
+    match store.append(&[item], 0).unwrap()[0] {
+        AppendOutcome::Accepted { seq } => seq,
+        other => panic!("append: {other:?}"),
+    }
+}
+
+/// `runtime` knows contact `user` (it applied its event).
+async fn knows(runtime: &Runtime, user: &str) {
+    until("the event to be applied", || {
+        runtime
+            .tenants
+            .get("t")
+            .and_then(|t| t.account_of(user))
+            .map(|_| ())
+    })
+    .await;
+}
+
+fn commits(redis: &RedisStore, shard: u32) -> u64 {
+    redis
+        .shard(shard, Fence::new("reader", 0))
+        .commit_count()
+        .unwrap()
+}
+
+/// Owner "me" serving tenant `t`'s shard with contact u1 applied: the
+/// shard, its runtime and the lease's epoch.
+async fn serving_t(n: &Node) -> (u32, Arc<Runtime>, u64) {
+    let shard = tenant_t(&n.redis);
+    let fence = acquire(&n.redis, shard, "me");
+    let epoch = crate::cluster::parked::epoch_of(&fence.token).unwrap();
+    Host(n.runtimes.clone()).activate(shard, fence);
+    let owner = until("the owner to serve", || n.runtimes.runtime(shard)).await;
+    append(&n.redis, shard, "u1");
+    knows(&owner, "u1").await;
+    (shard, owner, epoch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_owner_writes_nothing_and_its_next_owner_serves_from_the_standby() {
+    let n = node(true);
+    let (shard, owner, epoch) = serving_t(&n).await;
+    let host = Host(n.runtimes.clone());
+    let frozen = DrainDone::new();
+    host.freeze(shard, frozen.clone());
+    until("the freeze", || frozen.outcome()).await;
+    assert_eq!(frozen.outcome(), Some(true));
+    let at_freeze = commits(&n.redis, shard);
+    // Frozen: it applies and answers, and writes nothing (no change log
+    // commit for u2's entry, no checkpoint).
+    append(&n.redis, shard, "u2");
+    knows(&owner, "u2").await;
+    assert!(owner.is_valid());
+    assert_eq!(
+        owner
+            .ask(crate::dispatch::Command::Checkpoint)
+            .await
+            .unwrap(),
+        0
+    );
+    // The next owner loads a standby meanwhile; it is ready.
+    let dir = tempfile::tempdir().unwrap();
+    let target = runtimes_on(&n.redis, "target", dir.path(), true);
+    let target_host = Host(target.clone());
+    target_host.prepare_handoff(shard);
+    let standby = standby_of(&target, shard).await;
+    assert!(target_host.standby_ready(shard));
+    // The move: the drain of a frozen shard commits nothing either.
+    let drained = DrainDone::new();
+    host.drain(shard, drained.clone());
+    until("the drain", || drained.outcome()).await;
+    assert_eq!(
+        commits(&n.redis, shard),
+        at_freeze,
+        "the freeze kept Redis still"
+    );
+    assert!(n.redis.leases().release(shard, "me", epoch).unwrap());
+    target_host.activate(shard, acquire(&n.redis, shard, "target"));
+    let served = until("the target to serve", || target.runtime(shard)).await;
+    assert!(Arc::ptr_eq(&served, &standby), "served from the standby");
+    assert_eq!(target.loads.load(Ordering::Relaxed), 0, "no load");
+    // It reads what came in during the freeze from the stream, and writes
+    // the changes the owner carried and dropped.
+    knows(&served, "u2").await;
+    until("the target's first commit", || {
+        (commits(&n.redis, shard) > at_freeze).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thawed_owner_writes_what_it_carried_and_spoils_the_standby() {
+    let n = node(true);
+    let (shard, owner, _) = serving_t(&n).await;
+    owner.freeze().await.unwrap();
+    let at_freeze = commits(&n.redis, shard);
+    append(&n.redis, shard, "u2");
+    knows(&owner, "u2").await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = runtimes_on(&n.redis, "target", dir.path(), true);
+    let target_host = Host(target.clone());
+    target_host.prepare_handoff(shard);
+    standby_of(&target, shard).await;
+    assert!(target_host.standby_ready(shard));
+    // Called off: the owner writes u2's changes, then checkpoints again.
+    Host(n.runtimes.clone()).thaw(shard);
+    until("the carried changes", || {
+        (commits(&n.redis, shard) > at_freeze).then_some(())
+    })
+    .await;
+    assert!(!owner.is_frozen());
+    assert!(
+        owner
+            .ask(crate::dispatch::Command::Checkpoint)
+            .await
+            .unwrap()
+            > 0
+    );
+    assert!(!target_host.standby_ready(shard), "written since it loaded");
+    assert!(!target.parked.holds(shard), "the stale standby is dropped");
 }

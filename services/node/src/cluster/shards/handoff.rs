@@ -1,0 +1,109 @@
+//! A node's part in handoffs (make-before-break for planned moves; the
+//! protocol is in `liveseg_cluster::coordinator::handoff`).
+//!
+//! As the owner, a shard is frozen (`Runtime::freeze`: a checkpoint, then
+//! no writes, still answering) while the next owner loads a standby, and
+//! its drain then writes nothing; if the move is called off it is thawed.
+//! As the target, a standby is loaded once the owner froze the shard, and
+//! reported ready while Redis's commit count for the shard is still the one
+//! its load began at, which the freeze keeps still. The takeover then
+//! serves from the standby under the usual check (`parked::agrees_with`).
+//! Without `redis_durable` no standby could be used, so nothing freezes
+//! and moves go as before (drain, release, load).
+
+use super::ShardRuntimes;
+use super::standby;
+use liveseg_cluster::member::DrainDone;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl ShardRuntimes {
+    /// Freezes the serving runtime of `shard`, then reports on `done`.
+    pub(super) fn freeze(&self, shard: u32, done: DrainDone) {
+        let runtime = match self.runtime(shard) {
+            Some(rt) if self.ctx.redis_durable => rt,
+            _ => {
+                done.finish(false);
+                return;
+            }
+        };
+        self.ctx.handle.spawn(async move {
+            let started = Instant::now();
+            match runtime.freeze().await {
+                Ok(at) => {
+                    tracing::info!(
+                        shard,
+                        at,
+                        freeze_ms = started.elapsed().as_millis() as u64,
+                        "shard frozen for a handoff: checkpointed, writing nothing more"
+                    );
+                    done.finish(true);
+                }
+                Err(e) => {
+                    tracing::warn!(shard, error = %e, "freezing for a handoff failed; the move goes without");
+                    done.finish(false);
+                }
+            }
+        });
+    }
+
+    /// Thaws the serving runtime of `shard` (a called-off handoff). A
+    /// runtime parked meanwhile is thawed when it resumes.
+    pub(super) fn thaw(&self, shard: u32) {
+        let Some(runtime) = self.runtime(shard) else {
+            return;
+        };
+        self.ctx.handle.spawn(async move {
+            match runtime.thaw().await {
+                Ok(()) => tracing::info!(shard, "shard thawed: the handoff was called off"),
+                Err(e) => {
+                    tracing::warn!(shard, error = %e, "thawing: carried changes go with the next batch")
+                }
+            }
+        });
+    }
+
+    /// Loads a standby of `shard` for a handoff, first dropping a runtime
+    /// parked here after an earlier lease of it lapsed: another node holds
+    /// the shard now, so that one can never resume.
+    pub(super) fn prepare_handoff(self: &Arc<Self>, shard: u32) {
+        if let Some(old) = self.parked.take_lapsed(shard) {
+            tracing::info!(
+                shard,
+                "parked shard runtime dropped: the shard is handed to this node afresh"
+            );
+            self.ctx
+                .handle
+                .spawn(async move { old.runtime.abort().await });
+        }
+        self.prepare(shard);
+    }
+
+    /// Whether a standby of `shard` is parked and nobody committed to the
+    /// shard since its load began; a stale one is dropped. Blocking.
+    pub(super) fn standby_ready(&self, shard: u32) -> bool {
+        let Some((id, at_load, store)) = self.parked.standby(shard) else {
+            return false;
+        };
+        match store.commit_count() {
+            Ok(now) if now == at_load => true,
+            Ok(_) => {
+                if let Some(p) = self.parked.take_if(shard, id) {
+                    tracing::info!(
+                        shard,
+                        "standby dropped: the shard was written since it loaded"
+                    );
+                    standby::count_unused(&p);
+                    self.ctx
+                        .handle
+                        .spawn(async move { p.runtime.abort().await });
+                }
+                false
+            }
+            Err(e) => {
+                tracing::warn!(shard, error = %e, "reading the shard's commit count failed");
+                false
+            }
+        }
+    }
+}
