@@ -50,8 +50,10 @@ pub struct ClusterArgs {
     /// with `appendfsync always`, no failover to an asynchronous replica):
     /// nodes then skip the one-lease quarantine after a Redis restart,
     /// resume shards whose lease lapsed while Redis was away instead of
-    /// reloading them, and load standbys of a silent owner's shards ahead
-    /// of its lease, if Redis also reports that configuration.
+    /// reloading them, load standbys of a silent owner's shards ahead of
+    /// its lease, and hand planned moves off make-before-break (the owner
+    /// keeps answering while the next one loads), if Redis also reports
+    /// that configuration.
     #[arg(long, env = "LIVESEG_REDIS_DURABLE")]
     pub redis_durable: bool,
     /// Append ownership changes (on CLOCK_MONOTONIC) to this JSON-lines file.

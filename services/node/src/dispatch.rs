@@ -48,10 +48,17 @@ pub enum Command {
     Barrier(oneshot::Sender<Seq>),
     /// A handoff is planned: a checkpoint of everything sent before, then
     /// no more writes (`Progress::frozen`) until `Thaw`. Answers with the
-    /// position checkpointed.
-    Freeze(oneshot::Sender<Result<Seq>>),
+    /// position checkpointed, or `None` if it was frozen already. `request` (`Runtime::next_freeze_request`)
+    /// orders it with thaws: an older request than one applied is ignored.
+    Freeze {
+        request: u64,
+        reply: oneshot::Sender<Result<Option<Seq>>>,
+    },
     /// The handoff was called off: write again.
-    Thaw(oneshot::Sender<()>),
+    Thaw {
+        request: u64,
+        reply: oneshot::Sender<()>,
+    },
     /// Final checkpoint, then stop (everything sent before it is applied first).
     Shutdown(oneshot::Sender<Result<usize>>),
 }
@@ -74,6 +81,8 @@ pub struct Progress {
     /// refused, the outbox carries its changes), so the shard's state in
     /// Redis stays what the next owner's standby loads.
     pub frozen: AtomicBool,
+    /// The last freeze or thaw request handed out (`Command::Freeze`).
+    pub freeze_requests: AtomicU64,
 }
 
 /// A wake that failed (the store away) is tried again this much later.
@@ -98,6 +107,8 @@ pub struct Dispatcher {
     /// the same accounts replacing them.
     unwritten: HashMap<(String, String), AccountCheckpoint>,
     dispatched: Seq,
+    /// The last freeze or thaw request applied.
+    freeze_request: u64,
 }
 
 type Groups = Vec<(Arc<TenantState>, String, Vec<Delivery>)>;
@@ -127,6 +138,7 @@ impl Dispatcher {
             sleepers,
             dirty_contacts: HashMap::new(),
             unwritten: HashMap::new(),
+            freeze_request: 0,
             dispatched: start_after,
         }
     }
@@ -235,9 +247,12 @@ impl Dispatcher {
                 Command::Barrier(reply) => {
                     let _ = reply.send(self.dispatched);
                 }
-                Command::Freeze(reply) => self.freeze(reply).await?,
-                Command::Thaw(reply) => {
-                    self.progress.frozen.store(false, Ordering::Release);
+                Command::Freeze { request, reply } => self.freeze(request, reply).await?,
+                Command::Thaw { request, reply } => {
+                    if request > self.freeze_request {
+                        self.freeze_request = request;
+                        self.progress.frozen.store(false, Ordering::Release);
+                    }
                     let _ = reply.send(());
                 }
                 Command::Shutdown(reply) => {
@@ -256,8 +271,11 @@ impl Dispatcher {
                 }
             }
         }
-        // Final checkpoint on shutdown so restart replays nothing.
-        self.checkpoint().await?;
+        // Final checkpoint on shutdown so restart replays nothing (none
+        // when frozen: the next owner's standby holds the freeze's).
+        if !self.progress.frozen.load(Ordering::Acquire) {
+            self.checkpoint().await?;
+        }
         Ok(())
     }
 
@@ -474,11 +492,6 @@ impl Dispatcher {
         if !self.progress.frozen.load(Ordering::Acquire) {
             return Some(cmd);
         }
-        let handing_off = || {
-            NodeError::Unavailable(
-                "the shard is being handed off to another node; retry shortly".into(),
-            )
-        };
         match cmd {
             Command::Checkpoint(reply) | Command::Passivate(_, reply) => {
                 let _ = reply.send(Ok(0));
@@ -493,9 +506,20 @@ impl Dispatcher {
 
     /// Checkpoints, then freezes (`Command::Freeze`). A checkpoint that
     /// fails leaves the runtime as it was (and stops it, if fatal).
-    async fn freeze(&mut self, reply: oneshot::Sender<Result<Seq>>) -> Result<()> {
+    async fn freeze(
+        &mut self,
+        request: u64,
+        reply: oneshot::Sender<Result<Option<Seq>>>,
+    ) -> Result<()> {
+        if request < self.freeze_request {
+            let _ = reply.send(Err(NodeError::Unavailable(
+                "a later thaw overtook this freeze".into(),
+            )));
+            return Ok(());
+        }
+        self.freeze_request = request;
         if self.progress.frozen.load(Ordering::Acquire) {
-            let _ = reply.send(Ok(self.dispatched));
+            let _ = reply.send(Ok(None));
             return Ok(());
         }
         let r = self.checkpoint().await;
@@ -510,7 +534,7 @@ impl Dispatcher {
         // A change-log commit the outbox began before the flag ends before
         // the answer: nothing this runtime writes lands after it.
         let _ = self.registry.outbox().flush().await;
-        let _ = reply.send(Ok(self.dispatched));
+        let _ = reply.send(Ok(Some(self.dispatched)));
         Ok(())
     }
 
@@ -584,6 +608,11 @@ fn retryable(e: &NodeError) -> bool {
         NodeError::Store(s) => crate::error::store_may_recover(s),
         _ => false,
     }
+}
+
+/// Why a definition change is refused while the shard is frozen.
+pub(crate) fn handing_off() -> NodeError {
+    NodeError::Unavailable("the shard is being handed off to another node; retry shortly".into())
 }
 
 /// The error that must stop the dispatcher, if `r` failed for good.

@@ -292,17 +292,25 @@ impl Runtime {
         Ok(None)
     }
 
+    /// Orders freezes and thaws: take one when deciding, synchronously, and
+    /// pass it to `freeze` or `thaw`, so a request overtaken on its way to
+    /// the dispatcher by a later one is ignored.
+    pub fn next_freeze_request(&self) -> u64 {
+        self.progress.freeze_requests.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
     /// Freezes the runtime for a handoff (`Command::Freeze`): a checkpoint,
-    /// then no writes until `thaw`. Returns the position checkpointed.
-    pub async fn freeze(&self) -> Result<Seq> {
-        self.ask(Command::Freeze).await
+    /// then no writes until `thaw`. Returns the position checkpointed, or
+    /// `None` if it was frozen already.
+    pub async fn freeze(&self, request: u64) -> Result<Option<Seq>> {
+        self.ask(|reply| Command::Freeze { request, reply }).await
     }
 
     /// Writes again after a freeze, first the changes carried meanwhile.
-    pub async fn thaw(&self) -> Result<()> {
+    pub async fn thaw(&self, request: u64) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.dispatch
-            .send(Command::Thaw(tx))
+            .send(Command::Thaw { request, reply: tx })
             .await
             .map_err(|_| NodeError::Moved(self.shard))?;
         rx.await.map_err(|_| NodeError::Moved(self.shard))?;
@@ -313,6 +321,17 @@ impl Runtime {
     /// Whether a handoff froze the runtime.
     pub fn is_frozen(&self) -> bool {
         self.progress.frozen.load(Ordering::Acquire)
+    }
+
+    /// Takes the lock of definition changes, unless the runtime is frozen
+    /// for a handoff: then the change is refused before anything is stored
+    /// (the catalog would otherwise hold a set the runtime never installs).
+    pub async fn lock_definitions(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
+        let guard = self.definitions_lock.lock().await;
+        if self.is_frozen() {
+            return Err(crate::dispatch::handing_off());
+        }
+        Ok(guard)
     }
 
     /// An error for answers this runtime must not give any more.

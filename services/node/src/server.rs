@@ -286,8 +286,9 @@ impl NodeHandle {
     }
 
     /// Standalone: stops intake, applies and checkpoints everything
-    /// accepted, exits. Cluster: hands every shard off (drain, final
-    /// fenced checkpoint, release) while still routing, then exits.
+    /// accepted, exits. Cluster: hands every shard off (frozen while the
+    /// next owner loads it, then released; or drained with a final fenced
+    /// checkpoint) while still routing, then exits.
     pub async fn shutdown(self) -> Result<()> {
         self.serving.not_serving().await;
         let result = match &self.inner.units {

@@ -15,26 +15,25 @@ use liveseg_cluster::member::MemberConfig;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// Checks, for every shard `to` took from `from_hosts`, that its owner
-/// froze it, then `to` prepared it, then the owner drained it, then `to`
-/// activated it. Returns how many such shards there were.
+/// Checks, for every shard `to` last took from one of `from_hosts`, that
+/// the owner froze it, then `to` was asked to prepare it, then the owner
+/// drained it, then `to` activated it (the last of each before the next).
+/// Returns how many such shards there were.
 fn handed_off(to: &RecordingHost, from_hosts: &[&RecordingHost]) -> usize {
-    let prepared = RecordingHost::first(&to.handoff_prepared);
     let activated = to.activated.lock().unwrap().clone();
     let mut n = 0;
     for (shard, active_at) in activated {
-        let Some(owner) = from_hosts
+        let Some((owner, drained)) = from_hosts
             .iter()
-            .find(|h| h.drains.lock().unwrap().iter().any(|(s, _)| *s == shard))
+            .find_map(|h| RecordingHost::last_before(&h.drains, shard, active_at).map(|d| (h, d)))
         else {
             continue;
         };
-        let frozen = RecordingHost::first(&owner.frozen)[&shard];
-        let drained = RecordingHost::first(&owner.drains)[&shard];
-        let ready = prepared[&shard];
-        assert!(frozen <= ready, "shard {shard}: frozen before prepared");
-        assert!(ready <= drained, "shard {shard}: prepared before the drain");
-        assert!(drained <= active_at, "shard {shard}: drained before taken");
+        let prepared = RecordingHost::last_before(&to.handoff_prepared, shard, drained)
+            .unwrap_or_else(|| panic!("shard {shard}: not prepared before the drain"));
+        let frozen = RecordingHost::last_before(&owner.frozen, shard, prepared)
+            .unwrap_or_else(|| panic!("shard {shard}: not frozen before it was prepared"));
+        assert!(frozen <= prepared && prepared <= drained && drained <= active_at);
         n += 1;
     }
     n
@@ -152,4 +151,55 @@ fn a_handoff_whose_target_never_gets_ready_is_written_after_the_timeout() {
         converged(&[(&a, &ha), (&b, &hb), (&m3, &h3)])
     });
     c.assert_no_double_ownership();
+}
+
+#[test]
+fn a_move_from_an_owner_that_cannot_freeze_is_written_at_once() {
+    let c = Cluster::new();
+    let ((a, ha), (b, hb)) = c.two_converged();
+    ha.can_freeze.store(false, Ordering::Release);
+    hb.can_freeze.store(false, Ordering::Release);
+    let (m3, h3) = c.member("c");
+    eventually(Duration::from_secs(30), "c takes its share", || {
+        converged(&[(&a, &ha), (&b, &hb), (&m3, &h3)]) && h3.active().len() >= 4
+    });
+    assert!(
+        h3.handoff_prepared.lock().unwrap().is_empty(),
+        "nothing frozen to prepare"
+    );
+    // Written as soon as the owner refused, not after the handoff timeout.
+    let timeout = MemberConfig::test("", "", SHARDS).handoff_timeout();
+    for (shard, at) in h3.activated.lock().unwrap().iter() {
+        let asked = RecordingHost::last_before(&ha.frozen, *shard, *at)
+            .or_else(|| RecordingHost::last_before(&hb.frozen, *shard, *at))
+            .unwrap_or_else(|| panic!("shard {shard}: its owner was not asked to freeze"));
+        assert!(
+            *at - asked < timeout / 2,
+            "shard {shard} waited {:?}",
+            *at - asked
+        );
+    }
+    c.assert_no_double_ownership();
+}
+
+#[test]
+fn a_lone_member_leaves_without_waiting_for_a_handoff() {
+    let c = Cluster::new();
+    let (m, h) = c.member("a");
+    eventually(Duration::from_secs(20), "a owns every shard", || {
+        converged(&[(&m, &h)])
+    });
+    let started = std::time::Instant::now();
+    m.leave();
+    // Nobody to hand off to: it drains at once rather than after the
+    // leave timeout.
+    let config = MemberConfig::test("", "", SHARDS);
+    assert!(
+        started.elapsed() < config.handoff_timeout(),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(h.active().is_empty());
+    assert!(h.stops.lock().unwrap().is_empty(), "drained, not cut off");
+    assert_eq!(h.drains.lock().unwrap().len(), SHARDS as usize);
 }

@@ -58,6 +58,11 @@ pub const SHARD_RESUMES_TOTAL: &str = "liveseg_shard_resumes_total";
 /// shard was written since the load).
 pub const SHARD_STANDBYS_TOTAL: &str = "liveseg_shard_standbys_total";
 
+/// Counter of an owner's freezes of a shard for a planned move (the next
+/// owner loads a standby meanwhile), by [`label::KIND`]: `frozen`, `failed`
+/// (the move goes without) or `thawed` (the move was called off).
+pub const SHARD_FREEZES_TOTAL: &str = "liveseg_shard_freezes_total";
+
 /// Histogram: one pass of a node's live calibration of served scores
 /// (reading its logs, matching scores to matured outcomes).
 pub const SERVED_CALIBRATION_SECONDS: &str = "liveseg_served_calibration_seconds";
@@ -98,6 +103,7 @@ pub const ALL: &[&str] = &[
     SHARD_LOAD_SECONDS,
     SHARD_RESUMES_TOTAL,
     SHARD_STANDBYS_TOTAL,
+    SHARD_FREEZES_TOTAL,
     SERVED_CALIBRATION_SECONDS,
     TENANT_REBUILDS_TOTAL,
     MODEL_REJECTED_TOTAL,

@@ -167,6 +167,11 @@ pub fn describe_metrics() {
         Unit::Count,
         "Standby shard loads, by kind: loaded, used after the lease was acquired, or unused."
     );
+    describe_counter!(
+        names::SHARD_FREEZES_TOTAL,
+        Unit::Count,
+        "Shards an owner froze for a planned move, by kind: frozen, failed, or thawed (called off)."
+    );
     describe_histogram!(
         names::SERVED_CALIBRATION_SECONDS,
         Unit::Seconds,

@@ -9,8 +9,9 @@
 //!   runtime is (`shards`): a non-owner forwards them (`crate::forward`) or
 //!   answers `UNAVAILABLE` naming the owner.
 //! - The member's control loop (liveseg-cluster) decides which shards this
-//!   node serves; SIGTERM leaves gracefully (drain, final fenced
-//!   checkpoint, release).
+//!   node serves; SIGTERM leaves gracefully: each shard is handed off
+//!   (frozen here while the next owner loads it, then released), or,
+//!   without `--redis-durable`, drained with a final fenced checkpoint.
 
 mod backoff;
 mod parked;
@@ -123,7 +124,8 @@ impl ClusterState {
         self.view().is_some_and(|v| v.leader)
     }
 
-    /// Graceful leave (blocking): every shard is drained and released.
+    /// Graceful leave (blocking): every shard is handed off (or drained)
+    /// and released (`Member::leave`).
     pub fn leave(&self) {
         let member = self.member.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(m) = member {

@@ -274,7 +274,7 @@ impl pb::content_service_server::ContentService for ContentApi {
         let now = self.0.clock.now();
         let mut records = Vec::new();
         // Definitions and content change the tenant's set under one lock.
-        let _guard = rt.definitions_lock.lock().await;
+        let _guard = rt.lock_definitions().await?;
         // Each vector must fit the library (same model and dimensions, not
         // degenerate) before anything is stored.
         let mut lib = content::library(self.0.catalog.as_ref(), &tenant.id)?;
@@ -373,7 +373,7 @@ impl pb::content_service_server::ContentService for ContentApi {
         let Scope { rt, tenant } = tenant_of(&self.0, &req)?;
         tracing::Span::current().record("tenant", tenant.id.as_ref());
         // Nothing else changes the tenant's content or definitions meanwhile.
-        let _guard = rt.definitions_lock.lock().await;
+        let _guard = rt.lock_definitions().await?;
         let mut records = content::records(self.0.catalog.as_ref(), &tenant.id)?;
         let previous: BTreeSet<String> = records.iter().map(|r| r.model.clone()).collect();
         let mut model: Option<String> = None;

@@ -83,7 +83,7 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
     ) -> Result<Response<pb::Segment>, Status> {
         let Scope { rt, tenant } = tenant_of(&self.0, &req)?;
         let def = one_definition(&req.get_ref().definition)?;
-        let _guard = rt.definitions_lock.lock().await;
+        let _guard = rt.lock_definitions().await?;
         let mut defs: Vec<SegmentDefinition> = self
             .stored(&tenant)?
             .into_iter()
@@ -128,7 +128,7 @@ impl pb::segment_service_server::SegmentService for SegmentsApi {
                 "key: the system segment cannot be deleted",
             ));
         }
-        let _guard = rt.definitions_lock.lock().await;
+        let _guard = rt.lock_definitions().await?;
         let all: Vec<SegmentDefinition> =
             self.stored(&tenant)?.into_iter().map(|(d, _)| d).collect();
         if !all.iter().any(|d| d.key == key) {

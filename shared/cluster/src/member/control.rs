@@ -65,6 +65,8 @@ pub(super) struct Loop {
     left_live_set: bool,
     /// When a graceful leave began (CLOCK_MONOTONIC ns).
     leave_started_ns: Option<i64>,
+    /// Since when a leaving node has seen no leader.
+    leaderless_since_ns: Option<i64>,
     view: Arc<Mutex<View>>,
 }
 
@@ -107,6 +109,7 @@ impl Loop {
             live_since_ns: None,
             left_live_set: false,
             leave_started_ns: None,
+            leaderless_since_ns: None,
             view,
         }
     }
@@ -172,11 +175,11 @@ impl Loop {
         self.leader_step();
         // Intents before the assignment (see `handoff`).
         let handoffs = self.read_handoffs();
-        self.refresh_assignment();
+        let fresh = self.refresh_assignment();
         self.acquire_assigned(run_id.as_deref());
         self.prepare_standbys();
         if let Some(h) = &handoffs {
-            self.freeze_for_handoffs(h);
+            self.freeze_for_handoffs(h, fresh);
             self.prepare_handoffs(h);
         }
         self.drain_unassigned();
@@ -260,7 +263,9 @@ impl Loop {
                 .leases
                 .release_at(Coordinator::leader_prefix(), &self.config.node_id, e);
         }
-        let forced = now - started >= ns(self.config.leave_timeout());
+        let forced = now - started >= ns(self.config.leave_timeout())
+            || self.left_live_set
+            || self.nobody_to_take_over(now);
         if !self.left_live_set && !forced {
             let ttl = (self.config.dead_after * 3).as_millis() as u64;
             if let Err(e) = self.coordinator.mark_leaving(&self.config.node_id, ttl) {
@@ -270,9 +275,9 @@ impl Loop {
         }
         self.expire_and_renew();
         let handoffs = self.read_handoffs();
-        self.refresh_assignment();
+        let fresh = self.refresh_assignment();
         if let Some(h) = &handoffs {
-            self.freeze_for_handoffs(h);
+            self.freeze_for_handoffs(h, fresh);
         }
         self.drain_unassigned();
         if forced {
@@ -294,6 +299,33 @@ impl Loop {
             self.leave_live_set();
         }
         self.held.is_empty() && self.left_live_set
+    }
+
+    /// Whether a leave has nobody to hand off to: no other node is live
+    /// and staying, or no leader has been seen for a leader TTL and a few
+    /// ticks (a whole cluster stopping, the last node of one). Then there
+    /// is nothing to wait for. Unknown (Redis away) counts as someone.
+    fn nobody_to_take_over(&mut self, now: i64) -> bool {
+        let me = &self.config.node_id;
+        let dead_after = self.config.dead_after.as_millis() as u64;
+        let staying = self.coordinator.live_nodes(dead_after).and_then(|live| {
+            let others: Vec<String> = live.into_iter().filter(|n| n != me).collect();
+            let leaving = self.coordinator.leaving(&others)?;
+            Ok(others.len() > leaving.len())
+        });
+        if matches!(staying, Ok(false)) {
+            return true;
+        }
+        match self.coordinator.leader() {
+            Ok(None) => {
+                let since = *self.leaderless_since_ns.get_or_insert(now);
+                now - since >= ns(self.config.leader_ttl + self.config.tick * 3)
+            }
+            _ => {
+                self.leaderless_since_ns = None;
+                false
+            }
+        }
     }
 
     fn leave_live_set(&mut self) {
@@ -429,14 +461,25 @@ impl Loop {
         self.write_moves(epoch, &plan.moves)
     }
 
-    fn refresh_assignment(&mut self) {
+    /// Reads the table if it changed; false if it could not be read (the
+    /// table held may be stale).
+    fn refresh_assignment(&mut self) -> bool {
         match self.coordinator.assignment_version() {
-            Ok(v) if v == self.assignment.version && v != 0 => {}
+            Ok(v) if v == self.assignment.version && v != 0 => true,
             Ok(_) => match self.coordinator.assignment() {
-                Ok(a) => self.assignment = a,
-                Err(e) => tracing::warn!(error = %e, "reading the assignment failed"),
+                Ok(a) => {
+                    self.assignment = a;
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the assignment failed");
+                    false
+                }
             },
-            Err(e) => tracing::warn!(error = %e, "reading the assignment version failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the assignment version failed");
+                false
+            }
         }
     }
 

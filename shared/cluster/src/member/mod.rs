@@ -184,8 +184,10 @@ pub trait ShardHost: Send + Sync + 'static {
     fn activate(&self, shard: u32, fence: Fence);
     /// Stop serving `shard` now, writing nothing more.
     fn deactivate(&self, shard: u32, reason: StopReason);
-    /// Stop taking work for `shard`, make the final fenced commit, stop
-    /// serving, then call `done.finish(..)`. The lease is released after.
+    /// Stop taking work for `shard`, make the final fenced commit (none if
+    /// the shard is frozen for a handoff: the freeze's checkpoint was the
+    /// final one), stop serving, then call `done.finish(..)`. The lease is
+    /// released after.
     fn drain(&self, shard: u32, done: DrainDone);
     /// The owner of `shard` looks dead and the leader named this node its
     /// next owner: load it now, reading only (no lease, no writes), so that
@@ -295,9 +297,12 @@ impl Member {
         Viewer(self.view.clone())
     }
 
-    /// Graceful leave: drop out of the live set so the leader moves every
-    /// shard away, drain and release each one, then stop. Returns when done
-    /// (or when every drain timed out).
+    /// Graceful leave: mark this node leaving (it stays in the live set and
+    /// answers) so the leader hands every shard off to the others, drain and
+    /// release each one as it moves, leave the live set, then stop. Returns
+    /// when done: within about `handoff_timeout` and a drain, at most
+    /// `leave_timeout` plus a drain; at once (drain everything, leave) when
+    /// no other node stays or no leader shows up.
     pub fn leave(mut self) {
         self.stop.store(LEAVE, Ordering::Release);
         if let Some(t) = self.thread.take() {

@@ -33,6 +33,8 @@ pub struct RecordingHost {
     pub thawed: Mutex<Vec<(u32, Instant)>>,
     /// Whether a standby prepared for a handoff says it is ready.
     pub ready: AtomicBool,
+    /// Whether this host can freeze a shard for a handoff.
+    pub can_freeze: AtomicBool,
 }
 
 impl RecordingHost {
@@ -48,7 +50,23 @@ impl RecordingHost {
             frozen: Mutex::default(),
             thawed: Mutex::default(),
             ready: AtomicBool::new(true),
+            can_freeze: AtomicBool::new(true),
         })
+    }
+
+    /// The last of `events` of `shard` at or before `t`.
+    pub fn last_before(
+        events: &Mutex<Vec<(u32, Instant)>>,
+        shard: u32,
+        t: Instant,
+    ) -> Option<Instant> {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, at)| *s == shard && *at <= t)
+            .map(|(_, at)| *at)
+            .max()
     }
 
     /// The shards of `events` (first instant of each).
@@ -105,7 +123,7 @@ impl ShardHost for RecordingHost {
 
     fn freeze(&self, shard: u32, done: DrainDone) {
         self.frozen.lock().unwrap().push((shard, Instant::now()));
-        done.finish(true);
+        done.finish(self.can_freeze.load(Ordering::Acquire));
     }
 
     fn thaw(&self, shard: u32) {

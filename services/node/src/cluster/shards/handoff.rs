@@ -17,8 +17,14 @@ use liveseg_cluster::member::DrainDone;
 use std::sync::Arc;
 use std::time::Instant;
 
+fn count(kind: &'static str) {
+    metrics::counter!(liveseg_telemetry::names::SHARD_FREEZES_TOTAL, "kind" => kind).increment(1);
+}
+
 impl ShardRuntimes {
-    /// Freezes the serving runtime of `shard`, then reports on `done`.
+    /// Freezes the serving runtime of `shard`, then reports on `done`; a
+    /// frozen one says so at once. Refused unless Redis keeps every write:
+    /// the target's standby could not be used otherwise.
     pub(super) fn freeze(&self, shard: u32, done: DrainDone) {
         let runtime = match self.runtime(shard) {
             Some(rt) if self.ctx.redis_durable => rt,
@@ -27,20 +33,39 @@ impl ShardRuntimes {
                 return;
             }
         };
+        // Taken here, in the member's order of calls (see `thaw`).
+        let request = runtime.next_freeze_request();
+        let redis = self.ctx.redis.clone();
+        // Asked again every step while the intent stands: Redis's setting
+        // is read when there is something to freeze.
+        let check = !runtime.is_frozen();
         self.ctx.handle.spawn(async move {
             let started = Instant::now();
-            match runtime.freeze().await {
-                Ok(at) => {
+            let durable = match check {
+                true => tokio::task::spawn_blocking(move || redis.durable_writes()).await,
+                false => Ok(Ok(true)),
+            };
+            if !matches!(durable, Ok(Ok(true))) {
+                tracing::warn!(shard, "not freezing for a handoff: redis does not report appendfsync always");
+                count("failed");
+                done.finish(false);
+                return;
+            }
+            match runtime.freeze(request).await {
+                Ok(None) => done.finish(true),
+                Ok(Some(at)) => {
                     tracing::info!(
                         shard,
                         at,
                         freeze_ms = started.elapsed().as_millis() as u64,
                         "shard frozen for a handoff: checkpointed, writing nothing more"
                     );
+                    count("frozen");
                     done.finish(true);
                 }
                 Err(e) => {
                     tracing::warn!(shard, error = %e, "freezing for a handoff failed; the move goes without");
+                    count("failed");
                     done.finish(false);
                 }
             }
@@ -53,8 +78,13 @@ impl ShardRuntimes {
         let Some(runtime) = self.runtime(shard) else {
             return;
         };
+        count("thawed");
+        // Taken now: a freeze asked for earlier but still on its way is
+        // ignored when it arrives after this thaw, and this thaw is
+        // ignored if a later freeze got there first.
+        let request = runtime.next_freeze_request();
         self.ctx.handle.spawn(async move {
-            match runtime.thaw().await {
+            match runtime.thaw(request).await {
                 Ok(()) => tracing::info!(shard, "shard thawed: the handoff was called off"),
                 Err(e) => {
                     tracing::warn!(shard, error = %e, "thawing: carried changes go with the next batch")

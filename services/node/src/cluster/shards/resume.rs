@@ -88,6 +88,7 @@ impl ShardRuntimes {
     /// tail from where the dispatcher is.
     fn resume(self: &Arc<Self>, shard: u32, p: Parked, fence: Fence, generation: u64) {
         let tail_stop = Arc::new(AtomicBool::new(false));
+        let thaw;
         {
             let mut slots = self.lock();
             if slots.get(&shard).map(Slot::generation) != Some(generation) {
@@ -103,6 +104,8 @@ impl ShardRuntimes {
                 return;
             }
             p.store.renew_fence(fence.clone());
+            // Before the slot serves (a freeze may come for it at once).
+            thaw = p.runtime.next_freeze_request();
             slots.insert(
                 shard,
                 Slot::Active {
@@ -134,10 +137,11 @@ impl ShardRuntimes {
         // replay, time-driven exits while parked or frozen) are indexed
         // only once written: write them now rather than with the next
         // batch. A runtime frozen for a handoff before its lease lapsed
-        // writes again (`thaw` is in-band, after anything queued).
+        // writes again (the thaw is in-band, ordered with freezes by its
+        // request number, taken before the slot served).
         let runtime = p.runtime.clone();
         self.ctx.handle.spawn(async move {
-            if let Err(e) = runtime.thaw().await {
+            if let Err(e) = runtime.thaw(thaw).await {
                 tracing::warn!(shard, error = %e, "writing carried changes failed; they go with the next batch");
             }
         });

@@ -240,11 +240,13 @@ async fn a_frozen_owner_writes_nothing_and_its_next_owner_serves_from_the_standb
     let n = node(true);
     let (shard, owner, epoch) = serving_t(&n).await;
     let host = Host(n.runtimes.clone());
+    let before = commits(&n.redis, shard);
     let frozen = DrainDone::new();
     host.freeze(shard, frozen.clone());
     until("the freeze", || frozen.outcome()).await;
     assert_eq!(frozen.outcome(), Some(true));
     let at_freeze = commits(&n.redis, shard);
+    assert!(at_freeze > before, "the freeze checkpointed first");
     // Frozen: it applies and answers, and writes nothing (no change log
     // commit for u2's entry, no checkpoint).
     append(&n.redis, shard, "u2");
@@ -291,7 +293,7 @@ async fn a_frozen_owner_writes_nothing_and_its_next_owner_serves_from_the_standb
 async fn a_thawed_owner_writes_what_it_carried_and_spoils_the_standby() {
     let n = node(true);
     let (shard, owner, _) = serving_t(&n).await;
-    owner.freeze().await.unwrap();
+    owner.freeze(owner.next_freeze_request()).await.unwrap();
     let at_freeze = commits(&n.redis, shard);
     append(&n.redis, shard, "u2");
     knows(&owner, "u2").await;
@@ -301,6 +303,8 @@ async fn a_thawed_owner_writes_what_it_carried_and_spoils_the_standby() {
     target_host.prepare_handoff(shard);
     standby_of(&target, shard).await;
     assert!(target_host.standby_ready(shard));
+    // Definition changes wait for the handoff (nothing is stored).
+    assert!(owner.lock_definitions().await.is_err());
     // Called off: the owner writes u2's changes, then checkpoints again.
     Host(n.runtimes.clone()).thaw(shard);
     until("the carried changes", || {
@@ -308,6 +312,7 @@ async fn a_thawed_owner_writes_what_it_carried_and_spoils_the_standby() {
     })
     .await;
     assert!(!owner.is_frozen());
+    assert!(owner.lock_definitions().await.is_ok());
     assert!(
         owner
             .ask(crate::dispatch::Command::Checkpoint)
@@ -317,4 +322,22 @@ async fn a_thawed_owner_writes_what_it_carried_and_spoils_the_standby() {
     );
     assert!(!target_host.standby_ready(shard), "written since it loaded");
     assert!(!target.parked.holds(shard), "the stale standby is dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_overtaken_by_a_later_thaw_is_ignored() {
+    let n = node(true);
+    let (_, owner, _) = serving_t(&n).await;
+    // Asked for in this order; the thaw reaches the dispatcher first.
+    let freeze = owner.next_freeze_request();
+    let thaw = owner.next_freeze_request();
+    owner.thaw(thaw).await.unwrap();
+    assert!(owner.freeze(freeze).await.is_err());
+    assert!(!owner.is_frozen(), "the later thaw stands");
+    // And a thaw overtaken by a later freeze leaves it frozen.
+    let thaw = owner.next_freeze_request();
+    let freeze = owner.next_freeze_request();
+    assert!(owner.freeze(freeze).await.unwrap().is_some());
+    let _ = owner.thaw(thaw).await;
+    assert!(owner.is_frozen(), "the later freeze stands");
 }

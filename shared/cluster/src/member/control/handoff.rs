@@ -95,10 +95,12 @@ impl Loop {
         Ok(())
     }
 
-    /// Owner: freezes the shards intents move away from this node, stamps
-    /// the freezes that finished, and thaws shards whose intent is gone
-    /// while the table still names this node.
-    pub(super) fn freeze_for_handoffs(&mut self, handoffs: &Handoffs) {
+    /// Owner: freezes the shards intents move away from this node (asking
+    /// again every step while the intent stands: a runtime restarted after
+    /// a failure comes back unfrozen), stamps the freezes that finished,
+    /// and thaws shards whose intent is gone while the table, read fresh
+    /// (`fresh`), moves them to no other node.
+    pub(super) fn freeze_for_handoffs(&mut self, handoffs: &Handoffs, fresh: bool) {
         let me = self.config.node_id.clone();
         // Named the owner of a shard it does not serve (not acquired yet,
         // say, when it began to leave, or draining): nothing to wait for.
@@ -118,7 +120,8 @@ impl Loop {
                 .get(&s)
                 .filter(|h| h.from == me)
                 .map(|h| h.id);
-            let still_mine = self.assignment.owners.get(&s) == Some(&me);
+            let moved = self.assignment.owners.get(&s).is_some_and(|n| *n != me);
+            let still_mine = fresh && !moved;
             let Some(h) = self.held.get_mut(&s).filter(|h| h.draining.is_none()) else {
                 continue;
             };
@@ -139,6 +142,9 @@ impl Loop {
                 (Some(f), Some(id)) if f.id != id => {
                     f.id = id;
                     f.stamped = false;
+                }
+                (Some(f), Some(_)) if f.stamped && f.done.outcome() == Some(true) => {
+                    self.host.freeze(s, DrainDone::new());
                 }
                 // Called off. (Gone because the move was written: the
                 // drain follows, and a thaw would write.)
