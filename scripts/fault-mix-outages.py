@@ -22,7 +22,9 @@ the last good probe before). Logs without `ok` lines (before session 16)
 split runs of failures at gaps over 0.5 s instead, which merges outages
 separated by a short recovery; --gaps splits any log that way, to
 compare new runs with old ones. Per kind, it prints the median and p90
-(nearest rank) of the outage lengths too.
+(nearest rank) of the outage lengths too. Logs from session 17 on also
+mark the last good probe before failures (`probe T s TENANT: last ok`);
+--checker then measures from it, as the checker does.
 """
 import argparse
 import collections
@@ -37,13 +39,19 @@ def main():
     p.add_argument("log")
     p.add_argument("--over", type=float, default=4.0)
     p.add_argument("--gaps", action="store_true", help="split at gaps over 0.5 s even where good probes are logged")
+    p.add_argument("--checker", action="store_true", help="measure from the last good probe before, where logged")
     a = p.parse_args()
     faults, fails = [], collections.defaultdict(list)
+    last_ok = collections.defaultdict(list)
     with open(a.log, errors="replace") as f:
         for line in f:
             m = re.match(r"fault (\d) on slot (\d+) at ([\d.]+) s", line)
             if m:
                 faults.append((float(m.group(3)), int(m.group(1)), int(m.group(2))))
+                continue
+            m = re.match(r"probe ([\d.]+) s (\S+): last ok", line)
+            if m:
+                last_ok[m.group(2)].append(float(m.group(1)))
                 continue
             m = re.match(r"probe ([\d.]+) s (\S+) via \S+: (.*)", line)
             if m:
@@ -60,7 +68,10 @@ def main():
             ends = error == "ok" if marked else last is not None and t - last > 0.5
             if start is not None and ends:
                 end = t if marked and t != float("inf") else last
-                outages.append((start, end - start, tenant, first_error))
+                begin = start
+                if a.checker:
+                    begin = max([x for x in last_ok[tenant] if x <= start], default=start)
+                outages.append((start, end - begin, tenant, first_error))
                 start = None
             if error != "ok" and start is None:
                 start, first_error = t, error

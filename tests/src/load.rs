@@ -310,7 +310,8 @@ pub async fn probe(
 ) {
     let mut round = 0usize;
     // Diagnosing long outages: LIVESEG_PROBE_LOG=1 prints each failed
-    // probe, and the first good one after failures (where an outage ends).
+    // probe, the last good one before failures (where the checker's
+    // outage starts) and the first good one after (where it ends).
     let log_failures = std::env::var_os("LIVESEG_PROBE_LOG").is_some();
     let mut failing: std::collections::HashSet<String> = Default::default();
     // Paces the rounds; a slow round (timeouts) delays the next, no burst.
@@ -332,7 +333,20 @@ pub async fn probe(
                         true
                     }
                     Err(e) => {
-                        failing.insert(tenant.clone());
+                        // Where the checker's outage starts: the sample
+                        // before the first failure (samples of one tenant
+                        // can be far apart when another's probe hangs).
+                        if failing.insert(tenant.clone()) && log_failures {
+                            let last = shared
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .samples
+                                .get(tenant)
+                                .and_then(|s| s.last().copied());
+                            if let Some((t, true)) = last {
+                                eprintln!("probe {:.3} s {tenant}: last ok", t as f64 / 1e9);
+                            }
+                        }
                         if log_failures {
                             eprintln!(
                                 "probe {:.3} s {tenant} via {n}: {e}",
