@@ -252,9 +252,11 @@ impl Loop {
     /// this node drains each one once the table moves it. It leaves the
     /// live set once it holds nothing, on the loop's own thread: a step
     /// already under way would otherwise heartbeat again after a removal
-    /// made from outside. Past `leave_timeout` (no leader, say) it drains
-    /// everything and leaves the live set at once, so the leader moves
-    /// what it drained without a handoff.
+    /// made from outside. With nobody to hand off to (no other staying
+    /// node; no leader for a leader TTL and three ticks), or past
+    /// `leave_timeout` as a backstop, it leaves the live set and drains
+    /// everything at once, so the leader moves what it drained without a
+    /// handoff.
     fn leave_step(&mut self) -> bool {
         let now = mono_ns();
         let started = *self.leave_started_ns.get_or_insert(now);
@@ -263,6 +265,8 @@ impl Loop {
                 .leases
                 .release_at(Coordinator::leader_prefix(), &self.config.node_id, e);
         }
+        // Renewals first, as in `step`.
+        self.expire_and_renew();
         let forced = now - started >= ns(self.config.leave_timeout())
             || self.left_live_set
             || self.nobody_to_take_over(now);
@@ -273,7 +277,6 @@ impl Loop {
             }
             self.heartbeat();
         }
-        self.expire_and_renew();
         let handoffs = self.read_handoffs();
         let fresh = self.refresh_assignment();
         if let Some(h) = &handoffs {

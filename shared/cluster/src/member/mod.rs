@@ -122,8 +122,9 @@ impl MemberConfig {
         self.lease_ttl + self.dead_after
     }
 
-    /// How long a graceful leave waits for its shards to be handed off
-    /// before it drains them all and leaves the live set (no leader).
+    /// The backstop of a graceful leave: past this it drains everything and
+    /// leaves the live set, handed off or not. (With no other staying node,
+    /// or no leader for a leader TTL and three ticks, it does so sooner.)
     pub fn leave_timeout(&self) -> Duration {
         self.handoff_timeout() * 2 + self.drain_timeout
     }
@@ -213,7 +214,10 @@ pub trait ShardHost: Send + Sync + 'static {
     /// The leader plans to move `shard` away: write a final checkpoint, then
     /// write nothing more (keep answering; changes are carried), and call
     /// `done.finish(true)`, or `done.finish(false)` if it cannot. A drain
-    /// of a frozen shard then writes nothing. The default cannot freeze.
+    /// of a frozen shard then writes nothing. Asked again every step while
+    /// the intent stands (a restarted runtime comes back unfrozen), so it
+    /// must be cheap and idempotent; freezes and thaws must take effect in
+    /// the order they are called. The default cannot freeze.
     fn freeze(&self, _shard: u32, done: DrainDone) {
         done.finish(false);
     }
@@ -301,8 +305,9 @@ impl Member {
     /// answers) so the leader hands every shard off to the others, drain and
     /// release each one as it moves, leave the live set, then stop. Returns
     /// when done: within about `handoff_timeout` and a drain, at most
-    /// `leave_timeout` plus a drain; at once (drain everything, leave) when
-    /// no other node stays or no leader shows up.
+    /// `leave_timeout` plus a drain; sooner (drain everything, leave) when
+    /// no other node stays (at once) or no leader shows up (after a leader
+    /// TTL and three ticks).
     pub fn leave(mut self) {
         self.stop.store(LEAVE, Ordering::Release);
         if let Some(t) = self.thread.take() {

@@ -24,11 +24,15 @@ fn count(kind: &'static str) {
 impl ShardRuntimes {
     /// Freezes the serving runtime of `shard`, then reports on `done`; a
     /// frozen one says so at once. Refused unless Redis keeps every write:
-    /// the target's standby could not be used otherwise.
+    /// the target's standby could not be used otherwise. A definition or
+    /// content change under way finishes first (it holds the definitions
+    /// lock from before it stores anything until its install), and one
+    /// that comes after is refused (`Runtime::lock_definitions`).
     pub(super) fn freeze(&self, shard: u32, done: DrainDone) {
         let runtime = match self.runtime(shard) {
             Some(rt) if self.ctx.redis_durable => rt,
             _ => {
+                count("failed");
                 done.finish(false);
                 return;
             }
@@ -51,7 +55,13 @@ impl ShardRuntimes {
                 done.finish(false);
                 return;
             }
-            match runtime.freeze(request).await {
+            let definitions = match check {
+                true => Some(runtime.definitions_lock.lock().await),
+                false => None,
+            };
+            let frozen = runtime.freeze(request).await;
+            drop(definitions);
+            match frozen {
                 Ok(None) => done.finish(true),
                 Ok(Some(at)) => {
                     tracing::info!(
@@ -78,7 +88,9 @@ impl ShardRuntimes {
         let Some(runtime) = self.runtime(shard) else {
             return;
         };
-        count("thawed");
+        if runtime.is_frozen() {
+            count("thawed");
+        }
         // Taken now: a freeze asked for earlier but still on its way is
         // ignored when it arrives after this thaw, and this thaw is
         // ignored if a later freeze got there first.

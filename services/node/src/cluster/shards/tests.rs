@@ -24,7 +24,12 @@ fn node(redis_durable: bool) -> Node {
 
 /// [`node`] whose Redis calls time out after `io_timeout`.
 fn node_with(redis_durable: bool, io_timeout: Duration) -> Node {
-    let process = RedisProcess::start(Fsync::Always).unwrap();
+    node_over(Fsync::Always, redis_durable, io_timeout)
+}
+
+/// [`node`] over a Redis with `fsync`.
+fn node_over(fsync: Fsync, redis_durable: bool, io_timeout: Duration) -> Node {
+    let process = RedisProcess::start(fsync).unwrap();
     let redis = RedisStore::connect(RedisOptions {
         io_timeout,
         ..RedisOptions::new(process.url())
@@ -340,4 +345,16 @@ async fn a_freeze_overtaken_by_a_later_thaw_is_ignored() {
     assert!(owner.freeze(freeze).await.unwrap().is_some());
     let _ = owner.thaw(thaw).await;
     assert!(owner.is_frozen(), "the later freeze stands");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_freeze_when_redis_does_not_fsync_every_write() {
+    // The operator vouched (`redis_durable`), Redis says otherwise.
+    let n = node_over(Fsync::EverySec, true, Duration::from_secs(2));
+    let (shard, owner, _) = serving_t(&n).await;
+    let frozen = DrainDone::new();
+    Host(n.runtimes.clone()).freeze(shard, frozen.clone());
+    until("the freeze to answer", || frozen.outcome()).await;
+    assert_eq!(frozen.outcome(), Some(false), "refused");
+    assert!(!owner.is_frozen());
 }

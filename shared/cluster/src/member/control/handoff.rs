@@ -143,7 +143,7 @@ impl Loop {
                     f.id = id;
                     f.stamped = false;
                 }
-                (Some(f), Some(_)) if f.stamped && f.done.outcome() == Some(true) => {
+                (Some(f), Some(_)) if f.stamped && f.done.outcome() == Some(true) && !moved => {
                     self.host.freeze(s, DrainDone::new());
                 }
                 // Called off. (Gone because the move was written: the
