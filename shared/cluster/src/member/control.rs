@@ -364,7 +364,14 @@ impl Loop {
         // standbys: a silent node's heartbeats are in Redis all the same,
         // and a leader that took over from a killed one has its shards to
         // name. Only after Redis was away are heartbeats untrustworthy.
-        let assign = now >= self.placement_hold_until_ns;
+        // Nor does a leader whose own heartbeats have not landed within
+        // `suspect_after` place anything: whatever keeps them out (Redis
+        // loading after a restart) kept its peers' out too, and a round
+        // that reads the live set the moment Redis answers again sees only
+        // the nodes whose beats happened to land first. (In a mix run a
+        // Redis restart's hold ended while the leader's beats still failed,
+        // and the first round moved all 8 shards onto one node.)
+        let assign = now >= self.placement_hold_until_ns && self.heard_recently();
         if !assign && now < self.standby_hold_until_ns {
             return;
         }

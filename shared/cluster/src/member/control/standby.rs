@@ -21,7 +21,7 @@ use crate::placement::{self, PlacementInput};
 impl Loop {
     /// Whether this node's own heartbeats landed within `suspect_after`:
     /// a node that cannot reach Redis cannot tell who else is silent.
-    fn heard_recently(&self) -> bool {
+    pub(super) fn heard_recently(&self) -> bool {
         mono_ns() - self.last_heartbeat_ns <= ns(self.config.suspect_after())
     }
 
