@@ -195,7 +195,9 @@ pub trait ShardHost: Send + Sync + 'static {
     /// `activate` finds it loaded once the lease is free and acquired.
     /// Called on every step while the name stands; a host must not load
     /// twice, and must drop a standby that is not activated in time, or
-    /// whose shard someone else wrote meanwhile. The default does nothing.
+    /// whose shard someone else wrote meanwhile. What it kept of the shard
+    /// from an earlier ownership of its own can never resume (the shard
+    /// was held since) and should give way. The default does nothing.
     fn prepare(&self, _shard: u32) {}
     /// A handoff: `shard`'s owner froze it for this node (final checkpoint
     /// written, no more writes until the move or a thaw): load a standby as

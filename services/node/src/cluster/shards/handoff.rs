@@ -105,19 +105,9 @@ impl ShardRuntimes {
         });
     }
 
-    /// Loads a standby of `shard` for a handoff, first dropping a runtime
-    /// parked here after an earlier lease of it lapsed: another node holds
-    /// the shard now, so that one can never resume.
+    /// Loads a standby of `shard` for a handoff (`prepare`, which drops
+    /// a runtime parked here after an earlier lease of it lapsed).
     pub(super) fn prepare_handoff(self: &Arc<Self>, shard: u32) {
-        if let Some(old) = self.parked.take_lapsed(shard) {
-            tracing::info!(
-                shard,
-                "parked shard runtime dropped: the shard is handed to this node afresh"
-            );
-            self.ctx
-                .handle
-                .spawn(async move { old.runtime.abort().await });
-        }
         self.prepare(shard);
     }
 

@@ -358,3 +358,19 @@ async fn no_freeze_when_redis_does_not_fsync_every_write() {
     assert_eq!(frozen.outcome(), Some(false), "refused");
     assert!(!owner.is_frozen());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_parked_from_an_earlier_lease_gives_way_to_a_standby() {
+    let n = node(true);
+    let (shard, _, epoch) = serving_t(&n).await;
+    // This node's lease lapses (a pause): its runtime is parked.
+    let host = Host(n.runtimes.clone());
+    host.deactivate(shard, StopReason::DeadlinePassed);
+    assert!(n.runtimes.parked.holds(shard) && !n.runtimes.parked.standby_of(shard));
+    // Another node holds the shard since, and goes silent: this node is
+    // named its standby.
+    assert!(n.redis.leases().release(shard, "me", epoch).unwrap());
+    acquire(&n.redis, shard, "other");
+    host.prepare(shard);
+    standby_of(&n.runtimes, shard).await;
+}
