@@ -485,59 +485,6 @@ impl Dispatcher {
         Ok(n)
     }
 
-    /// `cmd`, unless the runtime is frozen and `cmd` would write: then it
-    /// is answered here (nothing written; a rebuild is refused as
-    /// retryable) and `None` returned.
-    fn unless_frozen(&self, cmd: Command) -> Option<Command> {
-        if !self.progress.frozen.load(Ordering::Acquire) {
-            return Some(cmd);
-        }
-        match cmd {
-            Command::Checkpoint(reply) | Command::Passivate(_, reply) => {
-                let _ = reply.send(Ok(0));
-            }
-            Command::Redefine { reply, .. } | Command::Rejudge { reply, .. } => {
-                let _ = reply.send(Err(handing_off()));
-            }
-            other => return Some(other),
-        }
-        None
-    }
-
-    /// Checkpoints, then freezes (`Command::Freeze`). A checkpoint that
-    /// fails leaves the runtime as it was (and stops it, if fatal).
-    async fn freeze(
-        &mut self,
-        request: u64,
-        reply: oneshot::Sender<Result<Option<Seq>>>,
-    ) -> Result<()> {
-        if request < self.freeze_request {
-            let _ = reply.send(Err(NodeError::Unavailable(
-                "a later thaw overtook this freeze".into(),
-            )));
-            return Ok(());
-        }
-        self.freeze_request = request;
-        if self.progress.frozen.load(Ordering::Acquire) {
-            let _ = reply.send(Ok(None));
-            return Ok(());
-        }
-        let r = self.checkpoint().await;
-        let fatal = fatal(&r);
-        if let Err(e) = r {
-            let _ = reply.send(Err(e));
-            return fatal.map_or(Ok(()), |e| {
-                Err(NodeError::Internal(format!("checkpoint failed: {e}")))
-            });
-        }
-        self.progress.frozen.store(true, Ordering::Release);
-        // A change-log commit the outbox began before the flag ends before
-        // the answer: nothing this runtime writes lands after it.
-        let _ = self.registry.outbox().flush().await;
-        let _ = reply.send(Ok(Some(self.dispatched)));
-        Ok(())
-    }
-
     /// Writes a failed checkpoint's images before a rebuild writes newer
     /// ones of the same accounts (they would otherwise overwrite them).
     async fn write_unwritten(&mut self) -> Result<()> {
@@ -623,6 +570,8 @@ fn fatal(r: &Result<usize>) -> Option<String> {
         .map(|e| e.to_string())
 }
 
+#[path = "dispatch_freeze.rs"]
+mod freeze;
 #[path = "dispatch_passivate.rs"]
 mod passivate;
 
