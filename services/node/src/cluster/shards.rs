@@ -410,10 +410,6 @@ impl ShardHost for Host {
         self.0.prepare(shard);
     }
 
-    fn prepare_handoff(&self, shard: u32) {
-        self.0.prepare_handoff(shard);
-    }
-
     fn standby_ready(&self, shard: u32) -> bool {
         self.0.standby_ready(shard)
     }

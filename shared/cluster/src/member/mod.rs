@@ -200,9 +200,9 @@ pub trait ShardHost: Send + Sync + 'static {
     /// was held since) and should give way. The default does nothing.
     fn prepare(&self, _shard: u32) {}
     /// A handoff: `shard`'s owner froze it for this node (final checkpoint
-    /// written, no more writes until the move or a thaw): load a standby as
-    /// `prepare` does, replacing whatever of the shard this node kept from
-    /// an earlier ownership (it can never resume: the shard was held since).
+    /// written, no more writes until the move or a thaw): load a standby.
+    /// The default is `prepare`; a separate call so that a host can tell
+    /// the two apart (the tests' recording host does).
     fn prepare_handoff(&self, shard: u32) {
         self.prepare(shard);
     }

@@ -14,7 +14,6 @@
 use super::ShardRuntimes;
 use super::standby;
 use liveseg_cluster::member::DrainDone;
-use std::sync::Arc;
 use std::time::Instant;
 
 fn count(kind: &'static str) {
@@ -103,12 +102,6 @@ impl ShardRuntimes {
                 }
             }
         });
-    }
-
-    /// Loads a standby of `shard` for a handoff (`prepare`, which drops
-    /// a runtime parked here after an earlier lease of it lapsed).
-    pub(super) fn prepare_handoff(self: &Arc<Self>, shard: u32) {
-        self.prepare(shard);
     }
 
     /// Whether a standby of `shard` is parked and nobody committed to the

@@ -268,7 +268,7 @@ async fn a_frozen_owner_writes_nothing_and_its_next_owner_serves_from_the_standb
     let dir = tempfile::tempdir().unwrap();
     let target = runtimes_on(&n.redis, "target", dir.path(), true);
     let target_host = Host(target.clone());
-    target_host.prepare_handoff(shard);
+    target_host.prepare(shard);
     let standby = standby_of(&target, shard).await;
     assert!(target_host.standby_ready(shard));
     // The move: the drain of a frozen shard commits nothing either.
@@ -305,7 +305,7 @@ async fn a_thawed_owner_writes_what_it_carried_and_spoils_the_standby() {
     let dir = tempfile::tempdir().unwrap();
     let target = runtimes_on(&n.redis, "target", dir.path(), true);
     let target_host = Host(target.clone());
-    target_host.prepare_handoff(shard);
+    target_host.prepare(shard);
     standby_of(&target, shard).await;
     assert!(target_host.standby_ready(shard));
     // Definition changes wait for the handoff (nothing is stored).

@@ -45,7 +45,7 @@ impl Loop {
     }
 
     /// Leader: writes the moves that may go now, and keeps or starts the
-    /// intents of the others. Returns the moves written.
+    /// intents of the others.
     pub(super) fn write_moves(&mut self, epoch: u64, moves: &[Move]) -> liveseg_store::Result<()> {
         let existing = self.coordinator.handoffs()?;
         if moves.is_empty() && existing.intents.is_empty() {
