@@ -357,6 +357,8 @@ impl Cluster {
                     max_moves: config.max_moves,
                     load_factor: config.load_factor,
                     settling: Settling::NONE,
+                    // Nothing is ownerless at a fixed point.
+                    standby: &[],
                 });
                 pending.moves.is_empty().then_some(())
             })();

@@ -12,6 +12,18 @@ use liveseg_cluster::member::Member;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+/// Waits until `node`'s heartbeat is in the live set.
+fn wait_live(c: &Cluster, node: &str) {
+    let coordinator = liveseg_cluster::coordinator::Coordinator::new(c.store.clone());
+    eventually(Duration::from_secs(20), &format!("{node} is live"), || {
+        coordinator
+            .live_nodes(1_000)
+            .unwrap()
+            .iter()
+            .any(|n| n == node)
+    });
+}
+
 /// While a paused owner's heartbeats are missing but before it counts as
 /// dead, the leader names a standby for each of its shards, and each
 /// survivor is asked to prepare exactly the shards it then acquires,
@@ -73,13 +85,7 @@ fn a_new_leader_in_its_takeover_hold_names_standbys() {
     });
     assert!(a.view().leader);
     let (b, hb) = c.member("b");
-    let coordinator = liveseg_cluster::coordinator::Coordinator::new(c.store.clone());
-    eventually(Duration::from_secs(20), "b is live", || {
-        coordinator
-            .live_nodes(1_000)
-            .unwrap()
-            .contains(&"b".to_string())
-    });
+    wait_live(&c, "b");
     let orphaned = ha.active();
     drop(a);
     eventually(Duration::from_secs(30), "b owns every shard", || {
@@ -92,4 +98,61 @@ fn a_new_leader_in_its_takeover_hold_names_standbys() {
     for (shard, at) in &prepared {
         assert!(*at < activated[shard], "shard {shard} prepared first");
     }
+}
+
+/// A member that joins while a silent owner's shards load as standbys on
+/// the survivors does not take those loads over, though it has room and
+/// ranks first for some of them: the names stick to the survivors, and
+/// the round that finds the owner dead gives each shard to the survivor
+/// loading it (over capacity; shedding to the joiner comes later, as
+/// handoffs).
+#[test]
+fn a_member_joining_during_a_takeover_leaves_the_standbys_where_they_load() {
+    let mut c = Cluster::new();
+    // Death detection long enough for a member to join meanwhile (its
+    // start quarantine is a lease TTL).
+    c.dead_after = Duration::from_secs(8);
+    let (m1, m2, m3) = c.three_spread();
+    let mut all = vec![m1, m2, m3];
+    let quiet = all.iter().position(|(m, _)| !m.view().leader).unwrap();
+    let (paused, silent_host) = all.remove(quiet);
+    let silent = silent_host.active();
+    paused.set_paused(true);
+    let standby_of = |shard: u32| {
+        all.iter()
+            .position(|(_, h)| h.prepared.lock().unwrap().iter().any(|(s, _)| *s == shard))
+    };
+    eventually(Duration::from_secs(20), "standbys named", || {
+        silent.iter().all(|s| standby_of(*s).is_some())
+    });
+    let first: Vec<(u32, usize)> = silent
+        .iter()
+        .map(|s| (*s, standby_of(*s).unwrap()))
+        .collect();
+    let (d, hd) = c.member("d");
+    wait_live(&c, "d");
+    let taken = |h: &RecordingHost| !h.active().is_disjoint(&silent);
+    assert!(
+        !all.iter().any(|(_, h)| taken(h)) && !taken(&hd),
+        "d joined before the takeover"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the silent shards are taken",
+        || {
+            silent
+                .iter()
+                .all(|s| all.iter().any(|(_, h)| h.active().contains(s)) || hd.active().contains(s))
+        },
+    );
+    for (shard, survivor) in first {
+        assert!(
+            all[survivor].1.active().contains(&shard),
+            "shard {shard} is served where its standby loaded"
+        );
+        let at_d = hd.prepared.lock().unwrap().clone();
+        assert!(!at_d.iter().any(|(s, _)| *s == shard), "{at_d:?}");
+    }
+    drop((d, paused));
+    c.assert_no_double_ownership();
 }

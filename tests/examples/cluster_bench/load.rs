@@ -237,6 +237,7 @@ pub async fn settle_placement(cluster: &Cluster, n: usize) -> Result<()> {
                 // The fixed point the leader reaches once every shard has
                 // settled.
                 settling: Settling::NONE,
+                standby: &[],
             });
             (live.len() == n && p.moves.is_empty()).then_some(())
         })();

@@ -357,6 +357,13 @@ impl Loop {
             })
             .map(|n| n.id.clone())
             .collect();
+        // The standbys named last round: where the shards of silent owners
+        // are loading. Passed back so the names stick, and so the round
+        // that finds an owner dead gives its shards to those nodes.
+        let named = self.coordinator.standby()?;
+        let standby: Vec<Option<String>> = (0..self.config.shards)
+            .map(|s| named.get(&s).cloned())
+            .collect();
         let input = PlacementInput {
             shards: self.config.shards,
             live: &live,
@@ -370,6 +377,7 @@ impl Loop {
                 period_ms,
                 warming: &warming,
             },
+            standby: &standby,
         };
         self.name_standbys(epoch, &input);
         if !assign {

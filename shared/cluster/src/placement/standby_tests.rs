@@ -17,20 +17,26 @@ fn named(moves: &[Move]) -> Vec<(u32, String)> {
     moves.iter().map(|m| (m.shard, m.to.clone())).collect()
 }
 
+/// A round over 8 shards with nothing settling and no standbys named.
+fn eight_shards<'a>(live: &'a [Node], placed: &'a [Option<String>]) -> PlacementInput<'a> {
+    PlacementInput {
+        shards: 8,
+        live,
+        current: placed,
+        max_moves: 16,
+        load_factor: 1.1,
+        settling: Settling::NONE,
+        standby: &[],
+    }
+}
+
 /// A suspect's shards are named for the nodes the round that finds it dead
 /// gives them to; nothing is named without suspects.
 #[test]
 fn standbys_are_where_a_suspects_shards_go_once_it_is_dead() {
     let live: Vec<Node> = (1..=4).map(|i| node(i, 1)).collect();
     let (placed, _) = converge(8, &live, vec![], 16);
-    let input = PlacementInput {
-        shards: 8,
-        live: &live,
-        current: &placed,
-        max_moves: 16,
-        load_factor: 1.1,
-        settling: Settling::NONE,
-    };
+    let input = eight_shards(&live, &placed);
     assert!(standby_moves(&input, &[]).is_empty());
     let suspect = live[1].id.clone();
     let standby = standby_moves(&input, std::slice::from_ref(&suspect));
@@ -40,6 +46,61 @@ fn standbys_are_where_a_suspects_shards_go_once_it_is_dead() {
     let survivors: Vec<Node> = live.iter().filter(|n| n.id != suspect).cloned().collect();
     let dead = round(8, &survivors, &placed, 16);
     assert_eq!(named(&standby), taken_from(&dead, &suspect));
+}
+
+/// The names as `PlacementInput::standby` takes them.
+fn as_input(shards: u32, named: &[(u32, String)]) -> Vec<Option<String>> {
+    let mut standby = vec![None; shards as usize];
+    for (s, n) in named {
+        standby[*s as usize] = Some(n.clone());
+    }
+    standby
+}
+
+/// A node that joins while a suspect's shards load elsewhere does not pull
+/// them to itself (it would restart every load there, side by side), and
+/// the round that finds the suspect dead gives them to their standby
+/// nodes, over capacity if need be.
+#[test]
+fn standby_names_stick_when_a_node_joins_and_the_dead_round_follows_them() {
+    let live: Vec<Node> = (1..=3).map(|i| node(i, 1)).collect();
+    let (placed, _) = converge(8, &live, vec![], 16);
+    let suspect = live[1].id.clone();
+    let input = eight_shards(&live, &placed);
+    let first = named(&standby_moves(&input, std::slice::from_ref(&suspect)));
+    assert!(!first.is_empty(), "the suspect owns shards");
+    let standby = as_input(8, &first);
+    // A joiner that, without the names, would take some of the shards.
+    let joined = (4..64)
+        .map(|i| [live.clone(), vec![node(i, 1)]].concat())
+        .find(|joined| {
+            let fresh = PlacementInput {
+                live: joined,
+                ..input
+            };
+            named(&standby_moves(&fresh, std::slice::from_ref(&suspect))) != first
+        })
+        .expect("some joiner changes unsticky names");
+    let after_join = PlacementInput {
+        live: &joined,
+        standby: &standby,
+        ..input
+    };
+    let again = standby_moves(&after_join, std::slice::from_ref(&suspect));
+    assert_eq!(named(&again), first, "the names stick");
+
+    let survivors: Vec<Node> = joined.iter().filter(|n| n.id != suspect).cloned().collect();
+    let death = plan(&PlacementInput {
+        live: &survivors,
+        ..after_join
+    });
+    assert_eq!(taken_from(&death, &suspect), first);
+    // Capacity is restored later by shedding, off the standby nodes.
+    let (settled, _) = converge(8, &survivors, death.assignment, 16);
+    let caps = capacities(&normalize(&survivors), 8, 1.1);
+    for (n, cap) in normalize(&survivors).iter().zip(caps) {
+        assert!(load_of(&settled, &n.id) <= cap, "{settled:?}");
+    }
 }
 
 proptest! {
@@ -73,6 +134,7 @@ proptest! {
                 period_ms: 5_000,
                 warming: &warming,
             },
+            standby: &[],
         };
         let standby = standby_moves(&naming, std::slice::from_ref(&suspect));
         let survivors: Vec<Node> = live.iter().filter(|n| n.id != suspect).cloned().collect();
@@ -87,5 +149,47 @@ proptest! {
         };
         prop_assert_eq!(named(&standby), taken_from(&plan(&death), &suspect));
         prop_assert!(standby.iter().all(|m| m.from.as_deref() == Some(suspect.as_str())));
+    }
+
+    /// Every shard without a live owner goes to its standby node when that
+    /// node is live; the names stand while their nodes do (naming again
+    /// with them gives them back), whatever node joins meanwhile.
+    #[test]
+    fn ownerless_shards_go_to_their_live_standby_nodes(
+        case in arb_case(),
+        names in prop::collection::vec(prop::option::of(0usize..10), 0..300),
+        pick in any::<prop::sample::Index>(),
+        joiner in 16u32..24,
+    ) {
+        let (s, live, current, max_moves, lf) = case;
+        let id = |i: usize| live.get(i).map_or_else(|| "10.9.9.8:7000#1".to_owned(), |n| n.id.clone());
+        let standby: Vec<Option<String>> = names.iter().map(|o| o.map(id)).collect();
+        let input = PlacementInput {
+            shards: s,
+            live: &live,
+            current: &current,
+            max_moves,
+            load_factor: lf,
+            settling: Settling::NONE,
+            standby: &standby,
+        };
+        let p = plan(&input);
+        let is_live = |o: &Option<String>| o.as_ref().is_some_and(|id| live.iter().any(|n| &n.id == id));
+        for (shard, owner) in current.iter().enumerate().take(s as usize) {
+            let wanted = standby.get(shard).filter(|o| is_live(o));
+            if let (false, Some(to)) = (is_live(owner), wanted) {
+                prop_assert_eq!(&p.assignment[shard], to);
+            }
+        }
+
+        let suspect = live[pick.index(live.len())].id.clone();
+        let first = named(&standby_moves(&PlacementInput { standby: &[], ..input }, std::slice::from_ref(&suspect)));
+        let kept = as_input(s, &first);
+        let joined = [live.clone(), vec![node(joiner, 1)]].concat();
+        let after_join = PlacementInput { live: &joined, standby: &kept, ..input };
+        let again = named(&standby_moves(&after_join, std::slice::from_ref(&suspect)));
+        // Shards nobody could be named for (no other node was live) may
+        // now go to the joiner; the named ones stay.
+        prop_assert!(first.iter().all(|n| again.contains(n)), "{:?} then {:?}", first, again);
     }
 }

@@ -24,6 +24,7 @@ pub(super) fn round(
         max_moves,
         load_factor: 1.1,
         settling: Settling::NONE,
+        standby: &[],
     })
 }
 
@@ -151,6 +152,7 @@ fn settling_round(live: &[Node], current: &[Option<String>], settling: Settling<
         max_moves: 16,
         load_factor: 1.1,
         settling,
+        standby: &[],
     })
 }
 
@@ -356,6 +358,7 @@ fn check((s, live, current, max_moves, lf): Case) -> Result<(), TestCaseError> {
         max_moves,
         load_factor: lf,
         settling: Settling::NONE,
+        standby: &[],
     };
     let p = plan(&input);
     let nodes = normalize(&live);
@@ -443,6 +446,7 @@ proptest! {
             max_moves,
             load_factor: lf,
             settling,
+            standby: &[],
         };
         let p = plan(&input);
         let free = plan(&PlacementInput { settling: Settling::NONE, ..input });
