@@ -266,6 +266,9 @@ impl Loop {
         };
         if self.leader_epoch.is_some() && !was_leader {
             self.hold_placement_after_takeover();
+            // The last leader's names stand until this one renames or
+            // clears them.
+            self.named_standbys = true;
         }
         let now = mono_ns();
         // A new leader's hold (the cluster may be starting) still names

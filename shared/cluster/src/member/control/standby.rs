@@ -26,10 +26,17 @@ impl Loop {
     }
 
     /// Leader, every round: names standbys for the shards of live nodes
-    /// silent for `suspect_after`. Best effort; the names expire after a
-    /// few ticks unless the next round names them again, and a round with
-    /// none to name clears those of the round before (a suspect that spoke
-    /// again).
+    /// silent for `suspect_after`. Best effort; the names expire after
+    /// `dead_after` unless a round names them again, and a round with none
+    /// to name clears those of the round before (a suspect that spoke
+    /// again) or of the leader before. They outlive a few slow rounds, and
+    /// a leader's death: the round that finds an owner dead reads them to
+    /// give its shards to the nodes loading them, and its leader's steps
+    /// can be far apart on a machine busy with those loads. (With names
+    /// that expired after three 100 ms ticks, a mix run's dead round gave
+    /// two shards to a node that had loaded neither, 2.8 s full loads,
+    /// while their standbys loaded elsewhere: most likely names that had
+    /// expired between two slow rounds.)
     pub(super) fn name_standbys(&mut self, epoch: u64, input: &PlacementInput<'_>) {
         let named = if self.heard_recently() {
             self.standbys_for_suspects(input)
@@ -39,7 +46,7 @@ impl Loop {
         if named.is_empty() && !self.named_standbys {
             return;
         }
-        let ttl = (self.config.tick * 3).as_millis() as u64;
+        let ttl = self.config.dead_after.max(self.config.tick * 3).as_millis() as u64;
         match self
             .coordinator
             .write_standby(&self.config.node_id, epoch, &named, ttl)
