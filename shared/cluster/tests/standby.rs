@@ -8,13 +8,14 @@ mod common;
 
 use common::eventually;
 use common::members::*;
+use liveseg_cluster::coordinator::Coordinator;
 use liveseg_cluster::member::Member;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// Waits until `node`'s heartbeat is in the live set.
 fn wait_live(c: &Cluster, node: &str) {
-    let coordinator = liveseg_cluster::coordinator::Coordinator::new(c.store.clone());
+    let coordinator = Coordinator::new(c.store.clone());
     eventually(Duration::from_secs(20), &format!("{node} is live"), || {
         coordinator
             .live_nodes(1_000)
@@ -155,4 +156,32 @@ fn a_member_joining_during_a_takeover_leaves_the_standbys_where_they_load() {
     }
     drop((d, paused));
     c.assert_no_double_ownership();
+}
+
+/// Names outlive their leader (they expire after `dead_after`, or here
+/// much later), so the next leader clears those it finds no suspect for
+/// instead of leaving them for their TTL.
+#[test]
+fn a_new_leader_clears_the_names_of_the_leader_before() {
+    use liveseg_store::redis::LeaseOutcome;
+    let c = Cluster::new();
+    let Ok(LeaseOutcome::Acquired { epoch }) =
+        c.store
+            .leases()
+            .acquire_at(Coordinator::leader_prefix(), "gone", 500, None)
+    else {
+        panic!("leader lease");
+    };
+    let coordinator = Coordinator::new(c.store.clone());
+    let named = [(3, "a".to_string())];
+    assert!(
+        coordinator
+            .write_standby("gone", epoch, &named, 120_000)
+            .unwrap()
+    );
+    let (a, _ha) = c.member("a");
+    eventually(Duration::from_secs(20), "a leads", || a.view().leader);
+    eventually(Duration::from_secs(20), "the old names are cleared", || {
+        coordinator.standby().unwrap().is_empty()
+    });
 }
