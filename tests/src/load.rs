@@ -301,6 +301,12 @@ impl Availability {
 }
 
 /// Queries every tenant every `every` through the live nodes until stopped.
+/// Each tenant is probed by its own task: a probe that hangs (through a
+/// node stopped by SIGSTOP, until its timeout) delays only that tenant's
+/// next sample. Probing the tenants in turn, as this did until session 18,
+/// spaced every tenant's samples by such a wait, and an outage measured
+/// from the last good sample could include up to a timeout of the prober's
+/// own waiting.
 pub async fn probe(
     tenants: Vec<(String, String)>,
     targets: Targets,
@@ -308,42 +314,68 @@ pub async fn probe(
     stop: tokio::sync::watch::Receiver<bool>,
     shared: Arc<Mutex<Availability>>,
 ) {
-    let mut round = 0usize;
-    // Diagnosing long outages: LIVESEG_PROBE_LOG=1 prints each failed
-    // probe, the last good one before failures (where the checker's
-    // outage starts) and the first good one after (where it ends).
-    let log_failures = std::env::var_os("LIVESEG_PROBE_LOG").is_some();
-    let mut failing: std::collections::HashSet<String> = Default::default();
-    // Paces the rounds; a slow round (timeouts) delays the next, no burst.
-    let mut pace = tokio::time::interval(every);
-    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !*stop.borrow() {
-        pace.tick().await;
-        for (i, (tenant, key)) in tenants.iter().enumerate() {
-            let node = {
-                let t = targets.lock().unwrap_or_else(|p| p.into_inner());
-                (!t.is_empty()).then(|| t[(round + i) % t.len()].clone())
+    let probers: Vec<_> = tenants
+        .into_iter()
+        .enumerate()
+        .map(|(i, (tenant, key))| {
+            let prober = TenantProber {
+                tenant,
+                key,
+                offset: i,
+                targets: targets.clone(),
+                shared: shared.clone(),
             };
+            tokio::spawn(prober.run(every, stop.clone()))
+        })
+        .collect();
+    for p in probers {
+        // A prober only ends when stopped; a panic in one is a harness bug
+        // that its missing samples make visible.
+        let _ = p.await;
+    }
+}
+
+/// One tenant's probes, each through the next live node in turn.
+struct TenantProber {
+    tenant: String,
+    key: String,
+    /// Where in the node rotation this tenant starts, so tenants spread.
+    offset: usize,
+    targets: Targets,
+    shared: Arc<Mutex<Availability>>,
+}
+
+impl TenantProber {
+    async fn run(self, every: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+        // Diagnosing long outages: LIVESEG_PROBE_LOG=1 prints each failed
+        // probe, the last good one before failures (where the checker's
+        // outage starts) and the first good one after (where it ends).
+        let log_failures = std::env::var_os("LIVESEG_PROBE_LOG").is_some();
+        let mut failing = false;
+        // Paces the probes; a slow one (a timeout) delays the next, no burst.
+        let mut pace = tokio::time::interval(every);
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let tenant = &self.tenant;
+        let mut round = 0usize;
+        while !*stop.borrow() {
+            pace.tick().await;
+            let node = {
+                let t = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+                (!t.is_empty()).then(|| t[(round + self.offset) % t.len()].clone())
+            };
+            round += 1;
             let ok = match node {
-                Some(n) => match query(&n, key).await {
+                Some(n) => match query(&n, &self.key).await {
                     Ok(()) => {
-                        if failing.remove(tenant) && log_failures {
+                        if std::mem::take(&mut failing) && log_failures {
                             eprintln!("probe {:.3} s {tenant} via {n}: ok", mono_ns() as f64 / 1e9);
                         }
                         true
                     }
                     Err(e) => {
-                        // Where the checker's outage starts: the sample
-                        // before the first failure (samples of one tenant
-                        // can be far apart when another's probe hangs).
-                        if failing.insert(tenant.clone()) && log_failures {
-                            let last = shared
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .samples
-                                .get(tenant)
-                                .and_then(|s| s.last().copied());
-                            if let Some((t, true)) = last {
+                        if !std::mem::replace(&mut failing, true) && log_failures {
+                            // Where the checker's outage starts.
+                            if let Some((t, true)) = self.last_sample() {
                                 eprintln!("probe {:.3} s {tenant}: last ok", t as f64 / 1e9);
                             }
                         }
@@ -358,7 +390,7 @@ pub async fn probe(
                 },
                 None => false,
             };
-            shared
+            self.shared
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .samples
@@ -366,7 +398,15 @@ pub async fn probe(
                 .or_default()
                 .push((mono_ns(), ok));
         }
-        round += 1;
+    }
+
+    fn last_sample(&self) -> Option<(i64, bool)> {
+        self.shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .samples
+            .get(&self.tenant)
+            .and_then(|s| s.last().copied())
     }
 }
 
