@@ -93,9 +93,11 @@ return now
 "#;
 
 /// Name the standbys of shards whose owner looks dead (placement's
-/// `standby_moves`), replacing earlier names, if the caller leads under
+/// `standby_names`), replacing earlier names, if the caller leads under
 /// its epoch. The names expire on their own: a leader renames them every
-/// round while the suspicion lasts.
+/// round while the suspicion lasts and until the shards are placed, and
+/// placement reads them (a shard without a live owner goes to its
+/// standby node).
 /// KEYS: 1 leader lease, 2 standby hash. ARGV: 1 `leader#epoch`, 2 TTL
 /// (ms), then (shard, node) pairs. Returns 1, or -1 when not the leader.
 const STANDBY: &str = r#"

@@ -6,7 +6,8 @@
 //!   (about 1/N of them), unlike `hash mod N`.
 //! - **Bounded load**: each node may hold at most `ceil(load_factor * S * w / W)`
 //!   shards, because plain HRW over few shards can be visibly unbalanced. A
-//!   round never adds to a full node; a node left over capacity (capacities
+//!   round adds to a full node only a shard without a live owner whose
+//!   standby the node holds (below); a node left over capacity (capacities
 //!   shrink when a node joins) sheds within the `max_moves` budget, so a join
 //!   is spread over several rounds instead of one big reshuffle.
 //! - **Hysteresis**: a shard move is a handoff (lease, state load, warm-up), so a
@@ -321,20 +322,29 @@ pub fn plan(input: &PlacementInput<'_>) -> Plan {
     }
 
     // 1. Place every ownerless shard on its live standby node, else on its
-    //    best node with room. Room always exists (capacities sum to >= S
-    //    and over-full nodes only add to the spare elsewhere); the fallback
-    //    just keeps this total.
+    //    best node with room. Standby placements go first, so the others
+    //    take the room that is left rather than filling a standby node
+    //    that then overflows. Room always exists for the others
+    //    (capacities sum to >= S and over-full nodes only add to the spare
+    //    elsewhere); the fallback just keeps this total.
     let mut moved = vec![false; count];
-    for s in 0..count {
-        if owner[s].is_none() {
-            let standby = input.standby.get(s).and_then(|o| o.as_deref());
-            let best = order[s].iter().copied().find(|&n| load[n] < caps[n]);
-            let n = standby.and_then(find).or(best).unwrap_or(order[s][0]);
-            owner[s] = Some(n);
-            load[n] += 1;
-            moved[s] = true;
-            receiving[n] |= one_at_a_time;
-        }
+    let standby_of = |s: usize| {
+        input
+            .standby
+            .get(s)
+            .and_then(|o| o.as_deref())
+            .and_then(find)
+    };
+    let (named, unnamed): (Vec<usize>, Vec<usize>) = (0..count)
+        .filter(|&s| owner[s].is_none())
+        .partition(|&s| standby_of(s).is_some());
+    for s in named.into_iter().chain(unnamed) {
+        let best = order[s].iter().copied().find(|&n| load[n] < caps[n]);
+        let n = standby_of(s).or(best).unwrap_or(order[s][0]);
+        owner[s] = Some(n);
+        load[n] += 1;
+        moved[s] = true;
+        receiving[n] |= one_at_a_time;
     }
 
     // 2. Spend the budget one move at a time. A shard may go to its best node
@@ -410,12 +420,12 @@ pub fn plan(input: &PlacementInput<'_>) -> Plan {
 
 /// Where the shards of `suspects` would go if those nodes were dead now:
 /// the moves of a round over the live nodes without them, for their shards
-/// only. With the names standing (`input.standby`), a shard keeps its
-/// standby node while that node is live and not a suspect itself. The leader names these nodes while death detection still runs
+/// only. The leader names these nodes while death detection still runs
 /// (`Coordinator::write_standby`), so they can load the shards while the
-/// suspects' leases run out; the round that finds the suspects dead
-/// computes the same placement from the same inputs, unless something else
-/// changed meanwhile (then a standby is loaded for nothing and dropped).
+/// suspects' leases run out; the round that finds the suspects dead places
+/// the shards on them (`input.standby`). With the names standing, a shard
+/// keeps its standby node while that node is live and not a suspect
+/// itself, whatever node joins meanwhile.
 pub fn standby_moves(input: &PlacementInput<'_>, suspects: &[String]) -> Vec<Move> {
     let live: Vec<Node> = input
         .live
@@ -437,6 +447,35 @@ pub fn standby_moves(input: &PlacementInput<'_>, suspects: &[String]) -> Vec<Mov
         .collect()
 }
 
+/// The standbys the leader names this round, shard -> node: those of the
+/// suspects' shards ([`standby_moves`]), and the standing names of shards
+/// that have no live owner, while the named node is live and not a
+/// suspect. A shard whose owner was found dead keeps its name until a
+/// round places it (on that node): the placing round may not come at once
+/// (the leader holds placement, or its write fails), and names dropped
+/// meanwhile would be named afresh, perhaps elsewhere, and the shard
+/// placed where nothing was loaded.
+pub fn standby_names(input: &PlacementInput<'_>, suspects: &[String]) -> Vec<(u32, String)> {
+    let is_live =
+        |id: &str| input.live.iter().any(|n| n.id == id) && !suspects.iter().any(|s| s == id);
+    let mut named: std::collections::BTreeMap<u32, String> = standby_moves(input, suspects)
+        .into_iter()
+        .map(|m| (m.shard, m.to))
+        .collect();
+    for (shard, name) in input.standby.iter().enumerate().take(input.shards as usize) {
+        let owner = input.current.get(shard).and_then(|o| o.as_deref());
+        let (Some(name), Ok(shard)) = (name, u32::try_from(shard)) else {
+            continue;
+        };
+        if !owner.is_some_and(|o| input.live.iter().any(|n| n.id == o)) && is_live(name) {
+            named.entry(shard).or_insert_with(|| name.clone());
+        }
+    }
+    named.into_iter().collect()
+}
+
+#[cfg(test)]
+mod invariant_tests;
 #[cfg(test)]
 mod standby_tests;
 #[cfg(test)]

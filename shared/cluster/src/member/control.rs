@@ -363,10 +363,7 @@ impl Loop {
         // The standbys named last round: where the shards of silent owners
         // are loading. Passed back so the names stick, and so the round
         // that finds an owner dead gives its shards to those nodes.
-        let named = self.coordinator.standby()?;
-        let standby: Vec<Option<String>> = (0..self.config.shards)
-            .map(|s| named.get(&s).cloned())
-            .collect();
+        let (fresh, standby) = self.fresh_and_named();
         let input = PlacementInput {
             shards: self.config.shards,
             live: &live,
@@ -382,7 +379,7 @@ impl Loop {
             },
             standby: &standby,
         };
-        self.name_standbys(epoch, &input);
+        self.name_standbys(epoch, &input, fresh.as_deref());
         if !assign {
             return Ok(());
         }

@@ -95,12 +95,64 @@ fn standby_names_stick_when_a_node_joins_and_the_dead_round_follows_them() {
         ..after_join
     });
     assert_eq!(taken_from(&death, &suspect), first);
-    // Capacity is restored later by shedding, off the standby nodes.
-    let (settled, _) = converge(8, &survivors, death.assignment, 16);
     let caps = capacities(&normalize(&survivors), 8, 1.1);
+    // Capacity is restored by shedding other shards off the standby nodes
+    // (here in the same round: the joiner is not warming up).
+    let (settled, _) = converge(8, &survivors, death.assignment, 16);
     for (n, cap) in normalize(&survivors).iter().zip(caps) {
         assert!(load_of(&settled, &n.id) <= cap, "{settled:?}");
     }
+}
+
+/// The names a round writes: the suspects' shards, and the standing
+/// names of shards whose owner is gone while their node is live and not
+/// a suspect, until a round places them.
+#[test]
+fn names_of_a_dead_owners_shards_stand_until_a_round_places_them() {
+    let live: Vec<Node> = (1..=3).map(|i| node(i, 1)).collect();
+    let (placed, _) = converge(8, &live, vec![], 16);
+    let dead = live[1].id.clone();
+    let first = named(&standby_moves(
+        &eight_shards(&live, &placed),
+        std::slice::from_ref(&dead),
+    ));
+    assert!(!first.is_empty());
+    let standby = as_input(8, &first);
+    let survivors: Vec<Node> = live.iter().filter(|n| n.id != dead).cloned().collect();
+    let after_death = PlacementInput {
+        standby: &standby,
+        ..eight_shards(&survivors, &placed)
+    };
+    assert_eq!(
+        standby_names(&after_death, &[]),
+        first,
+        "kept while unplaced"
+    );
+    // A named node gone silent, or dead, loses its names.
+    let silent = first[0].1.clone();
+    let kept = standby_names(&after_death, std::slice::from_ref(&silent));
+    assert!(kept.iter().all(|(_, n)| *n != silent), "{kept:?}");
+    let gone: Vec<Node> = survivors
+        .iter()
+        .filter(|n| n.id != silent)
+        .cloned()
+        .collect();
+    let without = PlacementInput {
+        live: &gone,
+        ..after_death
+    };
+    assert!(
+        standby_names(&without, &[])
+            .iter()
+            .all(|(_, n)| *n != silent)
+    );
+    // Once a round has placed them, nothing is named.
+    let placed_now = plan(&after_death).assignment;
+    let done = PlacementInput {
+        current: &placed_now,
+        ..after_death
+    };
+    assert!(standby_names(&done, &[]).is_empty());
 }
 
 proptest! {

@@ -25,24 +25,40 @@ impl Loop {
         mono_ns() - self.last_heartbeat_ns <= ns(self.config.suspect_after())
     }
 
-    /// Leader, every round: names standbys for the shards of live nodes
-    /// silent for `suspect_after`. Best effort; the names expire after
+    /// Leader, every round: names standbys (`placement::standby_names`)
+    /// for the shards of live nodes silent for `suspect_after`, and keeps
+    /// the names of shards whose owner was found dead until a round places
+    /// them. `fresh` is the nodes heard within `suspect_after`, `None` if
+    /// it could not be read. Best effort: the names expire after
     /// `dead_after` unless a round names them again, and a round with none
     /// to name clears those of the round before (a suspect that spoke
-    /// again) or of the leader before. They outlive a few slow rounds, and
-    /// a leader's death: the round that finds an owner dead reads them to
-    /// give its shards to the nodes loading them, and its leader's steps
-    /// can be far apart on a machine busy with those loads. (With names
-    /// that expired after three 100 ms ticks, a mix run's dead round gave
-    /// two shards to a node that had loaded neither, 2.8 s full loads,
-    /// while their standbys loaded elsewhere: most likely names that had
-    /// expired between two slow rounds.)
-    pub(super) fn name_standbys(&mut self, epoch: u64, input: &PlacementInput<'_>) {
-        let named = if self.heard_recently() {
-            self.standbys_for_suspects(input)
-        } else {
-            Vec::new()
+    /// again) or of the leader before. They outlive a few slow rounds and
+    /// a leader's death: the round that places a dead owner's shards reads
+    /// them, and its leader's steps can be far apart on a machine busy
+    /// with those very loads. (With names that expired after three 100 ms
+    /// ticks, a mix run's dead round gave two shards to a node that had
+    /// loaded neither, 2.8 s full loads, while their standbys loaded
+    /// elsewhere.) A leader that cannot tell who is silent (its own beats
+    /// are late, or the read failed) leaves the names as they stand: names
+    /// it cleared would be named afresh, perhaps on a node that joined
+    /// meanwhile, as happened in a mix run when a leader busy loading
+    /// three standbys missed its own heartbeat.
+    pub(super) fn name_standbys(
+        &mut self,
+        epoch: u64,
+        input: &PlacementInput<'_>,
+        fresh: Option<&[String]>,
+    ) {
+        let Some(fresh) = fresh.filter(|_| self.heard_recently()) else {
+            return;
         };
+        let suspects: Vec<String> = input
+            .live
+            .iter()
+            .map(|n| n.id.clone())
+            .filter(|id| *id != self.config.node_id && !fresh.contains(id))
+            .collect();
+        let named = placement::standby_names(input, &suspects);
         if named.is_empty() && !self.named_standbys {
             return;
         }
@@ -60,29 +76,34 @@ impl Loop {
         }
     }
 
-    /// Where the shards of live nodes silent for `suspect_after` would go.
-    fn standbys_for_suspects(&self, input: &PlacementInput<'_>) -> Vec<(u32, String)> {
+    /// The nodes heard within `suspect_after` and the standbys named last
+    /// round whose node is among them, shard -> node (a named node that
+    /// has gone silent since is no place to put a shard). Both best
+    /// effort: on a failed read, `None` and no names.
+    pub(super) fn fresh_and_named(&self) -> (Option<Vec<String>>, Vec<Option<String>>) {
         let suspect_after = self.config.suspect_after().as_millis() as u64;
-        let fresh = match self.coordinator.live_nodes(suspect_after) {
-            Ok(fresh) => fresh,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading recent heartbeats failed");
-                return Vec::new();
-            }
+        let fresh = self
+            .coordinator
+            .live_nodes(suspect_after)
+            .inspect_err(|e| tracing::warn!(error = %e, "reading recent heartbeats failed"))
+            .ok();
+        let mut named = vec![None; self.config.shards as usize];
+        let Some(fresh) = fresh else {
+            return (None, named);
         };
-        let suspects: Vec<String> = input
-            .live
-            .iter()
-            .map(|n| n.id.clone())
-            .filter(|id| *id != self.config.node_id && !fresh.contains(id))
-            .collect();
-        if suspects.is_empty() {
-            return Vec::new();
+        match self.coordinator.standby() {
+            Ok(standing) => {
+                for (shard, node) in standing {
+                    if let Some(slot) = named.get_mut(shard as usize)
+                        && fresh.contains(&node)
+                    {
+                        *slot = Some(node);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading standby names failed"),
         }
-        placement::standby_moves(input, &suspects)
-            .into_iter()
-            .map(|m| (m.shard, m.to))
-            .collect()
+        (Some(fresh), named)
     }
 
     /// Every node, every step: asks the host to prepare the shards the
