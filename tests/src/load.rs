@@ -314,24 +314,28 @@ pub async fn probe(
     stop: tokio::sync::watch::Receiver<bool>,
     shared: Arc<Mutex<Availability>>,
 ) {
-    let probers: Vec<_> = tenants
-        .into_iter()
-        .enumerate()
-        .map(|(i, (tenant, key))| {
-            let prober = TenantProber {
-                tenant,
-                key,
-                offset: i,
-                targets: targets.clone(),
-                shared: shared.clone(),
-            };
-            tokio::spawn(prober.run(every, stop.clone()))
-        })
-        .collect();
-    for p in probers {
-        // A prober only ends when stopped; a panic in one is a harness bug
-        // that its missing samples make visible.
-        let _ = p.await;
+    // A JoinSet aborts the tenants' tasks if the run is dropped early.
+    let mut probers = tokio::task::JoinSet::new();
+    let count = tenants.len().max(1) as u32;
+    for (i, (tenant, key)) in tenants.into_iter().enumerate() {
+        let prober = TenantProber {
+            tenant,
+            key,
+            offset: i,
+            targets: targets.clone(),
+            shared: shared.clone(),
+        };
+        // Staggered over one period, so the tenants' probes do not all
+        // connect at once.
+        let start = tokio::time::Instant::now() + every * i as u32 / count;
+        probers.spawn(prober.run(start, every, stop.clone()));
+    }
+    while let Some(done) = probers.join_next().await {
+        if let Err(e) = done
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
 }
 
@@ -346,18 +350,24 @@ struct TenantProber {
 }
 
 impl TenantProber {
-    async fn run(self, every: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+    async fn run(
+        self,
+        start: tokio::time::Instant,
+        every: Duration,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         // Diagnosing long outages: LIVESEG_PROBE_LOG=1 prints each failed
         // probe, the last good one before failures (where the checker's
         // outage starts) and the first good one after (where it ends).
         let log_failures = std::env::var_os("LIVESEG_PROBE_LOG").is_some();
         let mut failing = false;
         // Paces the probes; a slow one (a timeout) delays the next, no burst.
-        let mut pace = tokio::time::interval(every);
+        let mut pace = tokio::time::interval_at(start, every);
         pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let tenant = &self.tenant;
         let mut round = 0usize;
-        while !*stop.borrow() {
+        // Stopped, or the run that owns the sender is gone.
+        while !*stop.borrow() && stop.has_changed().is_ok() {
             pace.tick().await;
             let node = {
                 let t = self.targets.lock().unwrap_or_else(|p| p.into_inner());
