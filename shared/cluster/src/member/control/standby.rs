@@ -41,8 +41,9 @@ impl Loop {
     /// elsewhere.) A leader that cannot tell who is silent (its own beats
     /// are late, or the read failed) leaves the names as they stand: names
     /// it cleared would be named afresh, perhaps on a node that joined
-    /// meanwhile, as happened in a mix run when a leader busy loading
-    /// three standbys missed its own heartbeat.
+    /// meanwhile. (Most likely what happened in another mix run: a leader
+    /// loading three standbys on itself cleared their names, and two of
+    /// the shards went to a joiner that had loaded nothing.)
     pub(super) fn name_standbys(
         &mut self,
         epoch: u64,
