@@ -238,13 +238,6 @@ fn handoff_intents_are_fenced_keep_their_stamps_and_expire() {
 
 /// A coordinator over `c` with node "l" holding the leader lease, and its epoch.
 fn leading_as_l(c: &Cluster) -> (Coordinator, u64) {
-    use liveseg_store::redis::LeaseOutcome;
-    let Ok(LeaseOutcome::Acquired { epoch }) =
-        c.store
-            .leases()
-            .acquire_at(Coordinator::leader_prefix(), "l", 10_000, None)
-    else {
-        panic!("leader lease");
-    };
+    let epoch = common::members::lead_as(&c.store, "l", 10_000);
     (Coordinator::new(c.store.clone()), epoch)
 }

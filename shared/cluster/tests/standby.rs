@@ -167,15 +167,8 @@ fn a_member_joining_during_a_takeover_leaves_the_standbys_where_they_load() {
 /// instead of leaving them for their TTL.
 #[test]
 fn a_new_leader_clears_the_names_of_the_leader_before() {
-    use liveseg_store::redis::LeaseOutcome;
     let c = Cluster::new();
-    let Ok(LeaseOutcome::Acquired { epoch }) =
-        c.store
-            .leases()
-            .acquire_at(Coordinator::leader_prefix(), "gone", 500, None)
-    else {
-        panic!("leader lease");
-    };
+    let epoch = lead_as(&c.store, "gone", 500);
     let coordinator = Coordinator::new(c.store.clone());
     let named = [(3, "a".to_string())];
     assert!(

@@ -1,23 +1,14 @@
 //! Property tests of the plan's invariants, with and without standbys.
 
-use super::tests::{Case, arb_case, load_of};
+use super::tests::{Case, arb_case, case_input, load_of, names_on};
 use super::*;
 use proptest::prelude::*;
 use std::cmp::Reverse;
 
-fn check(
-    (s, live, current, max_moves, lf): Case,
-    standby: &[Option<String>],
-) -> Result<(), TestCaseError> {
-    let input = PlacementInput {
-        shards: s,
-        live: &live,
-        current: &current,
-        max_moves,
-        load_factor: lf,
-        settling: Settling::NONE,
-        standby,
-    };
+fn check(case: Case, standby: &[Option<String>]) -> Result<(), TestCaseError> {
+    let input = case_input(&case, standby);
+    let (s, live, current, max_moves, lf) = &case;
+    let (s, max_moves, lf) = (*s, *max_moves, *lf);
     let p = plan(&input);
     // Shards placed on their standby node may take it over capacity.
     let onto_standby = |id: &str| {
@@ -29,7 +20,7 @@ fn check(
             .filter(named)
             .count()
     };
-    let nodes = normalize(&live);
+    let nodes = normalize(live);
     let caps = capacities(&nodes, s, lf);
     let cap_of = |id: &str| nodes.iter().position(|n| n.id == id).map(|i| caps[i]);
     prop_assert_eq!(p.assignment.len(), s as usize);
@@ -39,7 +30,7 @@ fn check(
             .all(|o| o.as_deref().and_then(cap_of).is_some())
     );
     for (n, &cap) in nodes.iter().zip(&caps) {
-        let (before, after) = (load_of(&current, &n.id), load_of(&p.assignment, &n.id));
+        let (before, after) = (load_of(current, &n.id), load_of(&p.assignment, &n.id));
         let extra = onto_standby(&n.id);
         prop_assert!(
             after <= cap.max(before) + extra,
@@ -63,7 +54,7 @@ fn check(
         if let (Some(from), Some(cap)) = (m.from.as_deref(), from_live) {
             // Only capacity shedding may move a shard to a worse-ranked node.
             // (Shards placed on their standby count: they may fill it.)
-            let shed = load_of(&current, from) + onto_standby(from) > cap;
+            let shed = load_of(current, from) + onto_standby(from) > cap;
             prop_assert!(shed || rank(m.shard, &m.to) > rank(m.shard, from));
         }
     }
@@ -112,8 +103,7 @@ proptest! {
         case in arb_case(),
         names in prop::collection::vec(prop::option::of(0usize..10), 0..300),
     ) {
-        let id = |i: usize| case.1.get(i).map_or_else(|| "10.9.9.8:7000#1".to_owned(), |n| n.id.clone());
-        let standby: Vec<Option<String>> = names.iter().map(|o| o.map(id)).collect();
+        let standby = names_on(&case.1, &names);
         check(case, &standby)?;
     }
 }

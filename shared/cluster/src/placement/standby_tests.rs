@@ -1,6 +1,6 @@
 //! Tests of the standbys placement names for silent owners' shards.
 
-use super::tests::{arb_case, converge, load_of, node, round};
+use super::tests::{arb_case, case_input, converge, load_of, names_on, node, round};
 use super::*;
 use proptest::prelude::*;
 
@@ -213,18 +213,10 @@ proptest! {
         pick in any::<prop::sample::Index>(),
         joiner in 16u32..24,
     ) {
-        let (s, live, current, max_moves, lf) = case;
-        let id = |i: usize| live.get(i).map_or_else(|| "10.9.9.8:7000#1".to_owned(), |n| n.id.clone());
-        let standby: Vec<Option<String>> = names.iter().map(|o| o.map(id)).collect();
-        let input = PlacementInput {
-            shards: s,
-            live: &live,
-            current: &current,
-            max_moves,
-            load_factor: lf,
-            settling: Settling::NONE,
-            standby: &standby,
-        };
+        let standby = names_on(&case.1, &names);
+        let input = case_input(&case, &standby);
+        let (s, live, current, _, _) = &case;
+        let s = *s;
         let p = plan(&input);
         let is_live = |o: &Option<String>| o.as_ref().is_some_and(|id| live.iter().any(|n| &n.id == id));
         for (shard, owner) in current.iter().enumerate().take(s as usize) {

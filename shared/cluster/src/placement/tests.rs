@@ -327,6 +327,29 @@ fn hashes_are_pinned() {
 
 pub(super) type Case = (u32, Vec<Node>, Vec<Option<String>>, usize, f64);
 
+/// A round over `case` with nothing settling and `standby` named.
+pub(super) fn case_input<'a>(case: &'a Case, standby: &'a [Option<String>]) -> PlacementInput<'a> {
+    let (shards, live, current, max_moves, load_factor) = case;
+    PlacementInput {
+        shards: *shards,
+        live,
+        current,
+        max_moves: *max_moves,
+        load_factor: *load_factor,
+        settling: Settling::NONE,
+        standby,
+    }
+}
+
+/// Standby names from drawn indices: a live node of `live`, or a dead one.
+pub(super) fn names_on(live: &[Node], picks: &[Option<usize>]) -> Vec<Option<String>> {
+    let id = |i: usize| {
+        live.get(i)
+            .map_or_else(|| "10.9.9.8:7000#1".to_owned(), |n| n.id.clone())
+    };
+    picks.iter().map(|o| o.map(id)).collect()
+}
+
 /// 1..8 nodes (ids drawn from 16, weights 1..3) and a current assignment
 /// mixing live owners, a dead owner and `None`.
 pub(super) fn arb_case() -> impl Strategy<Value = Case> {
@@ -357,17 +380,9 @@ proptest! {
         ages in prop::collection::vec(prop::option::of(0i64..10_000), 0..300),
         served in prop::collection::vec(prop::option::of(0i64..10_000), 0..300),
     ) {
-        let (s, live, current, max_moves, lf) = case;
         let settling = Settling { now_ms: 10_000, moved_at: &ages, serving_at: &served, period_ms: 5_000, warming: &[] };
-        let input = PlacementInput {
-            shards: s,
-            live: &live,
-            current: &current,
-            max_moves,
-            load_factor: lf,
-            settling,
-            standby: &[],
-        };
+        let input = PlacementInput { settling, ..case_input(&case, &[]) };
+        let (s, current) = (case.0, &case.2);
         let p = plan(&input);
         let free = plan(&PlacementInput { settling: Settling::NONE, ..input });
         for m in &p.moves {

@@ -16,6 +16,19 @@ use std::time::{Duration, Instant};
 
 pub const SHARDS: u32 = 24;
 
+/// Takes the leader lease as `node` for `ttl_ms`, as a leader would;
+/// returns its epoch.
+pub fn lead_as(store: &RedisStore, node: &str, ttl_ms: u64) -> u64 {
+    use liveseg_store::redis::LeaseOutcome;
+    match store
+        .leases()
+        .acquire_at(Coordinator::leader_prefix(), node, ttl_ms, None)
+    {
+        Ok(LeaseOutcome::Acquired { epoch }) => epoch,
+        other => panic!("leader lease: {other:?}"),
+    }
+}
+
 /// A serving side that only keeps the fences; a drain makes a real fenced
 /// final commit before reporting done.
 pub struct RecordingHost {
