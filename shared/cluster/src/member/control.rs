@@ -384,7 +384,7 @@ impl Loop {
             return Ok(());
         }
         let plan = placement::plan(&input);
-        self.write_moves(epoch, &plan.moves)
+        self.write_moves(epoch, &plan.moves, fresh.as_deref())
     }
 
     /// Reads the table if it changed; false if it could not be read (the

@@ -45,20 +45,23 @@ impl Loop {
     }
 
     /// Leader: writes the moves that may go now, and keeps or starts the
-    /// intents of the others.
-    pub(super) fn write_moves(&mut self, epoch: u64, moves: &[Move]) -> liveseg_store::Result<()> {
+    /// intents of the others. `fresh` is the nodes heard within
+    /// `suspect_after`, read this round (`None`: the read failed, and no
+    /// move from an owner is written, since which may wait is unknown).
+    pub(super) fn write_moves(
+        &mut self,
+        epoch: u64,
+        moves: &[Move],
+        fresh: Option<&[String]>,
+    ) -> liveseg_store::Result<()> {
         let existing = self.coordinator.handoffs()?;
         if moves.is_empty() && existing.intents.is_empty() {
             return Ok(());
         }
-        let suspect_after = self.config.suspect_after().as_millis() as u64;
-        let answering: BTreeSet<String> = if moves.iter().any(|m| m.from.is_some()) {
-            self.coordinator
-                .live_nodes(suspect_after)?
-                .into_iter()
-                .collect()
-        } else {
-            BTreeSet::new()
+        let answering: BTreeSet<String> = match fresh {
+            Some(fresh) => fresh.iter().cloned().collect(),
+            None if moves.iter().any(|m| m.from.is_some()) => return Ok(()),
+            None => BTreeSet::new(),
         };
         let timeout = self.config.handoff_timeout().as_millis() as i64;
         let split = handoff::split(
