@@ -248,13 +248,7 @@ impl Dispatcher {
                     let _ = reply.send(self.dispatched);
                 }
                 Command::Freeze { request, reply } => self.freeze(request, reply).await?,
-                Command::Thaw { request, reply } => {
-                    if request > self.freeze_request {
-                        self.freeze_request = request;
-                        self.progress.frozen.store(false, Ordering::Release);
-                    }
-                    let _ = reply.send(());
-                }
+                Command::Thaw { request, reply } => self.thaw(request, reply),
                 Command::Shutdown(reply) => {
                     // Frozen: the freeze's checkpoint was the final one, and
                     // the next owner's standby holds it.

@@ -1,5 +1,7 @@
 //! The dispatcher's freeze for a handoff (`Command::Freeze`): a checkpoint,
-//! then no writes until a thaw, while entries are still applied.
+//! then no writes until a thaw (`Command::Thaw`), while entries are still
+//! applied. Both carry request numbers: one older than the last applied
+//! is ignored.
 
 use super::{Command, Dispatcher, fatal, handing_off};
 use crate::error::{NodeError, Result};
@@ -59,5 +61,14 @@ impl Dispatcher {
         let _ = self.registry.outbox().flush().await;
         let _ = reply.send(Ok(Some(self.dispatched)));
         Ok(())
+    }
+
+    /// Writes again (`Command::Thaw`), unless a later freeze was applied.
+    pub(super) fn thaw(&mut self, request: u64, reply: oneshot::Sender<()>) {
+        if request > self.freeze_request {
+            self.freeze_request = request;
+            self.progress.frozen.store(false, Ordering::Release);
+        }
+        let _ = reply.send(());
     }
 }

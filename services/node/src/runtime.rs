@@ -65,7 +65,7 @@ pub struct Runtime {
     pub dispatch: mpsc::Sender<Command>,
     pub progress: Arc<Progress>,
     /// Serialises definition changes (read-modify-write of a tenant's set).
-    pub definitions_lock: tokio::sync::Mutex<()>,
+    definitions_lock: tokio::sync::Mutex<()>,
     valid: Check,
     health: watch::Sender<Health>,
     tasks: Mutex<Option<Tasks>>,
@@ -301,8 +301,16 @@ impl Runtime {
 
     /// Freezes the runtime for a handoff (`Command::Freeze`): a checkpoint,
     /// then no writes until `thaw`. Returns the position checkpointed, or
-    /// `None` if it was frozen already.
+    /// `None` if it was frozen already. A definition or content change
+    /// under way finishes first (it holds the definitions lock from before
+    /// it stores anything until its install), and one that comes after is
+    /// refused (`lock_definitions`).
     pub async fn freeze(&self, request: u64) -> Result<Option<Seq>> {
+        let _definitions = if self.is_frozen() {
+            None
+        } else {
+            Some(self.definitions_lock.lock().await)
+        };
         self.ask(|reply| Command::Freeze { request, reply }).await
     }
 

@@ -12,7 +12,6 @@
 //! and moves go as before (drain, release, load).
 
 use super::ShardRuntimes;
-use super::standby;
 use liveseg_cluster::member::DrainDone;
 use std::time::Instant;
 
@@ -23,19 +22,19 @@ fn count(kind: &'static str) {
 impl ShardRuntimes {
     /// Freezes the serving runtime of `shard`, then reports on `done`; a
     /// frozen one says so at once. Refused unless Redis keeps every write:
-    /// the target's standby could not be used otherwise. A definition or
-    /// content change under way finishes first (it holds the definitions
-    /// lock from before it stores anything until its install), and one
-    /// that comes after is refused (`Runtime::lock_definitions`).
+    /// the target's standby could not be used otherwise. (No runtime
+    /// serving, say one restarting, is refused too, but not counted: the
+    /// member asks again every step.)
     pub(super) fn freeze(&self, shard: u32, done: DrainDone) {
-        let runtime = match self.runtime(shard) {
-            Some(rt) if self.ctx.redis_durable => rt,
-            _ => {
-                count("failed");
-                done.finish(false);
-                return;
-            }
+        let Some(runtime) = self.runtime(shard) else {
+            done.finish(false);
+            return;
         };
+        if !self.ctx.redis_durable {
+            count("failed");
+            done.finish(false);
+            return;
+        }
         // Taken here, in the member's order of calls (see `thaw`).
         let request = runtime.next_freeze_request();
         let redis = self.ctx.redis.clone();
@@ -44,9 +43,10 @@ impl ShardRuntimes {
         let check = !runtime.is_frozen();
         self.ctx.handle.spawn(async move {
             let started = Instant::now();
-            let durable = match check {
-                true => tokio::task::spawn_blocking(move || redis.durable_writes()).await,
-                false => Ok(Ok(true)),
+            let durable = if check {
+                tokio::task::spawn_blocking(move || redis.durable_writes()).await
+            } else {
+                Ok(Ok(true))
             };
             if !matches!(durable, Ok(Ok(true))) {
                 tracing::warn!(shard, "not freezing for a handoff: redis does not report appendfsync always");
@@ -54,13 +54,7 @@ impl ShardRuntimes {
                 done.finish(false);
                 return;
             }
-            let definitions = match check {
-                true => Some(runtime.definitions_lock.lock().await),
-                false => None,
-            };
-            let frozen = runtime.freeze(request).await;
-            drop(definitions);
-            match frozen {
+            match runtime.freeze(request).await {
                 Ok(None) => done.finish(true),
                 Ok(Some(at)) => {
                     tracing::info!(
@@ -118,10 +112,7 @@ impl ShardRuntimes {
                         shard,
                         "standby dropped: the shard was written since it loaded"
                     );
-                    standby::count_unused(&p);
-                    self.ctx
-                        .handle
-                        .spawn(async move { p.runtime.abort().await });
+                    self.discard(p);
                 }
                 false
             }

@@ -29,10 +29,7 @@ impl ShardRuntimes {
             parked => {
                 if let Some(p) = parked {
                     tracing::info!(shard, token = %fence.token, standby = p.standby.is_some(), "parked shard runtime dropped: the shard comes back under another ownership");
-                    standby::count_unused(&p);
-                    self.ctx
-                        .handle
-                        .spawn(async move { p.runtime.abort().await });
+                    self.discard(p);
                 }
                 self.spawn_load(shard, fence, generation, Duration::ZERO);
             }
@@ -97,10 +94,7 @@ impl ShardRuntimes {
                     shard,
                     "parked shard runtime dropped: the activation ended before it resumed"
                 );
-                standby::count_unused(&p);
-                self.ctx
-                    .handle
-                    .spawn(async move { p.runtime.abort().await });
+                self.discard(p);
                 return;
             }
             p.store.renew_fence(fence.clone());
@@ -177,10 +171,7 @@ impl ShardRuntimes {
             },
         );
         if let Some(old) = displaced {
-            standby::count_unused(&old);
-            self.ctx
-                .handle
-                .spawn(async move { old.runtime.abort().await });
+            self.discard(old);
         }
         tracing::info!(shard, "shard runtime parked: its lease lapsed");
         self.drop_parked_after(shard, id, PARK_FOR);

@@ -150,13 +150,24 @@ enum Outcome {
 }
 
 impl ShardRuntimes {
+    /// Drops a parked runtime nobody will use (counted if it was a
+    /// standby); its stop runs on its own task.
+    pub(super) fn discard(&self, p: Parked) {
+        count_unused(&p);
+        self.ctx
+            .handle
+            .spawn(async move { p.runtime.abort().await });
+    }
+
     /// Loads a standby of `shard`, unless standbys could not be used
     /// (`redis_durable`), or this node already has the shard in any form
     /// (serving, loading, draining, a standby parked) or loads one. A
     /// runtime parked after this node's own lease of the shard lapsed is
     /// dropped first: the shard is named another node's now (a suspect's,
-    /// or a frozen owner's), so it was held since and that runtime cannot
-    /// resume, while it would keep the standby from loading. (In a mix
+    /// or a frozen owner's), so it was most likely held since, and that
+    /// runtime would then never resume, while it keeps the standby from
+    /// loading. (If nobody held it after all, a standby load replaces a
+    /// resume: slower, never unsafe.) (In a mix
     /// run a node woken from SIGSTOP kept such runtimes of the shards it
     /// had lost, and when their new owner was killed it loaded them in
     /// full, 3 s, instead of from standbys.)
@@ -167,11 +178,9 @@ impl ShardRuntimes {
         if let Some(old) = self.parked.take_lapsed(shard) {
             tracing::info!(
                 shard,
-                "parked shard runtime dropped: the shard is held elsewhere now; loading a standby"
+                "parked shard runtime dropped: the shard is named elsewhere now; loading a standby"
             );
-            self.ctx
-                .handle
-                .spawn(async move { old.runtime.abort().await });
+            self.discard(old);
         }
         let held = || self.lock().contains_key(&shard) || self.parked.holds(shard);
         if !self.standbys.start(shard, self.ctx.standby_for, held) {
