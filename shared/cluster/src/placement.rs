@@ -37,7 +37,6 @@
 //!   that joins takes its share one load after another, and a lost serving
 //!   stamp holds balancing onto the whole node for `LOADING_PERIODS` settle
 //!   periods. Held, like a warming node's, not redirected.
-//!
 //! - **Standbys first**: a shard without a live owner goes to the live node
 //!   named its standby (`standby_moves`), over capacity if need be. That
 //!   node has loaded the shard, or is loading it, while the owner's lease
@@ -57,7 +56,8 @@
 //! and one-at-a-time only remove candidates, for a bounded time (a serving
 //! stamp or `LOADING_PERIODS` ends a load), so they delay moves, and may
 //! change their order (hence possibly which fixed point), never prevent
-//! convergence.
+//! convergence. Standby names only choose where the first round puts the
+//! ownerless shards; the excess they may leave is shed like any other.
 
 use std::cmp::Ordering;
 
