@@ -394,15 +394,19 @@ impl Dispatcher {
     /// Delivers each account's batch and waits for all of them.
     async fn flush(&self, groups: Groups) -> Result<()> {
         let mut pending = Vec::with_capacity(groups.len());
+        // The live scorer rescores accounts that received anything but its
+        // own score records (`scorer`, between full rounds). They are noted
+        // once applied: a refresh that took them before would read the
+        // account without these events and not look again.
+        let mut touched = Vec::new();
+        let tracking = self.registry.tracks_touched();
         for (tenant, account, batch) in groups {
-            // The live scorer rescores accounts that received anything but
-            // its own score records (`scorer`, between full rounds).
-            if batch
-                .iter()
-                .any(|d| !matches!(d.event.kind, liveseg_core::EventKind::Scored(_)))
+            if tracking
+                && batch
+                    .iter()
+                    .any(|d| !matches!(d.event.kind, liveseg_core::EventKind::Scored(_)))
             {
-                self.registry
-                    .note_touched(&(tenant.id.clone(), account.clone()));
+                touched.push((tenant.id.clone(), account.clone()));
             }
             let actor = match self.registry.get(&tenant, &account, true)? {
                 Loaded::Actor(a) => a,
@@ -417,6 +421,9 @@ impl Dispatcher {
             r.map_err(|_| {
                 NodeError::Internal("an account actor died; restart to recover from the log".into())
             })?;
+        }
+        for key in &touched {
+            self.registry.note_touched(key);
         }
         Ok(())
     }

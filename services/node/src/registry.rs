@@ -249,6 +249,11 @@ impl Registry {
         self.tracking.store(true, Ordering::Release);
     }
 
+    /// Whether a scorer asked for touched accounts (`track_touched`).
+    pub fn tracks_touched(&self) -> bool {
+        self.tracking.load(Ordering::Acquire)
+    }
+
     /// Records that `key` received events (a no-op unless tracked).
     pub fn note_touched(&self, key: &AccountKey) {
         if !self.tracking.load(Ordering::Acquire) {

@@ -163,6 +163,11 @@ pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::Join
                     };
                     let scored = match rows {
                         Ok(rows) => {
+                            // The load the scorer puts on the model service, by
+                            // kind: a refresh should send only touched accounts.
+                            let kind = if full { "full" } else { "refresh" };
+                            metrics::counter!("liveseg_scorer_rows_total", "round" => kind)
+                                .increment(rows.len() as u64);
                             let round = Round {
                                 tenant: &tenant,
                                 targets: &targets,
