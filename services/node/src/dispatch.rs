@@ -422,9 +422,7 @@ impl Dispatcher {
                 NodeError::Internal("an account actor died; restart to recover from the log".into())
             })?;
         }
-        for key in &touched {
-            self.registry.note_touched(key);
-        }
+        self.registry.note_touched(touched);
         Ok(())
     }
 

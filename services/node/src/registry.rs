@@ -254,9 +254,9 @@ impl Registry {
         self.tracking.load(Ordering::Acquire)
     }
 
-    /// Records that `key` received events (a no-op unless tracked).
-    pub fn note_touched(&self, key: &AccountKey) {
-        if !self.tracking.load(Ordering::Acquire) {
+    /// Records that `keys` received events (a no-op unless tracked).
+    pub fn note_touched(&self, keys: Vec<AccountKey>) {
+        if keys.is_empty() || !self.tracking.load(Ordering::Acquire) {
             return;
         }
         if let Some(set) = self
@@ -265,7 +265,7 @@ impl Registry {
             .unwrap_or_else(|p| p.into_inner())
             .as_mut()
         {
-            set.insert(key.clone());
+            set.extend(keys);
         }
     }
 

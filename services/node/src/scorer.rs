@@ -163,11 +163,6 @@ pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::Join
                     };
                     let scored = match rows {
                         Ok(rows) => {
-                            // The load the scorer puts on the model service, by
-                            // kind: a refresh should send only touched accounts.
-                            let kind = if full { "full" } else { "refresh" };
-                            metrics::counter!("liveseg_scorer_rows_total", "round" => kind)
-                                .increment(rows.len() as u64);
                             let round = Round {
                                 tenant: &tenant,
                                 targets: &targets,
@@ -335,6 +330,11 @@ async fn score_rows(
                     chunk.len()
                 ));
             }
+            // The load the scorer puts on the model service, by kind of
+            // pass: a refresh should send only the touched accounts.
+            let kind = if round.full { "full" } else { "refresh" };
+            metrics::counter!("liveseg_scorer_rows_total", "kind" => kind)
+                .increment(chunk.len() as u64);
             version.clone_from(&reply.version);
             for (i, s) in reply.scores.into_iter().enumerate() {
                 if s.error.is_empty() {
