@@ -146,13 +146,24 @@ impl Drop for ModelProc {
 }
 
 pub async fn serve_models(registry: &str, dir: &Path) -> Result<ModelProc> {
+    serve_models_on(registry, dir, "127.0.0.1:0").await
+}
+
+/// A model service listening on `listen` (`host:port`; port 0 picks one),
+/// its log and address file in `dir`: start one again where it was.
+pub async fn serve_models_on(registry: &str, dir: &Path, listen: &str) -> Result<ModelProc> {
     let addr_file = dir.join("model.addr");
+    // The file of a previous process would read as ready at once.
+    match std::fs::remove_file(&addr_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
     let child = Command::new(crate::liveseg_bin())
         .args([
             "model",
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--registry",
             registry,
             "--addr-file",
@@ -204,4 +215,62 @@ pub fn on_node(node: &crate::Node, args: &[&str]) -> Result<String> {
     let mut all = args.to_vec();
     all.extend_from_slice(&["--server", &url, "--api-key", &node.api_key]);
     ok(&all)
+}
+
+/// Two segments on the click score: a threshold and a top share.
+pub const SCORE_SEGMENT: &str = r#"
+- key: likely_clickers
+  name: Likely clickers
+  entity: contact
+  condition: {score: {target: click_7d, at_least: 0.1}}
+- key: top_decile_clickers
+  name: Top decile clickers
+  entity: contact
+  condition: {score: {target: click_7d, top_percent: 10}}
+"#;
+
+/// A node scoring through `model` every `every` (refresh 1s), its clock
+/// at the end of the history, with SCORE_SEGMENT applied and the history
+/// ingested; then the clock moves a second on, so the next full round
+/// scores every contact on its whole history (scores made while the
+/// history streamed in are stamped at the first instant, one per contact
+/// and instant).
+pub async fn scoring_node(
+    f: &Fixture,
+    model: &str,
+    every: &str,
+    extra: &[&str],
+) -> Result<(crate::Node, String)> {
+    let defs = f.dir.path().join("defs.yaml");
+    std::fs::write(&defs, SCORE_SEGMENT)?;
+    let defs = defs.display().to_string();
+    let data = f.dir.path().join("node");
+    let mut flags = vec![
+        "--score-every",
+        every,
+        "--score-refresh",
+        "1s",
+        "--scoring-server",
+        model,
+        "--clock",
+        "manual:2026-11-01T00:00:00Z",
+    ];
+    flags.extend_from_slice(extra);
+    let node = crate::Node::start(&data, &flags).await?;
+    on_node(&node, &["segments", "apply", "--file", &defs])?;
+    on_node(&node, &["ingest", &f.events()])?;
+    node.settle().await?;
+    node.admin()
+        .await?
+        .advance_clock(liveseg_proto::pb::AdvanceClockRequest {
+            to: "2026-11-01T00:00:01Z".into(),
+        })
+        .await?;
+    Ok((node, defs))
+}
+
+/// The `scored <instant>` part of an explanation.
+pub fn scored_instant(why: &str) -> Option<&str> {
+    let at = why.find("scored ")? + "scored ".len();
+    why.get(at..at + 24)
 }

@@ -2,14 +2,15 @@
 //! over real gRPC with per-row errors, exports drift on /metrics and gives
 //! the same scores as scoring in process; scores ingested as derived records
 //! feed segments, explain and replay; and a node keeps them live through
-//! the model service.
+//! the model service (refreshes between rounds: `score_refresh.rs`).
 
 use anyhow::{Context, Result, bail};
 use liveseg_core::features::{FEATURE_COUNT, FEATURE_SET};
 use liveseg_proto::pb;
 use liveseg_proto::pb::propensity_service_client::PropensityServiceClient;
 use liveseg_tests::models::{
-    Fixture, liveseg, member_ids, ok, on_node, replayed_members, serve_models,
+    Fixture, SCORE_SEGMENT, liveseg, member_ids, ok, on_node, replayed_members, scoring_node,
+    serve_models,
 };
 use std::time::Duration;
 
@@ -162,17 +163,6 @@ async fn model_service_scores_refuses_bad_rows_and_watches_drift() -> Result<()>
     Ok(())
 }
 
-const SCORE_SEGMENT: &str = r#"
-- key: likely_clickers
-  name: Likely clickers
-  entity: contact
-  condition: {score: {target: click_7d, at_least: 0.1}}
-- key: top_decile_clickers
-  name: Top decile clickers
-  entity: contact
-  condition: {score: {target: click_7d, top_percent: 10}}
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scores_ingested_as_records_feed_segments_explain_and_replay() -> Result<()> {
     let f = Fixture::new()?;
@@ -275,176 +265,6 @@ async fn scores_ingested_as_records_feed_segments_explain_and_replay() -> Result
     ])?;
     let summary: serde_json::Value = serde_json::from_slice(&again.stdout)?;
     assert_eq!(summary["accepted"], 0, "{summary}");
-    Ok(())
-}
-
-/// A node scoring through `model` every `every` (refresh 1s), its clock
-/// at the end of the history, with SCORE_SEGMENT applied and the history
-/// ingested; then the clock moves a second on, so the next full round
-/// scores every contact on its whole history (scores made while the
-/// history streamed in are stamped at the first instant, one per contact
-/// and instant).
-async fn scoring_node(
-    f: &Fixture,
-    model: &str,
-    every: &str,
-    extra: &[&str],
-) -> Result<(liveseg_tests::Node, String)> {
-    let defs = f.dir.path().join("defs.yaml");
-    std::fs::write(&defs, SCORE_SEGMENT)?;
-    let defs = defs.display().to_string();
-    let data = f.dir.path().join("node");
-    let mut flags = vec![
-        "--score-every",
-        every,
-        "--score-refresh",
-        "1s",
-        "--scoring-server",
-        model,
-        "--clock",
-        "manual:2026-11-01T00:00:00Z",
-    ];
-    flags.extend_from_slice(extra);
-    let node = liveseg_tests::Node::start(&data, &flags).await?;
-    on_node(&node, &["segments", "apply", "--file", &defs])?;
-    on_node(&node, &["ingest", &f.events()])?;
-    node.settle().await?;
-    node.admin()
-        .await?
-        .advance_clock(pb::AdvanceClockRequest {
-            to: "2026-11-01T00:00:01Z".into(),
-        })
-        .await?;
-    Ok((node, defs))
-}
-
-/// The `scored <instant>` part of an explanation.
-fn scored_instant(why: &str) -> Option<&str> {
-    let at = why.find("scored ")? + "scored ".len();
-    why.get(at..at + 24)
-}
-
-/// The distinct contacts `account` holds in a Segment-Spec history.
-fn contacts_of(events: &str, account: &str) -> Result<usize> {
-    let mut ids = std::collections::HashSet::new();
-    for line in std::fs::read_to_string(events)?.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        // A group event's own groupId wins over its context's.
-        let group = v["groupId"].as_str().or(v["context"]["groupId"].as_str());
-        if let (Some(user), Some(account_id)) = (v["userId"].as_str(), group)
-            && account_id == account
-        {
-            ids.insert(user.to_string());
-        }
-    }
-    Ok(ids.len())
-}
-
-/// The node's /metrics page once `ready` holds for it.
-async fn metrics_when(
-    node: &liveseg_tests::Node,
-    what: &str,
-    ready: impl Fn(&str) -> bool,
-) -> Result<String> {
-    liveseg_tests::poll(Duration::from_secs(60), what, || {
-        let addr = node.addr.clone();
-        let ready = &ready;
-        async move {
-            let m = liveseg_tests::http_get(&addr, "/metrics").await.ok()?;
-            ready(&m).then_some(m)
-        }
-    })
-    .await
-    .with_context(|| node.log_tail())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_contacts_new_events_rescore_it_before_the_next_full_round() -> Result<()> {
-    let f = Fixture::new()?;
-    f.train(&["--target", "click_7d", "--activate"])?;
-    let model = serve_models(&f.registry(), f.dir.path()).await?;
-    // No full round after the tenant's first ranking (it comes as soon as
-    // the tenant has contacts): only refreshes rescore anyone here.
-    let (node, _) = scoring_node(&f, &model.url, "1h", &[]).await?;
-    let figure = |m: &str, name: &str| liveseg_tests::metric_value(m, name);
-    const FULL_ROWS: &str = r#"liveseg_scorer_rows_total{kind="full"}"#;
-    const REFRESH_ROWS: &str = r#"liveseg_scorer_rows_total{kind="refresh"}"#;
-    const REFRESHES: &str = "liveseg_scorer_refreshes_total";
-    // Ranked, and every account the ingest touched rescored: two refresh
-    // passes ended after the settle (touches are noted once applied).
-    let m = liveseg_tests::http_get(&node.addr, "/metrics").await?;
-    let refreshes = figure(&m, REFRESHES);
-    let m = metrics_when(&node, "the ingest's accounts refreshed", |m| {
-        figure(m, FULL_ROWS) > 0.0 && figure(m, REFRESHES) >= refreshes + 2.0
-    })
-    .await?;
-    let (full_rows, refresh_rows) = (figure(&m, FULL_ROWS), figure(&m, REFRESH_ROWS));
-    // Two members of different accounts, and when each was scored.
-    let all = liveseg_tests::all_members(&node, "likely_clickers").await?;
-    let (_, busy, busy_account) = all.first().context("a member")?.clone();
-    let (_, quiet, _) = all
-        .iter()
-        .find(|(_, _, a)| *a != busy_account)
-        .context("a member of another account")?
-        .clone();
-    let scored_at = |contact: &str| -> Result<String> {
-        let why = on_node(&node, &["explain", contact, "likely_clickers"])?;
-        scored_instant(&why)
-            .map(str::to_string)
-            .with_context(|| format!("no score in: {why}"))
-    };
-    let quiet_scored = scored_at(&quiet)?;
-    node.admin()
-        .await?
-        .advance_clock(pb::AdvanceClockRequest {
-            to: "2026-11-01T00:00:05Z".into(),
-        })
-        .await?;
-    // A burst of clicks for one contact moves its click score.
-    let mut lines = String::new();
-    for i in 0..6 {
-        for (event, minute) in [
-            ("Email Delivered", 10),
-            ("Email Opened", 20),
-            ("Email Link Clicked", 30),
-        ] {
-            lines.push_str(&format!(
-                "{{\"type\":\"track\",\"messageId\":\"refresh-{i}-{minute}\",\"timestamp\":\"2026-10-31T1{i}:{minute}:00Z\",\"userId\":\"{busy}\",\"event\":\"{event}\",\"properties\":{{\"email_id\":\"em_refresh_{i}\"}},\"context\":{{\"groupId\":\"{busy_account}\"}}}}\n"
-            ));
-        }
-    }
-    let burst = f.dir.path().join("burst.jsonl");
-    std::fs::write(&burst, lines)?;
-    let ingested = on_node(&node, &["ingest", &burst.display().to_string()])?;
-    let applied = node.settle().await?;
-    let why = liveseg_tests::poll(Duration::from_secs(30), "a refreshed score", || {
-        let node = &node;
-        let busy = busy.clone();
-        async move {
-            let why = on_node(node, &["explain", &busy, "likely_clickers"]).ok()?;
-            (scored_instant(&why)?.starts_with("2026-11-01T00:00:05")).then_some(why)
-        }
-    })
-    .await
-    .with_context(|| format!("{ingested}\n{applied:?}\n{}", node.log_tail()))?;
-    assert!(why.contains("P(click_7d)"), "{why}");
-    // Once any further refresh would have run: the refreshes asked the
-    // model service about the busy account's contacts only, and once; no
-    // full round ran; and the other account's contact kept its score.
-    let m = liveseg_tests::http_get(&node.addr, "/metrics").await?;
-    let refreshes = figure(&m, REFRESHES);
-    let m = metrics_when(&node, "two more refreshes", |m| {
-        figure(m, REFRESHES) >= refreshes + 2.0
-    })
-    .await?;
-    let sent = figure(&m, REFRESH_ROWS) - refresh_rows;
-    let in_account = contacts_of(&f.events(), &busy_account)?;
-    assert!(
-        sent >= 1.0 && sent <= in_account as f64,
-        "the refreshes sent {sent} rows; {busy_account} holds {in_account} contacts"
-    );
-    assert_eq!(figure(&m, FULL_ROWS), full_rows, "no full round ran");
-    assert_eq!(scored_at(&quiet)?, quiet_scored);
     Ok(())
 }
 

@@ -173,8 +173,14 @@ pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::Join
                         Err(e) => Err(e),
                     };
                     if let Err(e) = scored {
-                        tracing::warn!(tenant = %tenant.id, error = %e, "scoring round failed");
+                        tracing::warn!(tenant = %tenant.id, error = %e, "scoring pass failed; its accounts are retried");
+                        metrics::counter!("liveseg_scorer_failures_total").increment(1);
                         failed = true;
+                        // The next refresh tries them again: a full round
+                        // may be `every` away, and a model service that
+                        // restarted must not cost the touches it missed.
+                        let keys = touched.into_iter().map(|a| (tenant.id.clone(), a));
+                        rt.registry.note_touched(keys.collect());
                     }
                 }
             }
