@@ -138,6 +138,17 @@ pub struct ModelProc {
     pub url: String,
 }
 
+impl ModelProc {
+    /// Sends `sig` (as `kill` spells it: `-STOP`, `-CONT`) to the process.
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        let pid = self.child.id().to_string();
+        if !Command::new("kill").args([sig, &pid]).status()?.success() {
+            bail!("kill {sig} {pid} failed");
+        }
+        Ok(())
+    }
+}
+
 impl Drop for ModelProc {
     fn drop(&mut self) {
         let _ = self.child.kill();

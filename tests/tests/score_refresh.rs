@@ -1,7 +1,7 @@
 //! The live scorer between full rounds: a contact's new events rescore its
 //! account within about a second, and only its account; and a refresh the
-//! model service failed is retried once the service is back, instead of
-//! waiting for the next full round.
+//! model service failed (gone, or hung past `--score-timeout`) is retried
+//! once the service is back, instead of waiting for the next full round.
 
 use anyhow::{Context, Result};
 use liveseg_proto::pb;
@@ -68,8 +68,8 @@ async fn after_two_refreshes(node: &Node) -> Result<String> {
 /// soon as the tenant has contacts), so only refreshes rescore anyone
 /// after it; returned once the accounts the history touched are
 /// refreshed, with its /metrics then.
-async fn refreshing_node(f: &Fixture, model: &ModelProc) -> Result<(Node, String)> {
-    let (node, _) = scoring_node(f, &model.url, "1h", &[]).await?;
+async fn refreshing_node(f: &Fixture, model: &ModelProc, extra: &[&str]) -> Result<(Node, String)> {
+    let (node, _) = scoring_node(f, &model.url, "1h", extra).await?;
     let ranked = metrics_when(&node, "the tenant's first ranking", |m| {
         figure(m, FULL_ROWS) > 0.0
     });
@@ -154,7 +154,7 @@ async fn a_contacts_new_events_rescore_it_before_the_next_full_round() -> Result
     let f = Fixture::new()?;
     f.train(&["--target", "click_7d", "--activate"])?;
     let model = serve_models(&f.registry(), f.dir.path()).await?;
-    let (node, m) = refreshing_node(&f, &model).await?;
+    let (node, m) = refreshing_node(&f, &model, &[]).await?;
     let (full_rows, refresh_rows) = (figure(&m, FULL_ROWS), figure(&m, REFRESH_ROWS));
     let [busy, quiet] = members_of_two_accounts(&node).await?;
     let quiet_scored = scored_at(&node, &quiet.0)?;
@@ -183,7 +183,7 @@ async fn a_refresh_the_model_service_failed_is_retried_once_it_is_back() -> Resu
     f.train(&["--target", "click_7d", "--activate"])?;
     let model = serve_models(&f.registry(), f.dir.path()).await?;
     let listen = model.url.trim_start_matches("http://").to_string();
-    let (node, m) = refreshing_node(&f, &model).await?;
+    let (node, m) = refreshing_node(&f, &model, &[]).await?;
     let full_rows = figure(&m, FULL_ROWS);
     let [busy, _] = members_of_two_accounts(&node).await?;
 
@@ -198,6 +198,28 @@ async fn a_refresh_the_model_service_failed_is_retried_once_it_is_back() -> Resu
     // Back where it was: the next refresh scores the account it failed on,
     // with no full round for an hour.
     let _model = serve_models_on(&f.registry(), f.dir.path(), &listen).await?;
+    rescored(&node, &busy.0, Duration::from_secs(60)).await?;
+    let m = liveseg_tests::http_get(&node.addr, "/metrics").await?;
+    assert_eq!(figure(&m, FULL_ROWS), full_rows, "no full round ran");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_model_service_fails_the_pass_and_its_accounts_are_retried() -> Result<()> {
+    let f = Fixture::new()?;
+    f.train(&["--target", "click_7d", "--activate"])?;
+    let model = serve_models(&f.registry(), f.dir.path()).await?;
+    let (node, m) = refreshing_node(&f, &model, &["--score-timeout", "2s"]).await?;
+    let full_rows = figure(&m, FULL_ROWS);
+    let [busy, _] = members_of_two_accounts(&node).await?;
+
+    // The model service is stopped when the burst's refresh asks it: the
+    // call times out instead of holding the scorer until SIGCONT.
+    model.signal("-STOP")?;
+    click_burst(&f, &node, &busy, BURST_AT).await?;
+    let failed = metrics_when(&node, "a timed-out refresh", |m| figure(m, FAILURES) >= 1.0).await;
+    model.signal("-CONT")?;
+    failed?;
     rescored(&node, &busy.0, Duration::from_secs(60)).await?;
     let m = liveseg_tests::http_get(&node.addr, "/metrics").await?;
     assert_eq!(figure(&m, FULL_ROWS), full_rows, "no full round ran");

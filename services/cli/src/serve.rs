@@ -97,6 +97,10 @@ pub struct ServeArgs {
     /// received events this often (0s: only the full rounds).
     #[arg(long, env = "LIVESEG_SCORE_REFRESH", value_parser = parse_duration_or_zero, value_name = "DURATION", default_value = "1s")]
     pub score_refresh: Duration,
+    /// Longest wait for one Score call of the live scorer: a model service
+    /// that hangs fails the pass, whose accounts the next refresh retries.
+    #[arg(long, env = "LIVESEG_SCORE_TIMEOUT", value_parser = parse_duration, value_name = "DURATION", default_value = "30s")]
+    pub score_timeout: Duration,
     /// Match the scores this node served to the outcomes that matured
     /// since and export their calibration per model version on /metrics,
     /// this often [default: 1h with --score-every, else off; 0s: off].
@@ -165,6 +169,7 @@ impl ServeArgs {
                 every,
                 min_change: self.score_min_change,
                 refresh: self.score_refresh,
+                timeout: self.score_timeout,
             });
         }
         let calibration_every = match self.calibration_every {

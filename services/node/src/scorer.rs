@@ -40,7 +40,7 @@ use liveseg_proto::pb::propensity_service_client::PropensityServiceClient;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 /// Rows per Score call.
 const BATCH: usize = 2_000;
@@ -55,6 +55,23 @@ pub struct ScoringConfig {
     /// Between full rounds, accounts that received events are rescored this
     /// often (ranked against the last full round); zero: full rounds only.
     pub refresh: Duration,
+    /// Longest wait for one Score call: a hung model service fails the
+    /// pass (its accounts are retried) instead of stalling every tenant.
+    pub timeout: Duration,
+}
+
+/// A client of the model service's `PropensityService` with the pass's
+/// deadlines.
+async fn connect(config: &ScoringConfig) -> Result<PropensityServiceClient<Channel>, String> {
+    let channel = Endpoint::from_shared(config.server.clone())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(config.timeout)
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(PropensityServiceClient::new(channel))
 }
 
 /// Per tenant and target, the probabilities of the last full round,
@@ -128,7 +145,7 @@ pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::Join
             tick.tick().await;
             let Some(inner) = inner.upgrade() else { return };
             if client.is_none() {
-                match PropensityServiceClient::connect(config.server.clone()).await {
+                match connect(&config).await {
                     Ok(c) => client = Some(c),
                     Err(e) => {
                         tracing::warn!(server = %config.server, error = %e, "scorer cannot reach the model service");
