@@ -190,10 +190,21 @@ pub async fn serve_models_on(registry: &str, dir: &Path, listen: &str) -> Result
         url: String::new(),
     };
     let addr = crate::poll(Duration::from_secs(30), "the address file", || {
+        // One that exited (its port taken, say) would never write it.
+        let exited = proc.child.try_wait().ok().flatten();
         let a = std::fs::read_to_string(&addr_file).ok();
-        async move { a.filter(|a| !a.is_empty()) }
+        async move {
+            match exited {
+                Some(status) => Some(Err(status)),
+                None => a.filter(|a| !a.is_empty()).map(Ok),
+            }
+        }
     })
-    .await?;
+    .await?
+    .map_err(|status| {
+        let log = std::fs::read_to_string(dir.join("model.log")).unwrap_or_default();
+        anyhow::anyhow!("the model service exited ({status}): {log}")
+    })?;
     proc.url = format!("http://{addr}");
     Ok(proc)
 }

@@ -60,6 +60,37 @@ pub struct ScoringConfig {
     pub timeout: Duration,
 }
 
+/// Why a tenant's scoring pass failed.
+struct PassError {
+    message: String,
+    /// The model service did not answer (down, restarting, or slower than
+    /// the timeout): the tick stops there instead of waiting on it again
+    /// for every other tenant, and reconnects at the next.
+    unreachable: bool,
+}
+
+impl From<String> for PassError {
+    fn from(message: String) -> Self {
+        PassError {
+            message,
+            unreachable: false,
+        }
+    }
+}
+
+impl PassError {
+    fn of_call(target: Target, status: tonic::Status) -> Self {
+        use tonic::Code;
+        PassError {
+            message: format!("{}: {}", target.name(), status.message()),
+            unreachable: matches!(
+                status.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+            ),
+        }
+    }
+}
+
 /// A client of the model service's `PropensityService` with the pass's
 /// deadlines.
 async fn connect(config: &ScoringConfig) -> Result<PropensityServiceClient<Channel>, String> {
@@ -149,6 +180,8 @@ pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::Join
                     Ok(c) => client = Some(c),
                     Err(e) => {
                         tracing::warn!(server = %config.server, error = %e, "scorer cannot reach the model service");
+                        metrics::counter!("liveseg_scorer_failures_total", "stage" => "connect")
+                            .increment(1);
                         continue;
                     }
                 }
@@ -156,8 +189,8 @@ pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::Join
             let Some(c) = client.as_mut() else { continue };
             let started = std::time::Instant::now();
             let full = last_full.is_none_or(|t| t.elapsed() >= config.every);
-            let mut failed = false;
-            for rt in runtimes(&inner) {
+            let (mut failed, mut unreachable) = (false, false);
+            'tick: for rt in runtimes(&inner) {
                 rt.registry.track_touched();
                 for tenant in rt.tenants.all() {
                     let targets = tenant.set().score_targets.clone();
@@ -187,17 +220,23 @@ pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::Join
                             };
                             score_rows(&inner, &round, rows, &config, c, &mut reference).await
                         }
-                        Err(e) => Err(e),
+                        Err(e) => Err(PassError::from(e)),
                     };
                     if let Err(e) = scored {
-                        tracing::warn!(tenant = %tenant.id, error = %e, "scoring pass failed; its accounts are retried");
-                        metrics::counter!("liveseg_scorer_failures_total").increment(1);
+                        tracing::warn!(tenant = %tenant.id, error = %e.message, "scoring pass failed; its accounts are retried");
+                        metrics::counter!("liveseg_scorer_failures_total", "stage" => "pass")
+                            .increment(1);
                         failed = true;
                         // The next refresh tries them again: a full round
                         // may be `every` away, and a model service that
                         // restarted must not cost the touches it missed.
                         let keys = touched.into_iter().map(|a| (tenant.id.clone(), a));
                         rt.registry.note_touched(keys.collect());
+                        if e.unreachable {
+                            // Tenants not reached keep their touches.
+                            unreachable = true;
+                            break 'tick;
+                        }
                     }
                 }
             }
@@ -205,13 +244,19 @@ pub fn spawn(inner: Weak<NodeInner>, config: ScoringConfig) -> tokio::task::Join
                 // Reconnect next round: the service may have restarted.
                 client = None;
             }
-            if full {
-                last_full = Some(started);
-                metrics::histogram!("liveseg_scorer_round_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                metrics::counter!("liveseg_scorer_rounds_total").increment(1);
-            } else {
-                metrics::counter!("liveseg_scorer_refreshes_total").increment(1);
+            match (full, unreachable) {
+                // Not a round: the next tick that reaches the service
+                // starts it again, rather than `every` later.
+                (true, true) => {}
+                (true, false) => {
+                    last_full = Some(started);
+                    metrics::histogram!("liveseg_scorer_round_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::counter!("liveseg_scorer_rounds_total").increment(1);
+                }
+                (false, _) => {
+                    metrics::counter!("liveseg_scorer_refreshes_total").increment(1);
+                }
             }
         }
     })
@@ -311,7 +356,7 @@ async fn score_rows(
     config: &ScoringConfig,
     client: &mut PropensityServiceClient<Channel>,
     reference: &mut Reference,
-) -> Result<(), String> {
+) -> Result<(), PassError> {
     let (tenant, targets) = (round.tenant, round.targets);
     if rows.is_empty() {
         return Ok(());
@@ -343,7 +388,7 @@ async fn score_rows(
                     top_contributions: TOP_KEPT as u32,
                 })
                 .await
-                .map_err(|s| format!("{}: {}", target.name(), s.message()))?
+                .map_err(|s| PassError::of_call(*target, s))?
                 .into_inner();
             if reply.scores.len() != chunk.len() {
                 return Err(format!(
@@ -351,7 +396,8 @@ async fn score_rows(
                     target.name(),
                     reply.scores.len(),
                     chunk.len()
-                ));
+                )
+                .into());
             }
             // The load the scorer puts on the model service, by kind of
             // pass: a refresh should send only the touched accounts.
