@@ -64,19 +64,35 @@ async fn after_two_refreshes(node: &Node) -> Result<String> {
     .await
 }
 
-/// A node scoring the history through a model service whose only full
-/// round is the tenant's first ranking (`--score-every 1h`, which comes as
-/// soon as the tenant has contacts), so only refreshes rescore anyone
-/// after it; returned once the accounts the history touched are
-/// refreshed, with its /metrics then.
-async fn refreshing_node(f: &Fixture, model: &ModelProc, extra: &[&str]) -> Result<(Node, String)> {
-    let (node, _) = scoring_node(f, &model.url, "1h", extra).await?;
+/// A trained click model, its model service, and a node scoring the
+/// history through it; `before` is the node's /metrics once ready.
+struct Refreshing {
+    f: Fixture,
+    model: ModelProc,
+    node: Node,
+    before: String,
+}
+
+/// The node's only full round is the tenant's first ranking
+/// (`--score-every 1h`, which comes as soon as the tenant has contacts),
+/// so only refreshes rescore anyone after it; ready once the accounts the
+/// history touched are refreshed.
+async fn refreshing_node(extra: &[&str]) -> Result<Refreshing> {
+    let f = Fixture::new()?;
+    f.train(&["--target", "click_7d", "--activate"])?;
+    let model = serve_models(&f.registry(), f.dir.path()).await?;
+    let (node, _) = scoring_node(&f, &model.url, "1h", extra).await?;
     let ranked = metrics_when(&node, "the tenant's first ranking", |m| {
         figure(m, FULL_ROWS) > 0.0
     });
     ranked.await?;
-    let m = after_two_refreshes(&node).await?;
-    Ok((node, m))
+    let before = after_two_refreshes(&node).await?;
+    Ok(Refreshing {
+        f,
+        model,
+        node,
+        before,
+    })
 }
 
 /// Asserts no full round ran (or started) since `before` was read.
@@ -163,10 +179,13 @@ async fn rescored(node: &Node, contact: &str, deadline: Duration) -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contacts_new_events_rescore_it_before_the_next_full_round() -> Result<()> {
-    let f = Fixture::new()?;
-    f.train(&["--target", "click_7d", "--activate"])?;
-    let model = serve_models(&f.registry(), f.dir.path()).await?;
-    let (node, before) = refreshing_node(&f, &model, &[]).await?;
+    // (Bound, so the model service lives to the end.)
+    let Refreshing {
+        f,
+        model: _model,
+        node,
+        before,
+    } = refreshing_node(&[]).await?;
     let refresh_rows = figure(&before, REFRESH_ROWS);
     let [busy, quiet] = members_of_two_accounts(&node).await?;
     let quiet_scored = scored_at(&node, &quiet.0)?;
@@ -191,11 +210,13 @@ async fn a_contacts_new_events_rescore_it_before_the_next_full_round() -> Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_the_model_service_failed_is_retried_once_it_is_back() -> Result<()> {
-    let f = Fixture::new()?;
-    f.train(&["--target", "click_7d", "--activate"])?;
-    let model = serve_models(&f.registry(), f.dir.path()).await?;
+    let Refreshing {
+        f,
+        model,
+        node,
+        before,
+    } = refreshing_node(&[]).await?;
     let listen = model.url.trim_start_matches("http://").to_string();
-    let (node, before) = refreshing_node(&f, &model, &[]).await?;
     let [busy, _] = members_of_two_accounts(&node).await?;
 
     // The model service is gone when the burst's refresh asks it.
@@ -217,10 +238,12 @@ async fn a_refresh_the_model_service_failed_is_retried_once_it_is_back() -> Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_model_service_fails_the_pass_and_its_accounts_are_retried() -> Result<()> {
-    let f = Fixture::new()?;
-    f.train(&["--target", "click_7d", "--activate"])?;
-    let model = serve_models(&f.registry(), f.dir.path()).await?;
-    let (node, before) = refreshing_node(&f, &model, &["--score-timeout", "2s"]).await?;
+    let Refreshing {
+        f,
+        model,
+        node,
+        before,
+    } = refreshing_node(&["--score-timeout", "2s"]).await?;
     let [busy, _] = members_of_two_accounts(&node).await?;
 
     // The model service is stopped when the burst's refresh asks it: the
